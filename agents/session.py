@@ -1,0 +1,249 @@
+"""A conversation between the user and the personas.
+
+Routing: ``@coder ...`` goes to the coder, ``@coder @critic ...`` to both, ``@all ...`` to
+everyone, anything else to the default persona. Workflows: ``parallel`` (the addressed
+personas answer concurrently) and ``pipeline`` (in order, each sees the earlier answers).
+Each persona keeps its own chat history. A watcher (the sentinel) may ask for a hidden
+correction turn or halt the turn; the session only knows the small ``Watcher`` protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agents.engine import EngineError, Message
+from agents.events import Event, TokenReceived, TurnEnded, TurnStarted, VerdictRaised
+from agents.persona import Persona
+
+_MENTION = re.compile(r"(?<![\w@])@([A-Za-z_][\w-]*)")
+
+
+class UnknownPersonaError(ValueError):
+    """A message addressed a persona that the config does not define."""
+
+
+class Watcher(Protocol):
+    """What the session needs from a sentinel monitor (see ``sentinel.monitor.Monitor``)."""
+
+    halt: asyncio.Event
+
+    def start(self) -> None: ...
+
+    def feed(self, piece: str) -> None: ...
+
+    async def finish(self, corrections_used: int = 0) -> Any: ...  # -> Decision
+
+    async def cancel(self) -> None: ...
+
+
+WatcherFactory = Callable[[Persona, Callable[[Any], Awaitable[None]]], Watcher]
+Listener = Callable[[Event], Awaitable[None]]
+
+
+@dataclass
+class TurnResult:
+    persona: str
+    text: str
+    tokens: int
+    status: str
+    code: str | None = None
+    corrections: int = 0
+    verdicts: list = field(default_factory=list)
+
+
+def parse_mentions(text: str, personas: list[str], default: str) -> tuple[list[str], str]:
+    """Return (addressed personas in config order, message without the mentions)."""
+    names = [m.group(1) for m in _MENTION.finditer(text)]
+    if not names:
+        return [default], text.strip()
+    wanted: list[str] = []
+    for name in names:
+        if name == "all":
+            wanted = list(personas)
+            continue
+        if name not in personas:
+            raise UnknownPersonaError(
+                f"unknown persona @{name} (expected one of: {', '.join(personas)}, all)"
+            )
+        if name not in wanted:
+            wanted.append(name)
+    ordered = [p for p in personas if p in wanted]
+    return ordered, _MENTION.sub("", text).strip()
+
+
+class Session:
+    def __init__(
+        self,
+        personas: dict[str, Persona],
+        pool: Any,  # agents.pool.pool.ModelPool (anything with .generate)
+        *,
+        default_persona: str,
+        workflow: str = "pipeline",
+        watcher_factory: WatcherFactory | None = None,
+        listener: Listener | None = None,
+        n_ctx: dict[str, int] | None = None,
+        priority: str = "interactive",
+        seed: int | None = None,
+    ) -> None:
+        self.personas = personas
+        self.pool = pool
+        self.default_persona = default_persona
+        self.workflow = workflow
+        self.watcher_factory = watcher_factory
+        self.listener = listener
+        self.n_ctx = n_ctx or {}
+        self.priority = priority
+        self.seed = seed
+        self.histories: dict[str, list[Message]] = {
+            name: [{"role": "system", "content": p.system_prompt}] for name, p in personas.items()
+        }
+        self._turn_ids = itertools.count(1)
+
+    async def _emit(self, event: Event) -> None:
+        if self.listener is not None:
+            await self.listener(event)
+
+    def route(self, text: str) -> tuple[list[str], str]:
+        return parse_mentions(text, list(self.personas), self.default_persona)
+
+    async def send(
+        self, text: str, *, workflow: str | None = None, cancel: asyncio.Event | None = None
+    ) -> list[TurnResult]:
+        """Deliver one user message; returns each addressed persona's final answer."""
+        targets, body = self.route(text)
+        flow = workflow or self.workflow
+        if flow == "parallel" or len(targets) == 1:
+            return list(
+                await asyncio.gather(*(self._answer(p, body, cancel) for p in targets))
+            )
+        results: list[TurnResult] = []
+        for i, name in enumerate(targets):
+            if i + 1 < len(targets) and hasattr(self.pool, "prefetch"):
+                nxt = self.personas[targets[i + 1]].model
+                asyncio.ensure_future(self.pool.prefetch(nxt))
+            prompt = body
+            if results:
+                earlier = "\n\n".join(
+                    f"The {r.persona} answered:\n{r.text}" for r in results if r.text
+                )
+                prompt = f"{body}\n\n{earlier}" if earlier else body
+            results.append(await self._answer(name, prompt, cancel))
+            if cancel is not None and cancel.is_set():
+                break
+        return results
+
+    def _trimmed(self, name: str) -> list[Message]:
+        """The persona's history, oldest exchanges dropped to fit its context window."""
+        persona = self.personas[name]
+        history = self.histories[name]
+        budget = max(512, (self.n_ctx.get(persona.model, 2048) - persona.max_tokens) * 3)
+        system, rest = history[0], history[1:]
+        kept: list[Message] = []
+        used = len(system["content"])
+        for message in reversed(rest):
+            used += len(message["content"])
+            if used > budget and kept:
+                break
+            kept.append(message)
+        return [system, *reversed(kept)]
+
+    async def _answer(self, name: str, prompt: str, cancel: asyncio.Event | None) -> TurnResult:
+        """One persona's turn, including hidden correction turns asked for by the watcher."""
+        persona = self.personas[name]
+        corrections = 0
+        hidden = False
+        all_verdicts: list = []
+        while True:
+            self.histories[name].append({"role": "user", "content": prompt})
+            result, decision = await self._one_pass(persona, prompt, hidden, corrections, cancel)
+            self.histories[name].append({"role": "assistant", "content": result.text})
+            all_verdicts.extend(result.verdicts)
+            if decision is None or decision.action == "pass" or result.status != "done":
+                break
+            if decision.action == "halt":
+                result.status, result.code = "halted", decision.code
+                break
+            corrections += 1
+            prompt, hidden = decision.correction, True
+        result.corrections = corrections
+        result.verdicts = all_verdicts
+        return result
+
+    async def _one_pass(
+        self,
+        persona: Persona,
+        prompt: str,
+        hidden: bool,
+        corrections: int,
+        cancel: asyncio.Event | None,
+    ) -> tuple[TurnResult, Any]:
+        turn_id = next(self._turn_ids)
+        await self._emit(TurnStarted(turn_id, persona.name, prompt, hidden))
+        verdicts: list = []
+
+        async def on_verdict(verdict: Any) -> None:
+            verdicts.append(verdict)
+            await self._emit(VerdictRaised(turn_id, persona.name, verdict))
+
+        watcher = self.watcher_factory(persona, on_verdict) if self.watcher_factory else None
+        stop = asyncio.Event()
+        relay = asyncio.ensure_future(_relay(cancel, watcher, stop))
+        text, tokens, status, code, detail = "", 0, "done", None, ""
+        if watcher:
+            watcher.start()
+        try:
+            async for piece in self.pool.generate(
+                persona.name,
+                persona.model,
+                self._trimmed(persona.name),
+                persona.sampling(self.seed),
+                stop,
+                self.priority,
+            ):
+                offset = len(text)
+                text += piece
+                tokens += 1
+                if watcher:
+                    watcher.feed(piece)
+                await self._emit(TokenReceived(turn_id, persona.name, piece, offset))
+        except EngineError as exc:
+            status, code, detail = "error", "E_ENGINE", str(exc)
+        except Exception as exc:  # the pool's busy / never-fits errors end this turn only
+            status, code, detail = "error", type(exc).__name__, str(exc)
+        finally:
+            relay.cancel()
+        if stop.is_set() and status == "done":
+            user_cancelled = cancel is not None and cancel.is_set()
+            status = "cancelled" if user_cancelled else "halted"
+        decision = None
+        if watcher:
+            decision = await watcher.finish(corrections)
+            if status == "halted" and decision.action != "halt":
+                decision.action = "halt"
+            if decision.action == "halt":
+                status, code = "halted", decision.code
+        await self._emit(TurnEnded(turn_id, persona.name, text, tokens, status, code, detail))
+        result = TurnResult(persona.name, text, tokens, status, code, verdicts=verdicts)
+        return result, decision
+
+
+async def _relay(cancel: asyncio.Event | None, watcher: Any, stop: asyncio.Event) -> None:
+    """Stop generation when the user cancels or the watcher raises a critical verdict."""
+    waits = []
+    if cancel is not None:
+        waits.append(asyncio.ensure_future(cancel.wait()))
+    if watcher is not None:
+        waits.append(asyncio.ensure_future(watcher.halt.wait()))
+    if not waits:
+        return
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+    finally:
+        for w in waits:
+            w.cancel()

@@ -1,0 +1,41 @@
+"""Typed settings the agents layer runs on (built from config.toml by ``hermes_tui.config``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model the pool can load: a local GGUF, or a remote OpenAI-compatible endpoint."""
+
+    name: str
+    path: Path | None = None  # local GGUF (resolved, exists)
+    n_ctx: int = 2048
+    n_gpu_layers: int = 0
+    chat_format: str | None = None
+    device: str = "cpu"
+    tensor_split: tuple[float, ...] = ()
+    url: str | None = None  # remote endpoint base URL, e.g. http://127.0.0.1:8080/v1
+    remote_model: str | None = None
+    api_key_env: str | None = None
+    max_concurrency: int = 1
+    keep_alive_s: float = 300.0
+
+    @property
+    def remote(self) -> bool:
+        return self.url is not None
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    name: str
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    queue_size: int = 16
+    slice_tokens: int = 32
+    devices: tuple[DeviceSpec, ...] = field(default_factory=tuple)

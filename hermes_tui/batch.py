@@ -1,0 +1,163 @@
+"""Batch mode: run a scripted session headless and write JSONL events.
+
+A script is TOML (``title``, ``workflow``, ``[[turn]] to = ..., text = ...``) or JSONL (one
+``{"to": ..., "text": ...}`` per line). Exit codes: 0 done, 1 a critical verdict or halt,
+2 usage or config error, 3 runtime failure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from agents.events import Event, TurnEnded, TurnStarted, VerdictRaised
+from agents.session import UnknownPersonaError
+from hermes_tui.config import Config, tomllib
+
+EXIT_OK, EXIT_CRITICAL, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+MAX_SCRIPT_BYTES = 10 * 2**20
+
+
+class ScriptError(Exception):
+    """A batch script problem, phrased as one line (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    to: list[str]  # persona names, or ["all"]
+    text: str
+
+
+@dataclass(frozen=True)
+class Script:
+    title: str
+    workflow: str | None
+    turns: list[Turn]
+
+
+def _turn(where: str, item: Any) -> Turn:
+    if not isinstance(item, dict):
+        raise ScriptError(f"{where}: expected a table with 'to' and 'text'")
+    unknown = set(item) - {"to", "text"}
+    if unknown:
+        raise ScriptError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected 'to', 'text')")
+    text = item.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ScriptError(f"{where}.text: expected a non-empty string")
+    to = item.get("to", [])
+    if isinstance(to, str):
+        to = [to]
+    if not isinstance(to, list) or not all(isinstance(t, str) and t for t in to):
+        raise ScriptError(f"{where}.to: expected a persona name, a list of names, or \"all\"")
+    return Turn(to=to, text=text)
+
+
+def parse_script(path: Path) -> Script:
+    """Read and check a batch script; raise ScriptError with one line on any problem."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScriptError(f"{path}: cannot read script: {exc.strerror}") from None
+    if len(raw) > MAX_SCRIPT_BYTES:
+        raise ScriptError(f"{path}: script is larger than {MAX_SCRIPT_BYTES // 2**20} MiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ScriptError(f"{path}: expected UTF-8 text, found invalid bytes") from None
+    if path.suffix in (".jsonl", ".json", ".ndjson"):
+        turns = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ScriptError(f"{path}: line {n}: invalid JSON: {exc.msg}") from None
+            turns.append(_turn(f"{path}: line {n}", item))
+        title, workflow = path.stem, None
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ScriptError(f"{path}: invalid TOML: {exc}") from None
+        unknown = set(data) - {"title", "workflow", "turn"}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ScriptError(f"{path}: {name}: unknown key (expected title, workflow, turn)")
+        title = data.get("title", path.stem)
+        if not isinstance(title, str):
+            raise ScriptError(f"{path}: title: expected a string")
+        workflow = data.get("workflow")
+        if workflow not in (None, "pipeline", "parallel"):
+            raise ScriptError(f"{path}: workflow: expected \"pipeline\" or \"parallel\"")
+        items = data.get("turn", [])
+        if not isinstance(items, list):
+            raise ScriptError(f"{path}: turn: expected [[turn]] tables")
+        turns = [_turn(f"{path}: turn[{i}]", item) for i, item in enumerate(items)]
+    if not turns:
+        raise ScriptError(f"{path}: no turns (expected at least one [[turn]] or JSON line)")
+    return Script(title=title, workflow=workflow, turns=turns)
+
+
+def check_personas(script: Script, config: Config, path: Path) -> None:
+    for i, turn in enumerate(script.turns):
+        for name in turn.to:
+            if name != "all" and name not in config.personas:
+                known = ", ".join(config.personas)
+                raise ScriptError(
+                    f"{path}: turn[{i}].to: unknown persona {name!r} "
+                    f"(expected one of: {known}, all)"
+                )
+
+
+def as_message(turn: Turn) -> str:
+    return " ".join(f"@{t}" for t in turn.to) + " " + turn.text
+
+
+class JsonlWriter:
+    """Writes batch events as JSON lines, flushed each line (a crash keeps what was written)."""
+
+    def __init__(self, out: IO[str], session_id: int) -> None:
+        self.out = out
+        self.session_id = session_id
+        self.critical = False
+        self.failed = False
+        self.progress = sys.stderr.isatty()
+        self._hidden: set[int] = set()
+
+    def write(self, record: dict) -> None:
+        self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    async def __call__(self, event: Event) -> None:
+        if isinstance(event, TurnStarted):
+            if event.hidden:
+                self._hidden.add(event.turn_id)
+            if self.progress:
+                kind = "correction for" if event.hidden else "turn:"
+                print(f"… {kind} {event.persona}", file=sys.stderr, flush=True)
+        elif isinstance(event, VerdictRaised):
+            v = event.verdict
+            self.critical |= v.severity == "critical"
+            self.write({"event": "verdict", "session": self.session_id, "persona": event.persona,
+                        **v.as_dict()})
+        elif isinstance(event, TurnEnded):
+            self.critical |= event.status == "halted"
+            self.failed |= event.status == "error"
+            record = {
+                "event": "message",
+                "session": self.session_id,
+                "persona": event.persona,
+                "text": event.text,
+                "tokens": event.tokens,
+                "status": event.status,
+                "hidden": event.turn_id in self._hidden,
+            }
+            if event.code:
+                record["code"] = event.code
+            if event.detail:
+                record["detail"] = event.detail
+            self.write(record)

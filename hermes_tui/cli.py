@@ -1,0 +1,290 @@
+"""The ``hermes`` command: chat (default), batch, log, review, plan, doctor, serve.
+
+Every expected failure is one line on stderr and an exit code (2 usage/config, 3 runtime);
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hermes_tui.batch import (
+    EXIT_CRITICAL,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    JsonlWriter,
+    ScriptError,
+    as_message,
+    check_personas,
+    parse_script,
+)
+from hermes_tui.config import ConfigError, load_config
+
+
+class Fail(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def friendly(fn):
+    """Turn the errors users can cause into one line + exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from hermes_tui.store import StoreError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, ScriptError) as exc:
+            click.echo(f"hermes: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        except StoreError as exc:
+            click.echo(f"hermes: {exc}", err=True)
+            sys.exit(EXIT_RUNTIME)
+        except Fail as exc:
+            click.echo(f"hermes: {exc}", err=True)
+            sys.exit(exc.code)
+        except KeyboardInterrupt:
+            click.echo("hermes: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="config.toml to use (default: $HERMES_CONFIG, ./config.toml, user config, packaged).",
+)
+db_option = click.option(
+    "--db", "db_path", type=click.Path(dir_okay=False), default=None, help="SQLite database file."
+)
+
+
+def _db(config_path: str | None, db_path: str | None, need_config: bool = False) -> Path:
+    from hermes_tui.store import default_db_path
+
+    if db_path:
+        return Path(db_path)
+    try:
+        config = load_config(config_path)
+    except ConfigError:
+        if need_config or config_path:
+            raise
+        return default_db_path()
+    return config.db_path or default_db_path()
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@config_option
+@db_option
+@click.version_option(package_name="hermes-tui")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, db_path: str | None) -> None:
+    """hermes: three LLM personas on your own hardware, watched by a sentinel.
+
+    With no command, opens the chat.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(chat, config_path=config_path, db_path=db_path)
+
+
+@main.command()
+@config_option
+@db_option
+@friendly
+def chat(config_path: str | None, db_path: str | None) -> None:
+    """Open the chat screen (the default command)."""
+    config = load_config(config_path)
+    from hermes_tui.app import run_chat
+
+    run_chat(config, Path(db_path) if db_path else None)
+
+
+@main.command()
+@click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
+@config_option
+@db_option
+@click.option("--out", default="-", help="Where JSONL events go (default: stdout).")
+@click.option("--seed", type=int, default=None, help="Sampling seed, for repeatable runs.")
+@click.option("--no-judge", is_flag=True, help="Run the deterministic checks only.")
+@friendly
+def batch(
+    script: Path,
+    config_path: str | None,
+    db_path: str | None,
+    out: str,
+    seed: int | None,
+    no_judge: bool,
+) -> None:
+    """Run a scripted session headless (TOML or JSONL SCRIPT); events as JSONL.
+
+    Exit codes: 0 done, 1 a critical verdict occurred, 2 usage or config error,
+    3 runtime failure.
+    """
+    config = load_config(config_path)
+    parsed = parse_script(script)
+    check_personas(parsed, config, script)
+    stream = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        code = asyncio.run(_run_batch(config, parsed, db_path, stream, seed, not no_judge))
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    sys.exit(code)
+
+
+async def _run_batch(config, script, db_path, stream, seed, judge) -> int:
+    from hermes_tui.runtime import Runtime
+
+    writer = JsonlWriter(stream, 0)
+    runtime = await Runtime.start(
+        config,
+        db_path=Path(db_path) if db_path else None,
+        mode="batch",
+        title=script.title,
+        listener=writer,
+        judge=judge,
+        seed=seed,
+    )
+    writer.session_id = runtime.session_id
+    writer.write(
+        {
+            "event": "session",
+            "session": runtime.session_id,
+            "title": script.title,
+            "workflow": script.workflow or config.workflow,
+            "db": str(runtime.store.path),
+            "config": str(config.path),
+        }
+    )
+    try:
+        for turn in script.turns:
+            await runtime.send(as_message(turn), workflow=script.workflow)
+    finally:
+        await runtime.close()
+    if writer.failed:
+        return EXIT_RUNTIME
+    return EXIT_CRITICAL if writer.critical else EXIT_OK
+
+
+@main.group(invoke_without_command=True)
+@config_option
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", default=50, show_default=True, help="How many sessions to list.")
+@click.pass_context
+@friendly
+def log(ctx, config_path, db_path, as_json: bool, limit: int) -> None:
+    """List past sessions (newest first); `hermes log show ID` prints one."""
+    ctx.ensure_object(dict)
+    ctx.obj["db"] = _db(config_path, db_path)
+    if ctx.invoked_subcommand is not None:
+        return
+    from hermes_tui import log_view
+
+    click.echo(asyncio.run(log_view.sessions(ctx.obj["db"], as_json, limit)), nl=False)
+
+
+@log.command("show")
+@click.argument("session_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--hidden", is_flag=True, help="Include hidden correction turns.")
+@click.pass_context
+@friendly
+def log_show(ctx, session_id: int, as_json: bool, hidden: bool) -> None:
+    """Print one session's transcript with its verdicts."""
+    from hermes_tui import log_view
+
+    click.echo(asyncio.run(log_view.show(ctx.obj["db"], session_id, as_json, hidden)), nl=False)
+
+
+@log.command("search")
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@friendly
+def log_search(ctx, query: str, as_json: bool) -> None:
+    """Full-text search over messages and verdict details."""
+    from hermes_tui import log_view
+
+    click.echo(asyncio.run(log_view.search(ctx.obj["db"], query, as_json)), nl=False)
+
+
+@main.command()
+@config_option
+@db_option
+@friendly
+def review(config_path: str | None, db_path: str | None) -> None:
+    """Review past sessions: filter by verdict, search, export."""
+    from hermes_tui.app import run_review
+
+    run_review(_db(config_path, db_path))
+
+
+@main.command()
+@click.argument("model")
+@config_option
+@click.option(
+    "--device",
+    "devices",
+    multiple=True,
+    metavar="NAME=SIZE",
+    help="A GPU and its memory budget, e.g. cuda:0=8GiB (repeat for each card).",
+)
+@click.option("--ram", default=None, metavar="SIZE", help="CPU memory budget (default: free RAM).")
+@click.option("--n-ctx", default=4096, show_default=True, help="Context length to plan for.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly
+def plan(model, config_path, devices, ram, n_ctx: int, as_json: bool) -> None:
+    """Plan how MODEL (a GGUF path or a model name from the config) splits across devices."""
+    from hermes_tui import plan_view
+
+    click.echo(plan_view.render(model, config_path, devices, ram, n_ctx, as_json), nl=False)
+
+
+@main.command()
+@config_option
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly
+def doctor(config_path: str | None, db_path: str | None, as_json: bool) -> None:
+    """Check the llama.cpp build, models, devices, config and database."""
+    from hermes_tui import doctor as doc
+
+    report = doc.collect(config_path, db_path)
+    click.echo(json.dumps(report, indent=2) if as_json else doc.render(report))
+    sys.exit(0 if report["ok"] else 1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@config_option
+@friendly
+def serve(host: str, port: int, config_path: str | None) -> None:
+    """Serve the TUI in a web browser (textual-serve); loopback only unless --host is given."""
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise Fail("textual-serve is not installed: pip install 'hermes-tui[server]'", 3) from None
+    load_config(config_path)  # fail early, in this terminal, on a bad config
+    command = f"{sys.executable} -m hermes_tui.cli chat"
+    if config_path:
+        command += f" --config {config_path}"
+    Server(command, host=host, port=port, title="hermes").serve()
+
+
+if __name__ == "__main__":
+    main()

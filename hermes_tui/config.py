@@ -1,0 +1,341 @@
+"""Load config.toml: find it, parse it, validate it against a JSON Schema, build typed objects.
+
+Every problem becomes one ``ConfigError`` whose text is ``FILE: KEY: what was expected``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import platformdirs
+
+from agents.models import ModelFileError, resolve_model_path
+from agents.persona import Persona
+from agents.specs import DeviceSpec, ModelSpec, PoolSpec
+from hermes_tui.config_schema import CONFIG_SCHEMA, SIZE_DESC, TYPE_WORDS
+from sentinel.settings import SentinelSettings
+from sentinel.verdict import CODES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+APP_NAME = "hermes-tui"
+PACKAGED_CONFIG = Path(__file__).with_name("default_config.toml")
+_SIZE_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
+
+class ConfigError(Exception):
+    """A config problem, already phrased as one line for the user."""
+
+    def __init__(self, file: Path | str, key: str, message: str) -> None:
+        self.file, self.key, self.message = str(file), key, message
+        where = f"{self.file}: {key}: " if key else f"{self.file}: "
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    models: dict[str, ModelSpec]
+    personas: dict[str, Persona]
+    pool: PoolSpec
+    sentinel: SentinelSettings
+    sentinel_model: str | None
+    db_path: Path | None
+    default_persona: str
+    workflow: str
+    digest: str = field(default="")
+
+
+def user_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def find_config(explicit: str | os.PathLike | None = None) -> Path:
+    """The lookup order: --config, $HERMES_CONFIG, ./config.toml, user config dir, packaged."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("HERMES_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in (Path.cwd() / "config.toml", user_config_path()):
+        if candidate.is_file():
+            return candidate
+    return PACKAGED_CONFIG
+
+
+def parse_size(text: str) -> int:
+    """'8GiB' -> 8589934592. Raises ValueError on anything else."""
+    s = text.strip().upper()
+    for unit in sorted(_SIZE_UNITS, key=len, reverse=True):
+        if s.endswith(unit):
+            number = s[: -len(unit)].strip()
+            try:
+                return int(float(number) * _SIZE_UNITS[unit])
+            except ValueError:
+                break
+    raise ValueError(f"expected {SIZE_DESC}, got {text!r}")
+
+
+def _key_path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
+    """Turn one jsonschema error into (key path, what was expected)."""
+    key = _key_path(error.absolute_path)
+    v, value = error.validator, error.instance
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
+        name = extra[0] if extra else "?"
+        full = f"{key}.{name}" if key else name
+        hint = f" (expected one of: {', '.join(allowed)})" if allowed else ""
+        return full, f"unknown key{hint}"
+    if v == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        full = f"{key}.{missing}" if key else missing
+        return full, "missing required key"
+    if v == "type":
+        want = TYPE_WORDS.get(error.validator_value, str(error.validator_value))
+        return key, f"expected {want}, got {json.dumps(value)[:60]}"
+    if v == "enum":
+        choices = " or ".join(json.dumps(c) for c in error.validator_value)
+        return key, f"expected {choices}, got {json.dumps(value)[:60]}"
+    if v == "pattern" and key.endswith("memory"):
+        return key, f"expected {SIZE_DESC}, got {json.dumps(value)}"
+    if v == "pattern" and key.endswith("device"):
+        return key, f"expected 'cpu', 'cuda:N' or 'vulkan:N', got {json.dumps(value)}"
+    if v == "pattern" and key.endswith("url"):
+        return key, f"expected an http:// or https:// URL, got {json.dumps(value)}"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "minLength", "minProperties", "minItems"):
+        words = {
+            "minimum": f"at least {error.validator_value}",
+            "maximum": f"at most {error.validator_value}",
+            "exclusiveMinimum": f"more than {error.validator_value}",
+            "minLength": "a non-empty string",
+            "minProperties": "at least one entry",
+            "minItems": "at least one item",
+        }[v]
+        return key, f"expected {words}, got {json.dumps(value)[:60]}"
+    if v == "oneOf" and isinstance(value, dict):
+        if "path" in value and "url" in value:
+            return key, "expected either 'path' (a local GGUF) or 'url' (a server), not both"
+        return key, "expected 'path' (a GGUF file or embedded:NAME) or 'url' (a server)"
+    return key, error.message
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(path, "", "config file not found") from None
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read config file: {exc.strerror}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(path, "", "expected UTF-8 text, found invalid bytes") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"invalid TOML: {exc}") from None
+
+
+def _load_schema(path: Path, persona: str, table: dict) -> dict | None:
+    key = f"personas.{persona}"
+    if "schema" in table and "schema_file" in table:
+        raise ConfigError(path, key, "expected 'schema' or 'schema_file', not both")
+    schema = table.get("schema")
+    if "schema_file" in table:
+        file = (path.parent / table["schema_file"]).expanduser()
+        try:
+            schema = json.loads(file.read_text(encoding="utf-8"))
+        except OSError:
+            raise ConfigError(path, key + ".schema_file", f"file not found: {file}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                path, key + ".schema_file", f"expected a JSON Schema file, {file}: {exc}"
+            ) from None
+        if not isinstance(schema, dict):
+            raise ConfigError(path, key + ".schema_file", "expected a JSON object")
+        key += ".schema_file"
+    else:
+        key += ".schema"
+    if schema is None:
+        if table.get("contract") == "json":
+            raise ConfigError(
+                path, f"personas.{persona}", "contract 'json' needs 'schema' or 'schema_file'"
+            )
+        return None
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = _key_path(exc.absolute_path)
+        raise ConfigError(
+            path, key + (f".{where}" if where else ""), f"invalid JSON Schema: {exc.message}"
+        ) from None
+    return schema
+
+
+def _build_models(path: Path, data: dict) -> dict[str, ModelSpec]:
+    models = {}
+    for name, table in data["models"].items():
+        resolved = None
+        if "path" in table:
+            try:
+                resolved = resolve_model_path(table["path"], base_dir=path.parent)
+            except ModelFileError as exc:
+                raise ConfigError(path, f"models.{name}.path", str(exc)) from None
+        models[name] = ModelSpec(
+            name=name,
+            path=resolved,
+            n_ctx=table.get("n_ctx", 2048),
+            n_gpu_layers=table.get("n_gpu_layers", 0),
+            chat_format=table.get("chat_format"),
+            device=table.get("device", "cpu"),
+            tensor_split=tuple(table.get("tensor_split", ())),
+            url=table.get("url"),
+            remote_model=table.get("remote_model"),
+            api_key_env=table.get("api_key_env"),
+            max_concurrency=table.get("max_concurrency", 1),
+            keep_alive_s=table.get("keep_alive_s", 300.0),
+        )
+    return models
+
+
+def _build_personas(path: Path, data: dict, models: dict) -> dict[str, Persona]:
+    personas = {}
+    for name, table in data["personas"].items():
+        if name == "all":
+            raise ConfigError(path, "personas.all", "'all' is reserved (it addresses everyone)")
+        if table["model"] not in models:
+            known = ", ".join(sorted(models))
+            raise ConfigError(
+                path,
+                f"personas.{name}.model",
+                f"unknown model {table['model']!r} (expected one of: {known})",
+            )
+        personas[name] = Persona(
+            name=name,
+            model=table["model"],
+            system_prompt=table["system_prompt"],
+            contract=table.get("contract", "text"),
+            schema=_load_schema(path, name, table),
+            max_words=table.get("max_words"),
+            banned_imports=tuple(table.get("banned_imports", ())),
+            temperature=table.get("temperature", 0.7),
+            max_tokens=table.get("max_tokens", 256),
+            color=table.get("color", "white"),
+        )
+    return personas
+
+
+def _build_sentinel(path: Path, data: dict, models: dict) -> tuple[SentinelSettings, str | None]:
+    table = data.get("sentinel", {})
+    model = table.get("model", "") or None
+    judge_path = None
+    if model is not None:
+        if model not in models:
+            known = ", ".join(sorted(models))
+            raise ConfigError(
+                path, "sentinel.model", f"unknown model {model!r} (expected one of: {known} or '')"
+            )
+        if models[model].path is None:
+            raise ConfigError(path, "sentinel.model", "the judge needs a local GGUF model")
+        judge_path = str(models[model].path)
+    severity = table.get("severity", {})
+    for code in severity:
+        if code not in CODES:
+            raise ConfigError(
+                path, f"sentinel.severity.{code}", f"unknown code (expected one of: {', '.join(CODES)})"
+            )
+    warn, halt = table.get("stall_warn_s", 10.0), table.get("stall_halt_s", 30.0)
+    if halt <= warn:
+        raise ConfigError(
+            path, "sentinel.stall_halt_s", f"expected more than stall_warn_s ({warn}), got {halt}"
+        )
+    settings = SentinelSettings(
+        device=table.get("device", "cpu"),
+        judge_model_path=judge_path,
+        judge_every_chars=table.get("judge_every_chars", 400),
+        max_corrections=table.get("max_corrections", 2),
+        stall_warn_s=float(warn),
+        stall_halt_s=float(halt),
+        loop_minor_repeats=table.get("loop_minor_repeats", 3),
+        loop_critical_repeats=table.get("loop_critical_repeats", 5),
+        severity=dict(severity),
+    )
+    return settings, model
+
+
+def load_config(explicit: str | os.PathLike | None = None) -> Config:
+    """Find, parse and validate the config; raise ConfigError with one line on any problem."""
+    path = find_config(explicit)
+    data = _read_toml(path)
+    validator = jsonschema.Draft202012Validator(CONFIG_SCHEMA)
+    errors = sorted(validator.iter_errors(data), key=lambda e: (list(e.absolute_path), e.message))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        key, message = _describe(best)
+        raise ConfigError(path, key, message)
+    models = _build_models(path, data)
+    personas = _build_personas(path, data, models)
+    default = data.get("default_persona", next(iter(personas)))
+    if default not in personas:
+        known = ", ".join(personas)
+        raise ConfigError(
+            path, "default_persona", f"unknown persona {default!r} (expected one of: {known})"
+        )
+    devices = []
+    for i, dev in enumerate(data.get("pool", {}).get("devices", [])):
+        try:
+            devices.append(DeviceSpec(dev["name"], parse_size(dev["memory"])))
+        except ValueError as exc:
+            raise ConfigError(path, f"pool.devices[{i}].memory", str(exc)) from None
+    pool_table = data.get("pool", {})
+    pool = PoolSpec(
+        queue_size=pool_table.get("queue_size", 16),
+        slice_tokens=pool_table.get("slice_tokens", 32),
+        devices=tuple(devices),
+    )
+    sentinel, sentinel_model = _build_sentinel(path, data, models)
+    db = data.get("storage", {}).get("db", "")
+    db_path = None
+    if db:
+        db_path = Path(db).expanduser()
+        if not db_path.is_absolute():
+            db_path = path.parent / db_path
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return Config(
+        path=path,
+        models=models,
+        personas=personas,
+        pool=pool,
+        sentinel=sentinel,
+        sentinel_model=sentinel_model,
+        db_path=db_path,
+        default_persona=default,
+        workflow=data.get("workflow", "pipeline"),
+        digest=digest,
+    )

@@ -1,0 +1,107 @@
+"""The JSON Schema that config.toml must satisfy (checked before anything else runs)."""
+
+from __future__ import annotations
+
+_SIZE = {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$"}
+_SIZE_DESC = "a size like '8GiB' or '512MiB'"
+
+MODEL = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "path": {"type": "string", "minLength": 1},
+        "url": {"type": "string", "pattern": r"^https?://"},
+        "remote_model": {"type": "string"},
+        "api_key_env": {"type": "string"},
+        "max_concurrency": {"type": "integer", "minimum": 1},
+        "n_ctx": {"type": "integer", "minimum": 64, "maximum": 1048576},
+        "n_gpu_layers": {"type": "integer", "minimum": -1},
+        "chat_format": {"type": "string"},
+        "device": {"type": "string"},
+        "tensor_split": {"type": "array", "items": {"type": "number", "minimum": 0}},
+        "keep_alive_s": {"type": "number", "minimum": 0},
+    },
+    "oneOf": [{"required": ["path"]}, {"required": ["url"]}],
+}
+
+PERSONA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["model", "system_prompt"],
+    "properties": {
+        "model": {"type": "string"},
+        "system_prompt": {"type": "string"},
+        "contract": {"enum": ["text", "code", "json"]},
+        "schema": {"type": "object"},
+        "schema_file": {"type": "string"},
+        "max_words": {"type": "integer", "minimum": 1},
+        "banned_imports": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 5},
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 131072},
+        "color": {"type": "string"},
+    },
+}
+
+CONFIG_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["models", "personas"],
+    "properties": {
+        "default_persona": {"type": "string"},
+        "workflow": {"enum": ["pipeline", "parallel"]},
+        "models": {"type": "object", "minProperties": 1, "additionalProperties": MODEL},
+        "personas": {"type": "object", "minProperties": 1, "additionalProperties": PERSONA},
+        "pool": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "queue_size": {"type": "integer", "minimum": 1, "maximum": 100000},
+                "slice_tokens": {"type": "integer", "minimum": 1},
+                "devices": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "memory"],
+                        "properties": {"name": {"type": "string"}, "memory": _SIZE},
+                    },
+                },
+            },
+        },
+        "sentinel": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "device": {"type": "string", "pattern": r"^(cpu|cuda:\d+|vulkan:\d+)$"},
+                "model": {"type": "string"},
+                "max_corrections": {"type": "integer", "minimum": 0, "maximum": 20},
+                "stall_warn_s": {"type": "number", "exclusiveMinimum": 0},
+                "stall_halt_s": {"type": "number", "exclusiveMinimum": 0},
+                "judge_every_chars": {"type": "integer", "minimum": 50},
+                "loop_minor_repeats": {"type": "integer", "minimum": 2},
+                "loop_critical_repeats": {"type": "integer", "minimum": 2},
+                "severity": {
+                    "type": "object",
+                    "additionalProperties": {"enum": ["minor", "critical"]},
+                },
+            },
+        },
+        "storage": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"db": {"type": "string"}},
+        },
+    },
+}
+
+# Friendlier words for the "expected ..." half of an error, by JSON Schema keyword value.
+TYPE_WORDS = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "object": "a table",
+    "array": "a list",
+    "boolean": "true or false",
+}
+SIZE_DESC = _SIZE_DESC

@@ -1,0 +1,120 @@
+"""`hermes doctor`: what this installation can do and what is missing."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from hermes_tui.config import ConfigError, find_config, load_config
+
+
+def llama_build() -> dict[str, Any]:
+    """The llama.cpp build behind llama-cpp-python and the backends compiled into it."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        return {"ok": False, "error": f"llama-cpp-python is not importable: {exc}"}
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    backends = sorted(set(re.findall(r"(?:^|\|\s*)([A-Za-z][\w-]*) :", info)))
+    return {
+        "ok": True,
+        "version": llama_cpp.__version__,
+        "backends": backends or ["CPU"],
+        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        "system_info": info.strip(),
+    }
+
+
+def collect(config_path: str | None, db_path: str | None) -> dict[str, Any]:
+    from agents.pool.devices import detect_nvidia_gpus
+    from hermes_tui.store import default_db_path
+
+    problems: list[str] = []
+    report: dict[str, Any] = {"llama_cpp": llama_build()}
+    if not report["llama_cpp"]["ok"]:
+        problems.append(report["llama_cpp"]["error"])
+    path = find_config(config_path)
+    report["config"] = {"path": str(path)}
+    config = None
+    try:
+        config = load_config(config_path)
+        report["config"]["ok"] = True
+    except ConfigError as exc:
+        report["config"].update(ok=False, error=str(exc))
+        problems.append(str(exc))
+    if config is not None:
+        report["models"] = {
+            name: {
+                "path": str(m.path) if m.path else None,
+                "url": m.url,
+                "bytes": m.path.stat().st_size if m.path else None,
+                "n_ctx": m.n_ctx,
+                "n_gpu_layers": m.n_gpu_layers,
+            }
+            for name, m in config.models.items()
+        }
+        report["personas"] = {n: p.model for n, p in config.personas.items()}
+        report["devices"] = [
+            {"name": d.name, "budget_bytes": d.memory_bytes} for d in config.pool.devices
+        ]
+        report["sentinel"] = {
+            "device": config.sentinel.device,
+            "judge_model": config.sentinel_model,
+        }
+        wants_gpu = any(m.n_gpu_layers != 0 for m in config.models.values())
+        if wants_gpu and report["llama_cpp"].get("ok") and not report["llama_cpp"]["gpu_offload"]:
+            problems.append(
+                "config asks for n_gpu_layers but this llama-cpp-python is a CPU-only build "
+                "(reinstall with CMAKE_ARGS, see README)"
+            )
+    report["gpus"] = [g.__dict__ if hasattr(g, "__dict__") else g for g in detect_nvidia_gpus()]
+    db = Path(db_path) if db_path else (config.db_path if config and config.db_path else None)
+    db = db or default_db_path()
+    report["database"] = {
+        "path": str(db),
+        "exists": db.exists(),
+        "writable_dir": os.access(db.parent if db.parent.exists() else Path.home(), os.W_OK),
+    }
+    report["problems"] = problems
+    report["ok"] = not problems
+    return report
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = []
+    ll = report["llama_cpp"]
+    if ll["ok"]:
+        lines.append(f"llama.cpp     llama-cpp-python {ll['version']}, backends: "
+                     f"{', '.join(ll['backends'])}, GPU offload: {'yes' if ll['gpu_offload'] else 'no'}")
+    else:
+        lines.append(f"llama.cpp     MISSING: {ll['error']}")
+    cfg = report["config"]
+    lines.append(f"config        {cfg['path']} ({'ok' if cfg.get('ok') else 'BROKEN'})")
+    for name, m in report.get("models", {}).items():
+        where = m["path"] or m["url"]
+        lines.append(f"model         {name}: {where} ({_size(m['bytes'])}, n_ctx {m['n_ctx']})")
+    for d in report.get("devices", []):
+        lines.append(f"device        {d['name']}: budget {_size(d['budget_bytes'])}")
+    for g in report.get("gpus", []):
+        lines.append(f"gpu           {g}")
+    if "sentinel" in report:
+        s = report["sentinel"]
+        lines.append(f"sentinel      judge {s['judge_model'] or 'off'} on {s['device']}")
+    db = report["database"]
+    lines.append(f"database      {db['path']} ({'exists' if db['exists'] else 'will be created'})")
+    for p in report["problems"]:
+        lines.append(f"PROBLEM       {p}")
+    lines.append("ok" if report["ok"] else f"{len(report['problems'])} problem(s)")
+    return "\n".join(lines)

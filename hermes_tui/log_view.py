@@ -1,0 +1,65 @@
+"""Text and JSON renderings of stored sessions for `hermes log`."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+from hermes_tui.store import Store
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+async def sessions(db: Path, as_json: bool, limit: int) -> str:
+    store = await Store.open(db, readonly=True)
+    try:
+        rows = await store.list_sessions(limit=limit)
+    finally:
+        await store.close()
+    if as_json:
+        return "".join(json.dumps(dataclasses.asdict(r)) + "\n" for r in rows)
+    if not rows:
+        return f"no sessions in {db}\n"
+    head = f"{'ID':>5}  {'STARTED':16}  {'MODE':5}  {'MSGS':>4}  {'MINOR':>5}  {'CRIT':>4}  TITLE"
+    lines = [head]
+    for r in rows:
+        title = r.title or "(untitled)"
+        lines.append(
+            f"{r.id:>5}  {_when(r.started):16}  {r.mode:5}  {r.message_count:>4}  "
+            f"{r.minor:>5}  {r.critical:>4}  {title} [{', '.join(r.personas)}]"
+        )
+    return "\n".join(lines) + "\n"
+
+
+async def show(db: Path, session_id: int, as_json: bool, hidden: bool) -> str:
+    store = await Store.open(db, readonly=True)
+    try:
+        if await store.get_session(session_id) is None:
+            from hermes_tui.cli import Fail
+
+            raise Fail(f"no session {session_id} in {db} (see `hermes log`)", 2)
+        if as_json:
+            return await store.export_session(session_id, "json", include_hidden=hidden) + "\n"
+        return await store.export_session(session_id, "markdown", include_hidden=hidden)
+    finally:
+        await store.close()
+
+
+async def search(db: Path, query: str, as_json: bool) -> str:
+    store = await Store.open(db, readonly=True)
+    try:
+        hits = await store.search(query, limit=50)
+    finally:
+        await store.close()
+    if as_json:
+        return "".join(json.dumps(dataclasses.asdict(h)) + "\n" for h in hits)
+    if not hits:
+        return "no matches\n"
+    return "".join(
+        f"session {h.session_id}  {h.persona:10} {h.kind:7} {h.code or '':16} {h.snippet}\n"
+        for h in hits
+    )

@@ -1,0 +1,154 @@
+"""One message in the chat: a header, the Markdown body streamed live, and verdict marks.
+
+While a turn streams, pieces go to a ``MarkdownStream`` (Textual's own batching appender), so
+a long answer is never re-rendered per token; when the turn ends the stream is stopped and
+the body gets one full ``update()`` with the final text (a half-open code fence mid-stream
+can leave blocks stale, so the last render is from scratch).
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Markdown, Static
+from textual.widgets.markdown import MarkdownStream
+
+from hermes_tui.widgets.marks import VerdictMark
+from hermes_tui.widgets.records import ChatMessage
+from hermes_tui.widgets.sanitize import sanitize_for_terminal
+
+STATUS_ICON = {
+    "streaming": "…",
+    "done": "✓",
+    "halted": "⛔",
+    "error": "✗",
+    "cancelled": "⊘",
+}
+
+
+class MessageView(Vertical, can_focus=True):
+    """Shows one ``ChatMessage``; focus it and press ``c`` to copy, ``m`` to read its marks."""
+
+    BINDINGS = [
+        Binding("c", "copy", "Copy"),
+        Binding("m", "marks", "Marks"),
+    ]
+    DEFAULT_CSS = """
+    MessageView { height: auto; margin: 0 0 1 0; padding: 0 0 0 1; border-left: wide $panel; }
+    MessageView:focus { background: $boost; border-left: wide $accent; }
+    MessageView.-user { border-left: wide $secondary; color: $text-muted; }
+    MessageView.hidden-turn { border-left: dashed $warning; opacity: 80%; }
+    MessageView > .msg-header { height: 1; text-style: bold; }
+    MessageView > Markdown { margin: 0; padding: 0; }
+    MessageView > .halt-code { color: $text-error; text-style: bold; }
+    MessageView > .marks { height: auto; }
+    MessageView.-worst-minor > .msg-header { color: $text-warning; }
+    MessageView.-worst-critical > .msg-header { color: $text-error; }
+    """
+
+    def __init__(self, record: ChatMessage, *, color: str = "white") -> None:
+        classes = f"persona-{record.persona}"
+        if record.role == "user":
+            classes += " -user"
+        if record.hidden:
+            classes += " hidden-turn"
+        super().__init__(classes=classes)
+        self.record = record
+        self.color = color
+        self._stream: MarkdownStream | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._header(), classes="msg-header", markup=False)
+        if self.record.role == "user":
+            yield Static(sanitize_for_terminal(self.record.text), markup=False)
+            return
+        yield Markdown(sanitize_for_terminal(self.record.text))
+        yield Static("", classes="halt-code", markup=False)
+        with Vertical(classes="marks"):
+            for v in self.record.verdicts:
+                yield VerdictMark(v, self.record.text, correction=self.record.correction)
+
+    def on_mount(self) -> None:
+        self.styles.border_left = ("wide", self.color)
+        if self.record.role == "assistant" and not self.record.finished:
+            self._stream = Markdown.get_stream(self.query_one(Markdown))
+        self._refresh_status()
+
+    # -- header -----------------------------------------------------------------------
+    def _header(self) -> str:
+        r = self.record
+        if r.role == "user":
+            to = " ".join(f"@{t}" for t in r.targets)
+            return f"you → {to}" if to else "you"
+        parts = [r.persona]
+        if r.hidden:
+            parts.append("(hidden correction turn)")
+        parts.append(STATUS_ICON.get(r.status, r.status))
+        if r.finished:
+            parts.append(f"{r.tokens} tok")
+        if r.verdicts:
+            minor = sum(v.severity == "minor" for v in r.verdicts)
+            crit = len(r.verdicts) - minor
+            marks = []
+            if crit:
+                marks.append(f"⛔{crit}")
+            if minor:
+                marks.append(f"⚑{minor}")
+            parts.append(" ".join(marks))
+        return " ".join(parts)
+
+    def _refresh_status(self) -> None:
+        self.query_one(".msg-header", Static).update(self._header())
+        worst = self.record.worst
+        self.set_class(worst == "minor", "-worst-minor")
+        self.set_class(worst == "critical", "-worst-critical")
+
+    # -- streaming ----------------------------------------------------------------------
+    async def append(self, piece: str) -> None:
+        """Add a streamed piece (the record already holds it)."""
+        if self._stream is not None:
+            await self._stream.write(sanitize_for_terminal(piece))
+
+    async def finish(self) -> None:
+        """The turn ended: stop the stream, render the final text once, show a halt code."""
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        r = self.record
+        if r.role != "assistant":
+            return
+        await self.query_one(Markdown).update(sanitize_for_terminal(r.text))
+        if r.status in ("halted", "error", "cancelled"):
+            label = {"halted": "⛔ halted", "error": "✗ error", "cancelled": "⊘ cancelled"}
+            where = f"{label[r.status]} here" + (f": {r.code}" if r.code else "")
+            if r.detail:
+                where += f" — {sanitize_for_terminal(r.detail)}"
+            self.query_one(".halt-code", Static).update(where)
+        for mark in self.query(VerdictMark):
+            mark.update_context(r.text, r.correction)
+        self._refresh_status()
+
+    async def add_verdict(self, verdict: object) -> None:
+        """Show a verdict as soon as the sentinel raises it (the record already holds it)."""
+        if self.record.role != "assistant":
+            return
+        mark = VerdictMark(verdict, self.record.text, correction=self.record.correction)
+        await self.query_one(".marks", Vertical).mount(mark)
+        self._refresh_status()
+
+    def show_correction(self) -> None:
+        for mark in self.query(VerdictMark):
+            mark.update_context(self.record.text, self.record.correction)
+
+    # -- actions ------------------------------------------------------------------------
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(sanitize_for_terminal(self.record.text))
+        self.notify(f"copied {len(self.record.text)} characters", timeout=2)
+
+    def action_marks(self) -> None:
+        marks = list(self.query(VerdictMark))
+        if marks:
+            marks[0].focus()
+        else:
+            self.notify("no sentinel marks on this message", timeout=2)

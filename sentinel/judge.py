@@ -1,0 +1,427 @@
+"""The sentinel's small-model judge, run in a supervised child process.
+
+The deterministic checks run in-process; the judge is a small LLM asked "is this output still
+on task?". It runs in its own process (``sentinel.judge_worker``) on its own device so that a
+crash in llama.cpp or a GPU driver stack takes down only the child, never the app: the parent
+notices the closed pipe, answers every pending ``judge()`` with ``None`` at once, records an
+``E_SENTINEL_DOWN`` verdict and restarts the child in the background.
+
+The parent side never blocks the event loop and never raises into the caller after
+``start()``: a dead, restarting, hung or slow judge simply yields ``None`` (no opinion).
+The judge only ever produces *minor* verdicts on its own (see :func:`to_verdict`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sentinel.judge_worker import MAX_TEXT_CHARS, device_settings
+from sentinel.verdict import Verdict
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class JudgeError(Exception):
+    """The judge could not be started (bad model path, bad device, child failed to load)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeRequest:
+    """What the judge is shown: the task, the contract kind and the tail of the output.
+
+    ``offset`` is the character offset of ``text[0]`` in the whole message, so a verdict can
+    point at the part of the message that was judged.
+    """
+
+    contract_kind: str
+    instructions: str
+    text: str
+    offset: int = 0
+
+    @classmethod
+    def tail(
+        cls, contract_kind: str, instructions: str, message: str, limit: int = MAX_TEXT_CHARS
+    ) -> JudgeRequest:
+        """A request for the last ``limit`` characters of ``message`` (the small model's
+        context is short and drift shows at the end)."""
+        offset = max(0, len(message) - limit)
+        return cls(contract_kind, instructions, message[offset:], offset)
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return (self.offset, self.offset + len(self.text))
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeResult:
+    """The judge's answer; ``latency_s`` is the round trip seen by the caller."""
+
+    on_task: bool
+    reason: str
+    latency_s: float
+
+
+def to_verdict(result: JudgeResult | None, span: tuple[int, int]) -> Verdict | None:
+    """An off-task answer becomes a *minor* ``E_DRIFT``; anything else is no verdict.
+
+    The judge is a tiny model and can be wrong, so it never escalates on its own.
+    """
+    if result is None or result.on_task:
+        return None
+    reason = result.reason.strip() or "no reason given"
+    return Verdict(
+        check="judge", severity="minor", code="E_DRIFT", span=span, detail=f"off task: {reason}"
+    )
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[JudgeResult | None]
+    sent_at: float
+    span: tuple[int, int]
+
+
+def _exit_detail(returncode: int | None) -> str:
+    if returncode is None:
+        return "pipe closed"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+class JudgeWorker:
+    """Supervises one judge child process speaking JSON lines over stdin/stdout.
+
+    ``on_down`` (optional) is called with each ``E_SENTINEL_DOWN`` verdict; they are also kept
+    in :attr:`down_verdicts` until :meth:`take_down_verdicts`. ``hang_timeout_s`` is how long
+    one request may stay unanswered before the child is deemed hung and killed (a per-call
+    ``timeout_s`` only stops waiting; the child may just be slow). ``log_path`` receives the
+    child's stderr (llama.cpp logs); by default it is discarded so it never hits the terminal.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        device: str = "cpu",
+        n_ctx: int = 2048,
+        restart_delay_s: float = 0.2,
+        *,
+        n_threads: int | None = None,
+        on_down: Callable[[Verdict], None] | None = None,
+        hang_timeout_s: float = 30.0,
+        start_timeout_s: float = 60.0,
+        log_path: str | None = None,
+    ) -> None:
+        try:
+            _kwargs, self._device_env = device_settings(device)
+        except ValueError as exc:
+            raise JudgeError(f"judge model {model_path} : {exc}") from None
+        self.model_path = str(model_path)
+        self.device = device
+        self.n_ctx = n_ctx
+        self.restart_delay_s = restart_delay_s
+        self.n_threads = n_threads
+        self.on_down = on_down
+        self.hang_timeout_s = hang_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self.log_path = log_path
+        self.load_s: float | None = None  # child start to model loaded, last start
+        self.last_restart_s: float | None = None  # death noticed to ready again, last restart
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ready = False
+        self._closed = False
+        self._restarts = 0
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._restart_task: asyncio.Task[None] | None = None
+        self._kill_reason: str | None = None
+        self._down: list[Verdict] = []
+
+    # -- public state -------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """True when a loaded child is running and can take requests."""
+        proc = self._proc
+        return self._ready and not self._closed and proc is not None and proc.returncode is None
+
+    @property
+    def restarts(self) -> int:
+        return self._restarts
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def pending(self) -> int:
+        """Requests sent to the child and not yet answered (including abandoned ones)."""
+        return len(self._pending)
+
+    @property
+    def down_verdicts(self) -> list[Verdict]:
+        return list(self._down)
+
+    def take_down_verdicts(self) -> list[Verdict]:
+        """Return and forget the ``E_SENTINEL_DOWN`` verdicts recorded so far."""
+        taken, self._down = self._down, []
+        return taken
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the child and wait until the model is loaded; raise :class:`JudgeError`."""
+        if self._closed:
+            raise JudgeError(f"judge model {self.model_path} : worker is closed")
+        if self.alive:
+            return
+        await self._spawn()
+
+    async def close(self) -> None:
+        """Stop the child (EOF first, then kill) and any restart; pending calls get None."""
+        self._closed = True
+        self._ready = False
+        if self._restart_task is not None:
+            self._restart_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restart_task
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(Exception):
+                proc.stdin.close()  # type: ignore[union-attr]
+            try:
+                await asyncio.wait_for(proc.wait(), 2.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._fail_pending()
+
+    async def __aenter__(self) -> JudgeWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- judging ------------------------------------------------------------------------
+
+    async def judge(self, request: JudgeRequest, timeout_s: float = 10) -> JudgeResult | None:
+        """Ask the judge; ``None`` when it is down, restarting, slow or gave no verdict."""
+        if not self.alive:
+            return None
+        try:
+            return await asyncio.wait_for(self._round_trip(request), timeout_s)
+        except TimeoutError:
+            return None
+        except Exception:  # the judge is advisory: never let it break the caller
+            return None
+
+    async def _round_trip(self, request: JudgeRequest) -> JudgeResult | None:
+        async with self._lock:  # one request in the child at a time: no stale backlog
+            proc = self._proc
+            if not self.alive or proc is None or proc.stdin is None:
+                return None
+            rid = next(self._ids)
+            future: asyncio.Future[JudgeResult | None] = asyncio.get_running_loop().create_future()
+            self._pending[rid] = _Pending(future, time.monotonic(), request.span)
+            line = {
+                "id": rid,
+                "contract_kind": request.contract_kind,
+                "instructions": request.instructions,
+                "text": request.text,
+            }
+            try:
+                proc.stdin.write((json.dumps(line) + "\n").encode("utf-8"))
+                await proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError, RuntimeError):
+                self._pending.pop(rid, None)
+                return None  # the reader notices the death and restarts the child
+            return await future
+
+    # -- child management ---------------------------------------------------------------
+
+    def _command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "sentinel.judge_worker", "--model", self.model_path]
+        cmd += ["--device", self.device, "--n-ctx", str(self.n_ctx)]
+        if self.n_threads is not None:
+            cmd += ["--n-threads", str(self.n_threads)]
+        return cmd
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self._device_env)
+        # The child must import this very package, wherever the parent found it.
+        paths = [_PACKAGE_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        return env
+
+    async def _spawn(self) -> None:
+        started = time.monotonic()
+        log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        proc: asyncio.subprocess.Process | None = None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._command(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log if log is not None else asyncio.subprocess.DEVNULL,
+                env=self._env(),
+            )
+            assert proc.stdout is not None
+            try:
+                first = await asyncio.wait_for(proc.stdout.readline(), self.start_timeout_s)
+            except TimeoutError:
+                raise JudgeError(
+                    f"judge model {self.model_path} : not loaded after {self.start_timeout_s} s"
+                ) from None
+            message = _parse_line(first)
+            if not message.get("ready"):
+                await _reap(proc)
+                reason = message.get("error") or f"worker {_exit_detail(proc.returncode)}"
+                if not str(reason).startswith("judge model"):
+                    reason = f"judge model {self.model_path} : {reason}"
+                raise JudgeError(str(reason))
+        except BaseException:
+            if proc is not None:
+                await _reap(proc)
+            raise
+        finally:
+            if log is not None:
+                log.close()
+        self.load_s = time.monotonic() - started
+        self._proc = proc
+        self._kill_reason = None
+        self._ready = True
+        self._track(self._read_loop(proc))
+        self._track(self._watchdog(proc))
+
+    def _track(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read_loop(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                raw = await proc.stdout.readline()
+            except (ValueError, ConnectionError):  # an over-long line: treat as broken child
+                raw = b""
+            if not raw:
+                break
+            message = _parse_line(raw)
+            entry = self._pending.pop(message.get("id", -1), None)
+            if entry is None or entry.future.done():
+                continue  # an answer nobody waits for any more (caller timed out)
+            latency = time.monotonic() - entry.sent_at
+            if "on_task" in message:
+                result = JudgeResult(
+                    bool(message["on_task"]), str(message.get("reason", "")), latency
+                )
+                entry.future.set_result(result)
+            else:
+                entry.future.set_result(None)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()  # stdout closed: whatever state it is in, this child is done
+        await proc.wait()
+        self._child_down(proc)
+
+    async def _watchdog(self, proc: asyncio.subprocess.Process) -> None:
+        """Kill a child that holds a request far too long (a hung driver, a stuck kernel)."""
+        period = max(0.05, min(1.0, self.hang_timeout_s / 4))
+        while proc.returncode is None:
+            await asyncio.sleep(period)
+            if self._pending and proc is self._proc:
+                oldest = min(p.sent_at for p in self._pending.values())
+                if time.monotonic() - oldest > self.hang_timeout_s:
+                    self._kill_reason = f"no answer for {self.hang_timeout_s:g} s (hung)"
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    return
+
+    def _child_down(self, proc: asyncio.subprocess.Process) -> None:
+        if proc is not self._proc:
+            return
+        self._ready = False
+        span = next(iter(self._pending.values())).span if self._pending else (0, 0)
+        busy = bool(self._pending)
+        self._fail_pending()
+        if self._closed:
+            return
+        cause = self._kill_reason or _exit_detail(proc.returncode)
+        verdict = Verdict(
+            check="judge",
+            severity="minor",
+            code="E_SENTINEL_DOWN",
+            span=span,
+            detail=f"judge worker {cause}{' while judging' if busy else ''}; restarting",
+        )
+        self._down.append(verdict)
+        if self.on_down is not None:
+            with contextlib.suppress(Exception):
+                self.on_down(verdict)
+        if self._restart_task is None or self._restart_task.done():
+            self._restart_task = asyncio.get_running_loop().create_task(
+                self._restart(time.monotonic())
+            )
+
+    async def _restart(self, down_at: float) -> None:
+        delay = self.restart_delay_s
+        while not self._closed:
+            await asyncio.sleep(delay)
+            try:
+                await self._spawn()
+            except JudgeError:
+                delay = min(max(delay * 2, 0.5), 5.0)  # e.g. the model file went away
+                continue
+            self._restarts += 1
+            self.last_restart_s = time.monotonic() - down_at
+            return
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for entry in pending.values():
+            if not entry.future.done():
+                entry.future.set_result(None)
+
+
+def _parse_line(raw: bytes) -> dict:
+    try:
+        message = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        return {}
+    return message if isinstance(message, dict) else {}
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    if proc.stdin is not None:
+        with contextlib.suppress(Exception):
+            proc.stdin.close()
+    if proc.returncode is None:
+        try:
+            await asyncio.wait_for(proc.wait(), 2.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()

@@ -1,0 +1,177 @@
+"""The judge's child process: loads the small model once and answers JSON-line requests.
+
+Run as ``python -m sentinel.judge_worker --model PATH [--device cpu|cuda:N|vulkan:N]``.
+It lives in its own process so that a crash in llama.cpp or in a GPU driver stack (the seed:
+"an error in the iGPU's Vulkan stack must not crash the desktop") kills only this process;
+the parent (``sentinel.judge.JudgeWorker``) notices the closed pipe and restarts it.
+
+Protocol (one JSON object per line):
+
+* startup, child -> parent: ``{"ready": true, "load_s": 0.2}`` or ``{"error": "..."}`` (exit 2)
+* parent -> child: ``{"id": 1, "contract_kind": "code", "instructions": "...", "text": "..."}``
+* child -> parent: ``{"id": 1, "on_task": false, "reason": "...", "latency_s": 0.4}`` or
+  ``{"id": 1, "error": "..."}``
+
+The child exits when its stdin closes, so it never outlives the parent's pipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from typing import IO, Any
+
+# The verdict the model must produce. ``on_task`` comes first so that even an answer cut
+# short by ``max_tokens`` still carries the decision; ``maxLength`` keeps the reason short.
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "on_task": {"type": "boolean"},
+        "reason": {"type": "string", "maxLength": 80},
+    },
+    "required": ["on_task", "reason"],
+}
+
+MAX_TOKENS = 48
+MAX_INSTRUCTIONS_CHARS = 1000
+MAX_TEXT_CHARS = 1500
+
+SYSTEM_PROMPT = (
+    "You check whether an assistant's reply answers a request. A reply about an unrelated "
+    "subject, or of the wrong kind of output, is off task (on_task false). A reply that works "
+    "towards what the request asks is on task (on_task true). Answer in JSON with the keys "
+    "on_task and reason; the reason is a short phrase of your own."
+)
+
+_ON_TASK_RE = re.compile(r'"on_task"\s*:\s*(true|false)')
+_REASON_RE = re.compile(r'"reason"\s*:\s*"((?:[^"\\]|\\.)*)')
+
+
+def device_settings(device: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Llama keyword arguments and extra environment for ``device``.
+
+    ``cpu`` keeps every layer on the CPU. ``cuda:N`` / ``vulkan:N`` offload all layers to GPU
+    N; the child's environment is restricted to that one GPU, so inside the child it is
+    device 0 (hence ``main_gpu=0``: the restricted process sees a single device).
+    """
+    if device == "cpu":
+        return {"n_gpu_layers": 0}, {}
+    backend, sep, index = device.partition(":")
+    if backend not in ("cuda", "vulkan") or not sep or not index.isdigit():
+        raise ValueError(f"unknown judge device {device!r} (expected cpu, cuda:N or vulkan:N)")
+    env_var = "CUDA_VISIBLE_DEVICES" if backend == "cuda" else "GGML_VK_VISIBLE_DEVICES"
+    return {"n_gpu_layers": -1, "main_gpu": 0}, {env_var: index}
+
+
+def build_messages(contract_kind: str, instructions: str, text: str) -> list[dict[str, str]]:
+    """The chat prompt for one verdict, trimmed to fit a small context window."""
+    instructions = instructions[:MAX_INSTRUCTIONS_CHARS]
+    text = text[-MAX_TEXT_CHARS:]
+    user = (
+        f"Request: {instructions}\n"
+        f"Reply so far ({contract_kind}):\n<<<\n{text}\n>>>\n"
+        "Is the reply on task?"
+    )
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def parse_verdict(content: str) -> tuple[bool, str]:
+    """Read the model's JSON verdict; tolerate an answer truncated by ``max_tokens``.
+
+    The grammar guarantees a valid JSON prefix, so a truncated answer still has ``on_task``
+    (it is the first property) and maybe part of the reason.
+    """
+    try:
+        data = json.loads(content)
+        return bool(data["on_task"]), str(data.get("reason", ""))
+    except (ValueError, KeyError, TypeError):
+        pass
+    match = _ON_TASK_RE.search(content)
+    if match is None:
+        raise ValueError(f"no verdict in model output {content[:80]!r}")
+    reason = _REASON_RE.search(content)
+    return match.group(1) == "true", reason.group(1) if reason else ""
+
+
+def _send(out: IO[str], obj: dict[str, Any]) -> None:
+    out.write(json.dumps(obj) + "\n")
+    out.flush()
+
+
+def _load(model: str, device: str, n_ctx: int, n_threads: int | None) -> Any:
+    kwargs, _env = device_settings(device)  # the parent already applied the environment
+    if not os.path.isfile(model):
+        raise FileNotFoundError(f"no such file: {model}")
+    from llama_cpp import Llama
+
+    return Llama(
+        model_path=model, n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0, **kwargs
+    )
+
+
+def answer(llm: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """One grammar-constrained verdict for one request."""
+    started = time.perf_counter()
+    result = llm.create_chat_completion(
+        messages=build_messages(
+            str(request.get("contract_kind", "text")),
+            str(request.get("instructions", "")),
+            str(request.get("text", "")),
+        ),
+        response_format={"type": "json_object", "schema": VERDICT_SCHEMA},
+        max_tokens=MAX_TOKENS,
+        temperature=0.0,
+    )
+    on_task, reason = parse_verdict(result["choices"][0]["message"]["content"] or "")
+    return {
+        "id": request.get("id"),
+        "on_task": on_task,
+        "reason": reason,
+        "latency_s": round(time.perf_counter() - started, 4),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sentinel.judge_worker")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--n-threads", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    # Keep the protocol on a private copy of stdout and point fd 1 at stderr, so nothing that
+    # llama.cpp or a GPU driver prints from C can corrupt the JSON lines.
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    started = time.perf_counter()
+    try:
+        llm = _load(args.model, args.device, args.n_ctx, args.n_threads)
+    except Exception as exc:  # any load failure becomes one clear line
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        _send(out, {"error": f"judge model {args.model} ({args.device}): {reason}"})
+        return 2
+    _send(out, {"ready": True, "load_s": round(time.perf_counter() - started, 4)})
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+        except ValueError as exc:
+            _send(out, {"id": None, "error": f"bad request line: {exc}"})
+            continue
+        try:
+            _send(out, answer(llm, request))
+        except Exception as exc:  # a failed verdict must not end the worker
+            _send(out, {"id": request.get("id"), "error": f"{type(exc).__name__}: {exc}"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The monitor: reads one message as it streams and runs every check on it.
+
+The producer (the persona's stream) calls ``feed`` which never blocks and never drops text:
+pieces go into a bounded queue, and when the queue is full they are coalesced into an
+overflow buffer that the consumer takes as one piece once it catches up. Checks run in a
+consumer task; the judge runs in its own process; verdicts go to ``on_verdict``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+from sentinel.checks import build_checks
+from sentinel.checks.base import Check
+from sentinel.checks.stall import StallWatchdog
+from sentinel.contract import Contract
+from sentinel.decision import Decision, decide
+from sentinel.settings import SentinelSettings
+from sentinel.verdict import Verdict
+
+VerdictCallback = Callable[[Verdict], Awaitable[None] | None]
+
+
+class Monitor:
+    """Watches one message. Create, ``start()``, ``feed()`` each piece, ``await finish()``."""
+
+    def __init__(
+        self,
+        contract: Contract,
+        settings: SentinelSettings,
+        on_verdict: VerdictCallback | None = None,
+        judge=None,  # sentinel.judge.JudgeWorker | None
+        instructions: str = "",
+        checks: list[Check] | None = None,
+    ) -> None:
+        self.contract = contract
+        self.settings = settings
+        self.on_verdict = on_verdict
+        self.judge = judge
+        self.instructions = instructions
+        self.checks = checks if checks is not None else build_checks(contract, settings)
+        self.verdicts: list[Verdict] = []
+        self.halt = asyncio.Event()  # set on the first critical verdict
+        self.text = ""  # what the checks have seen so far
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=settings.queue_size)
+        self._overflow: list[str] = []
+        self._consumer: asyncio.Task | None = None
+        self._watchdog_task: asyncio.Task | None = None
+        self._judge_task: asyncio.Task | None = None
+        self._judged_upto = 0
+        self._received = 0  # characters fed by the producer
+        self.watchdog = StallWatchdog(settings.stall_warn_s, settings.stall_halt_s)
+        self.stats = {"coalesced": 0, "pieces": 0}
+
+    # -- producer side -------------------------------------------------------------------
+    def start(self) -> None:
+        self.watchdog.touch(0)
+        self._consumer = asyncio.create_task(self._consume(), name="sentinel-consumer")
+        self._watchdog_task = asyncio.create_task(self._watch_stalls(), name="sentinel-stall")
+
+    def feed(self, piece: str) -> None:
+        """Hand one piece to the checks; returns at once (never awaits, never drops text)."""
+        self._received += len(piece)
+        self.watchdog.touch(self._received)
+        if self._overflow or self._queue.full():
+            self._overflow.append(piece)
+            self.stats["coalesced"] += 1
+        else:
+            self._queue.put_nowait(piece)
+
+    async def finish(self, corrections_used: int = 0) -> Decision:
+        """Drain the queue, run the end-of-message checks, and decide what happens next."""
+        await self._stop_consumer()
+        for check in self.checks:
+            await self._emit_all(self._safe(check.finish, check))
+        if self._judge_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._judge_task, timeout=1.0)
+        return decide(
+            self.verdicts, self.contract, corrections_used, self.settings.max_corrections
+        )
+
+    async def cancel(self) -> None:
+        await self._stop_consumer()
+
+    # -- consumer side -------------------------------------------------------------------
+    async def _stop_consumer(self) -> None:
+        if self._watchdog_task:
+            self._watchdog_task.cancel()
+        if self._consumer and not self._consumer.done():
+            if self._overflow:
+                await self._queue.put("".join(self._overflow))
+                self._overflow.clear()
+            await self._queue.put(None)
+            await self._consumer
+
+    async def _consume(self) -> None:
+        while True:
+            piece = await self._queue.get()
+            if piece is None:
+                return
+            if self._queue.empty() and self._overflow:
+                piece += "".join(self._overflow)
+                self._overflow.clear()
+            self.stats["pieces"] += 1
+            self.text += piece
+            for check in self.checks:
+                await self._emit_all(self._safe(check.feed, check, piece))
+            self._maybe_judge()
+
+    def _safe(self, fn, check: Check, *args) -> list[Verdict]:
+        """A bug in one check must not take the stream down: report it as E_SENTINEL_DOWN."""
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - isolate faulty checks
+            end = len(self.text)
+            return [
+                Verdict(
+                    getattr(check, "name", "?"),
+                    "minor",
+                    "E_SENTINEL_DOWN",
+                    (end, end),
+                    f"check {getattr(check, 'name', '?')} failed: {exc!r}",
+                )
+            ]
+
+    async def _emit_all(self, verdicts: list[Verdict]) -> None:
+        for v in verdicts:
+            await self._emit(v)
+
+    async def _emit(self, verdict: Verdict) -> None:
+        override = self.settings.severity.get(verdict.code)
+        if override and override != verdict.severity:
+            verdict = Verdict(verdict.check, override, verdict.code, verdict.span, verdict.detail)
+        self.verdicts.append(verdict)
+        if verdict.severity == "critical":
+            self.halt.set()
+        if self.on_verdict is not None:
+            result = self.on_verdict(verdict)
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _watch_stalls(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            await self._emit_all(self.watchdog.poll(time.monotonic()))
+
+    # -- the judge (its own process; only ever minor) --------------------------------------
+    def _maybe_judge(self) -> None:
+        if self.judge is None or (self._judge_task and not self._judge_task.done()):
+            return
+        if len(self.text) - self._judged_upto < self.settings.judge_every_chars:
+            return
+        self._judged_upto = len(self.text)
+        self._judge_task = asyncio.create_task(self._ask_judge(self._judged_upto))
+
+    async def _ask_judge(self, upto: int) -> None:
+        from sentinel.judge import JudgeRequest, to_verdict
+
+        start = max(0, upto - 1500)
+        request = JudgeRequest(
+            contract_kind=self.contract.kind,
+            instructions=self.instructions,
+            text=self.text[start:upto],
+            offset=start,
+        )
+        result = await self.judge.judge(request)
+        if result is not None:
+            verdict = to_verdict(result, (start, upto))
+            if verdict is not None:
+                await self._emit(verdict)

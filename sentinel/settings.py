@@ -1,0 +1,24 @@
+"""Sentinel settings (built from the ``[sentinel]`` table of config.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sentinel.verdict import DEFAULT_SEVERITY, Severity
+
+
+@dataclass(frozen=True)
+class SentinelSettings:
+    device: str = "cpu"
+    judge_model_path: str | None = None  # resolved GGUF path; None = no judge
+    judge_every_chars: int = 400  # ask the judge again after this much new text
+    max_corrections: int = 2
+    stall_warn_s: float = 10.0
+    stall_halt_s: float = 30.0
+    loop_minor_repeats: int = 3
+    loop_critical_repeats: int = 5
+    queue_size: int = 256  # bounded feed queue between the stream and the checks
+    severity: dict[str, Severity] = field(default_factory=dict)  # per-code overrides
+
+    def severity_of(self, code: str) -> Severity:
+        return self.severity.get(code, DEFAULT_SEVERITY.get(code, "minor"))

@@ -1,0 +1,154 @@
+"""The judge runs the real embedded model in a real child process that we really kill."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from agents.models import resolve_model_path
+from sentinel.judge import JudgeError, JudgeRequest, JudgeResult, JudgeWorker, to_verdict
+from sentinel.judge_worker import device_settings, parse_verdict
+
+OFF_TASK = JudgeRequest.tail(
+    "code",
+    "Write a Python function add(a, b) that returns the sum of two numbers.",
+    "Sure! " * 300 + "My favourite banana bread: mash three bananas, add flour and sugar, bake.",
+)
+
+
+@pytest.fixture(scope="module")
+def model_path() -> str:
+    return str(resolve_model_path("embedded:smollm2-135m"))
+
+
+def _process_exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+async def _wait_until(predicate, limit_s: float = 15.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_off_task_text_gets_a_structured_grammar_constrained_verdict(model_path):
+    async with JudgeWorker(model_path) as worker:
+        assert worker.alive and worker.load_s is not None
+        result = await worker.judge(OFF_TASK, timeout_s=20)
+        assert isinstance(result, JudgeResult)
+        assert isinstance(result.on_task, bool)
+        assert isinstance(result.reason, str) and len(result.reason) <= 80
+        assert result.latency_s > 0
+        # Only the tail of a long message is sent; the verdict points at that tail.
+        assert OFF_TASK.offset > 0 and len(OFF_TASK.text) == 1500
+        verdict = to_verdict(result, OFF_TASK.span)
+        assert (verdict is None) == result.on_task
+
+
+def test_an_off_task_answer_becomes_a_minor_drift_and_on_task_none():
+    off = to_verdict(JudgeResult(False, "talks about baking", 0.3), (10, 40))
+    assert off is not None
+    assert (off.check, off.code, off.severity, off.span) == ("judge", "E_DRIFT", "minor", (10, 40))
+    assert "baking" in off.detail
+    assert to_verdict(JudgeResult(True, "fine", 0.3), (0, 5)) is None
+    assert to_verdict(None, (0, 5)) is None
+
+
+def test_an_answer_cut_short_by_max_tokens_still_carries_the_decision():
+    assert parse_verdict('{"on_task": false, "reason": "it is about cake and') == (
+        False,
+        "it is about cake and",
+    )
+    assert parse_verdict('{ "on_task": true, "reason": "ok" }') == (True, "ok")
+    with pytest.raises(ValueError):
+        parse_verdict('{"reason": "')
+
+
+async def test_sigkill_mid_request_three_times_is_survived_and_reported(model_path):
+    downs = []
+    async with JudgeWorker(model_path, on_down=downs.append) as worker:
+        for round_no in range(1, 4):
+            pid = worker.pid
+            pending = asyncio.create_task(worker.judge(OFF_TASK, timeout_s=30))
+            await _wait_until(lambda: worker.pending > 0)
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            assert await pending is None
+            assert time.monotonic() - killed_at < 3.0  # not the 30 s timeout
+            assert len(worker.down_verdicts) == round_no
+            down = worker.down_verdicts[-1]
+            assert (down.check, down.code, down.severity) == ("judge", "E_SENTINEL_DOWN", "minor")
+            assert "SIGKILL" in down.detail and down.span == OFF_TASK.span
+            # While it restarts, asking is answered at once with no opinion.
+            if not worker.alive:
+                assert await worker.judge(OFF_TASK) is None
+            await _wait_until(lambda: worker.alive)
+            assert worker.pid != pid and worker.restarts == round_no
+        assert downs == worker.down_verdicts
+        assert isinstance(await worker.judge(OFF_TASK, timeout_s=20), JudgeResult)
+        assert len(worker.take_down_verdicts()) == 3 and worker.down_verdicts == []
+
+
+async def test_a_hung_child_is_killed_by_the_watchdog_and_restarted(model_path):
+    async with JudgeWorker(model_path, hang_timeout_s=0.5) as worker:
+        pid = worker.pid
+        pending = asyncio.create_task(worker.judge(OFF_TASK, timeout_s=30))
+        await _wait_until(lambda: worker.pending > 0)
+        os.kill(pid, signal.SIGSTOP)  # a frozen driver: alive but never answers
+        assert await pending is None
+        assert "hung" in worker.down_verdicts[-1].detail
+        await _wait_until(lambda: worker.alive)
+        assert not _process_exists(pid)
+
+
+async def test_a_caller_timeout_gives_none_and_the_judge_keeps_working(model_path):
+    async with JudgeWorker(model_path) as worker:
+        assert await worker.judge(OFF_TASK, timeout_s=0.001) is None
+        # The abandoned answer is dropped; the next caller gets its own.
+        assert isinstance(await worker.judge(OFF_TASK, timeout_s=20), JudgeResult)
+        assert worker.alive and worker.down_verdicts == []
+
+
+@pytest.mark.parametrize("content", [None, b"GGUF" + b"\0" * 64, b"not a model"])
+async def test_a_bad_model_file_fails_start_with_one_clear_line(tmp_path, capfd, content):
+    path = tmp_path / "judge.gguf"
+    if content is not None:
+        path.write_bytes(content)
+    worker = JudgeWorker(str(path))
+    with pytest.raises(JudgeError) as caught:
+        await worker.start()
+    message = str(caught.value)
+    assert message.startswith(f"judge model {path}") and "\n" not in message
+    assert not worker.alive and await worker.judge(OFF_TASK) is None
+    await worker.close()
+    assert capfd.readouterr().err == ""  # llama.cpp's complaints never reach the terminal
+
+
+def test_an_unknown_device_is_refused_and_gpus_are_pinned_per_child():
+    with pytest.raises(JudgeError, match="tpu:0"):
+        JudgeWorker("model.gguf", device="tpu:0")
+    assert device_settings("cpu") == ({"n_gpu_layers": 0}, {})
+    # The child sees only its own GPU, which is then device 0 inside it.
+    assert device_settings("cuda:1") == (
+        {"n_gpu_layers": -1, "main_gpu": 0},
+        {"CUDA_VISIBLE_DEVICES": "1"},
+    )
+    assert device_settings("vulkan:0")[1] == {"GGML_VK_VISIBLE_DEVICES": "0"}
+
+
+async def test_close_leaves_no_child_process_and_stops_answering(model_path):
+    worker = JudgeWorker(model_path)
+    assert await worker.judge(OFF_TASK) is None  # not started yet: no opinion, no error
+    await worker.start()
+    pid = worker.pid
+    assert pid is not None and _process_exists(pid)
+    await worker.close()
+    assert not _process_exists(pid)
+    assert not worker.alive and await worker.judge(OFF_TASK) is None
+    assert worker.down_verdicts == []  # a deliberate close is not an outage
