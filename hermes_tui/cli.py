@@ -197,29 +197,42 @@ def log(ctx, config_path, db_path, as_json: bool, limit: int) -> None:
     click.echo(asyncio.run(log_view.sessions(ctx.obj["db"], as_json, limit)), nl=False)
 
 
+def _sub_db(ctx: click.Context, config_path: str | None, db_path: str | None) -> Path:
+    """`hermes log show 3 --db x.db` and `hermes log --db x.db show 3` both work."""
+    if db_path or config_path:
+        return _db(config_path, db_path)
+    return ctx.obj["db"]
+
+
 @log.command("show")
 @click.argument("session_id", type=int)
+@config_option
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--hidden", is_flag=True, help="Include hidden correction turns.")
 @click.pass_context
 @friendly
-def log_show(ctx, session_id: int, as_json: bool, hidden: bool) -> None:
+def log_show(ctx, session_id: int, config_path, db_path, as_json: bool, hidden: bool) -> None:
     """Print one session's transcript with its verdicts."""
     from hermes_tui import log_view
 
-    click.echo(asyncio.run(log_view.show(ctx.obj["db"], session_id, as_json, hidden)), nl=False)
+    db = _sub_db(ctx, config_path, db_path)
+    click.echo(asyncio.run(log_view.show(db, session_id, as_json, hidden)), nl=False)
 
 
 @log.command("search")
 @click.argument("query")
+@config_option
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 @friendly
-def log_search(ctx, query: str, as_json: bool) -> None:
+def log_search(ctx, query: str, config_path, db_path, as_json: bool) -> None:
     """Full-text search over messages and verdict details."""
     from hermes_tui import log_view
 
-    click.echo(asyncio.run(log_view.search(ctx.obj["db"], query, as_json)), nl=False)
+    db = _sub_db(ctx, config_path, db_path)
+    click.echo(asyncio.run(log_view.search(db, query, as_json)), nl=False)
 
 
 @main.command()

@@ -69,6 +69,8 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 # Upper bound of operations per writer transaction: keeps one batch's latency bounded even if
 # something floods the queue.
 MAX_BATCH = 1000
+# Full-text hits are ranked among this many newest matches per table (see Store.search).
+SEARCH_WINDOW = 10_000
 
 TimeLike = float | int | datetime
 
@@ -1109,27 +1111,33 @@ class Store:
         The query is plain terms that must all appear (see ``fts_query``), so any user input
         is safe; ``raw=True`` passes FTS5 syntax through (and its syntax errors become
         StoreError).
+
+        Ranking is bm25 among the newest ``SEARCH_WINDOW`` matches of each table: scoring
+        every match of a very common word in a million verdicts takes about half a second,
+        and for such a word the recent matches are the useful ones anyway.
         """
         match = query if raw else fts_query(query)
         if not match:
             return []
-        hidden_cond = "" if include_hidden else " AND m.hidden = 0"
         left, right = mark
+        hidden_cond = "" if include_hidden else " AND m.hidden = 0"
         msg_sql = (
-            "SELECT messages_fts.rank, snippet(messages_fts, 0, ?, ?, '…', 12), "
-            "m.session_id, m.id, m.persona FROM messages_fts "
-            "JOIN messages m ON m.id = messages_fts.rowid "
-            f"WHERE messages_fts MATCH ?{hidden_cond} ORDER BY messages_fts.rank LIMIT ?"
+            "SELECT f.rank, snippet(messages_fts, 0, ?, ?, '…', 12), m.session_id, m.id, "
+            "m.persona FROM messages_fts f JOIN messages m ON m.id = f.rowid "
+            f"WHERE messages_fts MATCH ? AND f.rowid >= ?{hidden_cond} "
+            "ORDER BY f.rank, f.rowid DESC LIMIT ?"
         )
         ver_sql = (
-            "SELECT verdicts_fts.rank, snippet(verdicts_fts, 0, ?, ?, '…', 12), "
-            "v.session_id, v.message_id, v.persona, v.id, v.code FROM verdicts_fts "
-            "JOIN verdicts v ON v.id = verdicts_fts.rowid "
-            "WHERE verdicts_fts MATCH ? ORDER BY verdicts_fts.rank LIMIT ?"
+            "SELECT f.rank, snippet(verdicts_fts, 0, ?, ?, '…', 12), v.session_id, "
+            "v.message_id, v.persona, v.id, v.code FROM verdicts_fts f "
+            "JOIN verdicts v ON v.id = f.rowid "
+            "WHERE verdicts_fts MATCH ? AND f.rowid >= ? ORDER BY f.rank, f.rowid DESC LIMIT ?"
         )
         try:
-            msgs = await self._r.execute_fetchall(msg_sql, (left, right, match, limit))
-            vers = await self._r.execute_fetchall(ver_sql, (left, right, match, limit))
+            msg_floor = await self._search_floor("messages_fts", match)
+            msgs = await self._r.execute_fetchall(msg_sql, (left, right, match, msg_floor, limit))
+            ver_floor = await self._search_floor("verdicts_fts", match)
+            vers = await self._r.execute_fetchall(ver_sql, (left, right, match, ver_floor, limit))
         except sqlite3.OperationalError as exc:
             if raw and ("fts5" in str(exc).lower() or "syntax" in str(exc).lower()):
                 raise StoreError(f"bad search query {query!r}: {exc}") from exc
@@ -1138,6 +1146,17 @@ class Store:
         hits += [SearchHit("verdict", r[0], r[1], r[2], r[3], r[5], r[4], r[6]) for r in vers]
         hits.sort(key=lambda h: h.rank)
         return hits[:limit]
+
+    async def _search_floor(self, fts: str, match: str) -> int:
+        """Smallest rowid among the newest SEARCH_WINDOW matches (FTS5 walks its doclist
+        backwards and stops, so this is cheap), or 0 if there are fewer."""
+        rows = await self._r.execute_fetchall(
+            f"SELECT min(rowid), count(*) FROM (SELECT rowid FROM {fts} WHERE {fts} MATCH ? "
+            "ORDER BY rowid DESC LIMIT ?)",
+            (match, SEARCH_WINDOW),
+        )
+        floor, count = list(rows)[0]
+        return 0 if floor is None or count < SEARCH_WINDOW else int(floor)
 
     async def export_session(
         self, session_id: int, fmt: str = "markdown", *, include_hidden: bool = False

@@ -169,12 +169,14 @@ def write_llama_gguf(
     header_only: bool = False,
     arch: str = "llama",
     seed: int = 0,
+    metadata: dict[str, int] | None = None,
 ) -> Path:
     """Write a synthetic model and return its path.
 
     ``tensor_type`` is one of F32, F16, Q8_0 (data can be written) or Q4_K, Q6_K, Q4_K_M
     (``header_only=True`` only: numpy cannot quantise those quickly). Matrices whose row length
-    is not a multiple of the type's block size fall back to F16.
+    is not a multiple of the type's block size fall back to F16. ``metadata`` overrides integer
+    keys (stored as uint64, e.g. ``{"llama.block_count": 0}``) to build broken files.
     """
     if tensor_type not in FILE_TYPES:
         raise ValueError(f"unknown tensor_type {tensor_type!r}")
@@ -184,6 +186,9 @@ def write_llama_gguf(
     path = Path(path)
     w = gguf.GGUFWriter(str(path), arch)
     _add_metadata(w, shape, tensor_type, f"synthetic-{arch}-{n_layer}L-{n_embd}")
+    for key, value in (metadata or {}).items():
+        w.kv_data[0].pop(key, None)
+        w.add_key_value(key, value, gguf.GGUFValueType.UINT64)
     plan = [(n, d, _type_for(n, d, tensor_type, n_layer)) for n, d in _tensor_plan(shape, arch)]
     if header_only:
         for name, dims, qtype in plan:

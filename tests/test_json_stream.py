@@ -262,6 +262,15 @@ def test_broken_value_gets_no_schema_verdict() -> None:
     assert [v.code for v in run('{"steps": 1,}', schema=PLAN_SCHEMA)] == ["E_JSON_BROKEN"]
 
 
+def test_value_is_judged_when_it_ends_even_if_text_follows_in_the_same_piece() -> None:
+    for pieces in (["[1] x"], ["[1]", " x"], list("[1] x")):
+        verdicts = run("", pieces, schema={"type": "object"})
+        assert [(v.code, v.span) for v in verdicts] == [
+            ("E_JSON_SCHEMA", (0, 3)),
+            ("E_JSON_BROKEN", (4, 5)),
+        ]
+
+
 # -- fences -----------------------------------------------------------------------------------
 
 
@@ -393,6 +402,25 @@ def test_verdict_agrees_with_strict_json_loads_on_near_valid_text(
     assert (verdicts == []) == strict_loads_ok(mutated), (mutated, verdicts)
 
 
+FRAGMENTS = ["```json\n", "```\n", "```", "```py\n", "\n", " ", "{", "}", "[1,", "2]", '"a"', ":"]
+FRAGMENTS += ["x", "`", "``", "\t", "3", "JSON\n"]
+
+
+@SETTINGS
+@given(
+    parts=st.lists(st.sampled_from(FRAGMENTS), max_size=30),
+    cuts=st.lists(st.integers(0, 10_000), max_size=20),
+)
+def test_fence_heavy_text_gets_the_same_verdicts_however_it_is_split(
+    parts: list[str], cuts: list[int]
+) -> None:
+    text = "".join(parts)
+    for mode in ("whole", "fenced"):
+        whole = run(text, mode=mode, schema={"type": "object"})
+        assert run(text, list(text), mode=mode, schema={"type": "object"}) == whole
+        assert run(text, split_at(text, cuts), mode=mode, schema={"type": "object"}) == whole
+
+
 @SETTINGS
 @given(text=st.text(alphabet=st.sampled_from(list('{}[]:,"\\ 01-.eEtrufalsn\n'))))
 def test_random_text_accepted_exactly_when_json_loads_accepts(text: str) -> None:
@@ -429,3 +457,10 @@ async def test_real_model_stream_gets_the_same_verdicts_as_the_finished_text() -
     if not broken(live["whole"]):
         stripped = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
         assert checks["whole"].value == json.loads(stripped)
+
+
+def test_valid_but_very_deep_value_is_not_broken_and_does_not_crash() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    assert run(deep) == []  # valid JSON: depth is not limited by the grammar
+    (verdict,) = run(deep, schema={"type": "array"})
+    assert verdict.code == "E_JSON_SCHEMA" and "nested too deeply" in verdict.detail

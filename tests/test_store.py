@@ -538,3 +538,48 @@ async def test_export_markdown_and_json(store: Store):
         await store.export_session(999)
     with pytest.raises(ValueError):
         await store.export_session(sid, fmt="html")
+
+
+async def test_search_on_very_common_words_returns_recent_matches(store: Store, monkeypatch):
+    import hermes_tui.store as store_module
+
+    monkeypatch.setattr(store_module, "SEARCH_WINDOW", 3)
+    sid = await store.create_session("chat")
+    ids = [
+        await store.add_message(sid, "coder", "assistant", f"apple number {i}") for i in range(10)
+    ]
+    hits = await store.search("apple", limit=5)
+    assert sorted(h.message_id for h in hits) == ids[-3:]
+    assert [h.message_id for h in await store.search("apple number 2")] == [ids[2]]
+
+
+async def test_close_saves_queued_checkpoints_and_events(tmp_path: Path):
+    db = tmp_path / "hermes.db"
+    store = await Store.open(db)
+    sid = await store.create_session("chat")
+    mid = await store.start_message(sid, "critic")
+    await store.checkpoint_message(mid, "partial critique", 2)
+    await store.add_pool_event("evict", model="smollm2")
+    await store.close()  # no flush: close must not drop queued writes
+    async with await Store.open(db) as again:
+        assert again.recovered == 1
+        (msg,) = await again.get_transcript(sid)
+        assert (msg.content, msg.status) == ("partial critique", "interrupted")
+        assert [e.kind for e in await again.list_pool_events()] == ["evict"]
+
+
+async def test_concurrent_writers_share_batches_and_reviewer_sees_commits(tmp_path: Path):
+    import asyncio
+
+    db = tmp_path / "hermes.db"
+    async with await Store.open(db) as store:
+        sid = await store.create_session("chat")
+        mid = await store.start_message(sid, "coder")
+        ids = await asyncio.gather(
+            *(store.add_verdict(sid, mid, "coder", V(span=(i, i + 1))) for i in range(300))
+        )
+        assert len(set(ids)) == 300
+        # A read-only reviewer (another process, say) sees what the live writer committed.
+        async with await Store.open(db, readonly=True) as reviewer:
+            row = await reviewer.get_session(sid)
+            assert row is not None and row.minor == 300

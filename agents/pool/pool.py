@@ -1,44 +1,155 @@
 """The model pool: the single door through which personas get tokens from models.
 
-(Minimal pass-through: one engine per model, loaded lazily. The pool issue replaces the
-inside with admission, time slicing, eviction and KV save/restore behind this interface.)
+Requests pass an admission queue (bounded; interactive before batch; fair between personas)
+and a scheduler that keeps the loaded models within the device memory budgets, evicts idle
+models least-recently-used first, time-slices one model between personas and saves/restores
+each persona's KV state so that a swap does not mean re-reading the whole history. Remote
+OpenAI-compatible endpoints bypass the memory scheduler (their memory is someone else's) and
+are limited by a per-endpoint concurrency semaphore instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
-from agents.engine import Engine, LocalEngine, Message, SamplingParams
+from agents.engine import Engine, Message, SamplingParams
+from agents.pool.queue import AdmissionQueue, NeverFitsError, PoolBusyError, QueuedInfo, Request
+from agents.pool.scheduler import _DONE, Job, PoolEvent, Scheduler, slot_key
 from agents.specs import ModelSpec, PoolSpec
 
+__all__ = [
+    "DeviceUsage",
+    "ModelPool",
+    "NeverFitsError",
+    "PoolBusyError",
+    "PoolEvent",
+    "PoolSnapshot",
+    "ResidentModel",
+    "estimate_bytes",
+]
 
-class PoolBusyError(Exception):
-    """The admission queue is full: try again later (batch mode exits 3)."""
+EventListener = Callable[[PoolEvent], Awaitable[None]]
 
 
-class NeverFitsError(Exception):
-    """The request can never fit in the configured memory budget."""
+def estimate_bytes(spec: ModelSpec) -> int:
+    """Bytes llama.cpp will allocate for ``spec`` (weights + KV cache + compute buffers)."""
+    from agents.pool.estimate import estimate
+    from agents.pool.gguf_info import read_gguf_info
+
+    assert spec.path is not None
+    info = read_gguf_info(spec.path)
+    return estimate(
+        info, spec.n_ctx, spec.n_gpu_layers, list(spec.tensor_split) or None
+    ).total
+
+
+def available_ram() -> int:
+    """Memory available now (the default budget of the implicit "cpu" device)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 * 1024**3
+
+
+@dataclass(frozen=True)
+class DeviceUsage:
+    name: str
+    used_bytes: int
+    budget_bytes: int
+    peak_bytes: int
+
+
+@dataclass(frozen=True)
+class ResidentModel:
+    name: str  # every model name sharing this loaded file, comma-separated
+    device: str
+    bytes: int
+    state: str  # loading, ready, evicting
+    running_persona: str | None
+    context_persona: str | None  # whose conversation is in the KV cache
+    idle_s: float
+    decode_tps: float | None
+
+
+@dataclass(frozen=True)
+class PoolSnapshot:
+    """Everything the dashboard shows about the pool, as plain data."""
+
+    devices: list[DeviceUsage]
+    resident: list[ResidentModel]
+    running: list[tuple[str, str]]  # (persona, model)
+    queue: list[QueuedInfo]
+    saved_states: list[tuple[str, str, int]]  # (model, persona, bytes)
+    events: list[PoolEvent]
 
 
 class ModelPool:
     def __init__(self, models: dict[str, ModelSpec], spec: PoolSpec | None = None) -> None:
         self.models = models
         self.spec = spec or PoolSpec()
-        self._engines: dict[str, Engine] = {}
+        budgets = {d.name: d.memory_bytes for d in self.spec.devices}
+        if not budgets:
+            budgets = {"cpu": available_ram()}
+        self.budgets = budgets
+        self.events: deque[PoolEvent] = deque(maxlen=50)
+        self._listeners: list[EventListener] = []
+        self._listener_tasks: set[asyncio.Task] = set()
+        self.queue = AdmissionQueue(self.spec.queue_size)
+        self.scheduler = Scheduler(budgets, self.queue, self.spec.slice_tokens, self._event)
+        self._estimates: dict[str, int] = {}
+        self._remote: dict[str, Engine] = {}
+        self.scheduler.configure(models, self._estimates)
+        self.rejected = 0
 
-    def engine(self, model: str) -> Engine:
-        if model not in self._engines:
-            spec = self.models[model]
-            self._engines[model] = LocalEngine(
-                spec.name,
-                spec.path,
-                n_ctx=spec.n_ctx,
-                n_gpu_layers=spec.n_gpu_layers,
-                chat_format=spec.chat_format,
+    # -- events --------------------------------------------------------------------------
+    def add_listener(self, listener: EventListener) -> None:
+        """Call ``await listener(event)`` for every pool event (e.g. to persist them)."""
+        self._listeners.append(listener)
+
+    def _event(self, kind: str, model: str = "", persona: str = "", detail: str = "") -> None:
+        event = PoolEvent(time.time(), kind, model, persona, detail)
+        self.events.append(event)
+        for listener in self._listeners:
+            with contextlib.suppress(RuntimeError):  # no running loop: keep the deque only
+                task = asyncio.get_running_loop().create_task(_safe(listener(event)))
+                self._listener_tasks.add(task)
+                task.add_done_callback(self._listener_tasks.discard)
+
+    # -- admission -----------------------------------------------------------------------
+    def estimate(self, model: str) -> int:
+        if model not in self._estimates:
+            self._estimates[model] = estimate_bytes(self._spec(model))
+        return self._estimates[model]
+
+    def _spec(self, model: str) -> ModelSpec:
+        try:
+            return self.models[model]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise KeyError(f"unknown model {model!r} (configured: {known})") from None
+
+    def check_fits(self, model: str) -> None:
+        """Raise ``NeverFitsError`` when ``model`` can never be loaded on its device."""
+        spec = self._spec(model)
+        if spec.device not in self.budgets:
+            raise NeverFitsError(
+                f"model {model!r} is placed on device {spec.device!r}, which is not configured "
+                f"(devices: {', '.join(self.budgets)})"
             )
-        return self._engines[model]
+        need, budget = self.estimate(model), self.budgets[spec.device]
+        if need > budget:
+            raise NeverFitsError(
+                f"model {model!r} needs about {_mib(need)} but device {spec.device!r} has a "
+                f"budget of {_mib(budget)}: it can never be loaded"
+            )
 
+    # -- generation ----------------------------------------------------------------------
     async def generate(
         self,
         persona: str,
@@ -48,11 +159,130 @@ class ModelPool:
         cancel: asyncio.Event | None = None,
         priority: str = "interactive",
     ) -> AsyncIterator[str]:
-        """Stream a completion for ``persona`` on ``model`` (admission and scheduling inside)."""
-        async for piece in self.engine(model).stream(messages, params, cancel):
-            yield piece
+        """Stream a completion for ``persona`` on ``model`` (admission and scheduling inside).
+
+        Raises ``PoolBusyError`` at once when the queue is full and ``NeverFitsError`` when the
+        model can never fit its device; both before any model is touched.
+        """
+        spec = self._spec(model)
+        if spec.remote:
+            async for piece in self._remote_engine(spec).stream(messages, params, cancel):
+                yield piece
+            return
+        try:
+            self.check_fits(model)
+        except NeverFitsError as exc:
+            self.rejected += 1
+            self._event("reject", model, persona, str(exc))
+            raise
+        loop = asyncio.get_running_loop()
+        job = Job(persona, model, slot_key(spec), list(messages), params, loop)
+        job.request = Request(persona, model, priority, params.max_tokens, payload=job)
+        try:
+            self.queue.admit(job.request)
+        except PoolBusyError as exc:
+            self.rejected += 1
+            self._event("reject", model, persona, str(exc))
+            raise
+        self._event("admit", model, persona, f"{priority}; {len(self.queue)} waiting")
+        driver = loop.create_task(self.scheduler.run_job(job))
+        cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel else None
+        try:
+            while True:
+                get = asyncio.ensure_future(job.out.get())
+                waiters = {get} | ({cancel_wait} if cancel_wait else set())
+                done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    return
+                item = get.result()
+                if item is _DONE:
+                    return
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            self.scheduler.withdraw(job)
+            if cancel_wait:
+                cancel_wait.cancel()
+            # Wait for the worker to stop at its next token so the model is free again.
+            await asyncio.shield(driver)
+
+    def _remote_engine(self, spec: ModelSpec) -> Engine:
+        if spec.name not in self._remote:
+            from agents.remote import RemoteEngine
+
+            self._remote[spec.name] = RemoteEngine.from_spec(spec)
+        return self._remote[spec.name]
+
+    async def prefetch(self, model: str) -> bool:
+        """Start loading ``model`` now if it fits in free memory (the next persona's turn).
+
+        Returns True when the model is resident or loading. Never evicts anything.
+        """
+        spec = self.models.get(model)
+        if spec is None or spec.remote:
+            return False
+        try:
+            self.check_fits(model)
+        except NeverFitsError:
+            return False
+        started = await self.scheduler.prefetch(slot_key(spec), spec, self.estimate(model))
+        return started
+
+    async def evict(self, model: str) -> bool:
+        """Unload ``model`` if it is resident and idle (e.g. to free memory by hand)."""
+        spec = self.models.get(model)
+        if spec is None or spec.remote:
+            return False
+        return await self.scheduler.evict(slot_key(spec))
+
+    # -- reporting -----------------------------------------------------------------------
+    def snapshot(self) -> PoolSnapshot:
+        sch = self.scheduler
+        now = time.monotonic()
+        devices = [
+            DeviceUsage(name, sch.used(name), budget, sch.peak.get(name, 0))
+            for name, budget in self.budgets.items()
+        ]
+        resident = [
+            ResidentModel(
+                name=", ".join(sorted(s.models)),
+                device=s.device,
+                bytes=s.estimate,
+                state=s.state,
+                running_persona=s.job.persona if s.job else None,
+                context_persona=s.occupant,
+                idle_s=0.0 if s.job else now - s.last_used,
+                decode_tps=s.stats.decode_tps,
+            )
+            for s in sch.slots.values()
+        ]
+        running = [(s.job.persona, s.job.model) for s in sch.slots.values() if s.job]
+        queue = self.queue.estimates(
+            lambda r: r.payload.remaining_tokens / sch.decode_tps(r.payload.key),
+            sch.busy_seconds,
+            lambda r: self.models[r.model].device,
+        )
+        states = [(sch._name(k), p, st.nbytes) for (k, p), st in sch.states.items()]
+        return PoolSnapshot(devices, resident, running, queue, states, list(self.events))
 
     async def close(self) -> None:
-        for engine in self._engines.values():
+        await self.scheduler.close()
+        for engine in self._remote.values():
             await engine.close()
-        self._engines.clear()
+        self._remote.clear()
+        for task in list(self._listener_tasks):
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def _safe(awaitable: Awaitable[None]) -> None:
+    """A failing event listener must never break generation."""
+    with contextlib.suppress(Exception):
+        await awaitable
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024**2:.1f} MiB"
+

@@ -409,6 +409,8 @@ class Scheduler:
         blocked: set[str] = set()  # devices where an earlier request waits for memory
         for req in self.queue.ordered():
             job: Job = req.payload
+            if job.granted is None or job.granted.done():
+                continue  # admitted, but its driver has not started waiting yet
             slot = self.slots.get(job.key)
             if slot is not None:
                 if slot.state == "ready" and slot.job is None:
@@ -416,8 +418,8 @@ class Scheduler:
                 elif slot.job is not None and slot.job.persona != job.persona:
                     slot.contended = True
                 continue
-            spec = job_spec = self._spec_of(job)
-            device = job_spec.device
+            spec = self._spec_of(job)
+            device = spec.device
             if device in blocked:
                 continue
             estimate = self._estimate_of(job)
@@ -519,6 +521,16 @@ class Scheduler:
             self._start_evict(slot, "keep-alive expired")
         elif slot.state == "ready":
             self._schedule_keep_alive(slot, slot.spec.keep_alive_s - idle_for)
+
+    async def evict(self, key: str) -> bool:
+        """Unload an idle model now (its persona's KV state is saved first when there is room)."""
+        slot = self.slots.get(key)
+        if slot is None or slot.state != "ready" or slot.job is not None:
+            return False
+        self._start_evict(slot, "requested")
+        while self.slots.get(key) is slot:
+            await asyncio.sleep(0.005)
+        return True
 
     async def prefetch(self, key: str, spec: ModelSpec, estimate: int) -> bool:
         """Load ``spec`` ahead of need if it fits in free memory now (never evicts)."""
@@ -655,7 +667,11 @@ class Scheduler:
         except asyncio.CancelledError:
             pass
         except Exception as exc:
-            job.out.put_nowait(exc if isinstance(exc, EngineError) else EngineError(str(exc)))
+            if not isinstance(exc, EngineError):
+                err = EngineError(f"{job.model}: generation failed: {type(exc).__name__}: {exc}")
+                err.__cause__ = exc
+                exc = err
+            job.out.put_nowait(exc)
         finally:
             job.out.put_nowait(_DONE)
 

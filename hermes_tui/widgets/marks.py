@@ -42,8 +42,12 @@ class VerdictMark(Widget, can_focus=True):
     DEFAULT_CSS = """
     VerdictMark { height: auto; padding: 0 1; }
     VerdictMark > .verdict-mark--label { text-style: bold; }
-    VerdictMark.verdict-minor > .verdict-mark--span { background: $warning 40%; text-style: underline; }
-    VerdictMark.verdict-critical > .verdict-mark--span { background: $error 60%; text-style: bold underline; }
+    VerdictMark.verdict-minor > .verdict-mark--span {
+        background: $warning 40%; text-style: underline;
+    }
+    VerdictMark.verdict-critical > .verdict-mark--span {
+        background: $error 60%; text-style: bold underline;
+    }
     VerdictMark.verdict-minor > .verdict-mark--label { color: $text-warning; }
     VerdictMark.verdict-critical > .verdict-mark--label { color: $text-error; }
     VerdictMark:focus { background: $boost; }
@@ -88,7 +92,9 @@ class VerdictMark(Widget, can_focus=True):
         return content
 
 
-def marked_content(text: str, verdicts: list[Any], styles: dict[str, Any], active: int = -1) -> Content:
+def marked_content(
+    text: str, verdicts: list[Any], styles: dict[str, Any], active: int = -1
+) -> Content:
     """``text`` with each verdict span styled by severity (``styles`` maps severity -> style)."""
     content = Content(escape_controls(text))
     for i, v in enumerate(verdicts):

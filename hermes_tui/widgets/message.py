@@ -49,7 +49,7 @@ class MessageView(Vertical, can_focus=True):
 
     def __init__(self, record: ChatMessage, *, color: str = "white") -> None:
         classes = f"persona-{record.persona}"
-        if record.role == "user":
+        if record.role != "assistant":
             classes += " -user"
         if record.hidden:
             classes += " hidden-turn"
@@ -60,7 +60,7 @@ class MessageView(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="msg-header", markup=False)
-        if self.record.role == "user":
+        if self.record.role != "assistant":
             yield Static(sanitize_for_terminal(self.record.text), markup=False)
             return
         yield Markdown(sanitize_for_terminal(self.record.text))
@@ -78,12 +78,14 @@ class MessageView(Vertical, can_focus=True):
     # -- header -----------------------------------------------------------------------
     def _header(self) -> str:
         r = self.record
+        to = " ".join(f"@{t}" for t in r.targets)
         if r.role == "user":
-            to = " ".join(f"@{t}" for t in r.targets)
             return f"you → {to}" if to else "you"
+        if r.role == "sentinel":
+            return f"sentinel → {to} (hidden correction request)"
         parts = [r.persona]
-        if r.hidden:
-            parts.append("(hidden correction turn)")
+        if r.retry:
+            parts.append("(after a correction)")
         parts.append(STATUS_ICON.get(r.status, r.status))
         if r.finished:
             parts.append(f"{r.tokens} tok")

@@ -15,7 +15,7 @@ class ChatMessage:
     """One message on screen: a user prompt or one persona's (possibly hidden) turn."""
 
     key: str  # unique, stable id ("u3", "t12")
-    role: str  # "user" | "assistant"
+    role: str  # "user" | "assistant" | "sentinel" (a correction request)
     persona: str  # the persona answering (or "you")
     text: str = ""
     targets: tuple[str, ...] = ()  # for a user message: who it was addressed to
@@ -23,7 +23,8 @@ class ChatMessage:
     code: str | None = None
     detail: str = ""
     tokens: int = 0
-    hidden: bool = False  # a hidden correction turn
+    hidden: bool = False  # hidden unless asked for (the sentinel's correction requests)
+    retry: bool = False  # an answer given after a correction request
     prompt: str = ""  # the user-side message this turn answers (the correction if hidden)
     verdicts: list[Any] = field(default_factory=list)  # sentinel Verdicts
     correction: str = ""  # the correction sent after this turn, if any

@@ -16,10 +16,13 @@ Decisions (documented because they change what users see):
   when the value inside is complete (the content is unambiguous).
 * ``mode="fenced"`` (contract ``text``): only the content of fenced blocks whose info string's
   first word is ``json`` (any case) is checked; each block must hold exactly one JSON value.
-  Fences are backtick fences at a line start (indentation of spaces/tabs allowed); three or
-  more backticks at a line start close a block and the rest of that line is ignored. Other
-  fenced blocks (e.g. ``python``) are skipped whole, so a ````` ```json ````` inside them is
-  not a block. Tilde fences are not recognised. An empty json block is broken.
+  Fences are backtick fences at a line start (up to 3 spaces of indentation for the
+  opening one); as in CommonMark, a block closes at a line of at least as many backticks as
+  its opening fence followed only by whitespace; any other backtick line is content (and so
+  breaks the JSON). Other fenced blocks (e.g. ``python``) are skipped whole, so a
+  ````` ```json ````` line inside them does not open a block. A fence line whose info string
+  holds a backtick is not a fence (inline code), as in CommonMark. Tilde fences are
+  not recognised. An empty json block is broken.
 * Top-level numbers complete only at the following whitespace, the closing fence, or
   ``finish()``. Unfinished values at ``finish()`` are reported with a zero-width span
   ``(len, len)`` at the end of the message; at a closing fence the span covers the fence.
@@ -27,7 +30,10 @@ Decisions (documented because they change what users see):
 * Schema: when a value completes it is validated against ``schema`` with the validator its
   ``$schema`` names (Draft 2020-12 by default); ``format`` is an annotation only (the
   Draft 2020-12 default). One ``E_JSON_SCHEMA`` verdict per violation, with the JSON pointer
-  in the detail and the span of the offending sub-value.
+  in the detail and the span of the offending sub-value. A value is judged the moment it
+  completes, even if text after it then breaks the message (so the verdicts never depend on
+  where the pieces were cut). A valid value too deep for ``json.loads`` gets one
+  ``E_JSON_SCHEMA`` "nested too deeply" verdict when a schema is set.
 
 JSONTestSuite (``test_parsing``, see ``tests/test_json_stream.py``): all 95 ``y_`` files are
 accepted on every split; all 188 ``n_`` files are rejected (12 of them are not valid UTF-8 and

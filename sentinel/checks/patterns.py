@@ -149,9 +149,7 @@ DEFAULT_PATTERNS: dict[str, PatternSpec] = {
         in_code=True,
     ),
     "email": PatternSpec(trigger=r"[\w.%+-]*\w@[\w@.-]*\.[\w.-]*", strict=_EMAIL_STRICT),
-    "path": PatternSpec(
-        trigger=r"^(?:~|\.{1,2})?/[\w.-]+[/\\]|^[A-Za-z]:\\", strict=_PATH_STRICT
-    ),
+    "path": PatternSpec(trigger=r"^(?:~|\.{1,2})?/[\w.-]+[/\\]|^[A-Za-z]:\\", strict=_PATH_STRICT),
 }
 _ALIASES = {"urls": "url", "link": "url", "e-mail": "email", "mail": "email", "file": "path"}
 
@@ -254,7 +252,7 @@ class PatternCheck:
             if not cand:
                 continue
             offset = start + m.start() + raw.find(cand) if cand in raw else start + m.start()
-            check = _PLACEHOLDER.sub("x0", cand) if spec.placeholders else cand
+            check = _PLACEHOLDER.sub("0", cand) if spec.placeholders else cand
             if spec.strict.fullmatch(check):
                 continue
             return [

@@ -1,0 +1,219 @@
+"""A remote OpenAI-compatible chat endpoint (llama.cpp server, vLLM, ...) as an Engine.
+
+Only the standard library: ``http.client`` runs in a worker thread (it decodes chunked transfer
+encoding for us) and each SSE ``data:`` line is handed to the event loop as it arrives. Requests
+to one base URL share an ``asyncio.Semaphore`` so a small server is never sent more concurrent
+streams than it is configured for (``ModelSpec.max_concurrency``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import socket
+import ssl
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from agents.engine import Engine, EngineError, Message, SamplingParams
+from agents.specs import ModelSpec
+
+_DONE = object()
+# One semaphore per (base URL, event loop): asyncio primitives belong to one loop.
+_LIMITS: dict[tuple[str, int], tuple[int, asyncio.Semaphore]] = {}
+
+
+def endpoint_semaphore(base_url: str, limit: int) -> asyncio.Semaphore:
+    """The shared concurrency limit of ``base_url`` (the first limit configured wins)."""
+    key = (base_url.rstrip("/"), id(asyncio.get_running_loop()))
+    if key not in _LIMITS:
+        _LIMITS[key] = (limit, asyncio.Semaphore(max(1, limit)))
+    return _LIMITS[key][1]
+
+
+def chat_path(base_path: str) -> str:
+    """``/v1`` → ``/v1/chat/completions``; a bare host gets the ``/v1`` prefix."""
+    path = base_path.rstrip("/")
+    if not (path.endswith("/v1") or "/v1/" in path + "/"):
+        path += "/v1"
+    return path + "/chat/completions"
+
+
+class RemoteEngine(Engine):
+    """Streams ``/v1/chat/completions`` with ``stream: true`` from an OpenAI-compatible server."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        max_concurrency: int = 1,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 300.0,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise EngineError(f"{name}: remote url must be http(s)://host[:port]/..., got {base_url!r}")
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.model = model or name
+        self.api_key = api_key
+        self.max_concurrency = max(1, max_concurrency)
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._path = chat_path(parts.path)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> RemoteEngine:
+        assert spec.url is not None
+        key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+        return cls(
+            spec.name,
+            spec.url,
+            model=spec.remote_model,
+            api_key=key,
+            max_concurrency=spec.max_concurrency,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"{self._scheme}://{self._host}:{self._port}{self._path}"
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._scheme == "https":
+            return http.client.HTTPSConnection(
+                self._host,
+                self._port,
+                timeout=self.connect_timeout_s,
+                context=ssl.create_default_context(),
+            )
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout_s)
+
+    def _body(self, messages: list[Message], params: SamplingParams) -> bytes:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+        }
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = list(params.stop)
+        return json.dumps(body).encode("utf-8")
+
+    def _request(
+        self,
+        messages: list[Message],
+        params: SamplingParams,
+        emit: Any,
+        stop_flag: threading.Event,
+        holder: dict[str, Any],
+    ) -> None:
+        """Worker-thread body: POST, then parse server-sent events line by line."""
+        conn = self._connect()
+        holder["conn"] = conn
+        try:
+            headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+            if self.api_key:
+                headers["Authorization"] = f"Bearer {self.api_key}"
+            conn.request("POST", self._path, body=self._body(messages, params), headers=headers)
+            if conn.sock is not None:
+                conn.sock.settimeout(self.read_timeout_s)
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                detail = resp.read(2000).decode("utf-8", "replace").strip()
+                raise EngineError(f"{self.name}: HTTP {resp.status} {resp.reason} from {self.url}: {detail}")
+            while not stop_flag.is_set():
+                raw = resp.readline()
+                if not raw:
+                    break
+                line = raw.decode("utf-8", "replace").strip()
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, "event:" lines
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                piece = self._piece(data)
+                if piece:
+                    emit(piece)
+        except EngineError as exc:
+            emit(exc)
+        except ConnectionRefusedError as exc:
+            emit(EngineError(f"{self.name}: cannot connect to {self.url}: connection refused ({exc})"))
+        except TimeoutError as exc:
+            emit(EngineError(f"{self.name}: timed out talking to {self.url} ({exc})"))
+        except (OSError, http.client.HTTPException) as exc:
+            if not stop_flag.is_set():
+                emit(EngineError(f"{self.name}: connection to {self.url} failed: {exc!r}"))
+        finally:
+            conn.close()
+            emit(_DONE)
+
+    def _piece(self, data: str) -> str | None:
+        try:
+            event = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise EngineError(f"{self.name}: bad server-sent event {data[:200]!r}") from exc
+        if isinstance(event, dict) and "error" in event:
+            raise EngineError(f"{self.name}: server error: {event['error']}")
+        try:
+            choice = event["choices"][0]
+        except (KeyError, IndexError, TypeError):
+            return None
+        delta = choice.get("delta") or {}
+        return delta.get("content") or choice.get("text")
+
+    async def stream(
+        self,
+        messages: list[Message],
+        params: SamplingParams,
+        cancel: asyncio.Event | None = None,
+    ) -> AsyncIterator[str]:
+        async with endpoint_semaphore(self.base_url, self.max_concurrency):
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            stop_flag = threading.Event()
+            holder: dict[str, Any] = {}
+
+            def emit(item: Any) -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+            worker = loop.run_in_executor(
+                None, self._request, messages, params, emit, stop_flag, holder
+            )
+            cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel else None
+            try:
+                while True:
+                    get = asyncio.ensure_future(queue.get())
+                    waiters = {get} | ({cancel_wait} if cancel_wait else set())
+                    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    if get not in done:
+                        get.cancel()
+                        return
+                    item = get.result()
+                    if item is _DONE:
+                        return
+                    if isinstance(item, Exception):
+                        raise item
+                    yield item
+            finally:
+                stop_flag.set()
+                if cancel_wait:
+                    cancel_wait.cancel()
+                sock = getattr(holder.get("conn"), "sock", None)
+                if sock is not None and not worker.done():
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)  # unblock a readline waiting on data
+                await asyncio.shield(worker)

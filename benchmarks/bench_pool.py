@@ -1,0 +1,236 @@
+"""Benchmark the model pool (issue #3): sharing, fairness, KV restore, overload.
+
+P2  aggregate tokens/s of three personas time-sliced on one shared model vs one raw
+    llama-cpp-python stream (create_chat_completion) on the same model.
+P3  fairness: tokens per persona while all three are generating; max/min ratio.
+P4  next-turn time to first token with a ~2,000-token history after the model was evicted:
+    KV state restored vs history re-prefilled (same reload in both).
+Overload: 100 requests (random arrivals) on tiny synthetic models, budget for two of them:
+    crashes, peak accounted memory vs budget, busy errors, queue wait p50/p95.
+
+Usage: PYTHONPATH=. python benchmarks/bench_pool.py [--model PATH] [--n-gpu-layers N]
+Writes benchmarks/results/pool.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import llama_cpp
+
+from agents.engine import LocalEngine, SamplingParams
+from agents.models import resolve_model_path
+from agents.pool.pool import ModelPool, PoolBusyError
+from agents.specs import DeviceSpec, ModelSpec, PoolSpec
+
+RESULTS = Path(__file__).parent / "results" / "pool.json"
+QUESTIONS = {
+    "architect": "Describe the layers of a web application.",
+    "coder": "Explain what a Python generator is.",
+    "critic": "List weaknesses of global variables.",
+}
+
+
+def conv(system: str, question: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+async def raw_stream(path: Path, ngl: int, max_tokens: int) -> dict[str, float]:
+    engine = LocalEngine("raw", path, n_ctx=2048, n_gpu_layers=ngl)
+    await engine.load()
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    t0 = time.perf_counter()
+    n = 0
+    async for _ in engine.stream(conv("You are helpful.", QUESTIONS["coder"]), params):
+        n += 1
+    dt = time.perf_counter() - t0
+    await engine.close()
+    return {"pieces": n, "seconds": dt, "tokens_per_s": n / dt}
+
+
+async def shared_three(path: Path, ngl: int, max_tokens: int, slice_tokens: int) -> dict:
+    pool = ModelPool(
+        {"m": ModelSpec("m", path, n_ctx=2048, n_gpu_layers=ngl)},
+        PoolSpec(slice_tokens=slice_tokens),
+    )
+    await pool.prefetch("m")
+    while not pool.snapshot().resident or pool.snapshot().resident[0].state != "ready":
+        await asyncio.sleep(0.01)
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    stamps: dict[str, list[float]] = {p: [] for p in QUESTIONS}
+
+    async def run(persona: str) -> None:
+        msgs = conv(f"You are the {persona}.", QUESTIONS[persona])
+        async for _ in pool.generate(persona, "m", msgs, params):
+            stamps[persona].append(time.perf_counter())
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(run(p) for p in QUESTIONS))
+    dt = time.perf_counter() - t0
+    total = sum(len(v) for v in stamps.values())
+    window_end = min(v[-1] for v in stamps.values() if v)
+    in_window = {p: sum(1 for t in v if t <= window_end) for p, v in stamps.items()}
+    events = [e.kind for e in pool.events]
+    await pool.close()
+    return {
+        "pieces_total": total,
+        "seconds": dt,
+        "aggregate_tokens_per_s": total / dt,
+        "fairness_window_s": window_end - t0,
+        "tokens_per_persona_in_window": in_window,
+        "fairness_max_over_min": max(in_window.values()) / max(1, min(in_window.values())),
+        "saves": events.count("save_state"),
+        "restores": events.count("restore_state"),
+        "loads": events.count("load"),
+    }
+
+
+async def next_turn_ttft(path: Path, ngl: int, history_tokens: int) -> dict:
+    """TTFT of a persona's next turn after eviction: restore vs re-prefill."""
+    pool = ModelPool({"m": ModelSpec("m", path, n_ctx=4096, n_gpu_layers=ngl)}, PoolSpec())
+    sentence = "The harbour wall was rebuilt in stone after the storm of that winter. "
+    history = conv("You are the architect.", sentence * max(1, history_tokens // 15))
+    params = SamplingParams(max_tokens=8, temperature=0.0)
+    out: dict[str, object] = {}
+    t0 = time.perf_counter()
+    answer = "".join([p async for p in pool.generate("architect", "m", history, params)])
+    out["first_turn_s"] = time.perf_counter() - t0
+    nxt = history + [
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "Continue."},
+    ]
+    for mode in ("restore", "reprefill"):
+        await pool.evict("m")  # saves the architect's KV state into host memory
+        if mode == "reprefill":
+            pool.scheduler.states.clear()
+        t1 = time.perf_counter()
+        ttft = None
+        async for _ in pool.generate("architect", "m", nxt, params):
+            if ttft is None:
+                ttft = time.perf_counter() - t1
+        out[f"{mode}_ttft_s"] = ttft
+        # Put the context back to "after the first turn" for a fair second measurement.
+        await pool.evict("m")
+        pool.scheduler.states.clear()
+        _ = [p async for p in pool.generate("architect", "m", history, params)]
+    stats = next(iter(pool.scheduler.stats.values()))
+    out["load_s"] = stats.load_s
+    out["prefill_tokens_per_s"] = stats.prefill_tps
+    out["restore_bytes_per_s"] = stats.restore_bps
+    out["saved_state_bytes"] = [
+        int(e.detail.split(", ")[1].split()[0]) for e in pool.events if e.kind == "save_state"
+    ][:1]
+    out["history_tokens"] = len(
+        llama_cpp.Llama(str(path), vocab_only=True, verbose=False).tokenize(
+            json.dumps(nxt).encode()
+        )
+    )
+    out["speedup"] = (out["reprefill_ttft_s"] or 0) / max(1e-9, out["restore_ttft_s"] or 1e-9)  # type: ignore[operator]
+    await pool.close()
+    return out
+
+
+async def overload(n_requests: int = 100) -> dict:
+    from tests.gguf_factory import write_llama_gguf
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pool-"))
+    paths = {f"s{i}": write_llama_gguf(tmp / f"s{i}.gguf", n_embd=64, seed=i) for i in range(4)}
+    models = {k: ModelSpec(k, p, n_ctx=256) for k, p in paths.items()}
+    est = ModelPool(models, PoolSpec(devices=(DeviceSpec("cpu", 1 << 40),))).estimate("s0")
+    budget = int(est * 2.5)
+    pool = ModelPool(
+        models, PoolSpec(queue_size=16, slice_tokens=8, devices=(DeviceSpec("cpu", budget),))
+    )
+    rng = random.Random(7)
+    waits: list[float] = []
+    busy = crashes = done = 0
+    params = SamplingParams(max_tokens=16, temperature=0.7, seed=1)
+
+    async def one(i: int) -> None:
+        nonlocal busy, crashes, done
+        await asyncio.sleep(rng.uniform(0, 2.0))
+        t0 = time.perf_counter()
+        first = True
+        try:
+            async for _ in pool.generate(
+                f"p{i % 5}", f"s{rng.randrange(4)}", [{"role": "user", "content": "hi"}], params,
+                priority="batch" if i % 3 == 0 else "interactive",
+            ):
+                if first:
+                    waits.append(time.perf_counter() - t0)
+                    first = False
+            done += 1
+        except PoolBusyError:
+            busy += 1
+        except Exception:
+            crashes += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n_requests)))
+    wall = time.perf_counter() - t0
+    dev = pool.snapshot().devices[0]
+    kinds = [e.kind for e in pool.events]
+    await pool.close()
+    waits.sort()
+    return {
+        "requests": n_requests,
+        "completed": done,
+        "busy_errors": busy,
+        "crashes": crashes,
+        "budget_bytes": budget,
+        "model_estimate_bytes": est,
+        "peak_accounted_bytes": dev.peak_bytes,
+        "peak_over_budget": dev.peak_bytes / budget,
+        "queue_wait_p50_s": statistics.median(waits) if waits else None,
+        "queue_wait_p95_s": waits[int(0.95 * (len(waits) - 1))] if waits else None,
+        "wall_s": wall,
+        "last_50_event_kinds": {k: kinds.count(k) for k in set(kinds)},
+    }
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor(),
+        "llama_cpp_python": llama_cpp.__version__,
+        "loadavg": os.getloadavg(),
+    }
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="embedded:smollm2-135m")
+    ap.add_argument("--n-gpu-layers", type=int, default=0)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--slice-tokens", type=int, default=16)
+    ap.add_argument("--history-tokens", type=int, default=2000)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    path = resolve_model_path(args.model)
+    ngl = args.n_gpu_layers
+    result: dict[str, object] = {"machine": machine(), "model": str(path), "n_gpu_layers": ngl}
+    raw = await raw_stream(path, ngl, args.max_tokens)
+    shared = await shared_three(path, ngl, args.max_tokens, args.slice_tokens)
+    result["P2_raw_stream"] = raw
+    result["P2_P3_three_personas_shared"] = shared
+    result["P2_ratio_aggregate_over_raw"] = shared["aggregate_tokens_per_s"] / raw["tokens_per_s"]
+    result["P4_next_turn_after_eviction"] = await next_turn_ttft(path, ngl, args.history_tokens)
+    result["overload"] = await overload()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

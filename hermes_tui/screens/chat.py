@@ -1,0 +1,343 @@
+"""The chat screen: the transcript, a status line, the input, the pool dashboard.
+
+Nothing here waits on a model. ``Runtime.start`` and every ``Runtime.send`` run in Textual
+workers on the app's event loop; the session reports progress through an async listener that
+only posts Textual messages, and the handlers below update widgets. The first paint happens
+before the runtime exists, and models load lazily on the first message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.events import Resize
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Input, ProgressBar, Static
+
+from agents.events import TokenReceived, TurnEnded, TurnStarted, VerdictRaised
+from agents.session import UnknownPersonaError, parse_mentions
+from hermes_tui.config import Config
+from hermes_tui.widgets.dashboard import PoolDashboard
+from hermes_tui.widgets.prompt import PromptInput
+from hermes_tui.widgets.records import ChatMessage
+from hermes_tui.widgets.transcript import WIDE_AT, Transcript
+
+RuntimeFactory = Callable[[Callable[[Any], Awaitable[None]]], Awaitable[Any]]
+WORKFLOWS = ("pipeline", "parallel")
+
+
+class SessionEvent(Message):
+    """An ``agents.events`` event, delivered on the UI's message queue."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class RuntimeReady(Message):
+    def __init__(self, runtime: Any) -> None:
+        super().__init__()
+        self.runtime = runtime
+
+
+class ChatScreen(Screen):
+    """Talk to the personas. Every binding is also in the command palette (ctrl+p)."""
+
+    CSS_PATH = "chat.tcss"
+    BINDINGS = [
+        Binding("escape", "cancel_turn", "Cancel"),
+        Binding("ctrl+n", "new_session", "New"),
+        Binding("f2", "toggle_dashboard", "Pool"),
+        Binding("f3", "toggle_hidden", "Hidden"),
+        Binding("f4", "review", "Review"),
+        Binding("f5", "toggle_workflow", "Flow"),
+        Binding("ctrl+y", "copy_last", "Copy", show=False),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        db_path: Path | None = None,
+        runtime_factory: RuntimeFactory | None = None,
+        autostart: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.db_path = db_path
+        self.runtime_factory = runtime_factory
+        self.autostart = autostart
+        self.runtime: Any = None
+        self.workflow = config.workflow
+        self.personas = list(config.personas)
+        self.records: dict[int, ChatMessage] = {}  # turn id -> record
+        self.streaming: dict[str, ChatMessage] = {}  # persona -> its running turn
+        self.waiting_first_token: set[int] = set()
+        self._cancel: asyncio.Event | None = None
+        self._busy = False
+        self._user_count = 0
+        self._state = "starting…"
+
+    # -- layout ---------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        colors = {name: p.color for name, p in self.config.personas.items()}
+        with Vertical(id="main"):
+            yield Static("", id="status", markup=False)
+            with Horizontal(id="body"):
+                yield Transcript(colors, wide=self.app.size.width >= WIDE_AT, id="transcript")
+                dashboard = PoolDashboard(
+                    [(d.name, d.memory_bytes) for d in self.config.pool.devices],
+                    source=lambda: getattr(self.runtime, "pool", None),
+                    running=lambda: list(self.streaming),
+                    id="dashboard",
+                )
+                dashboard.display = False
+                yield dashboard
+            yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="loading")
+            yield PromptInput(
+                self.personas,
+                placeholder="Message (@architect @coder @critic @all; ↑ history, → complete)",
+                id="prompt",
+            )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(Transcript).add_class("hide-hidden")
+        self._show_loading(False)
+        self.query_one("#prompt", PromptInput).focus()
+        self._update_status()
+        if self.autostart:
+            self.run_worker(self._start_runtime(), name="runtime-start", exclusive=False)
+        else:
+            self._state = "not started"
+            self._update_status()
+
+    async def _start_runtime(self) -> None:
+        self._show_loading(True)
+        try:
+            if self.runtime_factory is not None:
+                runtime = await self.runtime_factory(self._listener)
+            else:
+                from hermes_tui.runtime import Runtime
+
+                runtime = await Runtime.start(
+                    self.config, db_path=self.db_path, mode="chat", listener=self._listener
+                )
+        except Exception as exc:  # shown, never a crash: the user can still read and review
+            self._state = f"failed to start: {exc}"
+            self._show_loading(False)
+            self._update_status()
+            self.notify(str(exc), title="hermes could not start", severity="error")
+            return
+        self.post_message(RuntimeReady(runtime))
+
+    def on_runtime_ready(self, message: RuntimeReady) -> None:
+        self.runtime = message.runtime
+        self._state = "ready"
+        self._show_loading(False)
+        self._update_status()
+
+    async def on_resize(self, event: Resize) -> None:
+        await self.query_one(Transcript).set_wide(event.size.width >= WIDE_AT)
+
+    def _show_loading(self, shown: bool) -> None:
+        self.query_one("#loading", ProgressBar).display = shown
+
+    def _update_status(self, draft: str | None = None) -> None:
+        value = self.query_one("#prompt", PromptInput).value if draft is None else draft
+        try:
+            targets, _ = parse_mentions(value, self.personas, self.config.default_persona)
+            to = " ".join(f"@{t}" for t in targets)
+        except UnknownPersonaError as exc:
+            to = f"⚠ {exc}"
+        session = f"session {self.runtime.session_id}" if self.runtime else "no session"
+        running = " ".join(f"@{p}" for p in self.streaming)
+        state = self._state + (f" · streaming {running}" if running else "")
+        self.query_one("#status", Static).update(f"to {to} · {self.workflow} · {state} · {session}")
+
+    @on(Input.Changed, "#prompt")
+    def _draft_changed(self, event: Input.Changed) -> None:
+        self._update_status(event.value)
+
+    # -- sending --------------------------------------------------------------------------
+    @on(Input.Submitted, "#prompt")
+    async def _submit(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        if self.runtime is None:
+            self.notify("still starting; try again in a moment", severity="warning")
+            return
+        if self._busy:
+            self.notify("a turn is running: Esc cancels it", severity="warning")
+            return
+        try:
+            targets, _ = parse_mentions(text, self.personas, self.config.default_persona)
+        except UnknownPersonaError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        prompt = self.query_one("#prompt", PromptInput)
+        prompt.remember(text)
+        prompt.value = ""
+        self._user_count += 1
+        record = ChatMessage(f"u{self._user_count}", "user", "you", text, tuple(targets), "done")
+        await self.query_one(Transcript).add(record)
+        self._busy = True
+        self._cancel = asyncio.Event()
+        self.run_worker(self._send(text, self._cancel), name="send", exclusive=False)
+
+    async def _send(self, text: str, cancel: asyncio.Event) -> None:
+        try:
+            await self.runtime.send(text, workflow=self.workflow, cancel=cancel)
+        except Exception as exc:
+            self.notify(f"{type(exc).__name__}: {exc}", title="turn failed", severity="error")
+        finally:
+            self._busy = False
+            self._cancel = None
+            self._show_loading(False)
+            self._update_status()
+
+    async def _listener(self, event: Any) -> None:
+        """Called by the session for every event; must return at once."""
+        self.post_message(SessionEvent(event))
+
+    async def on_session_event(self, message: SessionEvent) -> None:
+        event = message.event
+        transcript = self.query_one(Transcript)
+        dashboard = self.query_one(PoolDashboard)
+        if isinstance(event, TokenReceived):
+            record = self.records.get(event.turn_id)
+            if record is None:
+                return
+            record.text += event.text
+            record.tokens += 1
+            dashboard.note_tokens()
+            if event.turn_id in self.waiting_first_token:
+                self.waiting_first_token.discard(event.turn_id)
+                if not self.waiting_first_token:
+                    self._show_loading(False)
+            view = transcript.view(record.key)
+            if view is not None:
+                await view.append(event.text)
+        elif isinstance(event, TurnStarted):
+            await self._turn_started(event, transcript)
+            dashboard.note_event(f"{time.strftime('%H:%M:%S')} @{event.persona} started")
+        elif isinstance(event, VerdictRaised):
+            record = self.records.get(event.turn_id)
+            if record is None:
+                return
+            record.verdicts.append(event.verdict)
+            v = event.verdict
+            dashboard.note_event(f"{time.strftime('%H:%M:%S')} @{event.persona} {v.code}")
+            view = transcript.view(record.key)
+            if view is not None:
+                await view.add_verdict(v)
+        elif isinstance(event, TurnEnded):
+            record = self.records.get(event.turn_id)
+            if record is None:
+                return
+            record.text, record.tokens = event.text, event.tokens
+            record.status, record.code, record.detail = event.status, event.code, event.detail
+            self.streaming.pop(event.persona, None)
+            self.waiting_first_token.discard(event.turn_id)
+            if not self.waiting_first_token:
+                self._show_loading(False)
+            end = f"{event.status}" + (f" {event.code}" if event.code else "")
+            dashboard.note_event(f"{time.strftime('%H:%M:%S')} @{event.persona} {end}")
+            view = transcript.view(record.key)
+            if view is not None:
+                await view.finish()
+            self._update_status()
+
+    async def _turn_started(self, event: TurnStarted, transcript: Transcript) -> None:
+        if event.hidden:
+            # The sentinel's correction request: hidden unless asked for (F3); the previous
+            # answer's marks show which correction was sent.
+            for earlier in reversed(transcript.records):
+                if earlier.role == "assistant" and earlier.persona == event.persona:
+                    earlier.correction = event.prompt
+                    view = transcript.view(earlier.key)
+                    if view is not None:
+                        view.show_correction()
+                    break
+            note = ChatMessage(
+                f"c{event.turn_id}",
+                "sentinel",
+                "sentinel",
+                event.prompt,
+                (event.persona,),
+                "done",
+                hidden=True,
+            )
+            await transcript.add(note)
+        record = ChatMessage(
+            f"t{event.turn_id}",
+            "assistant",
+            event.persona,
+            retry=event.hidden,
+            prompt=event.prompt,
+        )
+        self.records[event.turn_id] = record
+        self.streaming[event.persona] = record
+        self.waiting_first_token.add(event.turn_id)
+        self._show_loading(True)
+        await transcript.add(record)
+        self._update_status()
+
+    # -- actions --------------------------------------------------------------------------
+    def action_cancel_turn(self) -> None:
+        if self._cancel is not None and not self._cancel.is_set():
+            self._cancel.set()
+            self.notify("cancelling the running turn", timeout=2)
+
+    async def action_new_session(self) -> None:
+        if self.runtime is None:
+            return
+        if self._cancel is not None:
+            self._cancel.set()
+        session_id = await self.runtime.new_session()
+        await self.query_one(Transcript).clear()
+        self.records.clear()
+        self.streaming.clear()
+        self.notify(f"new session {session_id}", timeout=2)
+        self._update_status()
+
+    def action_toggle_dashboard(self) -> None:
+        dashboard = self.query_one(PoolDashboard)
+        dashboard.set_shown(not dashboard.display)
+
+    def action_toggle_hidden(self) -> None:
+        transcript = self.query_one(Transcript)
+        transcript.toggle_class("hide-hidden")
+        shown = not transcript.has_class("hide-hidden")
+        self.notify("correction turns shown" if shown else "correction turns hidden", timeout=2)
+
+    def action_toggle_workflow(self) -> None:
+        self.workflow = WORKFLOWS[(WORKFLOWS.index(self.workflow) + 1) % len(WORKFLOWS)]
+        self._update_status()
+
+    def action_copy_last(self) -> None:
+        record = self.query_one(Transcript).latest_answer()
+        if record is None:
+            self.notify("nothing to copy yet", timeout=2)
+            return
+        from hermes_tui.widgets.sanitize import sanitize_for_terminal
+
+        self.app.copy_to_clipboard(sanitize_for_terminal(record.text))
+        self.notify(f"copied @{record.persona}'s last answer", timeout=2)
+
+    def action_review(self) -> None:
+        from hermes_tui.screens.review import ReviewScreen
+
+        store = getattr(self.runtime, "store", None)
+        db = self.db_path or self.config.db_path
+        self.app.push_screen(ReviewScreen(store=store, db_path=db))

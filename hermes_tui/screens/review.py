@@ -1,0 +1,425 @@
+"""Review past sessions: filter by what the sentinel found, search, read, export.
+
+The session list comes from ``Store.list_sessions`` with the filters pushed into SQL; the
+search box uses the store's FTS5 index over message text and verdict details. Opening a
+session shows its transcript with every verdict span highlighted; choosing a verdict jumps
+to its span.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Select, Sparkline, Static
+
+from hermes_tui.widgets.marks import MarkedText
+from hermes_tui.widgets.sanitize import sanitize_for_terminal
+from sentinel.verdict import CODES
+
+BARS = "▁▂▃▄▅▆▇█"
+CHECKS = (
+    "json",
+    "schema",
+    "pattern",
+    "loop",
+    "stall",
+    "drift",
+    "length",
+    "imports",
+    "unsafe",
+    "secret",
+    "prompt_leak",
+    "judge",
+)
+SEVERITIES = ("minor", "critical")
+
+
+def spark_text(values: list[int]) -> str:
+    """A sparkline as block characters (a DataTable cell cannot hold a widget)."""
+    if not values:
+        return ""
+    top = max(values)
+    if top == 0:
+        return BARS[0] * len(values)
+    return "".join(BARS[min(7, round(v / top * 7))] for v in values)
+
+
+def parse_day(text: str) -> float | None:
+    """'2025-01-31' -> that day's local midnight as a timestamp; '' -> None."""
+    text = text.strip()
+    if not text:
+        return None
+    return dt.datetime.strptime(text, "%Y-%m-%d").timestamp()
+
+
+def fmt_time(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+class ReviewScreen(Screen):
+    """The session list with filters and search. Enter opens a session."""
+
+    CSS_PATH = "review.tcss"
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+f", "focus_search", "Search"),
+        Binding("ctrl+r", "reload", "Reload"),
+        Binding("ctrl+l", "clear_filters", "Clear"),
+    ]
+
+    def __init__(
+        self,
+        store: Any = None,
+        db_path: Path | None = None,
+        *,
+        standalone: bool = False,
+        checks: tuple[str, ...] = CHECKS,
+        personas: tuple[str, ...] = ("architect", "coder", "critic"),
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.db_path = db_path
+        self.standalone = standalone
+        self._own_store = False
+        self.checks = checks
+        self.personas = personas
+        self.rows: list[Any] = []  # SessionRow or SearchHit, in table order
+        self.mode = "sessions"
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="review"):
+            yield Input(
+                placeholder="search messages and verdict details (ctrl+f)",
+                id="search",
+                compact=True,
+            )
+            with Horizontal(id="filters"):
+                yield Select(
+                    [(c, c) for c in SEVERITIES], prompt="severity", id="severity", compact=True
+                )
+                yield Select(
+                    [(c, c) for c in self.checks], prompt="check", id="check", compact=True
+                )
+                yield Select([(c, c) for c in CODES], prompt="code", id="code", compact=True)
+                yield Select(
+                    [(p, p) for p in self.personas], prompt="persona", id="persona", compact=True
+                )
+                yield Input(placeholder="since YYYY-MM-DD", id="since", compact=True)
+                yield Input(placeholder="until YYYY-MM-DD", id="until", compact=True)
+            table: DataTable = DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+            yield table
+            yield Static("", id="summary", markup=False)
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        if self.store is None:
+            from hermes_tui.store import Store
+
+            try:
+                self.store = await Store.open(self.db_path, readonly=True)
+                self._own_store = True
+            except Exception as exc:
+                self.query_one("#summary", Static).update(f"cannot open the database: {exc}")
+                return
+        self.query_one("#sessions", DataTable).focus()
+        await self.reload()
+
+    async def on_unmount(self) -> None:
+        if self._own_store and self.store is not None:
+            await self.store.close()
+
+    # -- filters --------------------------------------------------------------------------
+    def filters(self) -> dict[str, Any]:
+        """The current filters as ``Store.list_sessions`` keyword arguments."""
+        out: dict[str, Any] = {}
+        for name in ("severity", "check", "code", "persona"):
+            value = self.query_one(f"#{name}", Select).value
+            if value is not Select.BLANK and value is not None:
+                out[name] = value
+        for name in ("since", "until"):
+            try:
+                when = parse_day(self.query_one(f"#{name}", Input).value)
+            except ValueError:
+                continue
+            if when is not None:
+                out[name] = when + (86400 if name == "until" else 0)  # until is inclusive
+        return out
+
+    @on(Select.Changed)
+    async def _filter_changed(self) -> None:
+        await self.reload()
+
+    @on(Input.Submitted, "#since, #until, #search")
+    async def _input_submitted(self) -> None:
+        await self.reload()
+
+    @on(Input.Changed, "#search")
+    def _search_typed(self) -> None:
+        self._debounced_reload()
+
+    @work(exclusive=True, group="review-reload")
+    async def _debounced_reload(self) -> None:
+        import asyncio
+
+        await asyncio.sleep(0.15)  # one query per pause in typing, not per key
+        await self.reload()
+
+    async def reload(self) -> None:
+        if self.store is None:
+            return
+        table = self.query_one("#sessions", DataTable)
+        query = self.query_one("#search", Input).value.strip()
+        table.clear(columns=True)
+        if query:
+            await self._show_hits(table, query)
+        else:
+            await self._show_sessions(table)
+
+    async def _show_sessions(self, table: DataTable) -> None:
+        self.mode = "sessions"
+        table.add_columns("date", "title", "personas", "minor", "critical", "msgs", "verdicts")
+        rows = await self.store.list_sessions(200, **self.filters())
+        self.rows = rows
+        for row in rows:
+            timeline = await self.store.verdict_timeline(row.id, 12)
+            table.add_row(
+                fmt_time(row.started),
+                sanitize_for_terminal(row.title or f"session {row.id}")[:40],
+                " ".join(row.personas),
+                str(row.minor) if row.minor else "",
+                str(row.critical) if row.critical else "",
+                str(row.message_count),
+                spark_text(timeline),
+                key=str(row.id),
+            )
+        label = ", ".join(f"{k}={v}" for k, v in self.filters().items()) or "none"
+        self.query_one("#summary", Static).update(
+            f"{len(rows)} sessions · filters: {label} · Enter opens a session"
+        )
+
+    async def _show_hits(self, table: DataTable, query: str) -> None:
+        self.mode = "hits"
+        table.add_columns("session", "persona", "found in", "code", "match")
+        hits = await self.store.search(query, 100)
+        self.rows = hits
+        for i, hit in enumerate(hits):
+            table.add_row(
+                str(hit.session_id),
+                hit.persona,
+                hit.kind,
+                hit.code or "",
+                sanitize_for_terminal(hit.snippet).replace("\n", " ")[:80],
+                key=f"hit{i}",
+            )
+        self.query_one("#summary", Static).update(
+            f"{len(hits)} matches for {query!r} · Enter opens the session at the match"
+        )
+
+    @on(DataTable.RowSelected, "#sessions")
+    def _open(self, event: DataTable.RowSelected) -> None:
+        index = event.cursor_row
+        if not (0 <= index < len(self.rows)):
+            return
+        row = self.rows[index]
+        if self.mode == "sessions":
+            self.app.push_screen(SessionScreen(self.store, row.id))
+        else:
+            self.app.push_screen(
+                SessionScreen(
+                    self.store, row.session_id, message_id=row.message_id, verdict_id=row.verdict_id
+                )
+            )
+
+    # -- actions --------------------------------------------------------------------------
+    def action_back(self) -> None:
+        """Back to the chat (or quit when review was opened on its own)."""
+        if self.standalone:
+            self.app.exit()
+        else:
+            self.app.pop_screen()
+
+    def action_focus_search(self) -> None:
+        """Full-text search over messages and verdict details."""
+        self.query_one("#search", Input).focus()
+
+    async def action_reload(self) -> None:
+        """Read the database again."""
+        await self.reload()
+
+    async def action_clear_filters(self) -> None:
+        """Clear every filter and the search."""
+        for name in ("severity", "check", "code", "persona"):
+            self.query_one(f"#{name}", Select).clear()
+        for name in ("since", "until", "search"):
+            self.query_one(f"#{name}", Input).value = ""
+        await self.reload()
+
+
+class MessageBlock(Vertical):
+    """One stored message in the session view: a header and the marked text."""
+
+    DEFAULT_CSS = """
+    MessageBlock { height: auto; margin-bottom: 1; border-left: wide $panel; }
+    MessageBlock.hidden { border-left: dashed $warning; }
+    MessageBlock > .block-header { text-style: bold; color: $text-accent; }
+    MessageBlock > .halt { color: $text-error; text-style: bold; padding: 0 1; }
+    """
+
+    def __init__(self, message: Any) -> None:
+        super().__init__(classes="hidden" if message.hidden else "")
+        self.message = message
+        self.verdicts = [v.to_verdict() for v in message.verdicts]
+
+    def compose(self) -> ComposeResult:
+        m = self.message
+        header = f"#{m.id} {m.role} {m.persona} · {m.status}" + (" · hidden" if m.hidden else "")
+        if m.tokens:
+            header += f" · {m.tokens} tok"
+        yield Static(header, classes="block-header", markup=False)
+        yield MarkedText(m.content, self.verdicts)
+        if m.error_code:
+            yield Static(f"⛔ stopped here: {m.error_code}", classes="halt", markup=False)
+
+
+class SessionScreen(Screen):
+    """One session: the marked transcript and its verdicts. Enter on a verdict jumps to it."""
+
+    CSS_PATH = "review.tcss"
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+e", "export('markdown')", "Export .md"),
+        Binding("ctrl+j", "export('json')", "Export .json"),
+        Binding("f3", "toggle_hidden", "Hidden"),
+    ]
+
+    def __init__(
+        self,
+        store: Any,
+        session_id: int,
+        *,
+        message_id: int | None = None,
+        verdict_id: int | None = None,
+        export_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.session_id = session_id
+        self.message_id = message_id
+        self.verdict_id = verdict_id
+        self.export_dir = export_dir
+        self.include_hidden = False
+        self.verdict_rows: list[Any] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="session"):
+            yield Static("", id="session-title", markup=False)
+            yield Sparkline([], id="timeline")
+            yield DataTable(id="verdicts", cursor_type="row", zebra_stripes=True)
+            yield VerticalScroll(id="messages")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        await self.load()
+
+    async def load(self) -> None:
+        session = await self.store.get_session(self.session_id)
+        if session is None:
+            self.query_one("#session-title", Static).update(f"no session {self.session_id}")
+            return
+        title = sanitize_for_terminal(session.title or f"session {session.id}")
+        self.query_one("#session-title", Static).update(
+            f"{title} · {fmt_time(session.started)} · {' '.join(session.personas)} · "
+            f"⚑ {session.minor} minor · ⛔ {session.critical} critical"
+        )
+        self.query_one("#timeline", Sparkline).data = await self.store.verdict_timeline(
+            self.session_id, 40
+        )
+        messages = await self.store.get_transcript(
+            self.session_id, include_hidden=self.include_hidden
+        )
+        box = self.query_one("#messages", VerticalScroll)
+        await box.remove_children()
+        await box.mount_all([MessageBlock(m) for m in messages])
+        table = self.query_one("#verdicts", DataTable)
+        table.clear(columns=True)
+        table.add_columns("severity", "code", "check", "persona", "span", "detail")
+        self.verdict_rows = [v for m in messages for v in m.verdicts]
+        for v in self.verdict_rows:
+            table.add_row(
+                v.severity,
+                v.code,
+                v.check_name,
+                v.persona,
+                f"{v.span_start}-{v.span_end}",
+                sanitize_for_terminal(v.detail).replace("\n", " ")[:60],
+                key=str(v.id),
+            )
+        table.focus()
+        if self.verdict_id is not None:
+            for i, v in enumerate(self.verdict_rows):
+                if v.id == self.verdict_id:
+                    table.move_cursor(row=i)
+                    self.call_after_refresh(self.jump_to, v)
+        elif self.message_id is not None:
+            self.call_after_refresh(self._scroll_to_message, self.message_id)
+
+    def _block(self, message_id: int | None) -> MessageBlock | None:
+        for block in self.query(MessageBlock):
+            if block.message.id == message_id:
+                return block
+        return None
+
+    def _scroll_to_message(self, message_id: int) -> None:
+        block = self._block(message_id)
+        if block is not None:
+            self.query_one("#messages", VerticalScroll).scroll_to_widget(block, top=True)
+
+    def jump_to(self, verdict_row: Any) -> None:
+        """Scroll to the verdict's message, highlight its span and put the span in view."""
+        block = self._block(verdict_row.message_id)
+        if block is None:
+            self.notify("that verdict's message is hidden: F3 shows hidden turns")
+            return
+        for other in self.query(MarkedText):
+            other.activate(-1)
+        marked = block.query_one(MarkedText)
+        index = next(
+            (i for i, v in enumerate(block.message.verdicts) if v.id == verdict_row.id), -1
+        )
+        marked.activate(index)
+        # The span's line inside the message (wrapping aside) so long messages scroll to it.
+        line = block.message.content[: verdict_row.span_start].count("\n")
+        scroll = self.query_one("#messages", VerticalScroll)
+        scroll.scroll_to_widget(block, top=True, animate=False)
+        scroll.scroll_relative(y=max(0, line - 2), animate=False)
+
+    @on(DataTable.RowHighlighted, "#verdicts")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if 0 <= event.cursor_row < len(self.verdict_rows):
+            self.jump_to(self.verdict_rows[event.cursor_row])
+
+    def action_back(self) -> None:
+        """Back to the session list."""
+        self.app.pop_screen()
+
+    async def action_toggle_hidden(self) -> None:
+        """Show or hide the sentinel's hidden correction turns."""
+        self.include_hidden = not self.include_hidden
+        await self.load()
+
+    async def action_export(self, fmt: str) -> None:
+        """Export this session as Markdown or JSON into the current directory."""
+        text = await self.store.export_session(self.session_id, fmt)
+        suffix = "json" if fmt == "json" else "md"
+        folder = self.export_dir or Path.cwd()
+        path = folder / f"hermes-session-{self.session_id}.{suffix}"
+        path.write_text(text, encoding="utf-8")
+        self.last_export = path
+        self.notify(f"exported to {path}", timeout=4)

@@ -1,0 +1,59 @@
+"""The message input: history on up/down and ``@persona`` completion (a Textual Suggester)."""
+
+from __future__ import annotations
+
+import re
+
+from textual.binding import Binding
+from textual.suggester import Suggester
+from textual.widgets import Input
+
+_LAST_MENTION = re.compile(r"(?:^|\s)@([\w-]*)$")
+
+
+class PersonaSuggester(Suggester):
+    """Completes the ``@mention`` being typed at the end of the input (right arrow accepts)."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+        self.names = [*names, "all"]
+
+    async def get_suggestion(self, value: str) -> str | None:
+        match = _LAST_MENTION.search(value)
+        if match is None:
+            return None
+        typed = match.group(1)
+        for name in self.names:
+            if name.startswith(typed) and name != typed:
+                return value + name[len(typed) :] + " "
+        return None
+
+
+class PromptInput(Input):
+    """An Input that remembers what was sent; up/down walk through it like a shell."""
+
+    BINDINGS = [
+        Binding("up", "history(-1)", "Previous", show=False),
+        Binding("down", "history(1)", "Next", show=False),
+    ]
+
+    def __init__(self, personas: list[str], **kwargs) -> None:
+        super().__init__(suggester=PersonaSuggester(personas), **kwargs)
+        self.history: list[str] = []
+        self._index = 0
+        self._draft = ""
+
+    def remember(self, text: str) -> None:
+        if text and (not self.history or self.history[-1] != text):
+            self.history.append(text)
+        self._index = len(self.history)
+        self._draft = ""
+
+    def action_history(self, step: int) -> None:
+        if not self.history:
+            return
+        if self._index == len(self.history):
+            self._draft = self.value
+        self._index = max(0, min(len(self.history), self._index + step))
+        self.value = self._draft if self._index == len(self.history) else self.history[self._index]
+        self.cursor_position = len(self.value)

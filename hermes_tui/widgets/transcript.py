@@ -1,0 +1,115 @@
+"""The chat transcript: one interleaved column when narrow, one pane per persona when wide.
+
+At 80 columns three panes would be ~26 cells each, too narrow for code, so below
+``WIDE_AT`` columns every message goes into one column with a coloured left edge per
+persona; from ``WIDE_AT`` columns on each persona gets its own pane and the three streams
+are side by side. Switching rebuilds the views from the records (``ChatMessage``).
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Container, Horizontal, VerticalScroll
+
+from hermes_tui.widgets.message import MessageView
+from hermes_tui.widgets.records import ChatMessage
+
+WIDE_AT = 160
+
+
+class PersonaPane(VerticalScroll):
+    """A scrolling column of messages that stays pinned to the newest one."""
+
+    DEFAULT_CSS = """
+    PersonaPane { height: 1fr; border: round $panel; padding: 0 1; }
+    PersonaPane:focus-within { border: round $accent; }
+    """
+
+
+class Transcript(Container):
+    DEFAULT_CSS = """
+    Transcript { height: 1fr; }
+    Transcript > Horizontal { height: 1fr; }
+    Transcript PersonaPane.-wide { width: 1fr; }
+    Transcript.hide-hidden MessageView.hidden-turn { display: none; }
+    """
+
+    def __init__(self, personas: dict[str, str], *, wide: bool = False, **kwargs) -> None:
+        """``personas`` maps each persona name to its colour, in config order."""
+        super().__init__(**kwargs)
+        self.personas = personas
+        self.wide = wide
+        self.records: list[ChatMessage] = []
+        self.views: dict[str, MessageView] = {}
+
+    def compose(self) -> ComposeResult:
+        if self.wide:
+            with Horizontal():
+                for name, color in self.personas.items():
+                    pane = PersonaPane(id=f"pane-{name}", classes="-wide")
+                    pane.border_title = f"@{name}"
+                    pane.styles.border_title_color = color
+                    yield pane
+        else:
+            pane = PersonaPane(id="pane-all")
+            pane.border_title = " · ".join(f"@{n}" for n in self.personas)
+            yield pane
+
+    def on_mount(self) -> None:
+        for pane in self.query(PersonaPane):
+            pane.anchor()
+
+    def _panes_for(self, record: ChatMessage) -> list[PersonaPane]:
+        if not self.wide:
+            return [self.query_one("#pane-all", PersonaPane)]
+        names = record.targets if record.role == "user" else (record.persona,)
+        return [self.query_one(f"#pane-{n}", PersonaPane) for n in names if n in self.personas]
+
+    def _view(self, record: ChatMessage) -> MessageView:
+        return MessageView(record, color=self.personas.get(record.persona, "gray"))
+
+    async def add(self, record: ChatMessage) -> MessageView | None:
+        """Show a new message; returns its view (the last one for a user message)."""
+        self.records.append(record)
+        view = None
+        for pane in self._panes_for(record):
+            view = self._view(record)
+            await pane.mount(view)
+        if view is not None and record.role == "assistant":
+            self.views[record.key] = view
+        return view
+
+    def view(self, key: str) -> MessageView | None:
+        return self.views.get(key)
+
+    async def set_wide(self, wide: bool) -> None:
+        """Switch layouts, rebuilding every message from its record."""
+        if wide == self.wide:
+            return
+        for view in self.views.values():
+            if view._stream is not None:
+                await view._stream.stop()
+                view._stream = None
+        self.wide = wide
+        self.views.clear()
+        await self.recompose()
+        records, self.records = self.records, []
+        for record in records:
+            await self.add(record)
+        self.on_mount()
+
+    async def clear(self) -> None:
+        """Forget every message (a new session)."""
+        for view in self.views.values():
+            if view._stream is not None:
+                await view._stream.stop()
+        self.records.clear()
+        self.views.clear()
+        for pane in self.query(PersonaPane):
+            await pane.remove_children()
+
+    def latest_answer(self) -> ChatMessage | None:
+        for record in reversed(self.records):
+            if record.role == "assistant" and not record.hidden:
+                return record
+        return None

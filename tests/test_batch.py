@@ -1,0 +1,179 @@
+"""Batch mode end to end on the real embedded model and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, hermes_env, write_small_config
+
+HERMES = [sys.executable, "-m", "hermes_tui.cli"]
+
+SCRIPT = """
+title = "three personas"
+workflow = "pipeline"
+[[turn]]
+to = "architect"
+text = "Plan a tiny CLI that counts words."
+[[turn]]
+to = "coder"
+text = "Write a Python function that reverses a string."
+[[turn]]
+to = "critic"
+text = "Review: def rev(s): return s[::-1]"
+"""
+
+
+def run(args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        HERMES + args, capture_output=True, text=True, env=hermes_env(), cwd=kw.pop("cwd", ROOT),
+        timeout=kw.pop("timeout", 300), stdin=subprocess.DEVNULL, **kw
+    )
+
+
+def events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def text_contract_config(tmp_path: Path) -> Path:
+    """The default personas with free-text contracts: the 135M model cannot be relied on to
+    write valid JSON, and this test is about the plumbing, not the model's skill."""
+    path = write_small_config(tmp_path, max_tokens=16)
+    text = path.read_text().replace('contract = "json"', 'contract = "text"')
+    text = text.replace('contract = "code"', 'contract = "text"')
+    path.write_text(text)
+    return path
+
+
+def test_three_turn_batch_reaches_every_persona_and_is_logged(tmp_path):
+    config = text_contract_config(tmp_path)
+    script = tmp_path / "demo.toml"
+    script.write_text(SCRIPT)
+    db = tmp_path / "h.db"
+    result = run(["batch", str(script), "--config", str(config), "--db", str(db), "--seed", "1"])
+    evs = events(result.stdout)
+    assert result.stderr == ""  # progress only when stderr is a TTY
+    session = evs[0]
+    assert session["event"] == "session" and session["title"] == "three personas"
+    messages = [e for e in evs if e["event"] == "message" and not e["hidden"]]
+    assert [m["persona"] for m in messages][:1] == ["architect"]
+    assert {m["persona"] for m in messages} == {"architect", "coder", "critic"}
+    assert all(m["tokens"] > 0 and m["text"] for m in messages)
+    critical = [e for e in evs if e["event"] == "verdict" and e["severity"] == "critical"]
+    halted = [m for m in messages if m["status"] == "halted"]
+    assert result.returncode == (1 if critical or halted else 0), result.stderr
+    if not critical:
+        assert result.returncode == 0
+    # The same messages are in the database ...
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "SELECT persona, content, status FROM messages WHERE role = 'assistant' ORDER BY id"
+    ).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [
+        (m["persona"], m["text"]) for m in evs if m["event"] == "message"
+    ]
+    assert oct(os.stat(db).st_mode & 0o777) == "0o600"
+    # ... and `hermes log` lists the session.
+    log = run(["log", "--db", str(db)])
+    assert log.returncode == 0
+    assert "three personas" in log.stdout
+    listed = events(run(["log", "--db", str(db), "--json"]).stdout)
+    assert listed[0]["id"] == session["session"]
+    assert listed[0]["message_count"] >= 3 + 3  # three user turns + three answers
+    show = run(["log", "show", str(session["session"]), "--db", str(db)])
+    assert show.returncode == 0 and messages[0]["text"].strip()[:20] in show.stdout
+
+
+def test_default_contracts_produce_verdicts_and_corrections(tmp_path):
+    """On the real default config the JSON personas get checked; a truncated or malformed
+    answer earns a verdict, a hidden correction turn, and the exit code says so."""
+    config = write_small_config(tmp_path, max_tokens=12)
+    script = tmp_path / "one.jsonl"
+    script.write_text(json.dumps({"to": "architect", "text": "Plan a word counter."}) + "\n")
+    db = tmp_path / "h.db"
+    result = run(["batch", str(script), "--config", str(config), "--db", str(db), "--seed", "3"])
+    evs = events(result.stdout)
+    verdicts = [e for e in evs if e["event"] == "verdict"]
+    messages = [e for e in evs if e["event"] == "message"]
+    # 12 tokens can't hold the whole plan: the JSON check must notice.
+    assert any(v["code"] in ("E_JSON_BROKEN", "E_DRIFT", "E_JSON_SCHEMA") for v in verdicts)
+    assert len(messages) >= 2, "a minor verdict must lead to a correction turn"
+    con = sqlite3.connect(db)
+    hidden = con.execute("SELECT content FROM messages WHERE hidden = 1").fetchall()
+    assert hidden and "sentinel found problems" in hidden[0][0]
+    stored = con.execute("SELECT code FROM verdicts").fetchall()
+    assert sorted(r[0] for r in stored) == sorted(v["code"] for v in verdicts)
+    assert result.returncode in (0, 1)
+    assert result.returncode == (1 if any(m["status"] == "halted" for m in messages) or any(
+        v["severity"] == "critical" for v in verdicts) else 0)
+
+
+def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path):
+    config = write_small_config(tmp_path, max_tokens=400)
+    text = config.read_text().replace('contract = "json"', 'contract = "text"')
+    config.write_text(text.replace('contract = "code"', 'contract = "text"'))
+    script = tmp_path / "long.jsonl"
+    script.write_text(json.dumps({"to": "coder", "text": "Tell me a very long story."}) + "\n")
+    db = tmp_path / "h.db"
+    proc = subprocess.Popen(
+        HERMES + ["batch", str(script), "--config", str(config), "--db", str(db)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=hermes_env(), cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    partial = ""
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                row = sqlite3.connect(db, timeout=1).execute(
+                    "SELECT content FROM messages WHERE status = 'streaming'"
+                ).fetchone()
+            except sqlite3.OperationalError:
+                continue
+            if row and len(row[0]) > 40:
+                partial = row[0]
+                break
+    assert partial, "the streaming message never reached the database"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    # The next start marks it interrupted and lists it.
+    log = run(["log", "--db", str(db), "--json"])
+    assert log.returncode == 0
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "SELECT status, content FROM messages WHERE role = 'assistant'"
+    ).fetchall()
+    assert rows[0][0] in ("streaming", "interrupted")
+    assert rows[0][1].startswith(partial)
+    assert events(log.stdout)[0]["message_count"] >= 2
+
+
+@pytest.mark.parametrize(
+    "script,expected",
+    [
+        ("", "no turns (expected at least one [[turn]] or JSON line)"),
+        ('[[turn]]\nto = "poet"\ntext = "hi"\n', "turn[0].to: unknown persona 'poet' (expected one of: architect, coder, critic, all)"),
+        ('[[turn]]\nto = "coder"\n', "turn[0].text: expected a non-empty string"),
+        ("[[turn]\n", "invalid TOML: Expected ']' at the end of an array declaration (at line 1, column 7)"),
+        ('speed = 3\n[[turn]]\nto = "coder"\ntext = "x"\n', "speed: unknown key (expected title, workflow, turn)"),
+    ],
+)
+def test_bad_batch_scripts_are_one_line_exit_2(tmp_path, script, expected):
+    path = tmp_path / "s.toml"
+    path.write_text(script)
+    result = run(["batch", str(path), "--config", str(ROOT / "config.toml"), "--db", str(tmp_path / "x.db")])
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"hermes: {path}: {expected}"
+    assert result.stdout == ""

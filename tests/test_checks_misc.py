@@ -1,0 +1,135 @@
+"""Patterns, contract drift and the stall watchdog."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentinel.checks.drift import ContractDriftCheck
+from sentinel.checks.patterns import PatternCheck
+from sentinel.checks.stall import StallWatchdog
+from sentinel.verdict import Verdict
+
+
+def run(make: Callable, text: str, seed: int | None = 1) -> list[Verdict]:
+    check = make()
+    out: list[Verdict] = []
+    rng = random.Random(seed)
+    i = 0
+    while i < len(text):
+        n = len(text) if seed is None else rng.randint(1, 7)
+        out += check.feed(text[i : i + n])
+        i += n
+    return out + check.finish()
+
+
+def found(make: Callable, text: str) -> list[str]:
+    ref = run(make, text, None)
+    for seed in (0, 1, 2):
+        assert sorted(map(repr, run(make, text, seed))) == sorted(map(repr, ref))
+    return [text[v.span[0] : v.span[1]] for v in ref]
+
+
+def test_malformed_url_email_path_are_reported_with_their_span() -> None:
+    text = (
+        "See https://example.com/a?b=1, or htp:/bad and https://exa..mple.com. "
+        "Mail john@@example.com or bob@example.com. Path /usr//local/bin and /etc/hosts."
+    )
+    v = run(PatternCheck, text)
+    assert {(x.code, x.severity) for x in v} == {("E_PATTERN", "minor")}
+    assert found(PatternCheck, text) == [
+        "htp:/bad", "https://exa..mple.com", "john@@example.com", "/usr//local/bin",
+    ]  # fmt: skip
+
+
+def test_well_formed_and_look_alikes_pass() -> None:
+    text = (
+        "[docs](https://docs.python.org/3/library/re.html) <https://x.org> http://localhost:8000/ "
+        "postgres://user:pw@db:5432/app file:///home/u/a.txt www.example.org/page "
+        "`a@b.T` git@github.com:user/repo.git ssh admin@10.0.0.1 @property "
+        "/home/<user>/.ssh ~/projects/app/ C:\\Users\\bob\\file.txt http://{host}:{port}/api\n"
+        "```python\nresult = a@b.T  # matrix product\n```\n"
+    )
+    assert found(PatternCheck, text) == []
+
+
+def test_custom_strict_regex_for_a_known_name_and_custom_pair() -> None:
+    make = lambda: PatternCheck({"url": r"https://[a-z.]+/?", "ticket": (r"\bT-\S*", r"T-\d{4}")})  # noqa: E731
+    assert found(make, "see http://example.com and T-12 or T-1234 ") == ["http://example.com", "T-12"]
+    with pytest.raises(ValueError):
+        PatternCheck({"phone": r"\d+"})
+
+
+def test_json_persona_chatting_before_json() -> None:
+    text = 'Sure! Here is the JSON:\n{"a": 1}'
+    v = run(lambda: ContractDriftCheck("json"), text)
+    assert [(x.code, x.severity, x.span) for x in v] == [("E_DRIFT", "minor", (0, 5))]
+    assert found(lambda: ContractDriftCheck("json"), '```json\n{"a": 1}\n```') == []
+    assert found(lambda: ContractDriftCheck("json"), '  \n[1, 2]') == []
+
+
+def test_code_persona_writing_an_essay() -> None:
+    intro = "Here is the function you asked for.\n```python\ndef f():\n    return 1\n```\n"
+    essay = "This explanation keeps going about why the code is good and nice. " * 6 + "\n"
+    make = lambda: ContractDriftCheck("code")  # noqa: E731
+    assert found(make, intro) == []
+    got = run(make, intro + essay)
+    assert [x.code for x in got] == ["E_DRIFT"]
+    assert got[0].span[0] > len(intro)  # starts at the word that crossed the prose budget
+    unfenced = "def f(x):\n    # compute the thing we need for the caller here\n    return x\n" * 5
+    assert found(make, unfenced) == []
+
+
+def test_far_longer_than_asked() -> None:
+    make = lambda: ContractDriftCheck("text", max_tokens=10)  # noqa: E731
+    v = run(make, "word " * 40)
+    assert [(x.code, x.span) for x in v] == [("E_DRIFT", (120, 121))]
+    assert run(make, "word " * 20) == []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_stall_watchdog_warns_then_halts_once_and_rearms() -> None:
+    clock = FakeClock()
+    dog = StallWatchdog(warn_s=5, halt_s=20, clock=clock)
+    dog.touch(42)
+    clock.t += 4
+    assert dog.poll() == []
+    clock.t += 2
+    v = dog.poll()
+    assert [(x.code, x.severity, x.span) for x in v] == [("E_STALL", "minor", (42, 42))]
+    assert dog.poll(clock.t + 1) == []
+    v = dog.poll(clock.t + 15)
+    assert [(x.severity, x.span) for x in v] == [("critical", (42, 42))]
+    assert dog.poll(clock.t + 100) == []
+    dog.touch(50)
+    assert dog.poll(clock.t + 30)[0].span == (50, 50)
+    with pytest.raises(ValueError):
+        StallWatchdog(10, 5, clock=clock)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sampled_from(list("ab@.:/ \n`{[htps") + ["http://", "```", "www."]), max_size=60),
+    st.integers(0, 99),
+)
+def test_random_streams_split_invariant(parts: list[str], seed: int) -> None:
+    text = "".join(parts)
+    makes = (
+        PatternCheck,
+        lambda: ContractDriftCheck("json", max_tokens=5),
+        lambda: ContractDriftCheck("code", max_prose_words=3),
+    )
+    for make in makes:
+        ref = run(make, text, None)
+        assert sorted(map(repr, run(make, text, seed))) == sorted(map(repr, ref))

@@ -1,0 +1,284 @@
+"""The model pool on real llama.cpp: admission, LRU eviction, budgets, slicing, KV swaps.
+
+Many-model tests use tiny synthetic GGUFs (tests/gguf_factory.py, ~0.3 MB each, loaded for real
+by llama.cpp); the swap-equivalence tests use the embedded SmolLM2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.engine import SamplingParams
+from agents.models import resolve_model_path
+from agents.pool.pool import ModelPool, NeverFitsError, PoolBusyError
+from agents.specs import DeviceSpec, ModelSpec, PoolSpec
+from tests.gguf_factory import write_llama_gguf
+
+HI = [{"role": "user", "content": "hi"}]
+GREEDY = SamplingParams(max_tokens=6, temperature=0.0)
+EMBEDDED = resolve_model_path("embedded:smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Four loadable synthetic models; m3 is about twice the size of the others."""
+    d = tmp_path_factory.mktemp("gguf")
+    out = {f"m{i}": write_llama_gguf(d / f"m{i}.gguf", n_embd=64, seed=i) for i in range(3)}
+    out["m3"] = write_llama_gguf(d / "m3.gguf", n_embd=128, n_ff=256, seed=3)
+    return out
+
+
+def _models(paths: dict[str, Path], **kw: object) -> dict[str, ModelSpec]:
+    return {name: ModelSpec(name, path, n_ctx=256, **kw) for name, path in paths.items()}
+
+
+def _budget_pool(models: dict[str, ModelSpec], n_fit: float, **spec: object) -> ModelPool:
+    probe = ModelPool(models, PoolSpec(devices=(DeviceSpec("cpu", 1 << 40),)))
+    biggest = max(probe.estimate(m) for m in models)
+    devices = (DeviceSpec("cpu", int(biggest * n_fit)),)
+    return ModelPool(models, PoolSpec(devices=devices, **spec))  # type: ignore[arg-type]
+
+
+async def _text(pool: ModelPool, persona: str, model: str, **kw: object) -> str:
+    params = kw.pop("params", GREEDY)
+    msgs = kw.pop("messages", HI)
+    return "".join([p async for p in pool.generate(persona, model, msgs, params, **kw)])  # type: ignore[arg-type]
+
+
+def _kinds(pool: ModelPool, kind: str) -> list[str]:
+    return [e.model for e in pool.events if e.kind == kind]
+
+
+async def test_least_recently_used_idle_model_is_evicted_first(synth: dict[str, Path]) -> None:
+    models = _models({k: synth[k] for k in ("m0", "m1", "m2")})
+    pool = _budget_pool(models, 2.5)
+    try:
+        await _text(pool, "architect", "m0")
+        await _text(pool, "coder", "m1")
+        await _text(pool, "architect", "m0")  # m0 is now more recent than m1
+        await _text(pool, "critic", "m2")  # needs room for one model: m1 must go
+        assert _kinds(pool, "evict") == ["m1"]
+        assert sorted(r.name for r in pool.snapshot().resident) == ["m0", "m2"]
+    finally:
+        await pool.close()
+
+
+async def test_queue_full_raises_pool_busy_at_once(synth: dict[str, Path]) -> None:
+    pool = _budget_pool(_models({"m0": synth["m0"]}), 4, queue_size=1)
+    first = pool.generate("architect", "m0", HI, GREEDY)
+    second = pool.generate("coder", "m0", HI, GREEDY)
+    try:
+        waiting = asyncio.ensure_future(first.__anext__())
+        await asyncio.sleep(0)  # admitted, not yet served: the queue (size 1) is full
+        with pytest.raises(PoolBusyError, match=r"pool busy: 1 requests queued \(queue_size=1\)"):
+            await second.__anext__()
+        assert isinstance(await waiting, str)  # the admitted one still runs
+        assert [e.kind for e in pool.events].count("reject") == 1
+    finally:
+        await first.aclose()
+        await pool.close()
+
+
+async def test_model_larger_than_the_budget_never_fits(synth: dict[str, Path]) -> None:
+    models = _models({"m0": synth["m0"], "m3": synth["m3"]})
+    small = ModelPool(models).estimate("m0")
+    pool = ModelPool(models, PoolSpec(devices=(DeviceSpec("cpu", small + 1),)))
+    try:
+        with pytest.raises(NeverFitsError, match=r"'m3' needs about .* MiB .* budget of .* MiB"):
+            await _text(pool, "critic", "m3")
+        assert await _text(pool, "critic", "m0")  # the small one still works
+        assert not any(r.name == "m3" for r in pool.snapshot().resident)
+    finally:
+        await pool.close()
+
+
+async def test_model_on_an_unconfigured_device_never_fits(synth: dict[str, Path]) -> None:
+    pool = ModelPool({"g": ModelSpec("g", synth["m0"], n_ctx=256, device="gpu7")})
+    with pytest.raises(NeverFitsError, match="gpu7"):
+        await _text(pool, "coder", "g")
+    await pool.close()
+
+
+async def test_personas_on_the_same_gguf_share_one_loaded_model(synth: dict[str, Path]) -> None:
+    models = {
+        "fast": ModelSpec("fast", synth["m0"], n_ctx=256),
+        "alias": ModelSpec("alias", synth["m0"], n_ctx=256),
+    }
+    pool = ModelPool(models, PoolSpec(slice_tokens=2))
+    try:
+        await asyncio.gather(
+            _text(pool, "architect", "fast"),
+            _text(pool, "coder", "fast"),
+            _text(pool, "critic", "alias"),
+        )
+        resident = pool.snapshot().resident
+        assert len(resident) == 1 and resident[0].name == "alias, fast"
+        assert len(_kinds(pool, "load")) == 1
+    finally:
+        await pool.close()
+
+
+async def test_personas_take_turns_in_time_slices(synth: dict[str, Path]) -> None:
+    pool = ModelPool(_models({"m0": synth["m0"]}), PoolSpec(slice_tokens=3))
+    order: list[str] = []
+    params = SamplingParams(max_tokens=12, temperature=0.0)
+
+    async def run(persona: str) -> None:
+        async for _ in pool.generate(persona, "m0", HI, params):
+            order.append(persona)
+
+    try:
+        await asyncio.gather(run("architect"), run("coder"), run("critic"))
+        runs = [p for i, p in enumerate(order) if i == 0 or order[i - 1] != p]
+        # Round-robin: every persona gets a slice before anyone gets a second one.
+        assert sorted(runs[:3]) == ["architect", "coder", "critic"]
+        assert len(runs) >= 6, f"no time slicing happened: {runs}"
+    finally:
+        await pool.close()
+
+
+async def test_interactive_requests_go_ahead_of_batch(synth: dict[str, Path]) -> None:
+    pool = ModelPool(_models({"m0": synth["m0"]}), PoolSpec(slice_tokens=1000))
+    first_piece: list[str] = []
+
+    async def run(persona: str, priority: str) -> None:
+        async for _ in pool.generate(persona, "m0", HI, GREEDY, priority=priority):
+            if persona not in first_piece:
+                first_piece.append(persona)
+
+    try:
+        busy = asyncio.ensure_future(run("architect", "interactive"))
+        while not first_piece:
+            await asyncio.sleep(0.001)
+        batch = asyncio.ensure_future(run("batcher", "batch"))
+        await asyncio.sleep(0)
+        inter = asyncio.ensure_future(run("critic", "interactive"))
+        await asyncio.gather(busy, batch, inter)
+        assert first_piece.index("critic") < first_piece.index("batcher")
+    finally:
+        await pool.close()
+
+
+async def test_cancel_stops_generation_and_frees_the_model(synth: dict[str, Path]) -> None:
+    pool = ModelPool(_models({"m0": synth["m0"]}))
+    cancel = asyncio.Event()
+    pieces = 0
+    try:
+        params = SamplingParams(max_tokens=200, temperature=0.0)
+        async for _ in pool.generate("architect", "m0", HI, params, cancel):
+            pieces += 1
+            cancel.set()
+        assert pieces == 1
+        assert await _text(pool, "coder", "m0")
+        assert pool.snapshot().running == []
+    finally:
+        await pool.close()
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.sampled_from(["m0", "m1", "m2", "m3"]),
+            st.sampled_from(["architect", "coder", "critic"]),
+            st.sampled_from(["interactive", "batch"]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    queue_size=st.integers(1, 8),
+    n_fit=st.sampled_from([1.2, 2.2]),
+)
+def test_budget_is_never_exceeded(
+    synth: dict[str, Path],
+    requests: list[tuple[str, str, str]],
+    queue_size: int,
+    n_fit: float,
+) -> None:
+    async def scenario() -> None:
+        pool = _budget_pool(_models(synth), n_fit, queue_size=queue_size, slice_tokens=2)
+        params = SamplingParams(max_tokens=3, temperature=0.0)
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    *(
+                        _text(pool, persona, model, params=params, priority=prio)
+                        for model, persona, prio in requests
+                    ),
+                    return_exceptions=True,
+                ),
+                timeout=60,
+            )
+            for r in results:
+                assert isinstance(r, (str, PoolBusyError)), r
+            assert any(isinstance(r, str) for r in results)  # the first is always admitted
+            for dev in pool.snapshot().devices:
+                assert dev.peak_bytes <= dev.budget_bytes
+                assert dev.used_bytes <= dev.budget_bytes
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+# -- KV save/restore on the embedded model ------------------------------------------------
+
+SYSTEM = "You are a helpful assistant. Answer briefly."
+
+
+def _conv(question: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+
+
+@pytest.fixture(scope="module")
+def embedded_models() -> dict[str, ModelSpec]:
+    return {"smol": ModelSpec("smol", EMBEDDED, n_ctx=512)}
+
+
+async def test_greedy_text_is_identical_with_and_without_swaps(
+    embedded_models: dict[str, ModelSpec],
+) -> None:
+    params = SamplingParams(max_tokens=24, temperature=0.0)
+    questions = {"architect": "Name three colours.", "coder": "What is a list in Python?"}
+    alone = ModelPool(embedded_models, PoolSpec(slice_tokens=4))
+    try:
+        solo = {p: await _text(alone, p, "smol", messages=_conv(q), params=params)
+                for p, q in questions.items()}
+    finally:
+        await alone.close()
+    pool = ModelPool(embedded_models, PoolSpec(slice_tokens=4))
+    try:
+        swapped = await asyncio.gather(
+            *(_text(pool, p, "smol", messages=_conv(q), params=params) for p, q in questions.items())
+        )
+        assert dict(zip(questions, swapped)) == solo
+        assert "save_state" in [e.kind for e in pool.events]
+        assert "restore_state" in [e.kind for e in pool.events]
+    finally:
+        await pool.close()
+
+
+async def test_next_turn_restores_the_personas_kv_instead_of_reprefilling(
+    embedded_models: dict[str, ModelSpec],
+) -> None:
+    params = SamplingParams(max_tokens=8, temperature=0.0)
+    pool = ModelPool(embedded_models, PoolSpec())
+    try:
+        history = _conv("Tell me about the sea. " * 20)
+        answer = await _text(pool, "architect", "smol", messages=history, params=params)
+        await _text(pool, "coder", "smol", messages=_conv("Hello?"), params=params)  # swap
+        history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "More."}]
+        await _text(pool, "architect", "smol", messages=history, params=params)
+        restored = [e for e in pool.events if e.kind == "restore_state"]
+        assert [e.persona for e in restored] == ["architect"]
+    finally:
+        await pool.close()
