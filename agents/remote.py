@@ -60,7 +60,9 @@ class RemoteEngine(Engine):
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise EngineError(f"{name}: remote url must be http(s)://host[:port]/..., got {base_url!r}")
+            raise EngineError(
+                f"{name}: remote url must be http(s)://host[:port]/..., got {base_url!r}"
+            )
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.model = model or name
@@ -134,7 +136,9 @@ class RemoteEngine(Engine):
             resp = conn.getresponse()
             if resp.status >= 400:
                 detail = resp.read(2000).decode("utf-8", "replace").strip()
-                raise EngineError(f"{self.name}: HTTP {resp.status} {resp.reason} from {self.url}: {detail}")
+                raise EngineError(
+                    f"{self.name}: HTTP {resp.status} {resp.reason} from {self.url}: {detail}"
+                )
             while not stop_flag.is_set():
                 raw = resp.readline()
                 if not raw:
@@ -151,7 +155,11 @@ class RemoteEngine(Engine):
         except EngineError as exc:
             emit(exc)
         except ConnectionRefusedError as exc:
-            emit(EngineError(f"{self.name}: cannot connect to {self.url}: connection refused ({exc})"))
+            emit(
+                EngineError(
+                    f"{self.name}: cannot connect to {self.url}: connection refused ({exc})"
+                )
+            )
         except TimeoutError as exc:
             emit(EngineError(f"{self.name}: timed out talking to {self.url} ({exc})"))
         except (OSError, http.client.HTTPException) as exc:

@@ -45,16 +45,22 @@ def conv(system: str, question: str) -> list[dict[str, str]]:
 
 
 async def raw_stream(path: Path, ngl: int, max_tokens: int) -> dict[str, float]:
-    engine = LocalEngine("raw", path, n_ctx=2048, n_gpu_layers=ngl)
+    # Same thread count as the pool's llama (llama-cpp-python's default: half the cores).
+    threads = max(1, (os.cpu_count() or 2) // 2)
+    engine = LocalEngine("raw", path, n_ctx=2048, n_gpu_layers=ngl, n_threads=threads)
     await engine.load()
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-    t0 = time.perf_counter()
-    n = 0
-    async for _ in engine.stream(conv("You are helpful.", QUESTIONS["coder"]), params):
-        n += 1
-    dt = time.perf_counter() - t0
+    best: dict[str, float] = {}
+    for _ in range(2):  # best of two: the shared CI box is noisy
+        t0 = time.perf_counter()
+        n = 0
+        async for _ in engine.stream(conv("You are helpful.", QUESTIONS["coder"]), params):
+            n += 1
+        dt = time.perf_counter() - t0
+        if not best or n / dt > best["tokens_per_s"]:
+            best = {"pieces": n, "seconds": dt, "tokens_per_s": n / dt, "n_threads": threads}
     await engine.close()
-    return {"pieces": n, "seconds": dt, "tokens_per_s": n / dt}
+    return best
 
 
 async def shared_three(path: Path, ngl: int, max_tokens: int, slice_tokens: int) -> dict:
@@ -153,16 +159,26 @@ async def overload(n_requests: int = 100) -> dict:
     rng = random.Random(7)
     waits: list[float] = []
     busy = crashes = done = 0
-    params = SamplingParams(max_tokens=16, temperature=0.7, seed=1)
+    params = SamplingParams(max_tokens=48, temperature=0.7, seed=1)
+    counts: dict[str, int] = {}
+
+    async def count(event: object) -> None:
+        kind = getattr(event, "kind", "?")
+        counts[kind] = counts.get(kind, 0) + 1
+
+    pool.add_listener(count)
 
     async def one(i: int) -> None:
         nonlocal busy, crashes, done
-        await asyncio.sleep(rng.uniform(0, 2.0))
+        await asyncio.sleep(rng.uniform(0, 0.3))
         t0 = time.perf_counter()
         first = True
         try:
             async for _ in pool.generate(
-                f"p{i % 5}", f"s{rng.randrange(4)}", [{"role": "user", "content": "hi"}], params,
+                f"p{i % 5}",
+                f"s{rng.randrange(4)}",
+                [{"role": "user", "content": "hi"}],
+                params,
                 priority="batch" if i % 3 == 0 else "interactive",
             ):
                 if first:
@@ -178,7 +194,6 @@ async def overload(n_requests: int = 100) -> dict:
     await asyncio.gather(*(one(i) for i in range(n_requests)))
     wall = time.perf_counter() - t0
     dev = pool.snapshot().devices[0]
-    kinds = [e.kind for e in pool.events]
     await pool.close()
     waits.sort()
     return {
@@ -193,7 +208,7 @@ async def overload(n_requests: int = 100) -> dict:
         "queue_wait_p50_s": statistics.median(waits) if waits else None,
         "queue_wait_p95_s": waits[int(0.95 * (len(waits) - 1))] if waits else None,
         "wall_s": wall,
-        "last_50_event_kinds": {k: kinds.count(k) for k in set(kinds)},
+        "event_counts": dict(sorted(counts.items())),
     }
 
 
@@ -220,10 +235,20 @@ async def main() -> None:
     path = resolve_model_path(args.model)
     ngl = args.n_gpu_layers
     result: dict[str, object] = {"machine": machine(), "model": str(path), "n_gpu_layers": ngl}
-    raw = await raw_stream(path, ngl, args.max_tokens)
-    shared = await shared_three(path, ngl, args.max_tokens, args.slice_tokens)
+    # Alternate the two measurements and keep the best of each: other jobs on a shared box
+    # swing single runs by several times.
+    raws, shareds = [], []
+    for _ in range(2):
+        raws.append(await raw_stream(path, ngl, args.max_tokens))
+        shareds.append(await shared_three(path, ngl, args.max_tokens, args.slice_tokens))
+    raw = max(raws, key=lambda r: r["tokens_per_s"])
+    shared = max(shareds, key=lambda r: r["aggregate_tokens_per_s"])
     result["P2_raw_stream"] = raw
     result["P2_P3_three_personas_shared"] = shared
+    result["P2_all_samples_tokens_per_s"] = {
+        "raw": [r["tokens_per_s"] for r in raws],
+        "shared": [r["aggregate_tokens_per_s"] for r in shareds],
+    }
     result["P2_ratio_aggregate_over_raw"] = shared["aggregate_tokens_per_s"] / raw["tokens_per_s"]
     result["P4_next_turn_after_eviction"] = await next_turn_ttft(path, ngl, args.history_tokens)
     result["overload"] = await overload()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,7 @@ from hermes_tui.batch import (
     parse_script,
 )
 from hermes_tui.config import ConfigError, load_config
-
-
-class Fail(Exception):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
+from hermes_tui.errors import Fail
 
 
 def friendly(fn):
@@ -56,6 +52,15 @@ def friendly(fn):
         except KeyboardInterrupt:
             click.echo("hermes: interrupted", err=True)
             sys.exit(130)
+        except Exception as exc:  # the last safety net: one line, not a traceback
+            if os.environ.get("HERMES_DEBUG"):
+                raise
+            click.echo(
+                f"hermes: internal error: {type(exc).__name__}: {exc} "
+                "(set HERMES_DEBUG=1 to see the traceback)",
+                err=True,
+            )
+            sys.exit(EXIT_RUNTIME)
 
     return wrapper
 

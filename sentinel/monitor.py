@@ -57,12 +57,17 @@ class Monitor:
 
     # -- producer side -------------------------------------------------------------------
     def start(self) -> None:
-        self.watchdog.touch(0)
         self._consumer = asyncio.create_task(self._consume(), name="sentinel-consumer")
-        self._watchdog_task = asyncio.create_task(self._watch_stalls(), name="sentinel-stall")
 
     def feed(self, piece: str) -> None:
         """Hand one piece to the checks; returns at once (never awaits, never drops text)."""
+        if self._watchdog_task is None:
+            # Armed by the first token: time spent queued for the model or prefilling the
+            # prompt is the pool's business (it has wait estimates), not a stall.
+            self._watchdog_task = asyncio.create_task(self._watch_stalls(), name="sentinel-stall")
+        self._feed(piece)
+
+    def _feed(self, piece: str) -> None:
         self._received += len(piece)
         self.watchdog.touch(self._received)
         if self._overflow or self._queue.full():

@@ -85,7 +85,11 @@ def _tensor_plan(shape: Shape, arch: str) -> list[tuple[str, tuple[int, ...]]]:
             (p + "ffn_down.weight", (h, f)),
         ]
         if arch == "qwen2":
-            out += [(p + "attn_q.bias", (h,)), (p + "attn_k.bias", (kv,)), (p + "attn_v.bias", (kv,))]
+            out += [
+                (p + "attn_q.bias", (h,)),
+                (p + "attn_k.bias", (kv,)),
+                (p + "attn_v.bias", (kv,)),
+            ]
     out += [("output_norm.weight", (h,)), ("output.weight", (v, h))]
     return out
 

@@ -88,8 +88,21 @@ def test_other_fence_content_and_similar_names_are_fine() -> None:
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(
-        st.sampled_from(["```python\n", "```\n", "import ", "requests", "from ", " x\n",
-                         "word ", "\n", "__import__('requests')", "```js\n", "require('fs')"]),
+        st.sampled_from(
+            [
+                "```python\n",
+                "```\n",
+                "import ",
+                "requests",
+                "from ",
+                " x\n",
+                "word ",
+                "\n",
+                "__import__('requests')",
+                "```js\n",
+                "require('fs')",
+            ]
+        ),
         max_size=40,
     ),
     st.integers(0, 99),

@@ -118,8 +118,10 @@ def test_severity_override() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(st.sampled_from(["the ", "cat ", "1. ", "\n", "```", "ha", ". ", "|", "x = a[0]"]),
-             max_size=80),
+    st.lists(
+        st.sampled_from(["the ", "cat ", "1. ", "\n", "```", "ha", ". ", "|", "x = a[0]"]),
+        max_size=80,
+    ),
     st.integers(0, 1000),
 )
 def test_random_streams_never_raise_and_are_split_invariant(parts: list[str], seed: int) -> None:

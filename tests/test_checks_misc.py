@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -59,7 +60,10 @@ def test_well_formed_and_look_alikes_pass() -> None:
 
 def test_custom_strict_regex_for_a_known_name_and_custom_pair() -> None:
     make = lambda: PatternCheck({"url": r"https://[a-z.]+/?", "ticket": (r"\bT-\S*", r"T-\d{4}")})  # noqa: E731
-    assert found(make, "see http://example.com and T-12 or T-1234 ") == ["http://example.com", "T-12"]
+    assert found(make, "see http://example.com and T-12 or T-1234 ") == [
+        "http://example.com",
+        "T-12",
+    ]
     with pytest.raises(ValueError):
         PatternCheck({"phone": r"\d+"})
 
@@ -69,7 +73,7 @@ def test_json_persona_chatting_before_json() -> None:
     v = run(lambda: ContractDriftCheck("json"), text)
     assert [(x.code, x.severity, x.span) for x in v] == [("E_DRIFT", "minor", (0, 5))]
     assert found(lambda: ContractDriftCheck("json"), '```json\n{"a": 1}\n```') == []
-    assert found(lambda: ContractDriftCheck("json"), '  \n[1, 2]') == []
+    assert found(lambda: ContractDriftCheck("json"), "  \n[1, 2]") == []
 
 
 def test_code_persona_writing_an_essay() -> None:
@@ -133,3 +137,50 @@ def test_random_streams_split_invariant(parts: list[str], seed: int) -> None:
     for make in makes:
         ref = run(make, text, None)
         assert sorted(map(repr, run(make, text, seed))) == sorted(map(repr, ref))
+
+
+# ---------------------------------------------------------------------------- normal corpus
+CORPUS = sorted((Path(__file__).parent / "corpus" / "normal").glob("*.md"))
+CORPUS_SYSTEM = (
+    "You are Architect, a senior engineer. Plan the work as a short numbered list, name the "
+    "files to change, and never write code yourself. Secret marker: CANARY-3b9d1e."
+)
+
+
+def all_checks() -> list:
+    """Every text check with a realistic configuration (as the sentinel would run them)."""
+    from sentinel.checks.constraints import BannedImportCheck
+    from sentinel.checks.loops import LoopCheck
+    from sentinel.checks.safety import PromptLeakCheck, SecretCheck, UnsafeCommandCheck
+
+    return [
+        LoopCheck(),
+        PatternCheck(),
+        UnsafeCommandCheck(),
+        SecretCheck(),
+        PromptLeakCheck(CORPUS_SYSTEM, "CANARY-3b9d1e"),
+        ContractDriftCheck("text", max_tokens=1024),
+        BannedImportCheck(["telnetlib"]),
+    ]
+
+
+def test_normal_corpus_has_no_critical_and_at_most_one_percent_minor() -> None:
+    assert len(CORPUS) >= 200
+    minor_docs: list[str] = []
+    for path in CORPUS:
+        text = path.read_text()
+        rng = random.Random(path.name)
+        checks = all_checks()
+        verdicts: list[Verdict] = []
+        i = 0
+        while i < len(text):
+            n = rng.randint(1, 6)
+            for check in checks:
+                verdicts += check.feed(text[i : i + n])
+            i += n
+        for check in checks:
+            verdicts += check.finish()
+        assert [v for v in verdicts if v.severity == "critical"] == [], path.name
+        if verdicts:
+            minor_docs.append(f"{path.name}: {verdicts[0].detail}")
+    assert len(minor_docs) <= len(CORPUS) // 100, minor_docs

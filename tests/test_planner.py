@@ -192,7 +192,9 @@ def synthetic_info(n_layer: int, n_embd: int, n_head: int, kv_div: int, n_ff: in
     per_layer = int((2 * n_embd * n_embd + 2 * kv * n_embd + 3 * n_embd * n_ff) * bytes_per_param)
     emb = int(n_vocab * n_embd * bytes_per_param)
     tensors = [TensorInfo("token_embd.weight", "Q4_K", (n_embd, n_vocab), emb, None)]
-    tensors += [TensorInfo(f"blk.{i}.w", "Q4_K", (per_layer,), per_layer, i) for i in range(n_layer)]
+    tensors += [
+        TensorInfo(f"blk.{i}.w", "Q4_K", (per_layer,), per_layer, i) for i in range(n_layer)
+    ]
     tensors += [TensorInfo("output.weight", "Q6_K", (n_embd, n_vocab), emb, None)]
     return GGUFInfo(Path("synthetic.gguf"), "llama", n_layer, n_embd, n_head, n_head_kv, head,
                     head, 32768, n_vocab, n_ff, "Q4_K_M", 0, tuple(tensors))  # fmt: skip
@@ -220,7 +222,7 @@ def test_fake_random_rigs_never_overfill_a_device(
     info = synthetic_info(n_layer, n_embd, n_head, kv_div, int(n_embd * ff_mult), n_vocab, bpp)
     gpus = [
         Device(f"cuda{i}", "cuda", mib * MIB, None if f is None else int(mib * MIB * f))
-        for i, (mib, f) in enumerate(zip(gpu_mib, free_frac))
+        for i, (mib, f) in enumerate(zip(gpu_mib, free_frac, strict=False))
     ]
     p = plan(info, gpus, n_ctx, Device("cpu", "cpu", cpu_gib * GIB), kv_type=kv_type)
     for d in p.gpus:

@@ -251,16 +251,21 @@ async def test_greedy_text_is_identical_with_and_without_swaps(
     questions = {"architect": "Name three colours.", "coder": "What is a list in Python?"}
     alone = ModelPool(embedded_models, PoolSpec(slice_tokens=4))
     try:
-        solo = {p: await _text(alone, p, "smol", messages=_conv(q), params=params)
-                for p, q in questions.items()}
+        solo = {
+            p: await _text(alone, p, "smol", messages=_conv(q), params=params)
+            for p, q in questions.items()
+        }
     finally:
         await alone.close()
     pool = ModelPool(embedded_models, PoolSpec(slice_tokens=4))
     try:
         swapped = await asyncio.gather(
-            *(_text(pool, p, "smol", messages=_conv(q), params=params) for p, q in questions.items())
+            *(
+                _text(pool, p, "smol", messages=_conv(q), params=params)
+                for p, q in questions.items()
+            )
         )
-        assert dict(zip(questions, swapped)) == solo
+        assert dict(zip(questions, swapped, strict=True)) == solo
         assert "save_state" in [e.kind for e in pool.events]
         assert "restore_state" in [e.kind for e in pool.events]
     finally:

@@ -127,7 +127,9 @@ def layer_devices(n_layer: int, n_gpu_layers: int, tensor_split: Sequence[float]
     if n_dev == 0 or n_gpu_layers <= 0:
         return [-1] * (n_layer + 1)
     if any(s < 0 for s in tensor_split) or sum(tensor_split) <= 0:
-        raise ValueError(f"tensor_split needs non-negative shares with a positive sum: {tensor_split}")
+        raise ValueError(
+            f"tensor_split needs non-negative shares with a positive sum: {tensor_split}"
+        )
     total = float(sum(tensor_split))
     cum, acc = [], 0.0
     for s in tensor_split:

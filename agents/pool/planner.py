@@ -13,6 +13,7 @@ sequence across cards only adds transfers).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -109,7 +110,7 @@ class Plan:
     def llama_kwargs(self) -> dict[str, object]:
         """Arguments for ``llama_cpp.Llama`` that reproduce this placement."""
         kw: dict[str, object] = {"n_gpu_layers": self.n_gpu_layers, "n_ctx": self.n_ctx}
-        if len(self.tensor_split) > 1:
+        if len(self.tensor_split) > 1 and self.n_gpu_layers > 0:
             kw["tensor_split"] = list(self.tensor_split)
         return kw
 
@@ -147,23 +148,19 @@ def _split_for(counts: Sequence[int], output: bool) -> tuple[int, list[float]]:
 class _Pricer:
     def __init__(self, info: GGUFInfo, gpus: Sequence[Device], n_ctx: int, kw: dict) -> None:
         self.info, self.gpus, self.n_ctx, self.kw = info, gpus, n_ctx, kw
-        self.limits = [g.usable_bytes - safety_margin(g.usable_bytes) for g in gpus]
+        self.limits = [max(g.usable_bytes - safety_margin(g.usable_bytes), 0) for g in gpus]
 
     def price(self, counts: Sequence[int], output: bool) -> MemoryEstimate:
         n_gpu, shares = _split_for(counts, output)
-        if n_gpu == 0:
-            shares = []
-        names = [g.name for g in self.gpus] if shares else None
-        return estimate(
-            self.info, self.n_ctx, n_gpu, shares or None, gpu_names=names, **self.kw
-        )
+        names = [g.name for g in self.gpus]
+        return estimate(self.info, self.n_ctx, n_gpu, shares, gpu_names=names, **self.kw)
 
     def gpu_total(self, d: DeviceEstimate) -> int:
         used = bool(d.layers) or d.output
         return d.total + (GPU_OVERHEAD if used else 0)
 
     def ok(self, est: MemoryEstimate) -> bool:
-        return all(self.gpu_total(d) <= lim for d, lim in zip(est.gpus, self.limits))
+        return all(self.gpu_total(d) <= lim for d, lim in zip(est.gpus, self.limits, strict=True))
 
     def headroom(self, est: MemoryEstimate, i: int) -> float:
         lim = self.limits[i]
@@ -240,13 +237,14 @@ def plan(
         )
 
     plan_gpus = []
-    for i, (dev, d) in enumerate(zip(gpus, est.gpus)):
+    for i, (dev, d) in enumerate(zip(gpus, est.gpus, strict=True)):
         used = bool(d.layers) or d.output
         share = shares[i] / total_share if shares else 0.0
         ovh = GPU_OVERHEAD if used else 0
         plan_gpus.append(mk(d, dev.usable_bytes, pricer.limits[i], ovh, share))
     cpu_usable = cpu.usable_bytes
-    plan_cpu = mk(est.cpu, cpu_usable, cpu_usable - safety_margin(cpu_usable), 0, 0.0)
+    cpu_limit = max(cpu_usable - safety_margin(cpu_usable), 0)
+    plan_cpu = mk(est.cpu, cpu_usable, cpu_limit, 0, 0.0)
 
     fits, reason = True, ""
     bad_gpu = next((g for g in plan_gpus if not g.fits), None)
@@ -307,5 +305,5 @@ def render_table(p: Plan) -> str:
         )
     lines.append("GiB; Other = compute buffer + driver overhead; +o = output head;")
     lines.append("Read/t = weights + full KV read per generated token.")
-    lines.append("fits: yes" if p.fits else f"fits: NO - {p.reason}")
+    lines += textwrap.wrap("fits: yes" if p.fits else f"fits: NO - {p.reason}", 80)
     return "\n".join(lines)

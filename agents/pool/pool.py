@@ -44,9 +44,7 @@ def estimate_bytes(spec: ModelSpec) -> int:
 
     assert spec.path is not None
     info = read_gguf_info(spec.path)
-    return estimate(
-        info, spec.n_ctx, spec.n_gpu_layers, list(spec.tensor_split) or None
-    ).total
+    return estimate(info, spec.n_ctx, spec.n_gpu_layers, list(spec.tensor_split) or None).total
 
 
 def available_ram() -> int:
@@ -285,4 +283,3 @@ async def _safe(awaitable: Awaitable[None]) -> None:
 
 def _mib(n: int) -> str:
     return f"{n / 1024**2:.1f} MiB"
-

@@ -265,7 +265,7 @@ class LlamaRunner:
         tokens = job.prompt + job.generated
         ctx = llama.input_ids[: llama.n_tokens]
         lcp = 0
-        for a, b in zip(ctx, tokens):
+        for a, b in zip(ctx, tokens, strict=False):
             if a != b:
                 break
             lcp += 1
@@ -713,10 +713,8 @@ class Scheduler:
 
 def _lcp(a: list[int], b: list[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
     return n
-
-

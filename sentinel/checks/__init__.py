@@ -30,7 +30,7 @@ def build_checks(contract: Contract, settings: SentinelSettings) -> list[Check]:
     if contract.max_words:
         checks.append(WordLimitCheck(contract.max_words))
     if contract.banned_imports:
-        checks.append(BannedImportCheck(list(contract.banned_imports)))
+        checks.append(BannedImportCheck(list(contract.banned_imports), contract.kind))
     return checks
 
 

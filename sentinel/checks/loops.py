@@ -41,7 +41,11 @@ _BASE = 1_000_003
 
 
 class LoopCheck:
-    """E_LOOP: minor after ``minor_repeats`` copies, critical after ``critical_repeats``."""
+    """E_LOOP: minor after ``minor_repeats`` copies, critical after ``critical_repeats``.
+
+    ``severity`` may override ``E_LOOP`` (the first, minor report) and ``E_LOOP_CRITICAL``
+    (the escalation, "critical" by default).
+    """
 
     name = "loops"
 

@@ -65,7 +65,17 @@ SECRET_PATTERNS: dict[str, tuple[str, bool]] = {
         True,
     ),
 }
-_KNOWN_PREFIXES = ("AKIA", "ASIA", "gh", "github_pat_", "sk-", "sk_live_", "rk_live_", "xox", "AIza")
+_KNOWN_PREFIXES = (
+    "AKIA",
+    "ASIA",
+    "gh",
+    "github_pat_",
+    "sk-",
+    "sk_live_",
+    "rk_live_",
+    "xox",
+    "AIza",
+)
 _PEM_BEGIN = re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----")
 _PEM_BODY = re.compile(r"^\s*[A-Za-z0-9+/=]{40,}\s*$")
 _PLACEHOLDER_WORDS = ("example", "your", "xxxx", "placeholder", "changeme", "dummy", "redacted")
@@ -87,15 +97,18 @@ def _looks_random(value: str) -> bool:
 
 
 class _LineScanner:
-    """Runs ``scan(line_text, line_start, complete)`` over the complete and partial lines."""
+    """Yields ``(text, text_start, complete)`` for each completed line and, after each piece,
+    for the tail of the current partial line (at most ``window`` characters before the piece),
+    so rescanning a growing line costs O(window + piece), not O(line)."""
 
-    max_partial = 4000
+    window = 400
 
     def __init__(self) -> None:
         self._pos = 0
         self._line: list[str] = []
         self._line_start = 0
-        self._len = 0
+        self._tail = ""
+        self._tail_start = 0
 
     def lines(self, piece: str) -> list[tuple[str, int, bool]]:
         out: list[tuple[str, int, bool]] = []
@@ -104,15 +117,18 @@ class _LineScanner:
             self._line.append(piece[start : nl + 1])
             out.append(("".join(self._line), self._line_start, True))
             self._line = []
-            self._len = 0
             self._line_start = self._pos + nl + 1
+            self._tail = ""
+            self._tail_start = self._line_start
             start = nl + 1
         if start < len(piece):
-            self._line.append(piece[start:])
-            self._len += len(piece) - start
-            if self._len <= self.max_partial:
-                self._line = ["".join(self._line)]
-                out.append((self._line[0], self._line_start, False))
+            rest = piece[start:]
+            self._line.append(rest)
+            tail = self._tail + rest
+            out.append((tail, self._tail_start, False))
+            cut = max(0, len(tail) - self.window)
+            self._tail = tail[cut:]
+            self._tail_start += cut
         self._pos += len(piece)
         return out
 
@@ -121,6 +137,10 @@ class _LineScanner:
             return []
         text, self._line = "".join(self._line) + "\n", []
         return [(text, self._line_start, True)]
+
+
+def _overlaps(span: tuple[int, int], seen: list[tuple[int, int]]) -> bool:
+    return any(span[0] < e and s < span[1] for s, e in seen[-64:])
 
 
 class UnsafeCommandCheck:
@@ -142,7 +162,7 @@ class UnsafeCommandCheck:
         self._pats = [(n, re.compile(p)) for n, p in pats.items()]
         self._sev = severity_for("E_UNSAFE_COMMAND", severity)
         self._scan = _LineScanner()
-        self._seen: set[tuple[int, int]] = set()
+        self._seen: list[tuple[int, int]] = []
 
     def feed(self, piece: str) -> list[Verdict]:
         out: list[Verdict] = []
@@ -167,9 +187,9 @@ class UnsafeCommandCheck:
                 if not complete and end >= len(body):
                     continue  # could still grow; decide when something follows
                 span = (start + m.start(), start + end)
-                if span in self._seen:
+                if _overlaps(span, self._seen):
                     continue
-                self._seen.add(span)
+                self._seen.append(span)
                 out.append(
                     Verdict(
                         self.name, self._sev, "E_UNSAFE_COMMAND", span, f"{name}: {m.group()!r}"
@@ -187,7 +207,7 @@ class SecretCheck:
         self._pats = [(n, re.compile(p), ent) for n, (p, ent) in SECRET_PATTERNS.items()]
         self._sev = severity_for("E_SECRET", severity)
         self._scan = _LineScanner()
-        self._seen: set[tuple[int, int]] = set()
+        self._seen: list[tuple[int, int]] = []
         self._pem_start: int | None = None
 
     def feed(self, piece: str) -> list[Verdict]:
@@ -203,9 +223,9 @@ class SecretCheck:
         return out
 
     def _emit(self, span: tuple[int, int], what: str) -> list[Verdict]:
-        if span in self._seen:
+        if _overlaps(span, self._seen):
             return []
-        self._seen.add(span)
+        self._seen.append(span)
         return [Verdict(self.name, self._sev, "E_SECRET", span, what)]
 
     def _check(self, text: str, start: int, complete: bool) -> list[Verdict]:

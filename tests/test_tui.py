@@ -1,0 +1,350 @@
+"""The TUI driven by Textual's Pilot: real model, real sentinel, real store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Markdown, Select
+
+from hermes_tui.app import HermesApp
+from hermes_tui.config import load_config
+from hermes_tui.runtime import Runtime
+from hermes_tui.screens.chat import ChatScreen
+from hermes_tui.screens.review import ReviewScreen, SessionScreen
+from hermes_tui.store import Store
+from hermes_tui.widgets.marks import MarkedText, VerdictMark
+from hermes_tui.widgets.message import MessageView
+from hermes_tui.widgets.prompt import PersonaSuggester
+from hermes_tui.widgets.sanitize import escape_controls, sanitize_for_terminal
+from hermes_tui.widgets.transcript import Transcript
+from sentinel.verdict import Verdict
+from tests.replay import BROKEN_JSON, FIXED_JSON, ReplayEngine, install, replay_config
+
+
+async def until(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
+    """Let the app run until ``condition()`` holds (fails the test after ``timeout`` s)."""
+    loops = int(timeout / 0.05)
+    for _ in range(loops):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def chat_of(app: HermesApp) -> ChatScreen:
+    assert isinstance(app.screen, ChatScreen)
+    return app.screen
+
+
+async def send(pilot, text: str) -> None:
+    prompt = pilot.app.screen.query_one("#prompt", Input)
+    prompt.focus()
+    prompt.value = text
+    await pilot.press("enter")
+
+
+# -- sanitising --------------------------------------------------------------------------------
+def test_sanitize_removes_escape_sequences_and_keeps_text() -> None:
+    hostile = (
+        "ok\x1b[31mred\x1b[0m \x1b]0;pwned title\x07 \x1b]52;c;Y2xpcA==\x07"
+        "\x9b2J clear\rover\r\nline\tTab \u202eevil\x00\x07!"
+    )
+    clean = sanitize_for_terminal(hostile)
+    assert "\x1b" not in clean and "\x9b" not in clean and "\x07" not in clean
+    assert "\x00" not in clean and "\r" not in clean and "\u202e" not in clean
+    assert "pwned" not in clean and "Y2xp" not in clean  # OSC payloads go with the sequence
+    assert clean.startswith("okred ")
+    assert "\tTab" in clean and "over\nline" in clean and clean.endswith("evil!")
+
+
+def test_escape_controls_keeps_offsets_for_verdict_spans() -> None:
+    text = "a\x1b[2Jb\nc"
+    shown = escape_controls(text)
+    assert len(shown) == len(text) and "\x1b" not in shown and shown.endswith("b\nc")
+
+
+async def test_persona_suggester_completes_the_mention_being_typed() -> None:
+    s = PersonaSuggester(["architect", "coder", "critic"])
+    assert await s.get_suggestion("@co") == "@coder "
+    assert await s.get_suggestion("fix this @cr") == "fix this @critic "
+    assert await s.get_suggestion("@a") == "@architect "
+    assert await s.get_suggestion("email me@co") is None  # not a mention
+    assert await s.get_suggestion("plain text") is None
+
+
+# -- chat on the real model ------------------------------------------------------------------
+async def test_coder_answer_streams_into_its_view_on_the_real_model(small_config, tmp_path):
+    config = load_config(small_config)
+    db = tmp_path / "chat.db"
+
+    async def start(listener):
+        return await Runtime.start(config, db_path=db, listener=listener, judge=False)
+
+    app = HermesApp(config, db_path=db, runtime_factory=start)
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = chat_of(app)
+        assert chat.query_one("#status").render()  # painted before any model loads
+        await until(pilot, lambda: chat.runtime is not None, what="runtime")
+        await send(pilot, "@coder print hello in python")
+        transcript = chat.query_one(Transcript)
+        await until(pilot, lambda: any(r.role == "assistant" for r in transcript.records))
+        record = next(r for r in transcript.records if r.role == "assistant")
+        assert record.persona == "coder"
+        seen: list[int] = []
+        while not record.finished:
+            seen.append(len(record.text))
+            await pilot.pause(0.02)
+        await until(pilot, lambda: not chat._busy, what="turn end")
+        view = transcript.view(record.key)
+        assert isinstance(view, MessageView) and view.has_class("persona-coder")
+        assert record.status == "done" and record.tokens > 1 and record.text.strip()
+        assert len(set(seen)) > 1, "text should arrive piece by piece"
+        assert view.query_one(Markdown).source == sanitize_for_terminal(record.text)
+        assert "coder" in str(view.query_one(".msg-header").render())
+    # The answer was recorded in the session's database.
+    store = await Store.open(db, readonly=True)
+    try:
+        sessions = await store.list_sessions()
+        messages = await store.get_transcript(sessions[0].id)
+        assert [m.role for m in messages] == ["user", "assistant"]
+        assert messages[1].persona == "coder" and messages[1].content == record.text
+    finally:
+        await store.close()
+
+
+# -- a replayed JSON break through the real session + sentinel ----------------------------------
+async def test_replayed_json_break_shows_an_e_json_broken_mark(small_config, tmp_path):
+    config = replay_config(load_config(small_config))
+    engine = ReplayEngine([BROKEN_JSON, FIXED_JSON])
+
+    async def start(listener):
+        runtime = await Runtime.start(config, db_path=tmp_path / "r.db", listener=listener,
+                                      judge=False)
+        install(runtime, engine)
+        return runtime
+
+    app = HermesApp(config, runtime_factory=start)
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = chat_of(app)
+        await until(pilot, lambda: chat.runtime is not None, what="runtime")
+        await send(pilot, "@architect plan the release")
+        await until(pilot, lambda: not chat._busy and engine.calls == 2, what="both turns")
+        await pilot.pause(0.1)
+        transcript = chat.query_one(Transcript)
+        answers = [r for r in transcript.records if r.role == "assistant"]
+        first, retry = answers
+        assert [v.code for v in first.verdicts] == ["E_JSON_BROKEN"]
+        start_, _ = first.verdicts[0].span
+        assert "".join(BROKEN_JSON)[start_] == "}"  # the stray brace
+        marks = list(transcript.view(first.key).query(VerdictMark))
+        assert len(marks) == 1 and marks[0].has_class("verdict-minor")
+        assert "E_JSON_BROKEN" in str(marks[0].render())
+        # The correction request is hidden until asked for; the retry is a normal answer.
+        assert retry.retry and retry.status == "done" and not retry.verdicts
+        note = next(r for r in transcript.records if r.role == "sentinel")
+        assert "E_JSON_BROKEN" in note.text
+        hidden_view = next(
+            v for v in transcript.query(MessageView) if v.record is note
+        )
+        assert not hidden_view.display or transcript.has_class("hide-hidden")
+        assert hidden_view.region.height == 0
+        await pilot.press("f3")
+        await pilot.pause(0.1)
+        assert hidden_view.region.height > 0
+        # Focusing the mark (keyboard only) explains it, with the correction that was sent.
+        transcript.view(first.key).focus()
+        await pilot.press("m")
+        await pilot.pause(0.05)
+        assert app.focused is marks[0]
+        detail = str(marks[0].render())
+        assert "check: json" in detail and "correction sent" in detail
+
+
+async def test_a_critical_halt_shows_its_code_where_the_stream_stopped(small_config, tmp_path):
+    config = replay_config(load_config(small_config))
+    leak = ["Sure. ", "Run ", "`rm -rf /`", " to clean up", " everything."]
+    engine = ReplayEngine([leak])
+
+    async def start(listener):
+        runtime = await Runtime.start(config, db_path=tmp_path / "h.db", listener=listener,
+                                      judge=False)
+        install(runtime, engine)
+        return runtime
+
+    app = HermesApp(config, runtime_factory=start)
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = chat_of(app)
+        await until(pilot, lambda: chat.runtime is not None, what="runtime")
+        await send(pilot, "@coder how do I clean my disk")
+        await until(pilot, lambda: not chat._busy, what="turn end")
+        await pilot.pause(0.1)
+        record = next(r for r in chat.query_one(Transcript).records if r.role == "assistant")
+        assert record.status == "halted" and record.code == "E_UNSAFE_COMMAND"
+        view = chat.query_one(Transcript).view(record.key)
+        assert "halted here: E_UNSAFE_COMMAND" in str(view.query_one(".halt-code").render())
+        assert view.query(VerdictMark).first().has_class("verdict-critical")
+
+
+async def test_three_panes_when_wide_and_escape_codes_never_reach_the_screen(
+    small_config, tmp_path
+):
+    config = replay_config(load_config(small_config))
+    engine = ReplayEngine([["hi ", "\x1b[2J\x1b]0;owned\x07", "there"]])
+
+    async def start(listener):
+        runtime = await Runtime.start(config, db_path=tmp_path / "w.db", listener=listener,
+                                      judge=False)
+        install(runtime, engine)
+        return runtime
+
+    app = HermesApp(config, runtime_factory=start)
+    async with app.run_test(size=(200, 50)) as pilot:
+        chat = chat_of(app)
+        await until(pilot, lambda: chat.runtime is not None, what="runtime")
+        panes = [p.id for p in chat.query("PersonaPane")]
+        assert panes == ["pane-architect", "pane-coder", "pane-critic"]
+        await send(pilot, "@critic @coder hello")
+        await until(pilot, lambda: not chat._busy, what="turn end")
+        coder_pane = chat.query_one("#pane-coder")
+        views = [v for v in coder_pane.query(MessageView) if v.record.role == "assistant"]
+        assert len(views) == 1 and views[0].record.persona == "coder"
+        source = views[0].query_one(Markdown).source
+        assert source == "hi there"
+        # Narrowing the terminal rebuilds the same messages in one column.
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        assert [p.id for p in chat.query("PersonaPane")] == ["pane-all"]
+        assert len(chat.query_one("#pane-all").query(MessageView)) == 3
+
+
+async def test_input_history_and_status_line_show_who_is_addressed(small_config):
+    app = HermesApp(load_config(small_config), autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = chat_of(app)
+        prompt = chat.query_one("#prompt", Input)
+        prompt.remember("first")
+        prompt.remember("@coder second")
+        await pilot.press("up")
+        assert prompt.value == "@coder second"
+        await pilot.press("up")
+        assert prompt.value == "first"
+        await pilot.press("down", "down")
+        assert prompt.value == ""
+        await pilot.press(*"@critic @co")
+        await pilot.pause(0.1)
+        await pilot.press("right")  # accept the suggestion
+        status = str(chat.query_one("#status").render())
+        assert prompt.value == "@critic @coder "
+        assert "to @coder @critic" in status and "pipeline" in status
+        await pilot.press("f5")
+        assert "parallel" in str(chat.query_one("#status").render())
+
+
+async def test_every_chat_action_is_in_the_command_palette(small_config):
+    app = HermesApp(load_config(small_config), autostart=False)
+    async with app.run_test(size=(80, 24)):
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for title in ("Cancel", "New", "Pool", "Hidden", "Review", "Flow", "Copy"):
+            assert title in titles
+
+
+# -- review on a real store ---------------------------------------------------------------------
+DAY = dt.datetime(2025, 3, 10, 9, 30).timestamp()
+
+
+async def seed_store(path: Path) -> dict[str, int]:
+    """Three sessions: a clean one, one with a minor JSON break, one with a critical secret."""
+    store = await Store.open(path)
+    ids = {}
+    try:
+        ids["clean"] = await store.create_session(
+            "chat", title="clean plan", personas=["architect"], started=DAY
+        )
+        await store.add_message(ids["clean"], "architect", "assistant", '{"goal": "tidy"}')
+        ids["json"] = await store.create_session(
+            "chat", title="broken json", personas=["architect", "critic"], started=DAY + 86400
+        )
+        mid = await store.add_message(ids["json"], "critic", "assistant", '{"verdict": }}')
+        await store.add_verdict(
+            ids["json"], mid, "critic",
+            Verdict("json", "minor", "E_JSON_BROKEN", (12, 13), "unexpected '}'"),
+        )
+        ids["secret"] = await store.create_session(
+            "chat", title="leaky coder", personas=["coder"], started=DAY + 2 * 86400
+        )
+        text = "line one\nline two\nkey = AKIAIOSFODNN7EXAMPLE\n"
+        mid = await store.add_message(ids["secret"], "coder", "assistant", text, status="halted")
+        await store.add_verdict(
+            ids["secret"], mid, "coder",
+            Verdict("secret", "critical", "E_SECRET", (24, 44), "an AWS access key"),
+        )
+        await store.flush()
+    finally:
+        await store.close()
+    return ids
+
+
+def table_titles(screen) -> list[str]:
+    table = screen.query_one("#sessions", DataTable)
+    return [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+
+
+async def test_review_filters_and_search_return_the_right_sessions(tmp_path):
+    db = tmp_path / "review.db"
+    ids = await seed_store(db)
+    app = HermesApp(None, db_path=db, review=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ReviewScreen)
+        await until(pilot, lambda: screen.query_one("#sessions", DataTable).row_count == 3)
+        assert table_titles(screen) == ["leaky coder", "broken json", "clean plan"]
+        screen.query_one("#severity", Select).value = "critical"
+        await until(pilot, lambda: table_titles(screen) == ["leaky coder"], what="severity")
+        screen.query_one("#severity", Select).clear()
+        screen.query_one("#code", Select).value = "E_JSON_BROKEN"
+        await until(pilot, lambda: table_titles(screen) == ["broken json"], what="code")
+        await screen.action_clear_filters()
+        screen.query_one("#persona", Select).value = "architect"
+        await until(pilot, lambda: table_titles(screen) == ["clean plan"], what="persona")
+        await screen.action_clear_filters()
+        since = screen.query_one("#since", Input)
+        since.value = "2025-03-11"
+        await screen.reload()
+        assert table_titles(screen) == ["leaky coder", "broken json"]
+        await screen.action_clear_filters()
+        # Full-text search over verdict details finds the session, Enter opens it at the span.
+        await pilot.press("ctrl+f", *"AWS", "enter")
+        table = screen.query_one("#sessions", DataTable)
+        await until(pilot, lambda: screen.mode == "hits" and table.row_count == 1, what="hits")
+        assert str(table.get_row_at(0)[0]) == str(ids["secret"])
+        table.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, SessionScreen), what="session view")
+        session = app.screen
+        await until(pilot, lambda: session.verdict_rows, what="verdicts")
+        marked = session.query_one(MarkedText)
+        await until(pilot, lambda: marked.active == 0, what="jump to span")
+        # Export as Markdown and JSON.
+        session.export_dir = tmp_path
+        await session.action_export("markdown")
+        await session.action_export("json")
+        md = (tmp_path / f"hermes-session-{ids['secret']}.md").read_text()
+        doc = json.loads((tmp_path / f"hermes-session-{ids['secret']}.json").read_text())
+        assert "leaky coder" in md and "E_SECRET" in md
+        assert doc["messages"][0]["verdicts"][0]["code"] == "E_SECRET"
+
+
+@pytest.mark.parametrize("no_color", ["1"])
+async def test_no_color_is_respected(monkeypatch, small_config, no_color):
+    monkeypatch.setenv("NO_COLOR", no_color)
+    app = HermesApp(load_config(small_config), autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.no_color
+        svg = app.export_screenshot()
+        colours = {c.lower() for c in __import__("re").findall(r"fill: (#[0-9a-fA-F]{6})", svg)}
+        greys = {c for c in colours if c[1:3] == c[3:5] == c[5:7]}
+        assert colours == greys, f"colours on screen with NO_COLOR: {colours - greys}"
