@@ -24,6 +24,4 @@ class Persona:
     color: str = "white"
 
     def sampling(self, seed: int | None = None) -> SamplingParams:
-        return SamplingParams(
-            max_tokens=self.max_tokens, temperature=self.temperature, seed=seed
-        )
+        return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, seed=seed)

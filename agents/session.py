@@ -118,9 +118,7 @@ class Session:
         targets, body = self.route(text)
         flow = workflow or self.workflow
         if flow == "parallel" or len(targets) == 1:
-            return list(
-                await asyncio.gather(*(self._answer(p, body, cancel) for p in targets))
-            )
+            return list(await asyncio.gather(*(self._answer(p, body, cancel) for p in targets)))
         results: list[TurnResult] = []
         for i, name in enumerate(targets):
             if i + 1 < len(targets) and hasattr(self.pool, "prefetch"):

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from agents.events import Event, TurnEnded, TurnStarted, VerdictRaised
-from agents.session import UnknownPersonaError
 from hermes_tui.config import Config, tomllib
 
 EXIT_OK, EXIT_CRITICAL, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
@@ -51,7 +50,7 @@ def _turn(where: str, item: Any) -> Turn:
     if isinstance(to, str):
         to = [to]
     if not isinstance(to, list) or not all(isinstance(t, str) and t for t in to):
-        raise ScriptError(f"{where}.to: expected a persona name, a list of names, or \"all\"")
+        raise ScriptError(f'{where}.to: expected a persona name, a list of names, or "all"')
     return Turn(to=to, text=text)
 
 
@@ -92,7 +91,7 @@ def parse_script(path: Path) -> Script:
             raise ScriptError(f"{path}: title: expected a string")
         workflow = data.get("workflow")
         if workflow not in (None, "pipeline", "parallel"):
-            raise ScriptError(f"{path}: workflow: expected \"pipeline\" or \"parallel\"")
+            raise ScriptError(f'{path}: workflow: expected "pipeline" or "parallel"')
         items = data.get("turn", [])
         if not isinstance(items, list):
             raise ScriptError(f"{path}: turn: expected [[turn]] tables")
@@ -142,8 +141,14 @@ class JsonlWriter:
         elif isinstance(event, VerdictRaised):
             v = event.verdict
             self.critical |= v.severity == "critical"
-            self.write({"event": "verdict", "session": self.session_id, "persona": event.persona,
-                        **v.as_dict()})
+            self.write(
+                {
+                    "event": "verdict",
+                    "session": self.session_id,
+                    "persona": event.persona,
+                    **v.as_dict(),
+                }
+            )
         elif isinstance(event, TurnEnded):
             self.critical |= event.status == "halted"
             self.failed |= event.status == "error"

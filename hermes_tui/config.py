@@ -18,29 +18,19 @@ import platformdirs
 
 from agents.models import ModelFileError, resolve_model_path
 from agents.persona import Persona
+from agents.pool.devices import parse_size
 from agents.specs import DeviceSpec, ModelSpec, PoolSpec
 from hermes_tui.config_schema import CONFIG_SCHEMA, SIZE_DESC, TYPE_WORDS
 from sentinel.settings import SentinelSettings
 from sentinel.verdict import CODES
 
-if sys.version_info >= (3, 11):
+if sys.version_info >= (3, 11):  # noqa: UP036 - tomli stays the fallback the user asked for
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
 APP_NAME = "hermes-tui"
 PACKAGED_CONFIG = Path(__file__).with_name("default_config.toml")
-_SIZE_UNITS = {
-    "B": 1,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-    "TIB": 2**40,
-}
 
 
 class ConfigError(Exception):
@@ -81,19 +71,6 @@ def find_config(explicit: str | os.PathLike | None = None) -> Path:
         if candidate.is_file():
             return candidate
     return PACKAGED_CONFIG
-
-
-def parse_size(text: str) -> int:
-    """'8GiB' -> 8589934592. Raises ValueError on anything else."""
-    s = text.strip().upper()
-    for unit in sorted(_SIZE_UNITS, key=len, reverse=True):
-        if s.endswith(unit):
-            number = s[: -len(unit)].strip()
-            try:
-                return int(float(number) * _SIZE_UNITS[unit])
-            except ValueError:
-                break
-    raise ValueError(f"expected {SIZE_DESC}, got {text!r}")
 
 
 def _key_path(parts: Any) -> str:
@@ -268,7 +245,9 @@ def _build_sentinel(path: Path, data: dict, models: dict) -> tuple[SentinelSetti
     for code in severity:
         if code not in CODES:
             raise ConfigError(
-                path, f"sentinel.severity.{code}", f"unknown code (expected one of: {', '.join(CODES)})"
+                path,
+                f"sentinel.severity.{code}",
+                f"unknown code (expected one of: {', '.join(CODES)})",
             )
     warn, halt = table.get("stall_warn_s", 10.0), table.get("stall_halt_s", 30.0)
     if halt <= warn:

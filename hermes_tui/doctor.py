@@ -96,8 +96,10 @@ def render(report: dict[str, Any]) -> str:
     lines = []
     ll = report["llama_cpp"]
     if ll["ok"]:
-        lines.append(f"llama.cpp     llama-cpp-python {ll['version']}, backends: "
-                     f"{', '.join(ll['backends'])}, GPU offload: {'yes' if ll['gpu_offload'] else 'no'}")
+        lines.append(
+            f"llama.cpp     llama-cpp-python {ll['version']}, backends: "
+            f"{', '.join(ll['backends'])}, GPU offload: {'yes' if ll['gpu_offload'] else 'no'}"
+        )
     else:
         lines.append(f"llama.cpp     MISSING: {ll['error']}")
     cfg = report["config"]

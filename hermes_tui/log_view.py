@@ -40,7 +40,7 @@ async def show(db: Path, session_id: int, as_json: bool, hidden: bool) -> str:
     store = await Store.open(db, readonly=True)
     try:
         if await store.get_session(session_id) is None:
-                raise Fail(f"no session {session_id} in {db} (see `hermes log`)", 2)
+            raise Fail(f"no session {session_id} in {db} (see `hermes log`)", 2)
         if as_json:
             return await store.export_session(session_id, "json", include_hidden=hidden) + "\n"
         return await store.export_session(session_id, "markdown", include_hidden=hidden)

@@ -64,7 +64,9 @@ class Recorder:
             now = time.monotonic()
             if now - self._last[t] >= CHECKPOINT_EVERY_S:
                 self._last[t] = now
-                await self.store.checkpoint_message(self._message[t], self._text[t], self._tokens[t])
+                await self.store.checkpoint_message(
+                    self._message[t], self._text[t], self._tokens[t]
+                )
         elif isinstance(event, VerdictRaised):
             v = event.verdict
             await self.store.add_verdict(
@@ -120,6 +122,17 @@ class Runtime:
     ) -> Runtime:
         store = await Store.open(db_path or config.db_path or default_db_path())
         pool = ModelPool(config.models, config.pool)
+
+        async def persist(event) -> None:  # pool events → the store's pool_events table
+            await store.add_pool_event(
+                event.kind,
+                model=event.model,
+                persona=event.persona,
+                detail=event.detail,
+                at=event.ts,
+            )
+
+        pool.add_listener(persist)
         worker = None
         if judge and config.sentinel.judge_model_path:
             from sentinel.judge import JudgeWorker

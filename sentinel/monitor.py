@@ -84,9 +84,7 @@ class Monitor:
         if self._judge_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._judge_task, timeout=1.0)
-        return decide(
-            self.verdicts, self.contract, corrections_used, self.settings.max_corrections
-        )
+        return decide(self.verdicts, self.contract, corrections_used, self.settings.max_corrections)
 
     async def cancel(self) -> None:
         await self._stop_consumer()

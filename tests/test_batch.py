@@ -34,8 +34,14 @@ text = "Review: def rev(s): return s[::-1]"
 
 def run(args, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        HERMES + args, capture_output=True, text=True, env=hermes_env(), cwd=kw.pop("cwd", ROOT),
-        timeout=kw.pop("timeout", 300), stdin=subprocess.DEVNULL, **kw
+        HERMES + args,
+        capture_output=True,
+        text=True,
+        env=hermes_env(),
+        cwd=kw.pop("cwd", ROOT),
+        timeout=kw.pop("timeout", 300),
+        stdin=subprocess.DEVNULL,
+        **kw,
     )
 
 
@@ -112,8 +118,12 @@ def test_default_contracts_produce_verdicts_and_corrections(tmp_path):
     stored = con.execute("SELECT code FROM verdicts").fetchall()
     assert sorted(r[0] for r in stored) == sorted(v["code"] for v in verdicts)
     assert result.returncode in (0, 1)
-    assert result.returncode == (1 if any(m["status"] == "halted" for m in messages) or any(
-        v["severity"] == "critical" for v in verdicts) else 0)
+    assert result.returncode == (
+        1
+        if any(m["status"] == "halted" for m in messages)
+        or any(v["severity"] == "critical" for v in verdicts)
+        else 0
+    )
 
 
 def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path):
@@ -125,7 +135,10 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
     db = tmp_path / "h.db"
     proc = subprocess.Popen(
         HERMES + ["batch", str(script), "--config", str(config), "--db", str(db)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=hermes_env(), cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=hermes_env(),
+        cwd=ROOT,
         stdin=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
@@ -134,9 +147,11 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
         time.sleep(0.2)
         if db.exists():
             try:
-                row = sqlite3.connect(db, timeout=1).execute(
-                    "SELECT content FROM messages WHERE status = 'streaming'"
-                ).fetchone()
+                row = (
+                    sqlite3.connect(db, timeout=1)
+                    .execute("SELECT content FROM messages WHERE status = 'streaming'")
+                    .fetchone()
+                )
             except sqlite3.OperationalError:
                 continue
             if row and len(row[0]) > 40:
@@ -152,9 +167,7 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
     log = run(["log", "--db", str(db), "--json"])
     assert log.returncode == 0
     con = sqlite3.connect(db)
-    rows = con.execute(
-        "SELECT status, content FROM messages WHERE role = 'assistant'"
-    ).fetchall()
+    rows = con.execute("SELECT status, content FROM messages WHERE role = 'assistant'").fetchall()
     assert rows[0][0] in ("streaming", "interrupted")
     assert rows[0][1].startswith(partial)
     assert events(log.stdout)[0]["message_count"] >= 2
@@ -164,16 +177,27 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
     "script,expected",
     [
         ("", "no turns (expected at least one [[turn]] or JSON line)"),
-        ('[[turn]]\nto = "poet"\ntext = "hi"\n', "turn[0].to: unknown persona 'poet' (expected one of: architect, coder, critic, all)"),
+        (
+            '[[turn]]\nto = "poet"\ntext = "hi"\n',
+            "turn[0].to: unknown persona 'poet' (expected one of: architect, coder, critic, all)",
+        ),
         ('[[turn]]\nto = "coder"\n', "turn[0].text: expected a non-empty string"),
-        ("[[turn]\n", "invalid TOML: Expected ']' at the end of an array declaration (at line 1, column 7)"),
-        ('speed = 3\n[[turn]]\nto = "coder"\ntext = "x"\n', "speed: unknown key (expected title, workflow, turn)"),
+        (
+            "[[turn]\n",
+            "invalid TOML: Expected ']' at the end of an array declaration (at line 1, column 7)",
+        ),
+        (
+            'speed = 3\n[[turn]]\nto = "coder"\ntext = "x"\n',
+            "speed: unknown key (expected title, workflow, turn)",
+        ),
     ],
 )
 def test_bad_batch_scripts_are_one_line_exit_2(tmp_path, script, expected):
     path = tmp_path / "s.toml"
     path.write_text(script)
-    result = run(["batch", str(path), "--config", str(ROOT / "config.toml"), "--db", str(tmp_path / "x.db")])
+    result = run(
+        ["batch", str(path), "--config", str(ROOT / "config.toml"), "--db", str(tmp_path / "x.db")]
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == f"hermes: {path}: {expected}"
     assert result.stdout == ""

@@ -12,8 +12,18 @@ from hermes_tui.cli import main
 
 from .conftest import ROOT
 
-COMMANDS = [[], ["chat"], ["batch"], ["log"], ["log", "show"], ["log", "search"], ["review"],
-            ["plan"], ["doctor"], ["serve"]]
+COMMANDS = [
+    [],
+    ["chat"],
+    ["batch"],
+    ["log"],
+    ["log", "show"],
+    ["log", "search"],
+    ["review"],
+    ["plan"],
+    ["doctor"],
+    ["serve"],
+]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "hermes")
@@ -26,7 +36,8 @@ def test_every_command_has_help(cmd):
 
 def test_doctor_on_the_default_config(tmp_path):
     result = CliRunner().invoke(
-        main, ["doctor", "--json", "--config", str(ROOT / "config.toml"), "--db", str(tmp_path / "d.db")]
+        main,
+        ["doctor", "--json", "--config", str(ROOT / "config.toml"), "--db", str(tmp_path / "d.db")],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -41,7 +52,10 @@ def test_doctor_on_a_broken_config_names_the_problem(tmp_path):
     bad.write_text((ROOT / "config.toml").read_text().replace("embedded:smollm2-135m", "gone.gguf"))
     result = CliRunner().invoke(main, ["doctor", "--config", str(bad)])
     assert result.exit_code == 1
-    assert f"PROBLEM       {bad}: models.smollm2.path: model file not found: {tmp_path}/gone.gguf" in result.output
+    assert (
+        f"PROBLEM       {bad}: models.smollm2.path: model file not found: {tmp_path}/gone.gguf"
+        in result.output
+    )
 
 
 def test_log_on_a_corrupt_database_is_one_line(tmp_path):
