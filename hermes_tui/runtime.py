@@ -40,7 +40,7 @@ class Recorder:
         self.store = store
         self.session_id = session_id
         self._message: dict[int, int] = {}  # turn id -> message id
-        self._text: dict[int, str] = {}
+        self._text: dict[int, list[str]] = {}  # pieces, joined only when checkpointing
         self._tokens: dict[int, int] = {}
         self._last: dict[int, float] = {}
 
@@ -55,11 +55,11 @@ class Recorder:
             self._message[event.turn_id] = await self.store.start_message(
                 self.session_id, event.persona
             )
-            self._text[event.turn_id], self._tokens[event.turn_id] = "", 0
+            self._text[event.turn_id], self._tokens[event.turn_id] = [], 0
             self._last[event.turn_id] = time.monotonic()
         elif isinstance(event, TokenReceived):
             t = event.turn_id
-            self._text[t] += event.text
+            self._text[t].append(event.text)
             self._tokens[t] += 1
             now = time.monotonic()
             if now - self._last[t] >= CHECKPOINT_EVERY_S:

@@ -44,7 +44,8 @@ class Monitor:
         self.checks = checks if checks is not None else build_checks(contract, settings)
         self.verdicts: list[Verdict] = []
         self.halt = asyncio.Event()  # set on the first critical verdict
-        self.text = ""  # what the checks have seen so far
+        self._seen: list[str] = []  # what the checks have seen so far (joined on demand)
+        self.seen_chars = 0
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=settings.queue_size)
         self._overflow: list[str] = []
         self._consumer: asyncio.Task | None = None
@@ -54,6 +55,13 @@ class Monitor:
         self._received = 0  # characters fed by the producer
         self.watchdog = StallWatchdog(settings.stall_warn_s, settings.stall_halt_s)
         self.stats = {"coalesced": 0, "pieces": 0}
+
+    @property
+    def text(self) -> str:
+        """Everything the checks have seen so far."""
+        if len(self._seen) > 1:
+            self._seen = ["".join(self._seen)]
+        return self._seen[0] if self._seen else ""
 
     # -- producer side -------------------------------------------------------------------
     def start(self) -> None:
@@ -94,32 +102,37 @@ class Monitor:
         if self._watchdog_task:
             self._watchdog_task.cancel()
         if self._consumer and not self._consumer.done():
-            if self._overflow:
-                await self._queue.put("".join(self._overflow))
-                self._overflow.clear()
-            await self._queue.put(None)
+            await self._queue.put(None)  # after every queued piece; overflow is taken last
             await self._consumer
 
     async def _consume(self) -> None:
         while True:
             piece = await self._queue.get()
             if piece is None:
+                if self._overflow:
+                    await self._check("".join(self._overflow))
+                    self._overflow.clear()
                 return
             if self._queue.empty() and self._overflow:
+                # Pieces that arrived while the queue was full, in order, as one piece.
                 piece += "".join(self._overflow)
                 self._overflow.clear()
-            self.stats["pieces"] += 1
-            self.text += piece
-            for check in self.checks:
-                await self._emit_all(self._safe(check.feed, check, piece))
-            self._maybe_judge()
+            await self._check(piece)
+
+    async def _check(self, piece: str) -> None:
+        self.stats["pieces"] += 1
+        self._seen.append(piece)
+        self.seen_chars += len(piece)
+        for check in self.checks:
+            await self._emit_all(self._safe(check.feed, check, piece))
+        self._maybe_judge()
 
     def _safe(self, fn, check: Check, *args) -> list[Verdict]:
         """A bug in one check must not take the stream down: report it as E_SENTINEL_DOWN."""
         try:
             return fn(*args)
         except Exception as exc:  # noqa: BLE001 - isolate faulty checks
-            end = len(self.text)
+            end = self.seen_chars
             return [
                 Verdict(
                     getattr(check, "name", "?"),
@@ -155,9 +168,9 @@ class Monitor:
     def _maybe_judge(self) -> None:
         if self.judge is None or (self._judge_task and not self._judge_task.done()):
             return
-        if len(self.text) - self._judged_upto < self.settings.judge_every_chars:
+        if self.seen_chars - self._judged_upto < self.settings.judge_every_chars:
             return
-        self._judged_upto = len(self.text)
+        self._judged_upto = self.seen_chars
         self._judge_task = asyncio.create_task(self._ask_judge(self._judged_upto))
 
     async def _ask_judge(self, upto: int) -> None:
@@ -167,7 +180,7 @@ class Monitor:
         request = JudgeRequest(
             contract_kind=self.contract.kind,
             instructions=self.instructions,
-            text=self.text[start:upto],
+            text=self.text[start:upto],  # one join per judge call, not per token
             offset=start,
         )
         result = await self.judge.judge(request)

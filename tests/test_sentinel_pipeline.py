@@ -1,0 +1,165 @@
+"""The sentinel inside the real session pipeline: halts, hidden corrections, isolation.
+
+Model output is played back by ``ReplayEngine`` (a recording, clearly not a model) because
+a real 135M model cannot be made to write `rm -rf /` or break JSON at a chosen character.
+Everything after the engine (pool, session, monitor, checks, decision) is the real code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from agents.events import TurnStarted, VerdictRaised
+from agents.pool.pool import ModelPool
+from agents.session import Session
+from hermes_tui.config import load_config
+from hermes_tui.runtime import contract_for
+from sentinel.checks.json_stream import JsonStreamCheck
+from sentinel.monitor import Monitor
+from sentinel.verdict import Verdict
+
+from .conftest import ROOT
+from .replay import BROKEN_JSON, FIXED_JSON, ReplayEngine, replay_config
+
+PROSE = ["Here ", "is ", "how ", "to ", "clean ", "up", ":\n", "```sh\n", "rm ", "-rf ", "/", "\n"]
+PROSE += ["```\n"] + [f"word{i} " for i in range(200)]
+
+
+def make_session(recordings, *, settings=None, tokens_per_s=None, events=None):
+    config = replay_config(load_config(ROOT / "config.toml"))
+    if settings:
+        config = dataclasses.replace(
+            config, sentinel=dataclasses.replace(config.sentinel, **settings)
+        )
+    pool = ModelPool(config.models, config.pool)
+    engine = ReplayEngine(recordings, tokens_per_s=tokens_per_s)
+    pool._remote["smollm2"] = engine
+
+    def watcher(persona, on_verdict):
+        return Monitor(
+            contract_for(persona, persona.system_prompt, "HERMES-CANARY-test"),
+            config.sentinel,
+            on_verdict=on_verdict,
+        )
+
+    async def listen(event):
+        if events is not None:
+            events.append(event)
+
+    session = Session(
+        config.personas,
+        pool,
+        default_persona="architect",
+        watcher_factory=watcher,
+        listener=listen,
+    )
+    return session, engine
+
+
+async def test_unsafe_command_halts_the_stream_where_it_appears():
+    session, _ = make_session([PROSE], tokens_per_s=400)
+    [result] = await session.send("@coder how do I free disk space?")
+    assert result.status == "halted"
+    assert result.code == "E_UNSAFE_COMMAND"
+    cut = result.text.index("rm -rf /")
+    # The stream stopped within a few tokens of the command, not after 200 more words.
+    assert len(result.text) - cut < 60
+    assert result.corrections == 0
+
+
+async def test_broken_json_gets_a_hidden_correction_and_the_fixed_answer_passes():
+    events = []
+    session, engine = make_session([BROKEN_JSON, FIXED_JSON], events=events)
+    [result] = await session.send("@architect plan the release")
+    assert engine.calls == 2
+    assert result.status == "done" and result.corrections == 1
+    assert result.text == "".join(FIXED_JSON)
+    broken = [e.verdict for e in events if isinstance(e, VerdictRaised)]
+    assert broken[0].code == "E_JSON_BROKEN"
+    hidden = [e for e in events if isinstance(e, TurnStarted) and e.hidden]
+    assert len(hidden) == 1 and "E_JSON_BROKEN" in hidden[0].prompt
+    # The persona saw its own broken answer and the correction in its history.
+    history = session.histories["architect"]
+    assert history[-2]["content"] == hidden[0].prompt
+    assert history[-1]["content"] == "".join(FIXED_JSON)
+
+
+async def test_break_span_points_at_the_stray_brace():
+    events = []
+    session, _ = make_session([BROKEN_JSON, FIXED_JSON], events=events)
+    await session.send("@architect plan")
+    first = next(e.verdict for e in events if isinstance(e, VerdictRaised))
+    stray = "".join(BROKEN_JSON).index("}}") + 1
+    assert first.span == (stray, stray + 1)
+
+
+async def test_corrections_run_out_then_the_turn_halts_with_the_code():
+    session, engine = make_session([BROKEN_JSON], settings={"max_corrections": 2})
+    [result] = await session.send("@architect plan")
+    assert engine.calls == 3  # the answer + two corrections
+    assert result.status == "halted" and result.code == "E_JSON_BROKEN"
+    assert result.corrections == 2
+
+
+async def test_stall_warns_then_halts():
+    class Stalling(ReplayEngine):
+        async def stream(self, messages, params, cancel=None):
+            yield "Thinking"
+            for _ in range(100):  # 5 s of silence unless halted
+                if cancel is not None and cancel.is_set():
+                    return
+                await asyncio.sleep(0.05)
+            yield " done"
+
+    config_settings = {"stall_warn_s": 0.3, "stall_halt_s": 0.8}
+    events = []
+    session, _ = make_session([["x"]], settings=config_settings, events=events)
+    session.pool._remote["smollm2"] = Stalling([["x"]])
+    [result] = await session.send("@coder hello")
+    stalls = [e.verdict for e in events if isinstance(e, VerdictRaised)]
+    assert [(v.code, v.severity) for v in stalls if v.code == "E_STALL"] == [
+        ("E_STALL", "minor"),
+        ("E_STALL", "critical"),
+    ]
+    assert result.status == "halted" and result.code == "E_STALL"
+    assert result.text == "Thinking"
+
+
+async def test_feed_never_blocks_and_loses_no_text():
+    config = load_config(ROOT / "config.toml")
+    settings = dataclasses.replace(config.sentinel, queue_size=4)
+    monitor = Monitor(contract_for(config.personas["critic"], "", None), settings)
+    monitor.start()
+    pieces = [f"tok{i} " for i in range(5000)]
+    for piece in pieces:  # no await between feeds: the producer never waits on the checks
+        monitor.feed(piece)
+    decision = await monitor.finish()
+    assert monitor.text == "".join(pieces)
+    assert monitor.stats["coalesced"] > 0
+    assert decision.action in ("correct", "halt", "pass")
+
+
+async def test_a_crashing_check_is_reported_not_fatal():
+    class Exploding:
+        name = "exploding"
+
+        def feed(self, piece):
+            raise RuntimeError("boom")
+
+        def finish(self):
+            return []
+
+    config = load_config(ROOT / "config.toml")
+    got: list[Verdict] = []
+    monitor = Monitor(
+        contract_for(config.personas["coder"], "", None),
+        config.sentinel,
+        on_verdict=got.append,
+        checks=[Exploding(), JsonStreamCheck(mode="fenced")],
+    )
+    monitor.start()
+    monitor.feed("```json\n{\"a\": 1}\n```\n")
+    decision = await monitor.finish()
+    assert got and got[0].code == "E_SENTINEL_DOWN" and "boom" in got[0].detail
+    assert decision.action == "pass"  # the sentinel's own fault never blames the persona
