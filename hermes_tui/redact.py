@@ -78,7 +78,8 @@ def find_secrets(text: str) -> list[tuple[int, int, str]]:
 
 
 def redact(text: str) -> str:
-    """``text`` with each secret replaced by ``[REDACTED:<kind>]`` (e.g. ``[REDACTED:github-token]``)."""
+    """``text`` with each secret replaced by ``[REDACTED:<kind>]``, e.g.
+    ``[REDACTED:github-token]``."""
     spans = find_secrets(text)
     if not spans:
         return text

@@ -64,9 +64,9 @@ class Recorder:
             now = time.monotonic()
             if now - self._last[t] >= CHECKPOINT_EVERY_S:
                 self._last[t] = now
-                await self.store.checkpoint_message(
-                    self._message[t], self._text[t], self._tokens[t]
-                )
+                text = "".join(self._text[t])
+                self._text[t] = [text]
+                await self.store.checkpoint_message(self._message[t], text, self._tokens[t])
         elif isinstance(event, VerdictRaised):
             v = event.verdict
             await self.store.add_verdict(

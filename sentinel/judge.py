@@ -50,11 +50,23 @@ class JudgeRequest:
 
     @classmethod
     def tail(
-        cls, contract_kind: str, instructions: str, message: str, limit: int = MAX_TEXT_CHARS
+        cls,
+        contract_kind: str,
+        instructions: str,
+        message: str,
+        limit: int = MAX_TEXT_CHARS,
+        step: int = 500,
     ) -> JudgeRequest:
-        """A request for the last ``limit`` characters of ``message`` (the small model's
-        context is short and drift shows at the end)."""
+        """A request for at most the last ``limit`` characters of ``message``.
+
+        The small model's context is short and drift shows at the end. The window start is
+        rounded up to a multiple of ``step`` so that successive requests on a growing message
+        share a long prompt prefix, which llama.cpp then reuses from its KV cache instead of
+        evaluating it again.
+        """
         offset = max(0, len(message) - limit)
+        if step > 0:
+            offset = -(-offset // step) * step
         return cls(contract_kind, instructions, message[offset:], offset)
 
     @property
@@ -204,12 +216,7 @@ class JudgeWorker:
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(Exception):
                 proc.stdin.close()  # type: ignore[union-attr]
-            try:
-                await asyncio.wait_for(proc.wait(), 2.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            await _reap(proc, grace_s=2.0)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -278,7 +285,7 @@ class JudgeWorker:
 
     async def _spawn(self) -> None:
         started = time.monotonic()
-        log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        log = open(self.log_path, "ab") if self.log_path else None
         proc: asyncio.subprocess.Process | None = None
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -342,9 +349,8 @@ class JudgeWorker:
                 entry.future.set_result(result)
             else:
                 entry.future.set_result(None)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()  # stdout closed: whatever state it is in, this child is done
-        await proc.wait()
+        # stdout closed: the child is dead or dying; give it a moment, then make sure.
+        await _reap(proc, grace_s=1.0)
         self._child_down(proc)
 
     async def _watchdog(self, proc: asyncio.subprocess.Process) -> None:
@@ -356,8 +362,7 @@ class JudgeWorker:
                 oldest = min(p.sent_at for p in self._pending.values())
                 if time.monotonic() - oldest > self.hang_timeout_s:
                     self._kill_reason = f"no answer for {self.hang_timeout_s:g} s (hung)"
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
+                    _kill(proc)
                     return
 
     def _child_down(self, proc: asyncio.subprocess.Process) -> None:
@@ -414,14 +419,22 @@ def _parse_line(raw: bytes) -> dict:
     return message if isinstance(message, dict) else {}
 
 
-async def _reap(proc: asyncio.subprocess.Process) -> None:
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL without ``Popen.kill()``, whose internal ``poll()`` would reap the child behind
+    asyncio's child watcher (which then reports a bogus exit code 255)."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+
+
+async def _reap(proc: asyncio.subprocess.Process, grace_s: float = 2.0) -> None:
+    """Close the child's stdin, wait ``grace_s`` for it to exit, then kill it."""
     if proc.stdin is not None:
         with contextlib.suppress(Exception):
             proc.stdin.close()
     if proc.returncode is None:
         try:
-            await asyncio.wait_for(proc.wait(), 2.0)
+            await asyncio.wait_for(proc.wait(), grace_s)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            _kill(proc)
             await proc.wait()

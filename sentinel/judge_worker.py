@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import time
 from typing import IO, Any
@@ -97,6 +98,20 @@ def parse_verdict(content: str) -> tuple[bool, str]:
     return match.group(1) == "true", reason.group(1) if reason else ""
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when its parent dies, even mid-inference (a hung GPU
+    call never reads the closed stdin). Elsewhere stdin EOF is the only signal."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _send(out: IO[str], obj: dict[str, Any]) -> None:
     out.write(json.dumps(obj) + "\n")
     out.flush()
@@ -142,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--n-threads", type=int, default=None)
     args = parser.parse_args(argv)
+    _die_with_parent()
 
     # Keep the protocol on a private copy of stdout and point fd 1 at stderr, so nothing that
     # llama.cpp or a GPU driver prints from C can corrupt the JSON lines.

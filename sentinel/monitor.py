@@ -176,15 +176,12 @@ class Monitor:
     async def _ask_judge(self, upto: int) -> None:
         from sentinel.judge import JudgeRequest, to_verdict
 
-        start = max(0, upto - 1500)
-        request = JudgeRequest(
-            contract_kind=self.contract.kind,
-            instructions=self.instructions,
-            text=self.text[start:upto],  # one join per judge call, not per token
-            offset=start,
-        )
+        request = JudgeRequest.tail(self.contract.kind, self.instructions, self.text[:upto])
         result = await self.judge.judge(request)
-        if result is not None:
-            verdict = to_verdict(result, (start, upto))
-            if verdict is not None:
-                await self._emit(verdict)
+        # A judge that died or hung answers None; its outage verdicts are reported here, on
+        # the message that was being judged (the worker restarts itself in the background).
+        for down in self.judge.take_down_verdicts():
+            await self._emit(down)
+        verdict = to_verdict(result, request.span)
+        if verdict is not None:
+            await self._emit(verdict)

@@ -184,7 +184,7 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
         ('[[turn]]\nto = "coder"\n', "turn[0].text: expected a non-empty string"),
         (
             "[[turn]\n",
-            "invalid TOML: Expected ']' at the end of an array declaration (at line 1, column 7)",
+            "invalid TOML: Expected ']]' at the end of an array declaration (at line 1, column 7)",
         ),
         (
             'speed = 3\n[[turn]]\nto = "coder"\ntext = "x"\n',

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -14,11 +15,12 @@ from agents.models import resolve_model_path
 from sentinel.judge import JudgeError, JudgeRequest, JudgeResult, JudgeWorker, to_verdict
 from sentinel.judge_worker import device_settings, parse_verdict
 
+LONG_MESSAGE = "Sure! " * 300 + "My favourite banana bread: mash three bananas, add flour, bake."
 OFF_TASK = JudgeRequest.tail(
-    "code",
-    "Write a Python function add(a, b) that returns the sum of two numbers.",
-    "Sure! " * 300 + "My favourite banana bread: mash three bananas, add flour and sugar, bake.",
+    "code", "Write a Python function add(a, b) that returns the sum of two numbers.", LONG_MESSAGE
 )
+# A short prompt keeps the tests that need *some* answer fast on a busy 2-core machine.
+SHORT = JudgeRequest("code", "Write add(a, b).", "Banana bread: mash bananas, add flour, bake.")
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,18 @@ def model_path() -> str:
 
 def _process_exists(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _child_env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
 
 
 async def _wait_until(predicate, limit_s: float = 15.0) -> None:
@@ -40,13 +54,14 @@ async def _wait_until(predicate, limit_s: float = 15.0) -> None:
 async def test_off_task_text_gets_a_structured_grammar_constrained_verdict(model_path):
     async with JudgeWorker(model_path) as worker:
         assert worker.alive and worker.load_s is not None
-        result = await worker.judge(OFF_TASK, timeout_s=20)
+        result = await worker.judge(OFF_TASK, timeout_s=60)
         assert isinstance(result, JudgeResult)
         assert isinstance(result.on_task, bool)
         assert isinstance(result.reason, str) and len(result.reason) <= 80
         assert result.latency_s > 0
         # Only the tail of a long message is sent; the verdict points at that tail.
-        assert OFF_TASK.offset > 0 and len(OFF_TASK.text) == 1500
+        assert 0 < OFF_TASK.offset and len(OFF_TASK.text) <= 1500
+        assert OFF_TASK.text.endswith("bake.") and OFF_TASK.span[1] == len(LONG_MESSAGE)
         verdict = to_verdict(result, OFF_TASK.span)
         assert (verdict is None) == result.on_task
 
@@ -58,6 +73,15 @@ def test_an_off_task_answer_becomes_a_minor_drift_and_on_task_none():
     assert "baking" in off.detail
     assert to_verdict(JudgeResult(True, "fine", 0.3), (0, 5)) is None
     assert to_verdict(None, (0, 5)) is None
+
+
+def test_tail_windows_of_a_growing_message_share_their_start():
+    message = "x" * 2100
+    first = JudgeRequest.tail("text", "task", message)
+    later = JudgeRequest.tail("text", "task", message + "y" * 300)
+    assert first.offset == later.offset == 1000  # same prompt prefix: KV cache reuse
+    assert message[first.offset :] == first.text and len(later.text) <= 1500
+    assert JudgeRequest.tail("text", "task", "short").span == (0, 5)
 
 
 def test_an_answer_cut_short_by_max_tokens_still_carries_the_decision():
@@ -91,7 +115,7 @@ async def test_sigkill_mid_request_three_times_is_survived_and_reported(model_pa
             await _wait_until(lambda: worker.alive)
             assert worker.pid != pid and worker.restarts == round_no
         assert downs == worker.down_verdicts
-        assert isinstance(await worker.judge(OFF_TASK, timeout_s=20), JudgeResult)
+        assert isinstance(await worker.judge(SHORT, timeout_s=30), JudgeResult)
         assert len(worker.take_down_verdicts()) == 3 and worker.down_verdicts == []
 
 
@@ -109,13 +133,15 @@ async def test_a_hung_child_is_killed_by_the_watchdog_and_restarted(model_path):
 
 async def test_a_caller_timeout_gives_none_and_the_judge_keeps_working(model_path):
     async with JudgeWorker(model_path) as worker:
-        assert await worker.judge(OFF_TASK, timeout_s=0.001) is None
+        assert await worker.judge(SHORT, timeout_s=0.001) is None
         # The abandoned answer is dropped; the next caller gets its own.
-        assert isinstance(await worker.judge(OFF_TASK, timeout_s=20), JudgeResult)
+        assert isinstance(await worker.judge(SHORT, timeout_s=30), JudgeResult)
         assert worker.alive and worker.down_verdicts == []
 
 
-@pytest.mark.parametrize("content", [None, b"GGUF" + b"\0" * 64, b"not a model"])
+@pytest.mark.parametrize(
+    "content", [None, b"GGUF" + b"\0" * 64, b"not a model"], ids=["missing", "corrupt", "not-gguf"]
+)
 async def test_a_bad_model_file_fails_start_with_one_clear_line(tmp_path, capfd, content):
     path = tmp_path / "judge.gguf"
     if content is not None:
@@ -140,6 +166,26 @@ def test_an_unknown_device_is_refused_and_gpus_are_pinned_per_child():
         {"CUDA_VISIBLE_DEVICES": "1"},
     )
     assert device_settings("vulkan:0")[1] == {"GGML_VK_VISIBLE_DEVICES": "0"}
+
+
+async def test_the_child_dies_with_a_crashed_parent(model_path, tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import asyncio, os, sys\n"
+        "from sentinel.judge import JudgeWorker\n"
+        "async def main():\n"
+        f"    w = JudgeWorker({model_path!r})\n"
+        "    await w.start()\n"
+        "    print(w.pid, flush=True)\n"
+        "    os._exit(9)  # a crash: no close(), no cleanup\n"
+        "asyncio.run(main())\n"
+    )
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), stdout=asyncio.subprocess.PIPE, env=_child_env()
+    )
+    out, _ = await parent.communicate()
+    child = int(out.split()[0])
+    await _wait_until(lambda: not _process_exists(child) or _is_zombie(child), limit_s=10)
 
 
 async def test_close_leaves_no_child_process_and_stops_answering(model_path):

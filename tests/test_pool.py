@@ -143,7 +143,8 @@ async def test_personas_take_turns_in_time_slices(synth: dict[str, Path]) -> Non
 
 
 async def test_interactive_requests_go_ahead_of_batch(synth: dict[str, Path]) -> None:
-    pool = ModelPool(_models({"m0": synth["m0"]}), PoolSpec(slice_tokens=1000))
+    # One seat on the model: the two late requests must wait, and the interactive one goes first.
+    pool = ModelPool(_models({"m0": synth["m0"]}), PoolSpec(slice_tokens=1000), seqs_per_model=1)
     first_piece: list[str] = []
 
     async def run(persona: str, priority: str) -> None:
@@ -244,35 +245,71 @@ def embedded_models() -> dict[str, ModelSpec]:
     return {"smol": ModelSpec("smol", EMBEDDED, n_ctx=512)}
 
 
-async def test_greedy_text_is_identical_with_and_without_swaps(
-    embedded_models: dict[str, ModelSpec],
-) -> None:
-    params = SamplingParams(max_tokens=24, temperature=0.0)
-    questions = {"architect": "Name three colours.", "coder": "What is a list in Python?"}
-    alone = ModelPool(embedded_models, PoolSpec(slice_tokens=4))
+QUESTIONS = {
+    "architect": "Name three colours.",
+    "coder": "What is a list in Python?",
+    "critic": "Why is the sky blue?",
+}
+
+
+async def _solo_and_together(
+    models: dict[str, ModelSpec], params: SamplingParams, **pool_kw: object
+) -> tuple[dict[str, str], dict[str, str], ModelPool]:
+    """Each persona's text alone on the model, then all three at once (pool left open)."""
+    alone = ModelPool(models, PoolSpec(slice_tokens=4), **pool_kw)  # type: ignore[arg-type]
     try:
         solo = {
             p: await _text(alone, p, "smol", messages=_conv(q), params=params)
-            for p, q in questions.items()
+            for p, q in QUESTIONS.items()
         }
     finally:
         await alone.close()
-    pool = ModelPool(embedded_models, PoolSpec(slice_tokens=4))
+    pool = ModelPool(models, PoolSpec(slice_tokens=4), **pool_kw)  # type: ignore[arg-type]
+    texts = await asyncio.gather(
+        *(_text(pool, p, "smol", messages=_conv(q), params=params) for p, q in QUESTIONS.items())
+    )
+    return solo, dict(zip(QUESTIONS, texts, strict=True)), pool
+
+
+@pytest.mark.parametrize("mode", ["batched", "interleaved"])
+async def test_greedy_text_is_identical_when_personas_share_a_model(
+    embedded_models: dict[str, ModelSpec], mode: str
+) -> None:
+    params = SamplingParams(max_tokens=24, temperature=0.0)
+    solo, together, pool = await _solo_and_together(embedded_models, params, decode_mode=mode)
     try:
-        swapped = await asyncio.gather(
-            *(
-                _text(pool, p, "smol", messages=_conv(q), params=params)
-                for p, q in questions.items()
-            )
-        )
-        assert dict(zip(questions, swapped, strict=True)) == solo
+        assert together == solo
+        assert all(together.values())
+        kinds = [e.kind for e in pool.events]
+        assert "save_state" not in kinds and kinds.count("load") == 1  # no KV copies at all
+    finally:
+        await pool.close()
+
+
+async def test_seeded_sampling_does_not_depend_on_who_else_runs(
+    embedded_models: dict[str, ModelSpec],
+) -> None:
+    params = SamplingParams(max_tokens=16, temperature=0.9, seed=42)
+    solo, together, pool = await _solo_and_together(embedded_models, params, decode_mode="batched")
+    await pool.close()
+    assert together == solo
+
+
+async def test_greedy_text_is_identical_with_and_without_swaps(
+    embedded_models: dict[str, ModelSpec],
+) -> None:
+    # One KV sequence for three personas: they time-slice and swap states through host memory.
+    params = SamplingParams(max_tokens=24, temperature=0.0)
+    solo, together, pool = await _solo_and_together(embedded_models, params, seqs_per_model=1)
+    try:
+        assert together == solo
         assert "save_state" in [e.kind for e in pool.events]
         assert "restore_state" in [e.kind for e in pool.events]
     finally:
         await pool.close()
 
 
-async def test_next_turn_restores_the_personas_kv_instead_of_reprefilling(
+async def test_next_turn_keeps_the_personas_kv_while_another_persona_runs(
     embedded_models: dict[str, ModelSpec],
 ) -> None:
     params = SamplingParams(max_tokens=8, temperature=0.0)
@@ -280,9 +317,36 @@ async def test_next_turn_restores_the_personas_kv_instead_of_reprefilling(
     try:
         history = _conv("Tell me about the sea. " * 20)
         answer = await _text(pool, "architect", "smol", messages=history, params=params)
-        await _text(pool, "coder", "smol", messages=_conv("Hello?"), params=params)  # swap
+        await _text(pool, "coder", "smol", messages=_conv("Hello?"), params=params)
         history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "More."}]
+        ((key, slot),) = pool.scheduler.slots.items()
+        before = sum(s.prefill_tps is not None for s in [slot.stats])
         await _text(pool, "architect", "smol", messages=history, params=params)
+        assert before == 1
+        assert not [e for e in pool.events if e.kind in ("save_state", "restore_state")]
+        assert sorted(pool.snapshot().resident[0].context_persona.split(", ")) == [
+            "architect",
+            "coder",
+        ]
+    finally:
+        await pool.close()
+
+
+async def test_next_turn_after_eviction_restores_the_personas_kv(
+    embedded_models: dict[str, ModelSpec],
+) -> None:
+    params = SamplingParams(max_tokens=8, temperature=0.0)
+    pool = ModelPool(embedded_models, PoolSpec())
+    try:
+        history = _conv("Tell me about the sea. " * 20)
+        answer = await _text(pool, "architect", "smol", messages=history, params=params)
+        await _text(pool, "coder", "smol", messages=_conv("Hello?"), params=params)
+        assert await pool.evict("smol")
+        saved = sorted(e.persona for e in pool.events if e.kind == "save_state")
+        assert saved == ["architect", "coder"]
+        history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "More."}]
+        again = await _text(pool, "architect", "smol", messages=history, params=params)
+        assert again
         restored = [e for e in pool.events if e.kind == "restore_state"]
         assert [e.persona for e in restored] == ["architect"]
     finally:

@@ -2,8 +2,9 @@
 
 Requests pass an admission queue (bounded; interactive before batch; fair between personas)
 and a scheduler that keeps the loaded models within the device memory budgets, evicts idle
-models least-recently-used first, time-slices one model between personas and saves/restores
-each persona's KV state so that a swap does not mean re-reading the whole history. Remote
+models least-recently-used first, runs the personas that share one model together (one KV
+sequence each, batched decode) and saves/restores a persona's KV state when its sequence or
+its model has to go, so that coming back does not mean re-reading the whole history. Remote
 OpenAI-compatible endpoints bypass the memory scheduler (their memory is someone else's) and
 are limited by a per-endpoint concurrency semaphore instead.
 """
@@ -37,14 +38,16 @@ __all__ = [
 EventListener = Callable[[PoolEvent], Awaitable[None]]
 
 
-def estimate_bytes(spec: ModelSpec) -> int:
-    """Bytes llama.cpp will allocate for ``spec`` (weights + KV cache + compute buffers)."""
+def estimate_bytes(spec: ModelSpec, seqs: int = 1) -> int:
+    """Bytes llama.cpp will allocate for ``spec`` with ``seqs`` KV sequences of n_ctx each."""
     from agents.pool.estimate import estimate
     from agents.pool.gguf_info import read_gguf_info
 
     assert spec.path is not None
     info = read_gguf_info(spec.path)
-    return estimate(info, spec.n_ctx, spec.n_gpu_layers, list(spec.tensor_split) or None).total
+    return estimate(
+        info, spec.n_ctx * max(1, seqs), spec.n_gpu_layers, list(spec.tensor_split) or None
+    ).total
 
 
 def available_ram() -> int:
@@ -69,8 +72,8 @@ class ResidentModel:
     device: str
     bytes: int
     state: str  # loading, ready, evicting
-    running_persona: str | None
-    context_persona: str | None  # whose conversation is in the KV cache
+    running_persona: str | None  # personas generating now, comma-separated
+    context_persona: str | None  # personas whose conversations are in the KV cache
     idle_s: float
     decode_tps: float | None
 
@@ -88,7 +91,19 @@ class PoolSnapshot:
 
 
 class ModelPool:
-    def __init__(self, models: dict[str, ModelSpec], spec: PoolSpec | None = None) -> None:
+    """See the module docstring. ``seqs_per_model``: personas that run at once on one loaded
+    model (each has its own KV sequence of n_ctx tokens; memory grows with it).
+    ``decode_mode``: "auto" (measure), "batched" or "interleaved" (see scheduler).
+    """
+
+    def __init__(
+        self,
+        models: dict[str, ModelSpec],
+        spec: PoolSpec | None = None,
+        *,
+        seqs_per_model: int = 3,
+        decode_mode: str = "auto",
+    ) -> None:
         self.models = models
         self.spec = spec or PoolSpec()
         budgets = {d.name: d.memory_bytes for d in self.spec.devices}
@@ -99,7 +114,15 @@ class ModelPool:
         self._listeners: list[EventListener] = []
         self._listener_tasks: set[asyncio.Task] = set()
         self.queue = AdmissionQueue(self.spec.queue_size)
-        self.scheduler = Scheduler(budgets, self.queue, self.spec.slice_tokens, self._event)
+        self.seqs = max(1, seqs_per_model)
+        self.scheduler = Scheduler(
+            budgets,
+            self.queue,
+            self.spec.slice_tokens,
+            self._event,
+            seqs=self.seqs,
+            decode_mode=decode_mode,
+        )
         self._estimates: dict[str, int] = {}
         self._remote: dict[str, Engine] = {}
         self.scheduler.configure(models, self._estimates)
@@ -122,7 +145,7 @@ class ModelPool:
     # -- admission -----------------------------------------------------------------------
     def estimate(self, model: str) -> int:
         if model not in self._estimates:
-            self._estimates[model] = estimate_bytes(self._spec(model))
+            self._estimates[model] = estimate_bytes(self._spec(model), self.seqs)
         return self._estimates[model]
 
     def _spec(self, model: str) -> ModelSpec:
@@ -190,8 +213,8 @@ class ModelPool:
                 get = asyncio.ensure_future(job.out.get())
                 waiters = {get} | ({cancel_wait} if cancel_wait else set())
                 done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                if get not in done:
-                    get.cancel()
+                if get not in done or (cancel_wait is not None and cancel_wait in done):
+                    get.cancel()  # cancelled: stop even when more pieces are already queued
                     return
                 item = get.result()
                 if item is _DONE:
@@ -249,14 +272,14 @@ class ModelPool:
                 device=s.device,
                 bytes=s.estimate,
                 state=s.state,
-                running_persona=s.job.persona if s.job else None,
-                context_persona=s.occupant,
-                idle_s=0.0 if s.job else now - s.last_used,
+                running_persona=", ".join(j.persona for j in s.jobs) or None,
+                context_persona=", ".join(p for _, p in sorted(s.owner.items())) or None,
+                idle_s=0.0 if s.jobs else now - s.last_used,
                 decode_tps=s.stats.decode_tps,
             )
             for s in sch.slots.values()
         ]
-        running = [(s.job.persona, s.job.model) for s in sch.slots.values() if s.job]
+        running = [(j.persona, j.model) for s in sch.slots.values() for j in s.jobs]
         queue = self.queue.estimates(
             lambda r: r.payload.remaining_tokens / sch.decode_tps(r.payload.key),
             sch.busy_seconds,

@@ -1,4 +1,4 @@
-"""Time-sliced scheduling of local llama.cpp models under a memory budget.
+"""Scheduling of local llama.cpp models under a memory budget, personas batched per model.
 
 Why this shape:
 
@@ -6,17 +6,26 @@ Why this shape:
   plus the load settings), so three personas on one model never mean three copies.
 * Every llama.cpp call of a slot runs on that slot's own single worker thread: llama contexts
   are not thread-safe, and a one-thread executor serialises them without locks.
-* Generation is driven token by token (``Llama.eval`` + ``Llama.sample``) with the prompt
-  formatted by the model's own chat formatter, so a generation can stop after a slice of
-  ``slice_tokens`` tokens when another persona waits, and continue later exactly where it was:
-  the context holds prompt + generated tokens, and resuming re-evaluates only the tokens that
-  are not in the KV cache (the longest common prefix is kept).
-* When a persona's context has to leave the model (another persona takes it, or the model is
-  evicted) its KV state is saved (``Llama.save_state``) into host memory, if the budget has
-  room, and restored on its next turn when the measured restore cost beats re-prefilling.
-* Memory is accounted before anything is allocated: a load reserves the model's estimate, a
-  state save reserves its size, and nothing is loaded while used + estimate > budget. Idle
-  models are evicted least-recently-used first; busy ones are asked to yield at their slice end.
+* The context of a slot holds ``seqs`` KV sequences (llama.cpp's multi-sequence cache, one
+  stream per sequence so every sequence keeps the full ``n_ctx``). Each persona owns a sequence
+  while it is resident, so switching personas copies nothing: the previous design saved and
+  restored the whole KV state (~17 MB per slice) and lost 25% of the throughput that way.
+* Up to ``seqs`` personas run *together*: each decode step is either one ``llama_decode`` with
+  one token per persona (batched) or one call per persona (interleaved), whichever the slot has
+  measured to be faster on this machine (on a GPU batching wins; on a compute-bound CPU thread
+  the two are close). Every persona samples from its own logits with its own sampler chain and
+  seed, so greedy text does not depend on who else is running, and seeded text does not
+  depend on the interleaving.
+* A persona that needs a sequence when all are owned takes over the least recently used idle
+  one; the previous owner's KV state is saved (``llama_state_seq_get_data``) into host memory
+  if the budget has room, and restored on its next turn when that beats re-prefilling. The same
+  happens to every persona's sequence when the model is evicted. More personas than sequences
+  are time-sliced: when someone waits for a seat, the persona served most gives way after
+  ``slice_tokens`` tokens.
+* Memory is accounted before anything is allocated: a load reserves the model's estimate (KV for
+  all sequences included), a state save reserves its size, and nothing is loaded while
+  used + estimate > budget. Idle models are evicted least-recently-used first; busy ones are
+  asked to yield at their slice end.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import asyncio
 import codecs
 import concurrent.futures
 import contextlib
+import ctypes
 import threading
 import time
 from collections import OrderedDict
@@ -38,6 +48,7 @@ from agents.pool.queue import AdmissionQueue, Request
 from agents.specs import ModelSpec
 
 MIN_STATE_TOKENS = 16  # contexts shorter than this are cheaper to re-prefill than to save
+DECODE_MODES = ("auto", "batched", "interleaved")
 _DONE = object()
 
 
@@ -84,6 +95,14 @@ class ModelStats:
     def add_decode(self, tokens: int, seconds: float) -> None:
         if tokens >= 4 and seconds > 0:
             self.decode_tps = self._ema(self.decode_tps, tokens / seconds)
+
+    def add_decode_step(self, tokens: int, seconds: float) -> None:
+        """Accumulate small decode steps (1 token per persona) into decode_tps samples."""
+        self._step_tokens = getattr(self, "_step_tokens", 0) + tokens
+        self._step_s = getattr(self, "_step_s", 0.0) + seconds
+        if self._step_tokens >= 16:
+            self.add_decode(self._step_tokens, self._step_s)
+            self._step_tokens, self._step_s = 0, 0.0
 
     def add_restore(self, nbytes: int, seconds: float) -> None:
         if seconds > 0:
@@ -139,13 +158,18 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     request: Request | None = None
     granted: asyncio.Future | None = None
+    turn: asyncio.Future | None = None  # True: finished; False: gave its seat up (re-queue)
     prompt: list[int] | None = None
     stop_ids: frozenset[int] = frozenset()
     text: TextStream | None = None
+    sampler: Any = None  # llama_sampler chain, owned by the slot thread
+    seq: int | None = None  # KV sequence while seated
+    seated: bool = False
+    served: int = 0  # tokens produced since it was last seated (who gives way first)
     generated: list[int] = field(default_factory=list)
     done: bool = False
     slices: int = 0
-    prefilled: int = 0  # prompt tokens evaluated (not reused from the KV cache) over all slices
+    prefilled: int = 0  # prompt tokens evaluated (not reused from the KV cache) over all turns
     first_token_s: float | None = None  # seconds from admission to the first token
     created: float = field(default_factory=time.perf_counter)
 
@@ -161,8 +185,17 @@ class Job:
 @dataclass
 class SavedState:
     tokens: list[int]
-    state: Any  # llama_cpp.LlamaState
+    state: Any  # ctypes byte buffer from llama_state_seq_get_data
     nbytes: int
+
+
+@dataclass
+class Flags:
+    """What the async side wants from a running round (read by the slot thread each step)."""
+
+    newcomer: bool = False  # a job was seated: stop the round so it can be prepared
+    memory: bool = False  # the model must be freed: everyone yields after a slice
+    seat_wanted: bool = False  # someone waits for a seat: the most served yields after a slice
 
 
 def _find_chat_formatter(llama: Any) -> Any:
@@ -184,26 +217,73 @@ def _find_chat_formatter(llama: Any) -> Any:
     return handler.__closure__[code.co_freevars.index("chat_formatter")].cell_contents
 
 
-class LlamaRunner:
-    """Thread-side wrapper of one ``llama_cpp.Llama``; only ever called on the slot's thread."""
+class ModeChooser:
+    """Pick batched or interleaved decode by measured seconds per token (auto mode).
 
-    def __init__(self, spec: ModelSpec, stats: ModelStats, n_threads: int | None = None) -> None:
+    Each mode is tried for ``probe`` multi-persona steps, the faster one is used, and the other
+    is re-tried every ``reprobe`` steps because load from other processes changes the answer.
+    """
+
+    def __init__(self, mode: str, probe: int = 6, reprobe: int = 200) -> None:
+        self.fixed = None if mode == "auto" else mode
+        self.probe, self.reprobe = probe, reprobe
+        self.cost: dict[str, float | None] = {"batched": None, "interleaved": None}
+        self.steps = 0
+
+    def choose(self) -> str:
+        if self.fixed:
+            return self.fixed
+        phase = self.steps % self.reprobe
+        if phase < self.probe:
+            return "batched"
+        if phase < 2 * self.probe:
+            return "interleaved"
+        b, i = self.cost["batched"], self.cost["interleaved"]
+        return "interleaved" if b is not None and i is not None and i < b else "batched"
+
+    def record(self, mode: str, tokens: int, seconds: float) -> None:
+        self.steps += 1
+        per = seconds / max(1, tokens)
+        old = self.cost[mode]
+        self.cost[mode] = per if old is None else 0.7 * old + 0.3 * per
+
+
+class SeqRunner:
+    """Thread-side owner of one model, its multi-sequence context and a token batch.
+
+    Only ever called on the slot's thread. ``seq_tokens[s]`` mirrors what sequence ``s`` holds
+    in the KV cache, so a turn re-evaluates only what is not cached (longest common prefix).
+    """
+
+    def __init__(
+        self, spec: ModelSpec, stats: ModelStats, seqs: int = 3, decode_mode: str = "auto"
+    ) -> None:
         self.spec = spec
         self.stats = stats
-        self.n_threads = n_threads
+        self.seqs = max(1, seqs)
+        self.chooser = ModeChooser(decode_mode)
         self.llama: Any = None
+        self.ctx: Any = None  # llama_context pointer
+        self._ctx_obj: Any = None
+        self._mem: Any = None
+        self._batch: Any = None
+        self.n_batch = 512
         self.formatter: Any = None
+        self.seq_tokens: list[list[int]] = [[] for _ in range(self.seqs)]
 
     def load(self) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
         from agents.engine import _quiet_llama
 
+        # llama_cpp.Llama has no n_seq_max: load through it (tokenizer, chat template) with a
+        # tiny throwaway context, then give it a multi-sequence context of our own.
         kwargs: dict[str, Any] = {
             "model_path": str(self.spec.path),
-            "n_ctx": self.spec.n_ctx,
+            "n_ctx": 64,
             "n_gpu_layers": self.spec.n_gpu_layers,
         }
-        if self.n_threads:
-            kwargs["n_threads"] = self.n_threads
         if self.spec.chat_format:
             kwargs["chat_format"] = self.spec.chat_format
         if self.spec.tensor_split:
@@ -211,12 +291,36 @@ class LlamaRunner:
         t0 = time.perf_counter()
         try:
             self.llama = _quiet_llama(**kwargs)
+            self.llama._ctx.close()
+            params = self.llama.context_params
+            params.n_ctx = self.spec.n_ctx * self.seqs
+            params.n_batch = params.n_ubatch = self.n_batch
+            params.n_seq_max = self.seqs
+            # One KV stream per sequence: every persona keeps the full n_ctx, and a sequence's
+            # attention never sees another's cells (unified KV changes greedy text, measured).
+            params.kv_unified = False
+            self._ctx_obj = _internals.LlamaContext(
+                model=self.llama._model, params=params, verbose=False
+            )
         except (ValueError, RuntimeError, OSError) as exc:
+            self.close()
             raise EngineError(f"cannot load model {self.spec.name!r}: {exc}") from exc
+        self.ctx = self._ctx_obj.ctx
+        self._mem = llama_cpp.llama_get_memory(self.ctx)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.stats.load_s = time.perf_counter() - t0
         self.formatter = _find_chat_formatter(self.llama)
 
     def close(self) -> None:
+        import llama_cpp
+
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        ctx_obj, self._ctx_obj, self.ctx = self._ctx_obj, None, None
+        if ctx_obj is not None:
+            with contextlib.suppress(Exception):
+                ctx_obj.close()
         llama, self.llama = self.llama, None
         if llama is not None:
             with contextlib.suppress(Exception):
@@ -224,9 +328,11 @@ class LlamaRunner:
 
     # -- prompts -------------------------------------------------------------------------
     def prepare(self, job: Job) -> None:
-        """Format and tokenize the job's messages (once per job)."""
+        """Format and tokenize the job's messages and build its sampler (once per job)."""
+        import llama_cpp
+
         if self.formatter is None:
-            raise EngineError(f"{self.spec.name}: no chat formatter for time slicing")
+            raise EngineError(f"{self.spec.name}: no chat formatter for this model")
         result = self.formatter(messages=job.messages)
         job.prompt = self.llama.tokenize(
             result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
@@ -234,96 +340,201 @@ class LlamaRunner:
         stops = result.stop if isinstance(result.stop, list) else [result.stop]
         job.text = TextStream([s for s in stops if s] + list(job.params.stop))
         job.stop_ids = frozenset(getattr(self.formatter, "stop_token_ids", None) or ())
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        add = llama_cpp.llama_sampler_chain_add
+        temp = job.params.temperature
+        if temp <= 0:
+            add(chain, llama_cpp.llama_sampler_init_greedy())
+        else:  # the settings Llama.sample uses by default
+            add(chain, llama_cpp.llama_sampler_init_top_k(40))
+            add(chain, llama_cpp.llama_sampler_init_top_p(0.95, 1))
+            add(chain, llama_cpp.llama_sampler_init_min_p(0.05, 1))
+            add(chain, llama_cpp.llama_sampler_init_temp(temp))
+            seed = job.params.seed
+            add(chain, llama_cpp.llama_sampler_init_dist(0xFFFFFFFF if seed is None else seed))
+        job.sampler = chain
 
-    def context_tokens(self) -> list[int]:
-        return self.llama.input_ids[: self.llama.n_tokens].tolist()
-
-    # -- KV state ------------------------------------------------------------------------
-    def state_size(self) -> int:
+    # -- KV sequences --------------------------------------------------------------------
+    def clear_seq(self, seq: int) -> None:
         import llama_cpp
 
-        return int(llama_cpp.llama_state_get_size(self.llama._ctx.ctx))
+        llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
+        self.seq_tokens[seq] = []
 
-    def save(self) -> SavedState:
-        t0 = time.perf_counter()
-        state = self.llama.save_state()
-        self.stats.add_save(state.llama_state_size, time.perf_counter() - t0)
-        return SavedState(self.context_tokens(), state, int(state.llama_state_size))
-
-    def restore(self, saved: SavedState) -> None:
-        t0 = time.perf_counter()
-        self.llama.load_state(saved.state)
-        self.stats.add_restore(saved.nbytes, time.perf_counter() - t0)
-
-    # -- generation ----------------------------------------------------------------------
-    def run(self, job: Job, slice_tokens: int, should_pause: Callable[[], bool]) -> bool:
-        """Generate until done (True) or until the slice ends while someone waits (False)."""
+    def seq_state_size(self, seq: int) -> int:
         import llama_cpp
 
-        llama = self.llama
-        assert job.prompt is not None and job.text is not None
-        tokens = job.prompt + job.generated
-        ctx = llama.input_ids[: llama.n_tokens]
-        lcp = 0
-        for a, b in zip(ctx, tokens, strict=False):
-            if a != b:
-                break
-            lcp += 1
-        reuse = min(lcp, len(tokens) - 1)
-        n_ctx = llama.n_ctx()
-        if len(tokens) >= n_ctx:
+        return int(llama_cpp.llama_state_seq_get_size(self.ctx, seq))
+
+    def save(self, seq: int) -> SavedState:
+        import llama_cpp
+
+        t0 = time.perf_counter()
+        size = self.seq_state_size(seq)
+        buf = (ctypes.c_uint8 * size)()
+        n = int(llama_cpp.llama_state_seq_get_data(self.ctx, buf, size, seq))
+        self.stats.add_save(n, time.perf_counter() - t0)
+        return SavedState(list(self.seq_tokens[seq]), buf, n)
+
+    def restore(self, saved: SavedState, seq: int) -> bool:
+        import llama_cpp
+
+        t0 = time.perf_counter()
+        self.clear_seq(seq)
+        ok = llama_cpp.llama_state_seq_set_data(self.ctx, saved.state, saved.nbytes, seq) > 0
+        if ok:
+            self.seq_tokens[seq] = list(saved.tokens)
+            self.stats.add_restore(saved.nbytes, time.perf_counter() - t0)
+        else:
+            self.clear_seq(seq)
+        return ok
+
+    # -- decoding ------------------------------------------------------------------------
+    def _decode(self, items: list[tuple[int, int, int, bool]]) -> None:
+        """One llama_decode of (token, position, sequence, wants_logits) items."""
+        import llama_cpp
+
+        b = self._batch
+        b.n_tokens = len(items)
+        for i, (tok, pos, seq, logits) in enumerate(items):
+            b.token[i] = tok
+            b.pos[i] = pos
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = logits
+        rc = llama_cpp.llama_decode(self.ctx, b)
+        if rc != 0:
+            raise EngineError(f"{self.spec.name}: llama_decode failed ({rc})")
+
+    def _sync(self, job: Job) -> None:
+        """Make the job's sequence hold everything but its last token (prefill what's missing)."""
+        import llama_cpp
+
+        assert job.prompt is not None and job.seq is not None
+        wanted = job.prompt + job.generated
+        if len(wanted) >= self.spec.n_ctx:
             raise EngineError(
-                f"{self.spec.name}: prompt of {len(tokens)} tokens does not fit n_ctx={n_ctx}"
+                f"{self.spec.name}: prompt of {len(wanted)} tokens does not fit "
+                f"n_ctx={self.spec.n_ctx}"
             )
-        llama.n_tokens = reuse
-        todo = tokens[reuse:]
+        cached = self.seq_tokens[job.seq]
+        keep = min(_lcp(cached, wanted), len(wanted) - 1)
+        if keep < len(cached):
+            llama_cpp.llama_memory_seq_rm(self._mem, job.seq, keep, -1)
+            del cached[keep:]
+        todo = wanted[keep:-1]
         t0 = time.perf_counter()
-        llama.eval(todo)
-        self.stats.add_prefill(len(todo), time.perf_counter() - t0)
-        job.prefilled += len(todo)
-        job.slices += 1
-        vocab = llama._model.vocab
-        params = job.params
-        base_seed = llama._seed
-        produced = 0
-        t_dec = time.perf_counter()
-        try:
-            while True:
-                if job.cancel.is_set():
-                    return True
-                if params.seed is not None:
-                    # Seed per position: same seed, same text, however the turn was sliced.
-                    llama.set_seed((params.seed + len(job.generated)) & 0x7FFFFFFF)
-                token = llama.sample(temp=params.temperature, top_k=40, top_p=0.95, min_p=0.05)
-                if token in job.stop_ids or llama_cpp.llama_vocab_is_eog(vocab, token):
-                    break
-                job.generated.append(token)
-                if job.first_token_s is None:
-                    job.first_token_s = time.perf_counter() - job.created
-                piece, stopped = job.text.feed(llama.detokenize([token]))
-                if piece:
-                    job.emit(piece)
-                if stopped:
-                    return True
-                produced += 1
-                if len(job.generated) >= params.max_tokens or llama.n_tokens + 1 >= n_ctx:
-                    break
-                if produced >= slice_tokens and should_pause():
-                    return False  # the last token is evaluated when this job resumes
-                llama.eval([token])
-            rest = job.text.flush()
-            if rest:
-                job.emit(rest)
+        for at in range(0, len(todo), self.n_batch):
+            chunk = todo[at : at + self.n_batch]
+            base = len(cached)
+            items = [(t, base + i, job.seq, i == len(chunk) - 1) for i, t in enumerate(chunk)]
+            self._decode(items)
+            cached.extend(chunk)
+        self.stats.add_prefill(len(todo) + 1, time.perf_counter() - t0)
+        job.prefilled += len(todo) + 1
+
+    def _accept(self, job: Job, idx: int) -> bool:
+        """Sample the job's next token from batch output ``idx``; True when the job is done."""
+        import llama_cpp
+
+        assert job.seq is not None and job.text is not None
+        self.seq_tokens[job.seq].append(_last(job))
+        token = llama_cpp.llama_sampler_sample(job.sampler, self.ctx, idx)
+        if token in job.stop_ids or llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token):
+            return self._finish(job)
+        job.generated.append(token)
+        job.served += 1
+        if job.first_token_s is None:
+            job.first_token_s = time.perf_counter() - job.created
+        piece, stopped = job.text.feed(self.llama.detokenize([token]))
+        if piece:
+            job.emit(piece)
+        if stopped:
             return True
-        finally:
-            llama.set_seed(base_seed)
-            self.stats.add_decode(produced, time.perf_counter() - t_dec)
+        total = len(job.prompt or []) + len(job.generated)
+        if len(job.generated) >= job.params.max_tokens or total + 1 >= self.spec.n_ctx:
+            return self._finish(job)
+        return False
+
+    def _finish(self, job: Job) -> bool:
+        assert job.text is not None
+        rest = job.text.flush()
+        if rest:
+            job.emit(rest)
+        return True
+
+    def run_round(
+        self, jobs: list[Job], slice_tokens: int, flags: Flags
+    ) -> dict[Job, bool | Exception]:
+        """Decode for the seated ``jobs`` together until one finishes or yields its seat.
+
+        Returns {job: True (done) / False (yields its seat) / exception}; jobs not in the
+        result keep their seats (the round also ends early when a newcomer must be seated).
+        Each job's last token is evaluated at the start of its next step, so a job can stop
+        anywhere and resume exactly where it was.
+        """
+        out: dict[Job, bool | Exception] = {}
+        active: list[Job] = []
+        for job in jobs:
+            job.slices += 1
+            if job.cancel.is_set():
+                out[job] = True
+                continue
+            try:
+                self._sync(job)
+            except EngineError as exc:
+                out[job] = exc
+                continue
+            active.append(job)
+        while active and not out:
+            mode = self.chooser.choose() if len(active) > 1 else "interleaved"
+            t0 = time.perf_counter()
+            done: list[Job] = []
+            if mode == "batched":
+                items: list[tuple[int, int, int, bool]] = []
+                for job in active:
+                    assert job.seq is not None
+                    pos = len(self.seq_tokens[job.seq])
+                    items.append((_last(job), pos, job.seq, True))
+                self._decode(items)
+                done = [job for i, job in enumerate(active) if self._accept(job, i)]
+            else:
+                for job in active:
+                    assert job.seq is not None
+                    pos = len(self.seq_tokens[job.seq])
+                    self._decode([(_last(job), pos, job.seq, True)])
+                    if self._accept(job, 0):
+                        done.append(job)
+            dt = time.perf_counter() - t0
+            if len(active) > 1:
+                self.chooser.record(mode, len(active), dt)
+            self.stats.add_decode_step(len(active), dt)
+            for job in done:
+                out[job] = True
+            active = [j for j in active if j not in out]
+            for job in active:
+                if job.cancel.is_set():
+                    out[job] = True
+            active = [j for j in active if j not in out]
+            if flags.memory:
+                for job in active:
+                    if job.served >= slice_tokens:
+                        out[job] = False
+            elif flags.seat_wanted and active:
+                top = max(active, key=lambda j: j.served)
+                if top.served >= slice_tokens:
+                    out[top] = False
+            if flags.newcomer:
+                break
+        return out
 
 
 class Slot:
-    """One loaded (or loading) model and its worker thread."""
+    """One loaded (or loading) model, its worker thread and the personas seated on it."""
 
-    def __init__(self, key: str, spec: ModelSpec, estimate: int, stats: ModelStats) -> None:
+    def __init__(
+        self, key: str, spec: ModelSpec, estimate: int, stats: ModelStats, seqs: int, mode: str
+    ) -> None:
         self.key = key
         self.spec = spec
         self.name = spec.name
@@ -331,15 +542,25 @@ class Slot:
         self.estimate = estimate
         self.stats = stats
         self.state = "loading"  # loading -> ready -> evicting
-        self.runner = LlamaRunner(spec, stats)
+        self.seqs = seqs
+        self.runner = SeqRunner(spec, stats, seqs, mode)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pool-slot")
-        self.job: Job | None = None
-        self.occupant: str | None = None  # persona whose conversation is in the KV cache
-        self.dirty = False  # context changed since the occupant's state was last saved
+        self.jobs: list[Job] = []  # seated (running) jobs, at most ``seqs``
+        self.owner: dict[int, str] = {}  # sequence -> persona whose conversation it holds
+        self.seq_used: dict[int, float] = {}  # sequence -> last time its persona ran
+        self.dirty: set[str] = set()  # personas whose KV changed since their last save
+        self.flags = Flags()
+        self.driver: asyncio.Task | None = None
         self.last_used = time.monotonic()
-        self.contended = False  # someone waits for this slot (or its memory)
         self.models: set[str] = {spec.name}
         self.timer: asyncio.TimerHandle | None = None
+
+    @property
+    def contended(self) -> bool:
+        return self.flags.memory or self.flags.seat_wanted
+
+    def seq_of(self, persona: str) -> int | None:
+        return next((s for s, p in self.owner.items() if p == persona), None)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -355,12 +576,18 @@ class Scheduler:
         slice_tokens: int,
         on_event: EventSink,
         host_device: str | None = "cpu",
+        seqs: int = 3,
+        decode_mode: str = "auto",
     ) -> None:
+        if decode_mode not in DECODE_MODES:
+            raise ValueError(f"decode_mode must be one of {DECODE_MODES}, not {decode_mode!r}")
         self.budgets = budgets
         self.queue = queue
         self.slice_tokens = max(1, slice_tokens)
         self.on_event = on_event
         self.host_device = host_device if host_device in budgets else None
+        self.seqs = max(1, seqs)
+        self.decode_mode = decode_mode
         self.slots: dict[str, Slot] = {}
         self.states: OrderedDict[tuple[str, str], SavedState] = OrderedDict()
         self.state_reserved = 0  # bytes reserved for saves in flight
@@ -394,18 +621,19 @@ class Scheduler:
         return self.stats.setdefault(key, ModelStats())
 
     # -- tasks ---------------------------------------------------------------------------
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- dispatch ------------------------------------------------------------------------
     def dispatch(self) -> None:
-        """Grant slots to waiting requests, start loads and evictions. Never awaits."""
+        """Seat waiting requests, start loads and evictions. Never awaits."""
         if self._closed:
             return
         for slot in self.slots.values():
-            slot.contended = False
+            slot.flags.memory = slot.flags.seat_wanted = False
         blocked: set[str] = set()  # devices where an earlier request waits for memory
         for req in self.queue.ordered():
             job: Job = req.payload
@@ -413,10 +641,14 @@ class Scheduler:
                 continue  # admitted, but its driver has not started waiting yet
             slot = self.slots.get(job.key)
             if slot is not None:
-                if slot.state == "ready" and slot.job is None:
+                if slot.state != "ready":
+                    continue
+                if any(j.persona == job.persona for j in slot.jobs):
+                    continue  # one sequence per persona: its next request waits its turn
+                if len(slot.jobs) < slot.seqs:
                     self._grant(job, slot)
-                elif slot.job is not None and slot.job.persona != job.persona:
-                    slot.contended = True
+                else:
+                    slot.flags.seat_wanted = True
                 continue
             spec = self._spec_of(job)
             device = spec.device
@@ -434,7 +666,7 @@ class Scheduler:
         on_device = [s for s in self.slots.values() if s.device == device]
         coming = sum(s.estimate for s in on_device if s.state == "evicting")
         idle = sorted(
-            (s for s in on_device if s.state == "ready" and s.job is None),
+            (s for s in on_device if s.state == "ready" and not s.jobs),
             key=lambda s: s.last_used,
         )
         free = self.free(device) + coming
@@ -448,22 +680,26 @@ class Scheduler:
             self._start_evict(slot, "memory")
         if free < need:
             for slot in on_device:
-                if slot.job is not None:
-                    slot.contended = True  # yield at the slice end, then it is evictable
+                if slot.jobs:
+                    slot.flags.memory = True  # yield at the slice end, then it is evictable
 
     def _grant(self, job: Job, slot: Slot) -> None:
         assert job.request is not None and job.granted is not None
         self.queue.remove(job.request)
         self.queue.mark_served(job.persona)
-        slot.job = job
+        job.seated = False
+        slot.jobs.append(job)
+        slot.flags.newcomer = True
         slot.last_used = time.monotonic()
         slot.models.add(job.model)
         if not job.granted.done():
             job.granted.set_result(slot)
+        if slot.driver is None or slot.driver.done():
+            slot.driver = self._spawn(self._drive(slot))
 
     # -- loading and eviction ------------------------------------------------------------
     def _start_load(self, key: str, spec: ModelSpec, estimate: int) -> Slot:
-        slot = Slot(key, spec, estimate, self._stats(key))
+        slot = Slot(key, spec, estimate, self._stats(key), self.seqs, self.decode_mode)
         self.slots[key] = slot
         self._note_peak(slot.device)
         self._spawn(self._load(slot))
@@ -498,8 +734,9 @@ class Scheduler:
 
     async def _evict(self, slot: Slot, why: str) -> None:
         try:
-            if slot.occupant is not None and slot.dirty:
-                await self._save(slot)
+            for seq, persona in sorted(slot.owner.items()):
+                if persona in slot.dirty:
+                    await self._save(slot, seq)
             await slot.call(slot.runner.close)
         finally:
             slot.executor.shutdown(wait=False)
@@ -517,15 +754,15 @@ class Scheduler:
         idle_for = time.monotonic() - slot.last_used
         if self._closed or self.slots.get(slot.key) is not slot:
             return
-        if slot.state == "ready" and slot.job is None and idle_for >= slot.spec.keep_alive_s:
+        if slot.state == "ready" and not slot.jobs and idle_for >= slot.spec.keep_alive_s:
             self._start_evict(slot, "keep-alive expired")
         elif slot.state == "ready":
             self._schedule_keep_alive(slot, slot.spec.keep_alive_s - idle_for)
 
     async def evict(self, key: str) -> bool:
-        """Unload an idle model now (its persona's KV state is saved first when there is room)."""
+        """Unload an idle model now (its personas' KV states are saved first when there is room)."""
         slot = self.slots.get(key)
-        if slot is None or slot.state != "ready" or slot.job is not None:
+        if slot is None or slot.state != "ready" or slot.jobs:
             return False
         self._start_evict(slot, "requested")
         while self.slots.get(key) is slot:
@@ -560,55 +797,68 @@ class Scheduler:
         self._note_peak(self.host_device)
         return True
 
-    async def _save(self, slot: Slot) -> None:
-        persona = slot.occupant
-        assert persona is not None
-        slot.dirty = False
-        n_tokens = slot.runner.llama.n_tokens if slot.runner.llama is not None else 0
-        if n_tokens < MIN_STATE_TOKENS:
+    async def _save(self, slot: Slot, seq: int) -> None:
+        """Copy ``seq``'s KV state (its owner's conversation) into host memory, if room."""
+        persona = slot.owner[seq]
+        slot.dirty.discard(persona)
+        n_tokens = len(slot.runner.seq_tokens[seq])
+        if n_tokens < MIN_STATE_TOKENS or slot.runner.llama is None:
             return
-        size = await slot.call(slot.runner.state_size)
+        size = await slot.call(slot.runner.seq_state_size, seq)
         self.states.pop((slot.key, persona), None)
         if not self._reserve_state(size):
             self.on_event("drop_state", slot.name, persona, f"no room for {size} bytes")
             return
         try:
-            saved: SavedState = await slot.call(slot.runner.save)
+            saved: SavedState = await slot.call(slot.runner.save, seq)
         finally:
             self.state_reserved -= size
         self.states[(slot.key, persona)] = saved
         self.on_event("save_state", slot.name, persona, f"{n_tokens} tokens, {saved.nbytes} bytes")
 
-    async def _switch_to(self, slot: Slot, job: Job) -> None:
-        """Make ``slot``'s context the job persona's: save the occupant, maybe restore."""
-        if slot.occupant == job.persona:
-            return
-        if slot.occupant is not None and slot.dirty:
-            await self._save(slot)
-        saved = self.states.get((slot.key, job.persona))
-        if saved is not None and job.prompt is not None:
-            wanted = job.prompt + job.generated
-            current = slot.runner.context_tokens()
-            gain = _lcp(saved.tokens, wanted) - _lcp(current, wanted)
-            stats = slot.stats
-            restore_s = saved.nbytes / (stats.restore_bps or 2e9)
-            prefill_s = gain / (stats.prefill_tps or 200.0)
-            if gain > 0 and restore_s < prefill_s:
-                await slot.call(slot.runner.restore, saved)
-                self.states.pop((slot.key, job.persona), None)
-                self.restores += 1
-                self.on_event(
-                    "restore_state",
-                    slot.name,
-                    job.persona,
-                    f"{len(saved.tokens)} tokens (~{restore_s * 1e3:.1f} ms vs "
-                    f"~{prefill_s * 1e3:.1f} ms re-prefill)",
-                )
+    async def _seat(self, slot: Slot, job: Job) -> None:
+        """Give the job's persona a KV sequence: its own, a free one, or the LRU idle one's."""
+        seq = slot.seq_of(job.persona)
+        if seq is None:
+            free = [s for s in range(slot.seqs) if s not in slot.owner]
+            if free:
+                seq = free[0]
             else:
-                self.reprefills += 1
-        slot.occupant = job.persona
+                busy = {j.persona for j in slot.jobs if j is not job}
+                idle = [s for s, p in slot.owner.items() if p not in busy]
+                seq = min(idle, key=lambda s: slot.seq_used.get(s, 0.0))
+                if slot.owner[seq] in slot.dirty:
+                    await self._save(slot, seq)
+                del slot.owner[seq]
+            await slot.call(slot.runner.clear_seq, seq)
+            slot.owner[seq] = job.persona
+            await self._maybe_restore(slot, job, seq)
+        job.seq = seq
+        slot.seq_used[seq] = time.monotonic()
+        slot.dirty.add(job.persona)
 
-    # -- running a job -------------------------------------------------------------------
+    async def _maybe_restore(self, slot: Slot, job: Job, seq: int) -> None:
+        saved = self.states.get((slot.key, job.persona))
+        if saved is None or job.prompt is None:
+            return
+        wanted = job.prompt + job.generated
+        gain = _lcp(saved.tokens, wanted)
+        restore_s = saved.nbytes / (slot.stats.restore_bps or 2e9)
+        prefill_s = gain / (slot.stats.prefill_tps or 200.0)
+        if gain > 0 and restore_s < prefill_s and await slot.call(slot.runner.restore, saved, seq):
+            self.states.pop((slot.key, job.persona), None)
+            self.restores += 1
+            self.on_event(
+                "restore_state",
+                slot.name,
+                job.persona,
+                f"{len(saved.tokens)} tokens (~{restore_s * 1e3:.1f} ms vs "
+                f"~{prefill_s * 1e3:.1f} ms re-prefill)",
+            )
+        else:
+            self.reprefills += 1
+
+    # -- running jobs --------------------------------------------------------------------
     def _spec_of(self, job: Job) -> ModelSpec:
         return self._specs[job.model]
 
@@ -623,9 +873,55 @@ class Scheduler:
         self._specs = specs
         self._estimates = estimates
 
+    async def _drive(self, slot: Slot) -> None:
+        """The slot's one loop: seat newcomers, run rounds, hand finished jobs back."""
+        while slot.jobs and not self._closed:
+            slot.flags.newcomer = False
+            for job in [j for j in slot.jobs if not j.seated]:
+                try:
+                    if job.prompt is None:
+                        await slot.call(slot.runner.prepare, job)
+                    await self._seat(slot, job)
+                    job.seated = True
+                    job.served = 0
+                except Exception as exc:
+                    self._end_turn(slot, job, exc)
+            seated = [j for j in slot.jobs if j.seated]
+            if not seated:
+                continue
+            try:
+                results = await slot.call(
+                    slot.runner.run_round, seated, self.slice_tokens, slot.flags
+                )
+            except Exception as exc:
+                results = dict.fromkeys(seated, exc)
+            now = time.monotonic()
+            for job in seated:
+                if job.seq is not None:
+                    slot.seq_used[job.seq] = now
+            for job, outcome in results.items():
+                self._end_turn(slot, job, outcome)
+            slot.last_used = now
+            self.dispatch()
+        slot.driver = None
+        if slot.jobs and not self._closed:  # seated while this loop was finishing
+            slot.driver = self._spawn(self._drive(slot))
+
+    def _end_turn(self, slot: Slot, job: Job, outcome: bool | Exception) -> None:
+        if job in slot.jobs:
+            slot.jobs.remove(job)
+        job.seated = False
+        if job.turn is not None and not job.turn.done():
+            if isinstance(outcome, Exception):
+                job.turn.set_exception(outcome)
+            else:
+                job.turn.set_result(outcome)
+
     async def _acquire(self, job: Job) -> Slot:
         assert job.request is not None
-        job.granted = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        job.granted = loop.create_future()
+        job.turn = loop.create_future()
         if job.request.started:
             self.queue.requeue(job.request)
         job.request.work_tokens = job.remaining_tokens
@@ -634,36 +930,21 @@ class Scheduler:
             return await job.granted
         except asyncio.CancelledError:
             self.queue.remove(job.request)
-            if job.granted.done() and not job.granted.cancelled() and not job.granted.exception():
-                self._release(job.granted.result(), job)
             self.dispatch()
             raise
 
-    def _release(self, slot: Slot, job: Job) -> None:
-        if slot.job is job:
-            slot.job = None
-        slot.last_used = time.monotonic()
-        if job.request is not None:
-            job.request.started = True
-
     async def run_job(self, job: Job) -> None:
-        """Driver of one job: wait for the model, run slices until done, hand pieces out."""
+        """Driver of one job: wait for a seat, let the slot run it, re-queue when it yields."""
         try:
             while not job.done and not job.cancel.is_set():
                 slot = await self._acquire(job)
+                assert job.turn is not None
                 try:
-                    if job.prompt is None:
-                        await slot.call(slot.runner.prepare, job)
-                    await self._switch_to(slot, job)
-                    slot.dirty = True
-                    finished = await slot.call(
-                        slot.runner.run, job, self.slice_tokens, lambda s=slot: s.contended
-                    )
-                    job.done = finished
+                    job.done = await asyncio.shield(job.turn)
                 finally:
-                    self._release(slot, job)
+                    if job.request is not None:
+                        job.request.started = True
                     self._schedule_keep_alive(slot)
-                    self.dispatch()
         except asyncio.CancelledError:
             pass
         except Exception as exc:
@@ -673,6 +954,8 @@ class Scheduler:
                 exc = err
             job.out.put_nowait(exc)
         finally:
+            # The slot thread is done with the job once its turn resolved (or never started).
+            _free_sampler(job)
             job.out.put_nowait(_DONE)
 
     def withdraw(self, job: Job) -> None:
@@ -691,24 +974,44 @@ class Scheduler:
 
     def busy_seconds(self, device: str) -> float:
         return sum(
-            s.job.remaining_tokens / self.decode_tps(s.key)
+            j.remaining_tokens / self.decode_tps(s.key)
             for s in self.slots.values()
-            if s.device == device and s.job is not None
+            if s.device == device
+            for j in s.jobs
         )
 
     async def close(self) -> None:
         self._closed = True
+        for slot in self.slots.values():
+            for job in slot.jobs:
+                job.cancel.set()
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
         for slot in list(self.slots.values()):
             if slot.timer is not None:
                 slot.timer.cancel()
+            for job in list(slot.jobs):
+                self._end_turn(slot, job, True)
             with contextlib.suppress(Exception):
                 await slot.call(slot.runner.close)
             slot.executor.shutdown(wait=False)
         self.slots.clear()
         self.states.clear()
+
+
+def _last(job: Job) -> int:
+    """The job's newest token: the one its next decode step evaluates."""
+    assert job.prompt is not None
+    return job.generated[-1] if job.generated else job.prompt[-1]
+
+
+def _free_sampler(job: Job) -> None:
+    if job.sampler is not None:
+        import llama_cpp
+
+        llama_cpp.llama_sampler_free(job.sampler)
+        job.sampler = None
 
 
 def _lcp(a: list[int], b: list[int]) -> int:

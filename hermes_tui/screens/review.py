@@ -8,6 +8,7 @@ to its span.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,7 @@ class ReviewScreen(Screen):
         self.personas = personas
         self.rows: list[Any] = []  # SessionRow or SearchHit, in table order
         self.mode = "sessions"
+        self._reload_lock = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         with Vertical(id="review"):
@@ -140,9 +142,9 @@ class ReviewScreen(Screen):
         """The current filters as ``Store.list_sessions`` keyword arguments."""
         out: dict[str, Any] = {}
         for name in ("severity", "check", "code", "persona"):
-            value = self.query_one(f"#{name}", Select).value
-            if value is not Select.BLANK and value is not None:
-                out[name] = value
+            select = self.query_one(f"#{name}", Select)
+            if not select.is_blank():
+                out[name] = select.value
         for name in ("since", "until"):
             try:
                 when = parse_day(self.query_one(f"#{name}", Input).value)
@@ -166,21 +168,21 @@ class ReviewScreen(Screen):
 
     @work(exclusive=True, group="review-reload")
     async def _debounced_reload(self) -> None:
-        import asyncio
-
         await asyncio.sleep(0.15)  # one query per pause in typing, not per key
         await self.reload()
 
     async def reload(self) -> None:
+        """Query the store with the current filters (one reload at a time, latest wins)."""
         if self.store is None:
             return
-        table = self.query_one("#sessions", DataTable)
-        query = self.query_one("#search", Input).value.strip()
-        table.clear(columns=True)
-        if query:
-            await self._show_hits(table, query)
-        else:
-            await self._show_sessions(table)
+        async with self._reload_lock:
+            table = self.query_one("#sessions", DataTable)
+            query = self.query_one("#search", Input).value.strip()
+            table.clear(columns=True)
+            if query:
+                await self._show_hits(table, query)
+            else:
+                await self._show_sessions(table)
 
     async def _show_sessions(self, table: DataTable) -> None:
         self.mode = "sessions"
