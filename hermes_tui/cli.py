@@ -266,10 +266,15 @@ def review(config_path: str | None, db_path: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly
 def plan(model, config_path, devices, ram, n_ctx: int, as_json: bool) -> None:
-    """Plan how MODEL (a GGUF path or a model name from the config) splits across devices."""
+    """Plan how MODEL (a GGUF path or a model name from the config) splits across devices.
+
+    Exit code 1 when the model cannot fit even with CPU offload.
+    """
     from hermes_tui import plan_view
 
-    click.echo(plan_view.render(model, config_path, devices, ram, n_ctx, as_json), nl=False)
+    text, fits = plan_view.render(model, config_path, devices, ram, n_ctx, as_json)
+    click.echo(text, nl=False)
+    sys.exit(0 if fits else 1)
 
 
 @main.command()

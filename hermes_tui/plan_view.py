@@ -49,7 +49,8 @@ def render(
     ram: str | None,
     n_ctx: int,
     as_json: bool,
-) -> str:
+) -> tuple[str, bool]:
+    """The plan as a table (or JSON) and whether it fits."""
     path = _model_path(model, config_path)
     try:
         info = read_gguf_info(path)
@@ -57,10 +58,12 @@ def render(
         raise Fail(str(exc), 2) from None
     gpus = [_device(spec, i) for i, spec in enumerate(devices)]
     try:
-        cpu = cpu_device(ram)
+        # An explicit --ram plans for that machine (maybe not this one): no "free now" cap.
+        cpu = Device("cpu", "cpu", parse_size(ram)) if ram else cpu_device()
     except ValueError as exc:
         raise Fail(f"--ram: {exc}", 2) from None
     result = plan(info, gpus, n_ctx, cpu)
+    fits = bool(result.as_dict().get("fits", True))
     if as_json:
-        return json.dumps(result.as_dict(), indent=2) + "\n"
-    return render_table(result) + "\n"
+        return json.dumps(result.as_dict(), indent=2) + "\n", fits
+    return render_table(result) + "\n", fits

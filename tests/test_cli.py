@@ -80,3 +80,36 @@ def test_unknown_command_is_usage_error():
     result = CliRunner().invoke(main, ["fly"])
     assert result.exit_code == 2
     assert "No such command 'fly'" in result.output
+
+
+def test_plan_for_the_seed_rig(tmp_path):
+    """The seed's rig: 4 + 8 + 6 GiB cards and 64 GiB RAM, a Qwen2.5-32B Q4_K_M-shaped GGUF."""
+    from .gguf_factory import write_qwen25_32b_q4_k_m
+
+    model = write_qwen25_32b_q4_k_m(tmp_path / "qwen32b.gguf")
+    rig = ["--device", "cuda:0=4GiB", "--device", "cuda:1=8GiB", "--device", "cuda:2=6GiB"]
+    result = CliRunner().invoke(main, ["plan", str(model), *rig, "--ram", "64GiB", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["fits"]
+    layers = {d["name"]: d["n_layers"] for d in plan["devices"]}
+    assert layers["cuda:1"] > layers["cuda:2"] > layers["cuda:0"] > 0
+    assert 36 <= plan["n_gpu_layers"] <= 56 and layers["cpu"] == 64 - plan["n_gpu_layers"]
+    table = CliRunner().invoke(main, ["plan", str(model), *rig, "--ram", "64GiB"]).output
+    assert f"n_gpu_layers={plan['n_gpu_layers']}" in table
+    assert all(len(line) <= 80 for line in table.splitlines())
+
+
+def test_plan_that_cannot_fit_exits_1_with_the_reason(tmp_path):
+    from .gguf_factory import write_qwen25_32b_q4_k_m
+
+    model = write_qwen25_32b_q4_k_m(tmp_path / "qwen32b.gguf")
+    result = CliRunner().invoke(main, ["plan", str(model), "--device", "cuda:0=4GiB", "--ram", "8GiB"])
+    assert result.exit_code == 1
+    assert "fits: NO - does not fit" in result.output
+
+
+def test_plan_bad_device_spec_is_usage_error(tmp_path):
+    result = CliRunner().invoke(main, ["plan", "embedded:smollm2-135m", "--device", "cuda:0"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "hermes: --device 'cuda:0': expected NAME=SIZE, e.g. cuda:0=8GiB"

@@ -319,15 +319,10 @@ async def test_next_turn_keeps_the_personas_kv_while_another_persona_runs(
         answer = await _text(pool, "architect", "smol", messages=history, params=params)
         await _text(pool, "coder", "smol", messages=_conv("Hello?"), params=params)
         history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "More."}]
-        ((key, slot),) = pool.scheduler.slots.items()
-        before = sum(s.prefill_tps is not None for s in [slot.stats])
-        await _text(pool, "architect", "smol", messages=history, params=params)
-        assert before == 1
+        assert await _text(pool, "architect", "smol", messages=history, params=params)
+        # Each persona kept its own KV sequence: nothing was copied out or back in.
         assert not [e for e in pool.events if e.kind in ("save_state", "restore_state")]
-        assert sorted(pool.snapshot().resident[0].context_persona.split(", ")) == [
-            "architect",
-            "coder",
-        ]
+        assert pool.snapshot().resident[0].context_persona == "architect, coder"
     finally:
         await pool.close()
 

@@ -299,6 +299,9 @@ class SeqRunner:
             # One KV stream per sequence: every persona keeps the full n_ctx, and a sequence's
             # attention never sees another's cells (unified KV changes greedy text, measured).
             params.kv_unified = False
+            # Prompts and batched steps on the decode thread count too: on a shared CPU a
+            # second spinning thread made prefill 5-10x slower (measured, load average 4-5).
+            params.n_threads_batch = params.n_threads
             self._ctx_obj = _internals.LlamaContext(
                 model=self.llama._model, params=params, verbose=False
             )
