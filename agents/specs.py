@@ -39,3 +39,5 @@ class PoolSpec:
     queue_size: int = 16
     slice_tokens: int = 32
     devices: tuple[DeviceSpec, ...] = field(default_factory=tuple)
+    seqs_per_model: int = 3  # personas decoding at once on one loaded model (own KV sequence)
+    decode_mode: str = "auto"  # "auto" (measured) | "batched" | "interleaved"

@@ -1,8 +1,12 @@
 """Benchmark the model pool (issue #3): sharing, fairness, KV restore, overload.
 
-P2  aggregate tokens/s of three personas time-sliced on one shared model vs one raw
-    llama-cpp-python stream (create_chat_completion) on the same model.
-P3  fairness: tokens per persona while all three are generating; max/min ratio.
+P2  aggregate tokens/s of three personas sharing one loaded model vs one raw llama-cpp-python
+    stream (create_chat_completion, same thread counts) on the same model; for each decode
+    mode of the pool (auto, batched: one llama_decode per step for all personas, interleaved:
+    one per persona) and for the old swap path (one KV sequence, states saved/restored).
+    Reported end to end (prompt included) and decode only (first to last token).
+P3  fairness: tokens per persona in a fixed window (--fairness-window seconds from the moment
+    all three have started, cut at the first persona's last token); max/min ratio.
 P4  next-turn time to first token with a ~2,000-token history after the model was evicted:
     KV state restored vs history re-prefilled (same reload in both).
 Overload: 100 requests (random arrivals) on tiny synthetic models, budget for two of them:
@@ -27,7 +31,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from agents.engine import LocalEngine, SamplingParams
+from agents.engine import SamplingParams
 from agents.models import resolve_model_path
 from agents.pool.pool import ModelPool, PoolBusyError
 from agents.specs import DeviceSpec, ModelSpec, PoolSpec
@@ -44,29 +48,54 @@ def conv(system: str, question: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
 
-async def raw_stream(path: Path, ngl: int, max_tokens: int) -> dict[str, float]:
-    # Same thread count as the pool's llama (llama-cpp-python's default: half the cores).
+def raw_stream(path: Path, ngl: int, max_tokens: int) -> dict[str, float]:
+    """One plain stream. Same thread counts as the pool's context (llama-cpp-python's default
+    decode threads, half the cores, for prompts too: see SeqRunner.load)."""
     threads = max(1, (os.cpu_count() or 2) // 2)
-    engine = LocalEngine("raw", path, n_ctx=2048, n_gpu_layers=ngl, n_threads=threads)
-    await engine.load()
-    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-    best: dict[str, float] = {}
-    for _ in range(2):  # best of two: the shared CI box is noisy
-        t0 = time.perf_counter()
-        n = 0
-        async for _ in engine.stream(conv("You are helpful.", QUESTIONS["coder"]), params):
-            n += 1
-        dt = time.perf_counter() - t0
-        if not best or n / dt > best["tokens_per_s"]:
-            best = {"pieces": n, "seconds": dt, "tokens_per_s": n / dt, "n_threads": threads}
-    await engine.close()
-    return best
+    llama = llama_cpp.Llama(
+        str(path),
+        n_ctx=2048,
+        n_gpu_layers=ngl,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
+    t0 = time.perf_counter()
+    stamps = []
+    for chunk in llama.create_chat_completion(
+        messages=conv("You are the coder.", QUESTIONS["coder"]),
+        max_tokens=max_tokens,
+        temperature=0.0,
+        stream=True,
+    ):
+        if chunk["choices"][0]["delta"].get("content"):
+            stamps.append(time.perf_counter())
+    llama.close()
+    n, dt = len(stamps), time.perf_counter() - t0
+    dec = (n - 1) / (stamps[-1] - stamps[0]) if n > 1 else 0.0
+    return {
+        "pieces": n,
+        "seconds": dt,
+        "tokens_per_s": n / dt,
+        "decode_tokens_per_s": dec,
+        "n_threads": threads,
+    }
 
 
-async def shared_three(path: Path, ngl: int, max_tokens: int, slice_tokens: int) -> dict:
+async def shared_three(
+    path: Path,
+    ngl: int,
+    max_tokens: int,
+    slice_tokens: int,
+    mode: str = "auto",
+    seqs: int = 3,
+    window_s: float = 1.0,
+) -> dict:
     pool = ModelPool(
         {"m": ModelSpec("m", path, n_ctx=2048, n_gpu_layers=ngl)},
         PoolSpec(slice_tokens=slice_tokens),
+        seqs_per_model=seqs,
+        decode_mode=mode,
     )
     await pool.prefetch("m")
     while not pool.snapshot().resident or pool.snapshot().resident[0].state != "ready":
@@ -83,15 +112,24 @@ async def shared_three(path: Path, ngl: int, max_tokens: int, slice_tokens: int)
     await asyncio.gather(*(run(p) for p in QUESTIONS))
     dt = time.perf_counter() - t0
     total = sum(len(v) for v in stamps.values())
-    window_end = min(v[-1] for v in stamps.values() if v)
-    in_window = {p: sum(1 for t in v if t <= window_end) for p, v in stamps.items()}
+    all_started = max(v[0] for v in stamps.values())
+    first_done = min(v[-1] for v in stamps.values())
+    window_end = min(all_started + window_s, first_done)
+    in_window = {p: sum(1 for t in v if all_started < t <= window_end) for p, v in stamps.items()}
+    first = min(v[0] for v in stamps.values())
+    last = max(v[-1] for v in stamps.values())
     events = [e.kind for e in pool.events]
+    chooser = next(iter(pool.scheduler.slots.values())).runner.chooser
     await pool.close()
     return {
+        "decode_mode": mode,
+        "seqs_per_model": seqs,
         "pieces_total": total,
         "seconds": dt,
         "aggregate_tokens_per_s": total / dt,
-        "fairness_window_s": window_end - t0,
+        "aggregate_decode_tokens_per_s": (total - 3) / max(1e-9, last - first),
+        "seconds_per_token_by_mode": chooser.cost,
+        "fairness_window": [all_started - t0, window_end - t0],
         "tokens_per_persona_in_window": in_window,
         "fairness_max_over_min": max(in_window.values()) / max(1, min(in_window.values())),
         "saves": events.count("save_state"),
@@ -230,28 +268,70 @@ async def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--slice-tokens", type=int, default=16)
     ap.add_argument("--history-tokens", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fairness-window", type=float, default=1.0)
+    ap.add_argument("--skip-p4", action="store_true")
+    ap.add_argument("--skip-overload", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     path = resolve_model_path(args.model)
     ngl = args.n_gpu_layers
     result: dict[str, object] = {"machine": machine(), "model": str(path), "n_gpu_layers": ngl}
-    # Alternate the two measurements and keep the best of each: other jobs on a shared box
-    # swing single runs by several times.
-    raws, shareds = [], []
-    for _ in range(2):
-        raws.append(await raw_stream(path, ngl, args.max_tokens))
-        shareds.append(await shared_three(path, ngl, args.max_tokens, args.slice_tokens))
-    raw = max(raws, key=lambda r: r["tokens_per_s"])
-    shared = max(shareds, key=lambda r: r["aggregate_tokens_per_s"])
-    result["P2_raw_stream"] = raw
-    result["P2_P3_three_personas_shared"] = shared
-    result["P2_all_samples_tokens_per_s"] = {
-        "raw": [r["tokens_per_s"] for r in raws],
-        "shared": [r["aggregate_tokens_per_s"] for r in shareds],
+    # Alternate the measurements and keep the best of each: other jobs on a shared box swing
+    # single runs by several times.
+    variants = {
+        "auto": {"mode": "auto"},
+        "batched": {"mode": "batched"},
+        "interleaved": {"mode": "interleaved"},
+        "swap_one_sequence": {"mode": "auto", "seqs": 1},
     }
-    result["P2_ratio_aggregate_over_raw"] = shared["aggregate_tokens_per_s"] / raw["tokens_per_s"]
-    result["P4_next_turn_after_eviction"] = await next_turn_ttft(path, ngl, args.history_tokens)
-    result["overload"] = await overload()
+    # Paired measurements: every shared run is divided by the mean of a raw stream right before
+    # and right after it, so a burst of load from other jobs hits both sides of a ratio.
+    raws: list[dict] = []
+    shared: dict[str, list[dict]] = {k: [] for k in variants}
+    ratios: dict[str, list[float]] = {k: [] for k in variants}
+    dec_ratios: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.repeats):
+        for name, kw in variants.items():
+            before = raw_stream(path, ngl, args.max_tokens)
+            run = await shared_three(
+                path,
+                ngl,
+                args.max_tokens,
+                args.slice_tokens,
+                window_s=args.fairness_window,
+                **kw,  # type: ignore[arg-type]
+            )
+            after = raw_stream(path, ngl, args.max_tokens)
+            raws += [before, after]
+            shared[name].append(run)
+            base = (before["tokens_per_s"] + after["tokens_per_s"]) / 2
+            base_dec = (before["decode_tokens_per_s"] + after["decode_tokens_per_s"]) / 2
+            ratios[name].append(run["aggregate_tokens_per_s"] / base)
+            dec_ratios[name].append(run["aggregate_decode_tokens_per_s"] / base_dec)
+    result["P2_raw_stream"] = max(raws, key=lambda r: r["tokens_per_s"])
+    result["P2_all_samples_tokens_per_s"] = {"raw": [r["tokens_per_s"] for r in raws]} | {
+        k: [r["aggregate_tokens_per_s"] for r in v] for k, v in shared.items()
+    }
+    for name, runs in shared.items():
+        best = max(runs, key=lambda r: r["aggregate_tokens_per_s"])
+        best["P2_paired_ratios"] = ratios[name]
+        best["P2_paired_ratios_decode_only"] = dec_ratios[name]
+        best["P2_ratio_median"] = statistics.median(ratios[name])
+        best["P2_ratio_decode_only_median"] = statistics.median(dec_ratios[name])
+        best["P3_fairness_all_runs"] = [r["fairness_max_over_min"] for r in runs]
+        result[f"P2_P3_three_personas_shared_{name}"] = best
+    result["P2_ratio_aggregate_over_raw"] = result["P2_P3_three_personas_shared_auto"][
+        "P2_ratio_median"
+    ]
+    result["P3_fairness_max_over_min"] = max(
+        result["P2_P3_three_personas_shared_auto"]["P3_fairness_all_runs"]
+    )
+    if not args.skip_p4:
+        result["P4_next_turn_after_eviction"] = await next_turn_ttft(path, ngl, args.history_tokens)
+    if not args.skip_overload:
+        result["overload"] = await overload()
+    result["machine"]["loadavg_after"] = os.getloadavg()  # type: ignore[index]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps(result, indent=2, default=str))

@@ -296,6 +296,8 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     pool = PoolSpec(
         queue_size=pool_table.get("queue_size", 16),
         slice_tokens=pool_table.get("slice_tokens", 32),
+        seqs_per_model=pool_table.get("seqs_per_model", 3),
+        decode_mode=pool_table.get("decode_mode", "auto"),
         devices=tuple(devices),
     )
     sentinel, sentinel_model = _build_sentinel(path, data, models)

@@ -58,6 +58,8 @@ CONFIG_SCHEMA = {
             "properties": {
                 "queue_size": {"type": "integer", "minimum": 1, "maximum": 100000},
                 "slice_tokens": {"type": "integer", "minimum": 1},
+                "seqs_per_model": {"type": "integer", "minimum": 1, "maximum": 64},
+                "decode_mode": {"enum": ["auto", "batched", "interleaved"]},
                 "devices": {
                     "type": "array",
                     "items": {

@@ -121,7 +121,12 @@ class Runtime:
         priority: str | None = None,
     ) -> Runtime:
         store = await Store.open(db_path or config.db_path or default_db_path())
-        pool = ModelPool(config.models, config.pool)
+        pool = ModelPool(
+            config.models,
+            config.pool,
+            seqs_per_model=config.pool.seqs_per_model,
+            decode_mode=config.pool.decode_mode,
+        )
 
         async def persist(event) -> None:  # pool events → the store's pool_events table
             await store.add_pool_event(

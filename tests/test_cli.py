@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -67,10 +67,16 @@ def test_log_on_a_corrupt_database_is_one_line(tmp_path):
     assert db.read_bytes() == b"this is not sqlite" * 100  # nothing overwritten
 
 
+async def _empty_store(path):
+    from hermes_tui.store import Store
+
+    store = await Store.open(path)
+    await store.close()
+
+
 def test_log_show_unknown_session(tmp_path):
     db = tmp_path / "h.db"
-    sqlite3.connect(db).close()
-    CliRunner().invoke(main, ["log", "--db", str(db)])
+    asyncio.run(_empty_store(db))
     result = CliRunner().invoke(main, ["log", "--db", str(db), "show", "42"])
     assert result.exit_code == 2
     assert "no session 42" in result.stderr

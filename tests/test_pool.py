@@ -147,13 +147,14 @@ async def test_interactive_requests_go_ahead_of_batch(synth: dict[str, Path]) ->
     pool = ModelPool(_models({"m0": synth["m0"]}), PoolSpec(slice_tokens=1000), seqs_per_model=1)
     first_piece: list[str] = []
 
-    async def run(persona: str, priority: str) -> None:
-        async for _ in pool.generate(persona, "m0", HI, GREEDY, priority=priority):
+    async def run(persona: str, priority: str, params: SamplingParams = GREEDY) -> None:
+        async for _ in pool.generate(persona, "m0", HI, params, priority=priority):
             if persona not in first_piece:
                 first_piece.append(persona)
 
     try:
-        busy = asyncio.ensure_future(run("architect", "interactive"))
+        long = SamplingParams(max_tokens=200, temperature=0.0)  # still busy when the others come
+        busy = asyncio.ensure_future(run("architect", "interactive", long))
         while not first_piece:
             await asyncio.sleep(0.001)
         batch = asyncio.ensure_future(run("batcher", "batch"))

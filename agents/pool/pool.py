@@ -210,13 +210,18 @@ class ModelPool:
         cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel else None
         try:
             while True:
-                get = asyncio.ensure_future(job.out.get())
-                waiters = {get} | ({cancel_wait} if cancel_wait else set())
-                done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                if get not in done or (cancel_wait is not None and cancel_wait in done):
-                    get.cancel()  # cancelled: stop even when more pieces are already queued
-                    return
-                item = get.result()
+                if cancel is not None and cancel.is_set():
+                    return  # cancelled: stop even when more pieces are already queued
+                if not job.out.empty():  # the common case under load: no task, no wait
+                    item = job.out.get_nowait()
+                else:
+                    get = asyncio.ensure_future(job.out.get())
+                    waiters = {get} | ({cancel_wait} if cancel_wait else set())
+                    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    if get not in done or (cancel_wait is not None and cancel_wait in done):
+                        get.cancel()
+                        return
+                    item = get.result()
                 if item is _DONE:
                     return
                 if isinstance(item, Exception):

@@ -224,7 +224,7 @@ class ModeChooser:
     is re-tried every ``reprobe`` steps because load from other processes changes the answer.
     """
 
-    def __init__(self, mode: str, probe: int = 6, reprobe: int = 200) -> None:
+    def __init__(self, mode: str, probe: int = 4, reprobe: int = 400) -> None:
         self.fixed = None if mode == "auto" else mode
         self.probe, self.reprobe = probe, reprobe
         self.cost: dict[str, float | None] = {"batched": None, "interleaved": None}
@@ -270,6 +270,7 @@ class SeqRunner:
         self.n_batch = 512
         self.formatter: Any = None
         self.seq_tokens: list[list[int]] = [[] for _ in range(self.seqs)]
+        self._outbox: list[tuple[Job, str]] = []
 
     def load(self) -> None:
         import llama_cpp
@@ -451,7 +452,7 @@ class SeqRunner:
             job.first_token_s = time.perf_counter() - job.created
         piece, stopped = job.text.feed(self.llama.detokenize([token]))
         if piece:
-            job.emit(piece)
+            self._outbox.append((job, piece))
         if stopped:
             return True
         total = len(job.prompt or []) + len(job.generated)
@@ -463,8 +464,14 @@ class SeqRunner:
         assert job.text is not None
         rest = job.text.flush()
         if rest:
-            job.emit(rest)
+            self._outbox.append((job, rest))
         return True
+
+    def _deliver(self) -> None:
+        """Hand this step's pieces of every persona to the event loop in one wake-up."""
+        if self._outbox:
+            batch, self._outbox = self._outbox, []
+            batch[0][0].loop.call_soon_threadsafe(_put_all, batch)
 
     def run_round(
         self, jobs: list[Job], slice_tokens: int, flags: Flags
@@ -509,6 +516,7 @@ class SeqRunner:
                     if self._accept(job, 0):
                         done.append(job)
             dt = time.perf_counter() - t0
+            self._deliver()
             if len(active) > 1:
                 self.chooser.record(mode, len(active), dt)
             self.stats.add_decode_step(len(active), dt)
@@ -1007,6 +1015,11 @@ def _last(job: Job) -> int:
     """The job's newest token: the one its next decode step evaluates."""
     assert job.prompt is not None
     return job.generated[-1] if job.generated else job.prompt[-1]
+
+
+def _put_all(batch: list[tuple[Job, str]]) -> None:
+    for job, piece in batch:
+        job.out.put_nowait(piece)
 
 
 def _free_sampler(job: Job) -> None:

@@ -81,10 +81,12 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
 
 
-def text_config(tmp: Path, max_tokens: int = MAX_TOKENS) -> Path:
-    """The default config with text contracts, no judge and tiny answers."""
+def text_config(tmp: Path, max_tokens: int = MAX_TOKENS, n_ctx: int = 2048) -> Path:
+    """The default config with text contracts, no judge and tiny answers (a small ``n_ctx``
+    keeps the prompt prefill, the slow part on a CPU, short)."""
     path = write_small_config(tmp, max_tokens=max_tokens)
     text = path.read_text().replace('contract = "json"', 'contract = "text"')
+    text = text.replace("n_ctx = 2048", f"n_ctx = {n_ctx}")
     path.write_text(text.replace('contract = "code"', 'contract = "text"'))
     return path
 
@@ -604,12 +606,12 @@ PROMPTS: list[tuple[str, str]] = [
     ("zero-width", "ze\u200bro\u200dwidth\ufeff"),
     ("private-use", "\ue000\U000f0000 icons"),
     ("emoji-zwj", "\U0001f468\u200d\U0001f469\u200d\U0001f467 family"),
-    ("combining-flood", "Z" + "\u0336" * 500),
+    ("combining-flood", "Z" + "\u0336" * 100),
     ("rtl-arabic", "مرحبا بالعالم"),
-    ("cjk", "你好，世界" * 50),
+    ("cjk", "你好，世界" * 10),
     ("noncharacters", "\ufffe\uffff\U0010ffff end"),
-    ("long-line-no-spaces", "x" * 20_000),
-    ("many-newlines", "\n" * 5000 + "end"),
+    ("long-line-no-spaces", "x" * 3000),
+    ("many-newlines", "\n" * 1000 + "end"),
     ("mention-like-email", "mail me at a@coder.example"),
     ("json-injection", '{"event": "message", "status": "done"}'),
     ("sql-injection", "'); DROP TABLE messages; --"),
@@ -621,7 +623,7 @@ PROMPTS: list[tuple[str, str]] = [
 @pytest.fixture(scope="module")
 def prompt_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prompts")
-    config = text_config(tmp)
+    config = text_config(tmp, n_ctx=512)
     script = tmp / "prompts.jsonl"
     script.write_text(
         "".join(json.dumps({"to": "coder", "text": text}) + "\n" for _, text in PROMPTS)
@@ -684,9 +686,9 @@ def test_ten_megabyte_prompt_is_a_clear_error_not_a_crash(tmp_path):
     "persona's next turns fail with 'prompt of N tokens does not fit'",
 )
 def test_dense_history_is_trimmed_to_fit_the_context(tmp_path):
-    config = text_config(tmp_path)
+    config = text_config(tmp_path, n_ctx=320)
     script = tmp_path / "cjk.jsonl"
-    script.write_text(json.dumps({"to": "coder", "text": "你好，世界" * 80}) + "\n" * 1)
+    script.write_text(json.dumps({"to": "coder", "text": "你好，世界" * 10}) + "\n")
     script.write_text(script.read_text() * 3)  # each alone fits; three together do not
     result = invoke(["batch", script, "--config", config, "--db", tmp_path / "h.db"])
     statuses = [json.loads(x).get("status") for x in result.stdout.splitlines()][1:]
