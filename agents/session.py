@@ -23,6 +23,15 @@ from agents.persona import Persona
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z_][\w-]*)")
 
 
+_PER_MESSAGE_TOKENS = 8  # chat-template markers around each message
+
+
+def approx_tokens(text: str) -> int:
+    """A safe over-estimate of the token count of ``text`` (see ``Session._trimmed``)."""
+    ascii_chars = sum(1 for c in text if c < "\x80")
+    return ascii_chars // 3 + 1 + len(text.encode("utf-8", "replace")) - ascii_chars
+
+
 class UnknownPersonaError(ValueError):
     """A message addressed a persona that the config does not define."""
 
@@ -136,15 +145,19 @@ class Session:
         return results
 
     def _trimmed(self, name: str) -> list[Message]:
-        """The persona's history, oldest exchanges dropped to fit its context window."""
+        """The persona's history, oldest exchanges dropped to fit its context window.
+
+        Token counts are estimated without a tokenizer, conservatively: ~3 ASCII characters
+        per token, and one token per UTF-8 byte of anything else (CJK text costs 2-3 tokens
+        a character in English-centred vocabularies)."""
         persona = self.personas[name]
         history = self.histories[name]
-        budget = max(512, (self.n_ctx.get(persona.model, 2048) - persona.max_tokens) * 3)
+        budget = self.n_ctx.get(persona.model, 2048) - persona.max_tokens
         system, rest = history[0], history[1:]
         kept: list[Message] = []
-        used = len(system["content"])
+        used = approx_tokens(system["content"]) + _PER_MESSAGE_TOKENS
         for message in reversed(rest):
-            used += len(message["content"])
+            used += approx_tokens(message["content"]) + _PER_MESSAGE_TOKENS
             if used > budget and kept:
                 break
             kept.append(message)

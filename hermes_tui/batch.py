@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from agents.events import Event, TurnEnded, TurnStarted, VerdictRaised
+from agents.session import UnknownPersonaError, parse_mentions
 from hermes_tui.config import Config, tomllib
 
 EXIT_OK, EXIT_CRITICAL, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
@@ -46,6 +47,10 @@ def _turn(where: str, item: Any) -> Turn:
     text = item.get("text")
     if not isinstance(text, str) or not text.strip():
         raise ScriptError(f"{where}.text: expected a non-empty string")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ScriptError(f"{where}.text: invalid Unicode (a lone surrogate)") from None
     to = item.get("to", [])
     if isinstance(to, str):
         to = [to]
@@ -75,6 +80,8 @@ def parse_script(path: Path) -> Script:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ScriptError(f"{path}: line {n}: invalid JSON: {exc.msg}") from None
+            except RecursionError:
+                raise ScriptError(f"{path}: line {n}: invalid JSON: nested too deeply") from None
             turns.append(_turn(f"{path}: line {n}", item))
         title, workflow = path.stem, None
     else:
@@ -82,6 +89,8 @@ def parse_script(path: Path) -> Script:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ScriptError(f"{path}: invalid TOML: {exc}") from None
+        except RecursionError:
+            raise ScriptError(f"{path}: invalid TOML: nested too deeply") from None
         unknown = set(data) - {"title", "workflow", "turn"}
         if unknown:
             name = sorted(unknown)[0]
@@ -102,14 +111,19 @@ def parse_script(path: Path) -> Script:
 
 
 def check_personas(script: Script, config: Config, path: Path) -> None:
+    """Every persona a turn reaches exists, in ``to`` and in @mentions inside its text."""
+    known = list(config.personas)
     for i, turn in enumerate(script.turns):
         for name in turn.to:
             if name != "all" and name not in config.personas:
-                known = ", ".join(config.personas)
                 raise ScriptError(
                     f"{path}: turn[{i}].to: unknown persona {name!r} "
-                    f"(expected one of: {known}, all)"
+                    f"(expected one of: {', '.join(known)}, all)"
                 )
+        try:
+            parse_mentions(as_message(turn), known, config.default_persona)
+        except UnknownPersonaError as exc:
+            raise ScriptError(f"{path}: turn[{i}].text: {exc}") from None
 
 
 def as_message(turn: Turn) -> str:
@@ -124,6 +138,7 @@ class JsonlWriter:
         self.session_id = session_id
         self.critical = False
         self.failed = False
+        self.first_error = ""
         self.progress = sys.stderr.isatty()
         self._hidden: set[int] = set()
 
@@ -151,7 +166,10 @@ class JsonlWriter:
             )
         elif isinstance(event, TurnEnded):
             self.critical |= event.status == "halted"
-            self.failed |= event.status == "error"
+            if event.status == "error" and not self.failed:
+                self.failed = True
+                detail = " ".join((event.detail or event.code or "failed").split())
+                self.first_error = f"{event.persona}: {detail}"
             record = {
                 "event": "message",
                 "session": self.session_id,

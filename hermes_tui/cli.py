@@ -180,6 +180,7 @@ async def _run_batch(config, script, db_path, stream, seed, judge) -> int:
     finally:
         await runtime.close()
     if writer.failed:
+        click.echo(f"hermes: {writer.first_error}", err=True)
         return EXIT_RUNTIME
     return EXIT_CRITICAL if writer.critical else EXIT_OK
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Config:
     default_persona: str
     workflow: str
     digest: str = field(default="")
+    redact_secrets: bool = True
 
 
 def user_config_path() -> Path:
@@ -101,6 +103,9 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
     if v == "enum":
         choices = " or ".join(json.dumps(c) for c in error.validator_value)
         return key, f"expected {choices}, got {json.dumps(value)[:60]}"
+    if v == "pattern" and error.schema_path and "propertyNames" in error.schema_path:
+        full = f"{key}.{value}" if key else str(value)
+        return full, "expected a name of letters, digits, '_' or '-' (it is used as @name)"
     if v == "pattern" and key.endswith("memory"):
         return key, f"expected {SIZE_DESC}, got {json.dumps(value)}"
     if v == "pattern" and key.endswith("device"):
@@ -132,11 +137,32 @@ def _read_toml(path: Path) -> dict:
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read config file: {exc.strerror}") from None
     try:
-        return tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8-sig"))  # a leading BOM is harmless
     except UnicodeDecodeError:
         raise ConfigError(path, "", "expected UTF-8 text, found invalid bytes") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(path, "", "invalid TOML: nested too deeply") from None
+
+
+def _non_finite(value: Any, key: str = "") -> str | None:
+    """The key path of the first NaN or infinite number (TOML allows them; we never do)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for k, v in items:
+        sub = f"{key}[{k}]" if isinstance(k, int) else (f"{key}.{k}" if key else str(k))
+        found = _non_finite(v, sub)
+        if found is not None:
+            return found
+    return None
 
 
 def _load_schema(path: Path, persona: str, table: dict) -> dict | None:
@@ -272,6 +298,9 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     """Find, parse and validate the config; raise ConfigError with one line on any problem."""
     path = find_config(explicit)
     data = _read_toml(path)
+    bad = _non_finite(data)
+    if bad is not None:
+        raise ConfigError(path, bad, "expected a finite number, got nan or inf")
     validator = jsonschema.Draft202012Validator(CONFIG_SCHEMA)
     errors = sorted(validator.iter_errors(data), key=lambda e: (list(e.absolute_path), e.message))
     if errors:
@@ -319,4 +348,5 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         default_persona=default,
         workflow=data.get("workflow", "pipeline"),
         digest=digest,
+        redact_secrets=data.get("storage", {}).get("redact_secrets", True),
     )

@@ -51,7 +51,13 @@ CONFIG_SCHEMA = {
         "default_persona": {"type": "string"},
         "workflow": {"enum": ["pipeline", "parallel"]},
         "models": {"type": "object", "minProperties": 1, "additionalProperties": MODEL},
-        "personas": {"type": "object", "minProperties": 1, "additionalProperties": PERSONA},
+        "personas": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": PERSONA,
+            # A persona is addressed as @name, so its name must be one @-able word.
+            "propertyNames": {"pattern": r"^[A-Za-z_][\w-]*$"},
+        },
         "pool": {
             "type": "object",
             "additionalProperties": False,
@@ -92,7 +98,7 @@ CONFIG_SCHEMA = {
         "storage": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"db": {"type": "string"}},
+            "properties": {"db": {"type": "string"}, "redact_secrets": {"type": "boolean"}},
         },
     },
 }

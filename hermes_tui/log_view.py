@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hermes_tui.errors import Fail
 from hermes_tui.store import Store
+from hermes_tui.widgets.sanitize import sanitize_for_terminal
 
 
 def _when(ts: float) -> str:
@@ -33,7 +34,7 @@ async def sessions(db: Path, as_json: bool, limit: int) -> str:
             f"{r.id:>5}  {_when(r.started):16}  {r.mode:5}  {r.message_count:>4}  "
             f"{r.minor:>5}  {r.critical:>4}  {title} [{', '.join(r.personas)}]"
         )
-    return "\n".join(lines) + "\n"
+    return sanitize_for_terminal("\n".join(lines) + "\n")
 
 
 async def show(db: Path, session_id: int, as_json: bool, hidden: bool) -> str:
@@ -43,7 +44,8 @@ async def show(db: Path, session_id: int, as_json: bool, hidden: bool) -> str:
             raise Fail(f"no session {session_id} in {db} (see `hermes log`)", 2)
         if as_json:
             return await store.export_session(session_id, "json", include_hidden=hidden) + "\n"
-        return await store.export_session(session_id, "markdown", include_hidden=hidden)
+        text = await store.export_session(session_id, "markdown", include_hidden=hidden)
+        return sanitize_for_terminal(text)  # stored model text must not drive the terminal
     finally:
         await store.close()
 
@@ -58,7 +60,9 @@ async def search(db: Path, query: str, as_json: bool) -> str:
         return "".join(json.dumps(dataclasses.asdict(h)) + "\n" for h in hits)
     if not hits:
         return "no matches\n"
-    return "".join(
-        f"session {h.session_id}  {h.persona:10} {h.kind:7} {h.code or '':16} {h.snippet}\n"
-        for h in hits
+    return sanitize_for_terminal(
+        "".join(
+            f"session {h.session_id}  {h.persona:10} {h.kind:7} {h.code or '':16} {h.snippet}\n"
+            for h in hits
+        )
     )

@@ -77,9 +77,14 @@ def find_secrets(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-def redact(text: str) -> str:
+def redact(text: str, keep_offsets: bool = False) -> str:
     """``text`` with each secret replaced by ``[REDACTED:<kind>]``, e.g.
-    ``[REDACTED:github-token]``."""
+    ``[REDACTED:github-token]``.
+
+    With ``keep_offsets`` the replacement has exactly the secret's length (the marker cut or
+    padded with ``*``), so the sentinel's verdict spans, which are character offsets into the
+    message, still point at the same text.
+    """
     spans = find_secrets(text)
     if not spans:
         return text
@@ -87,7 +92,13 @@ def redact(text: str) -> str:
     pos = 0
     for start, end, kind in spans:
         parts.append(text[pos:start])
-        parts.append(f"[REDACTED:{kind}]")
+        marker = f"[REDACTED:{kind}]"
+        if keep_offsets:
+            width = end - start
+            marker = (
+                marker[:width] if len(marker) >= width else marker + "*" * (width - len(marker))
+            )
+        parts.append(marker)
         pos = end
     parts.append(text[pos:])
     return "".join(parts)

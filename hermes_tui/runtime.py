@@ -14,6 +14,7 @@ from agents.persona import Persona
 from agents.pool.pool import ModelPool
 from agents.session import Listener, Session, TurnResult
 from hermes_tui.config import Config
+from hermes_tui.redact import redact
 from hermes_tui.store import Store, default_db_path
 from sentinel.contract import Contract
 from sentinel.monitor import Monitor
@@ -36,8 +37,11 @@ def contract_for(persona: Persona, system_prompt: str, canary: str | None) -> Co
 class Recorder:
     """Writes a session's events to the store: messages checkpointed while they stream."""
 
-    def __init__(self, store: Store, session_id: int) -> None:
+    def __init__(self, store: Store, session_id: int, redact_secrets: bool = True) -> None:
         self.store = store
+        # Secrets are hidden before anything reaches the database (same length, so verdict
+        # spans stay true); the sentinel has already reported them as E_SECRET.
+        self.clean = (lambda t: redact(t, keep_offsets=True)) if redact_secrets else (lambda t: t)
         self.session_id = session_id
         self._message: dict[int, int] = {}  # turn id -> message id
         self._text: dict[int, list[str]] = {}  # pieces, joined only when checkpointing
@@ -48,7 +52,11 @@ class Recorder:
         if isinstance(event, TurnStarted):
             if event.hidden:
                 await self.store.add_message(
-                    self.session_id, event.persona, "sentinel", event.prompt, hidden=True
+                    self.session_id,
+                    event.persona,
+                    "sentinel",
+                    self.clean(event.prompt),
+                    hidden=True,
                 )
             # The correction request is hidden; the persona's retried answer is a normal
             # message (the user should see the answer they finally got).
@@ -66,16 +74,23 @@ class Recorder:
                 self._last[t] = now
                 text = "".join(self._text[t])
                 self._text[t] = [text]
-                await self.store.checkpoint_message(self._message[t], text, self._tokens[t])
+                await self.store.checkpoint_message(
+                    self._message[t], self.clean(text), self._tokens[t]
+                )
         elif isinstance(event, VerdictRaised):
             v = event.verdict
+            v = dataclasses.replace(v, detail=self.clean(v.detail))
             await self.store.add_verdict(
                 self.session_id, self._message.get(event.turn_id), event.persona, v
             )
         elif isinstance(event, TurnEnded):
             t = event.turn_id
             await self.store.finish_message(
-                self._message.pop(t), event.text, event.tokens, event.status, error_code=event.code
+                self._message.pop(t),
+                self.clean(event.text),
+                event.tokens,
+                event.status,
+                error_code=event.code,
             )
             self._text.pop(t, None)
             self._tokens.pop(t, None)
@@ -169,7 +184,7 @@ class Runtime:
             config_hash=self.config.digest,
             personas=list(self.config.personas),
         )
-        recorder = Recorder(self.store, self.session_id)
+        recorder = Recorder(self.store, self.session_id, self.config.redact_secrets)
         outer = self.listener
 
         async def listen(event: Event) -> None:
@@ -194,7 +209,8 @@ class Runtime:
         self, text: str, *, workflow: str | None = None, cancel: asyncio.Event | None = None
     ) -> list[TurnResult]:
         targets, _ = self.session.route(text)  # raises UnknownPersonaError before storing
-        await self.store.add_message(self.session_id, ",".join(targets), "user", text)
+        stored = redact(text) if self.config.redact_secrets else text
+        await self.store.add_message(self.session_id, ",".join(targets), "user", stored)
         return await self.session.send(text, workflow=workflow, cancel=cancel)
 
     async def close(self) -> None:

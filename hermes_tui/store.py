@@ -582,6 +582,20 @@ class Store:
                     write_conn=None,
                     read_conn=first,
                 )
+            # Refuse a newer or foreign database before touching it (WAL rewrites the header).
+            version = await _user_version(first)
+            if version > SCHEMA_VERSION:
+                raise _too_new(path, version)
+            if version == 0:
+                async with first.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1"
+                ) as cur:
+                    foreign = await cur.fetchone()
+                if foreign is not None:
+                    raise StoreError(
+                        f"{path} is an SQLite database but not a hermes one (it has a table "
+                        f"{foreign[0]!r}); choose another --db"
+                    )
             async with first.execute("PRAGMA journal_mode=WAL") as cur:
                 row = await cur.fetchone()
             if row is None or str(row[0]).lower() != "wal":

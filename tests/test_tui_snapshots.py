@@ -7,6 +7,7 @@ and look at the SVGs in ``tests/__snapshots__/`` before committing them.
 from __future__ import annotations
 
 import pytest
+from textual.css.query import NoMatches
 
 from hermes_tui.app import HermesApp
 from hermes_tui.config import load_config
@@ -16,9 +17,13 @@ SIZES = [(80, 24), (120, 40)]
 
 
 async def settle(pilot, condition, loops: int = 200) -> None:
+    """Let the app run until ``condition()`` holds (widgets may not be composed yet)."""
     for _ in range(loops):
-        if condition():
-            break
+        try:
+            if condition():
+                break
+        except NoMatches:
+            pass
         await pilot.pause(0.02)
     await pilot.pause()
 

@@ -18,6 +18,7 @@ import gguf
 MAX_LAYERS = 10_000
 MAX_CTX = 1 << 24  # 16M tokens: well above any real model's training context
 MAX_EMBD = 1 << 20
+MAX_FF = 1 << 24  # widest real FFNs are ~10^5
 MAX_VOCAB = 1 << 24
 
 _BLOCK_RE = re.compile(r"^blk\.(\d+)\.")
@@ -195,6 +196,7 @@ def read_gguf_info(path: str | os.PathLike[str]) -> GGUFInfo:
     _check_range("key_length", head_k, 1, MAX_EMBD, path)
     _check_range("value_length", head_v, 1, MAX_EMBD, path)
     n_ff = _int(reader, f"{arch}.feed_forward_length") or 0
+    _check_range("feed_forward_length", n_ff, 0, MAX_FF, path)
 
     n_vocab = 0
     for t in tensors:

@@ -34,16 +34,7 @@ MAX_TOKENS = 4
 
 # Known bugs (see docs/reliability.md): case id -> what goes wrong today. Strict xfail, so a fix
 # turns them into failures that say "remove me".
-KNOWN_BUGS = {
-    "deep-nesting": "BUG: deeply nested TOML raises RecursionError -> 'internal error', exit 3",
-    "jsonl-deep-nesting": "BUG: deeply nested JSON raises RecursionError -> 'internal error'",
-    "toml-deep-nesting": "BUG: deeply nested TOML raises RecursionError -> 'internal error'",
-    "llama.feed_forward_length=4611686018427387904": "BUG: gguf_info does not range-check "
-    "feed_forward_length; `hermes plan` prints a plan for an absurd file",
-    "foreign-sqlite-batch": "BUG: Store.open switches a too-new/foreign DB to WAL (rewrites its "
-    "header) before refusing it",
-    "stall_nan": "BUG: stall_warn_s = nan is accepted (NaN passes every comparison)",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def cases(items: list, key=lambda c: c[0]) -> list:
@@ -436,12 +427,6 @@ def test_missing_script_and_directory_script(tmp_path, db_copy):
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unknown @mention inside a turn's text is found "
-    "only at run time: 'internal error: UnknownPersonaError', exit 3, after an "
-    "empty session was written",
-)
 def test_unknown_mention_in_text_is_a_script_error(tmp_path, db_copy):
     script = tmp_path / "m.toml"
     script.write_text('[[turn]]\nto = "coder"\ntext = "@nobody hi"\n')
@@ -449,12 +434,6 @@ def test_unknown_mention_in_text_is_a_script_error(tmp_path, db_copy):
     assert "nobody" in line and "internal error" not in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a lone surrogate (\\ud800) in a JSONL turn reaches "
-    "the store: 'write rejected ... surrogates not allowed', exit 3, empty session "
-    "left behind",
-)
 def test_invalid_unicode_in_jsonl_text_is_a_script_error(tmp_path, db_copy):
     script = tmp_path / "s.jsonl"
     script.write_text(json.dumps({"to": "coder", "text": "bad \ud800 text"}) + "\n")
@@ -679,12 +658,6 @@ def test_ten_megabyte_prompt_is_a_clear_error_not_a_crash(tmp_path):
     assert content == len("@coder " + big)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Session._trimmed budgets history at 3 characters "
-    "per token; dense text (CJK: ~2 tokens/char) overflows n_ctx and the "
-    "persona's next turns fail with 'prompt of N tokens does not fit'",
-)
 def test_dense_history_is_trimmed_to_fit_the_context(tmp_path):
     config = text_config(tmp_path, n_ctx=320)
     script = tmp_path / "cjk.jsonl"
@@ -695,11 +668,6 @@ def test_dense_history_is_trimmed_to_fit_the_context(tmp_path):
     assert statuses == ["done", "done", "done"], statuses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `hermes log show` prints stored terminal escape "
-    "sequences raw (OSC title/clipboard, CSI clear): terminal injection",
-)
 def test_log_show_neutralises_terminal_escapes(prompt_run):
     result, db = prompt_run
     sid = json.loads(result.stdout.splitlines()[0])["session"]
