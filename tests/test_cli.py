@@ -110,7 +110,9 @@ def test_plan_that_cannot_fit_exits_1_with_the_reason(tmp_path):
     from .gguf_factory import write_qwen25_32b_q4_k_m
 
     model = write_qwen25_32b_q4_k_m(tmp_path / "qwen32b.gguf")
-    result = CliRunner().invoke(main, ["plan", str(model), "--device", "cuda:0=4GiB", "--ram", "8GiB"])
+    result = CliRunner().invoke(
+        main, ["plan", str(model), "--device", "cuda:0=4GiB", "--ram", "8GiB"]
+    )
     assert result.exit_code == 1
     assert "fits: NO - does not fit" in result.output
 
@@ -118,4 +120,6 @@ def test_plan_that_cannot_fit_exits_1_with_the_reason(tmp_path):
 def test_plan_bad_device_spec_is_usage_error(tmp_path):
     result = CliRunner().invoke(main, ["plan", "embedded:smollm2-135m", "--device", "cuda:0"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "hermes: --device 'cuda:0': expected NAME=SIZE, e.g. cuda:0=8GiB"
+    assert (
+        result.stderr.strip() == "hermes: --device 'cuda:0': expected NAME=SIZE, e.g. cuda:0=8GiB"
+    )

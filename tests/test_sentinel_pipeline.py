@@ -159,7 +159,7 @@ async def test_a_crashing_check_is_reported_not_fatal():
         checks=[Exploding(), JsonStreamCheck(mode="fenced")],
     )
     monitor.start()
-    monitor.feed("```json\n{\"a\": 1}\n```\n")
+    monitor.feed('```json\n{"a": 1}\n```\n')
     decision = await monitor.finish()
     assert got and got[0].code == "E_SENTINEL_DOWN" and "boom" in got[0].detail
     assert decision.action == "pass"  # the sentinel's own fault never blames the persona
