@@ -1,0 +1,428 @@
+"""GPU proof (issue #7): the pool, the planner and the sentinel split, measured on CUDA.
+
+Runs unchanged on a CUDA machine (``--device cuda``) and, with tiny shapes, on this CPU
+(``--smoke``: checks the script itself, no figures). Sections:
+
+* ``estimate``  estimate vs VRAM actually taken (NVML) for synthetic 0.5B / 1.5B / 7B F16 models
+* ``restore``   restore saved KV state vs re-prefill of a 2,000-token history, GPU and CPU, and
+                which one the pool's scheduler picks
+* ``budget``    three personas on three models whose sum exceeds a VRAM budget: all complete,
+                NVML-sampled use stays under budget, evictions and state saves happen
+* ``sentinel``  primary tokens/s on the GPU with and without the judge process busy on the CPU
+* ``batched``   three personas as three sequences of ONE model: batched vs interleaved decode
+                vs one stream
+* ``split``     (2 GPUs) a model forced over both cards by per-device budgets: planner's
+                tensor_split vs llama.cpp's default split vs one card
+
+Weights are zeros (speed does not depend on weight values); EOS is never sampled because
+generation is bounded by max_tokens and the synthetic vocabulary has no EOS at the top.
+Results: JSON to ``--out`` (default benchmarks/results/gpu.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agents.engine import SamplingParams  # noqa: E402
+from agents.pool.estimate import estimate  # noqa: E402
+from agents.pool.gguf_info import read_gguf_info  # noqa: E402
+from agents.pool.pool import ModelPool  # noqa: E402
+from agents.specs import DeviceSpec, ModelSpec, PoolSpec  # noqa: E402
+from tests.gguf_factory import write_llama_gguf  # noqa: E402
+
+GiB = 1024**3
+# name: (n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab)
+SHAPES = {
+    "0.5B": (24, 896, 14, 2, 4864, 32000),
+    "1.5B": (28, 1536, 12, 2, 8960, 32000),
+    "3B": (36, 2048, 16, 2, 11008, 32000),
+    "7B": (32, 4096, 32, 8, 14336, 32000),
+    "30B": (60, 6656, 52, 8, 17920, 32000),
+}
+SMOKE = {k: (2, 64, 4, 2, 128, 512) for k in SHAPES}
+
+
+class Nvml:
+    """Used memory per GPU from NVML (what nvidia-smi shows), sampled on demand."""
+
+    def __init__(self) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self.nv = pynvml
+        self.handles = [
+            pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())
+        ]
+
+    def used(self, i: int = 0) -> int:
+        return self.nv.nvmlDeviceGetMemoryInfo(self.handles[i]).used
+
+    def name(self, i: int = 0) -> str:
+        n = self.nv.nvmlDeviceGetName(self.handles[i])
+        return n.decode() if isinstance(n, bytes) else n
+
+
+class Sampler(threading.Thread):
+    """Samples GPU 0 memory every 10 ms while a section runs."""
+
+    def __init__(self, nvml: Nvml | None) -> None:
+        super().__init__(daemon=True)
+        self.nvml, self.peak, self.stop_flag = nvml, 0, threading.Event()
+
+    def run(self) -> None:
+        while self.nvml and not self.stop_flag.is_set():
+            self.peak = max(self.peak, self.nvml.used(0))
+            time.sleep(0.01)
+
+
+def model_file(work: Path, shape: str, smoke: bool, seed: int = 0) -> Path:
+    dims = (SMOKE if smoke else SHAPES)[shape]
+    path = work / f"{shape}-{seed}.gguf"
+    if not path.exists():
+        t0 = time.time()
+        write_llama_gguf(path, *dims, random_weights=False, seed=seed, n_ctx_train=8192)
+        print(f"wrote {path.name} {path.stat().st_size / GiB:.2f} GiB in {time.time() - t0:.0f}s")
+    return path
+
+
+def llama(path: Path, ngl: int, n_ctx: int = 2048, **kw):
+    import llama_cpp
+
+    return llama_cpp.Llama(
+        str(path), n_gpu_layers=ngl, n_ctx=n_ctx, verbose=False, n_threads=8, **kw
+    )
+
+
+def decode_tps(ll, n: int = 128) -> float:
+    ll.reset()
+    ll.eval([1, 100, 200, 300])
+    t0 = time.perf_counter()
+    for i in range(n):
+        ll.eval([(i * 7919) % 500 + 10])
+    return n / (time.perf_counter() - t0)
+
+
+def sec_estimate(a, nvml, res) -> None:
+    rows = []
+    warm = llama(model_file(a.work, "0.5B", a.smoke), a.ngl, 256)  # CUDA context first
+    warm.close()
+    for shape in ["0.5B", "1.5B", "7B"]:
+        path = model_file(a.work, shape, a.smoke)
+        info = read_gguf_info(path)
+        est = estimate(info, 2048, info.n_layer + 1 if a.ngl else 0, None)
+        gpu_est = sum(d.total for d in est.devices if d.name != "cpu") if a.ngl else est.total
+        before = nvml.used(0) if nvml else 0
+        ll = llama(path, a.ngl, 2048)
+        ll.eval([1, 2, 3, 4])
+        after = nvml.used(0) if nvml else 0
+        ll.close()
+        measured = after - before
+        rows.append(
+            {
+                "shape": shape,
+                "file_gib": path.stat().st_size / GiB,
+                "estimate_gib": gpu_est / GiB,
+                "nvml_delta_gib": measured / GiB,
+                "ratio": (gpu_est / measured) if measured else None,
+            }
+        )
+        print("estimate", rows[-1])
+    res["estimate"] = rows
+
+
+def sec_restore(a, nvml, res) -> None:
+    out = {}
+    path = model_file(a.work, "1.5B" if not a.smoke else "0.5B", a.smoke)
+    for where, ngl in (("gpu", a.ngl), ("cpu", 0)):
+        if where == "gpu" and not a.ngl:
+            continue
+        ll = llama(path, ngl, 4096)
+        history = [(i * 31) % 400 + 10 for i in range(2000 if not a.smoke else 200)]
+        t0 = time.perf_counter()
+        ll.eval(history)
+        prefill = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state = ll.save_state()
+        save = time.perf_counter() - t0
+        ll.reset()
+        t0 = time.perf_counter()
+        ll.load_state(state)
+        load = time.perf_counter() - t0
+        out[where] = {
+            "history_tokens": len(history),
+            "reprefill_s": prefill,
+            "save_s": save,
+            "restore_s": load,
+            "state_mib": state.llama_state_size / 2**20,
+            "restore_speedup": prefill / load if load else None,
+        }
+        ll.close()
+        print("restore", where, out[where])
+    # What the scheduler picks: two personas share one sequence slot, so the second turn of
+    # each must either restore its saved state or re-prefill.
+    spec = ModelSpec("m", path=path, n_ctx=4096, n_gpu_layers=a.ngl, device=a.dev)
+    pool = ModelPool(
+        {"m": spec}, PoolSpec(devices=(DeviceSpec(a.dev, a.budget),)), seqs_per_model=1
+    )
+    history = " ".join(f"word{i}" for i in range(300 if not a.smoke else 30))
+
+    async def turns() -> None:
+        for persona in ["a", "b", "a", "b"]:
+            msgs = [{"role": "user", "content": f"{persona}: {history}"}]
+            async for _ in pool.generate(persona, "m", msgs, SamplingParams(max_tokens=8)):
+                pass
+        await pool.close()
+
+    asyncio.run(turns())
+    out["scheduler"] = {
+        "restores": pool.scheduler.restores,
+        "reprefills": pool.scheduler.reprefills,
+        "events": [f"{e.kind}: {e.detail}" for e in pool.events if "state" in e.kind],
+    }
+    res["restore"] = out
+
+
+def sec_budget(a, nvml, res) -> None:
+    shapes = {"p1": ("1.5B", 1), "p2": ("1.5B", 2), "p3": ("3B", 3)}
+    models = {
+        name: ModelSpec(
+            name,
+            path=model_file(a.work, shape, a.smoke, seed),
+            n_ctx=2048,
+            n_gpu_layers=a.ngl,
+            device=a.dev,
+        )
+        for name, (shape, seed) in shapes.items()
+    }
+    pool = ModelPool(models, PoolSpec(devices=(DeviceSpec(a.dev, a.budget),)), seqs_per_model=1)
+    estimates = {n: pool.estimate(n) for n in models}
+    base = nvml.used(0) if nvml else 0
+    sampler = Sampler(nvml)
+    sampler.start()
+    done: dict[str, int] = {}
+
+    async def persona(name: str) -> None:
+        n = 0
+        for turn in range(3):
+            msgs = [{"role": "user", "content": f"turn {turn} of {name}"}]
+            async for _ in pool.generate(name, name, msgs, SamplingParams(max_tokens=48)):
+                n += 1
+        done[name] = n
+
+    async def main() -> None:
+        await asyncio.gather(*(persona(n) for n in models))
+        await pool.close()
+
+    t0 = time.perf_counter()
+    error = None
+    try:
+        asyncio.run(main())
+    except Exception as exc:  # reported, not hidden
+        error = repr(exc)
+    sampler.stop_flag.set()
+    sampler.join()
+    kinds: dict[str, int] = {}
+    for e in pool.events:
+        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    res["budget"] = {
+        "budget_gib": a.budget / GiB,
+        "estimates_gib": {k: v / GiB for k, v in estimates.items()},
+        "sum_gib": sum(estimates.values()) / GiB,
+        "tokens": done,
+        "seconds": time.perf_counter() - t0,
+        "nvml_peak_above_baseline_gib": (sampler.peak - base) / GiB if nvml else None,
+        "accounted_peak_gib": pool.scheduler.peak.get(a.dev, 0) / GiB,
+        "event_counts_last_50": kinds,
+        "error": error,
+    }
+    print("budget", res["budget"])
+
+
+def sec_sentinel(a, nvml, res) -> None:
+    from sentinel.judge import JudgeRequest, JudgeWorker
+
+    primary = llama(model_file(a.work, "1.5B" if not a.smoke else "0.5B", a.smoke), a.ngl)
+    alone = [decode_tps(primary, a.tokens) for _ in range(3)]
+    judge_path = str(model_file(a.work, "0.5B", a.smoke))
+    stop = threading.Event()
+    judged = [0]
+
+    def judge_loop() -> None:
+        async def run() -> None:
+            worker = JudgeWorker(judge_path, "cpu", n_ctx=1024, n_threads=4)
+            await worker.start()
+            text = "The answer drifts into a story about cats. " * 20
+            while not stop.is_set():
+                await worker.judge(JudgeRequest("text", "answer in code", text), timeout_s=30)
+                judged[0] += 1
+            await worker.close()
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=judge_loop, daemon=True)
+    thread.start()
+    time.sleep(3)  # judge loaded and busy
+    with_judge = [decode_tps(primary, a.tokens) for _ in range(3)]
+    stop.set()
+    thread.join(timeout=60)
+    primary.close()
+    best_alone, best_with = max(alone), max(with_judge)
+    res["sentinel"] = {
+        "primary_tps_alone": alone,
+        "primary_tps_with_judge": with_judge,
+        "judge_requests_during_run": judged[0],
+        "ratio_best": best_with / best_alone,
+        "goal_ratio": 0.97,
+    }
+    print("sentinel", res["sentinel"])
+
+
+def sec_batched(a, nvml, res) -> None:
+    path = model_file(a.work, "1.5B" if not a.smoke else "0.5B", a.smoke)
+    ll = llama(path, a.ngl)
+    single = max(decode_tps(ll, a.tokens) for _ in range(2))
+    ll.close()
+    out = {"single_stream_tps": single}
+    for mode in ("batched", "interleaved"):
+        spec = ModelSpec("m", path=path, n_ctx=2048, n_gpu_layers=a.ngl, device=a.dev)
+        pool = ModelPool(
+            {"m": spec},
+            PoolSpec(devices=(DeviceSpec(a.dev, a.budget),)),
+            seqs_per_model=3,
+            decode_mode=mode,
+        )
+        counts: dict[str, int] = {}
+
+        async def persona(name: str, pool=pool, counts=counts) -> None:
+            counts[name] = 0
+            msgs = [{"role": "user", "content": f"hello from {name}"}]
+            async for _ in pool.generate(name, "m", msgs, SamplingParams(max_tokens=a.tokens)):
+                counts[name] += 1
+
+        async def run(pool=pool) -> float:
+            await pool.prefetch("m")
+            t0 = time.perf_counter()
+            await asyncio.gather(*(persona(p) for p in ("architect", "coder", "critic")))
+            took = time.perf_counter() - t0
+            await pool.close()
+            return took
+
+        took = asyncio.run(run())
+        total = sum(counts.values())
+        out[mode] = {
+            "aggregate_tps": total / took,
+            "vs_single": total / took / single,
+            "tokens": counts,
+        }
+        print("batched", mode, out[mode])
+    out["goal_batched_vs_single"] = 2.5
+    res["batched"] = out
+
+
+def sec_split(a, nvml, res) -> None:
+    from agents.pool.devices import Device, cpu_device
+    from agents.pool.planner import plan
+
+    if nvml is None or len(nvml.handles) < 2:
+        res["split"] = {"skipped": "needs 2 GPUs"}
+        return
+    path = model_file(a.work, "30B", a.smoke)
+    info = read_gguf_info(path)
+    budget = int(a.split_budget * GiB)
+    gpus = [Device(f"cuda:{i}", "cuda", budget, index=i) for i in range(2)]
+    p = plan(info, gpus, 2048, cpu_device())
+    out = {"file_gib": path.stat().st_size / GiB, "plan": p.as_dict()}
+    runs = {
+        "planner_split": dict(
+            n_gpu_layers=p.llama_kwargs()["n_gpu_layers"],
+            tensor_split=p.llama_kwargs().get("tensor_split"),
+        ),
+        "llama_default_split": dict(n_gpu_layers=-1),
+        "one_card": dict(n_gpu_layers=-1, split_mode=0, main_gpu=0),
+    }
+    for name, kw in runs.items():
+        try:
+            before = [nvml.used(i) for i in range(2)]
+            ll = llama(path, n_ctx=2048, **kw)
+            used = [(nvml.used(i) - before[i]) / GiB for i in range(2)]
+            tps = max(decode_tps(ll, a.tokens) for _ in range(2))
+            ll.close()
+            out[name] = {"kwargs": {k: v for k, v in kw.items()}, "tps": tps, "gib_per_gpu": used}
+        except Exception as exc:
+            out[name] = {"kwargs": kw, "error": repr(exc)}
+        print("split", name, out[name])
+    res["split"] = out
+
+
+SECTIONS = {
+    "estimate": sec_estimate,
+    "restore": sec_restore,
+    "budget": sec_budget,
+    "sentinel": sec_sentinel,
+    "batched": sec_batched,
+    "split": sec_split,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", default="estimate,restore,budget,sentinel,batched")
+    ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/hermes-gpu"))
+    ap.add_argument("--budget-gib", type=float, default=8.0)
+    ap.add_argument("--split-budget-gib", dest="split_budget", type=float, default=40.0)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu.json")
+    a = ap.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    a.ngl = 0 if a.smoke else -1
+    a.dev = "cpu" if a.smoke else "cuda:0"
+    a.budget = int(a.budget_gib * GiB)
+    try:
+        nvml = None if a.smoke else Nvml()
+    except Exception as exc:
+        print(f"no NVML: {exc}")
+        nvml = None
+    res: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "gpus": [nvml.name(i) for i in range(len(nvml.handles))] if nvml else [],
+            "smoke": a.smoke,
+        }
+    }
+    try:
+        res["machine"]["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    for name in a.sections.split(","):
+        t0 = time.time()
+        try:
+            SECTIONS[name](a, nvml, res)
+        except Exception as exc:  # one broken section must not lose the others' figures
+            import traceback
+
+            traceback.print_exc()
+            res[name] = {"error": repr(exc)}
+        res.setdefault("seconds", {})[name] = round(time.time() - t0, 1)
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
