@@ -49,7 +49,7 @@ SHAPES = {
     "1.5B": (28, 1536, 12, 2, 8960, 32000),
     "3B": (36, 2048, 16, 2, 11008, 32000),
     "7B": (32, 4096, 32, 8, 14336, 32000),
-    "30B": (60, 6656, 52, 8, 17920, 32000),
+    "30B": (60, 6656, 52, 4, 17920, 32000),
 }
 SMOKE = {k: (2, 64, 4, 2, 128, 512) for k in SHAPES}
 
@@ -87,22 +87,25 @@ class Sampler(threading.Thread):
             time.sleep(0.01)
 
 
-def model_file(work: Path, shape: str, smoke: bool, seed: int = 0) -> Path:
+def model_file(
+    work: Path, shape: str, smoke: bool, seed: int = 0, random_weights: bool = False
+) -> Path:
+    """A synthetic GGUF. Zero weights load and run at full speed but make every logit equal,
+    so sampling hits EOS within ~40 tokens; sections that sample use random weights."""
     dims = (SMOKE if smoke else SHAPES)[shape]
-    path = work / f"{shape}-{seed}.gguf"
+    path = work / f"{shape}-{seed}{'-rnd' if random_weights else ''}.gguf"
     if not path.exists():
         t0 = time.time()
-        write_llama_gguf(path, *dims, random_weights=False, seed=seed, n_ctx_train=8192)
+        write_llama_gguf(path, *dims, random_weights=random_weights, seed=seed, n_ctx_train=8192)
         print(f"wrote {path.name} {path.stat().st_size / GiB:.2f} GiB in {time.time() - t0:.0f}s")
     return path
 
 
-def llama(path: Path, ngl: int, n_ctx: int = 2048, **kw):
+def llama(path: Path, ngl: int = -1, n_ctx: int = 2048, **kw):
     import llama_cpp
 
-    return llama_cpp.Llama(
-        str(path), n_gpu_layers=ngl, n_ctx=n_ctx, verbose=False, n_threads=8, **kw
-    )
+    kw.setdefault("n_gpu_layers", ngl)
+    return llama_cpp.Llama(str(path), n_ctx=n_ctx, verbose=False, n_threads=8, **kw)
 
 
 def decode_tps(ll, n: int = 128) -> float:
@@ -253,7 +256,9 @@ def sec_budget(a, nvml, res) -> None:
 def sec_sentinel(a, nvml, res) -> None:
     from sentinel.judge import JudgeRequest, JudgeWorker
 
-    primary = llama(model_file(a.work, "1.5B" if not a.smoke else "0.5B", a.smoke), a.ngl)
+    primary = llama(
+        model_file(a.work, "1.5B" if not a.smoke else "0.5B", a.smoke, random_weights=True), a.ngl
+    )
     alone = [decode_tps(primary, a.tokens) for _ in range(3)]
     judge_path = str(model_file(a.work, "0.5B", a.smoke))
     stop = threading.Event()
@@ -289,44 +294,62 @@ def sec_sentinel(a, nvml, res) -> None:
     print("sentinel", res["sentinel"])
 
 
+def stream_tps(ll, n: int) -> float:
+    """llama-cpp-python's own streaming completion: sampling and detokenizing included."""
+    t0 = time.perf_counter()
+    count = 0
+    for _ in ll.create_completion("hello", max_tokens=n, stream=True, temperature=0.7):
+        count += 1
+    return count / (time.perf_counter() - t0)
+
+
 def sec_batched(a, nvml, res) -> None:
-    path = model_file(a.work, "1.5B" if not a.smoke else "0.5B", a.smoke)
+    path = model_file(a.work, "1.5B" if not a.smoke else "0.5B", a.smoke, random_weights=True)
     ll = llama(path, a.ngl)
-    single = max(decode_tps(ll, a.tokens) for _ in range(2))
+    out = {
+        "raw_eval_tps": max(decode_tps(ll, a.tokens) for _ in range(2)),
+        "llama_cpp_stream_tps": max(stream_tps(ll, a.tokens) for _ in range(2)),
+    }
     ll.close()
-    out = {"single_stream_tps": single}
-    for mode in ("batched", "interleaved"):
+    runs = {"pool_one_persona": (1, "interleaved", ["coder"])}
+    trio = ["architect", "coder", "critic"]
+    runs |= {f"pool_three_{m}": (3, m, trio) for m in ("batched", "interleaved", "auto")}
+    for name, (seqs, mode, personas) in runs.items():
         spec = ModelSpec("m", path=path, n_ctx=2048, n_gpu_layers=a.ngl, device=a.dev)
         pool = ModelPool(
             {"m": spec},
             PoolSpec(devices=(DeviceSpec(a.dev, a.budget),)),
-            seqs_per_model=3,
+            seqs_per_model=seqs,
             decode_mode=mode,
         )
         counts: dict[str, int] = {}
 
-        async def persona(name: str, pool=pool, counts=counts) -> None:
-            counts[name] = 0
-            msgs = [{"role": "user", "content": f"hello from {name}"}]
-            async for _ in pool.generate(name, "m", msgs, SamplingParams(max_tokens=a.tokens)):
-                counts[name] += 1
+        async def persona(who: str, pool=pool, counts=counts) -> None:
+            counts[who] = 0
+            msgs = [{"role": "user", "content": f"hello from {who}"}]
+            params = SamplingParams(max_tokens=a.tokens, temperature=0.7, seed=1)
+            async for _ in pool.generate(who, "m", msgs, params):
+                counts[who] += 1
 
-        async def run(pool=pool) -> float:
+        async def run(pool=pool, personas=personas) -> float:
             await pool.prefetch("m")
             t0 = time.perf_counter()
-            await asyncio.gather(*(persona(p) for p in ("architect", "coder", "critic")))
+            await asyncio.gather(*(persona(p) for p in personas))
             took = time.perf_counter() - t0
             await pool.close()
             return took
 
         took = asyncio.run(run())
         total = sum(counts.values())
-        out[mode] = {
+        stats = next(iter(pool.scheduler.stats.values()), None)
+        out[name] = {
             "aggregate_tps": total / took,
-            "vs_single": total / took / single,
-            "tokens": counts,
+            "vs_llama_cpp_stream": total / took / out["llama_cpp_stream_tps"],
+            "decode_only_tps": getattr(stats, "decode_tps", None),
+            "pieces": counts,
+            "max_min": max(counts.values()) / max(1, min(counts.values())),
         }
-        print("batched", mode, out[mode])
+        print("batched", name, out[name])
     out["goal_batched_vs_single"] = 2.5
     res["batched"] = out
 
@@ -340,10 +363,14 @@ def sec_split(a, nvml, res) -> None:
         return
     path = model_file(a.work, "30B", a.smoke)
     info = read_gguf_info(path)
-    budget = int(a.split_budget * GiB)
-    gpus = [Device(f"cuda:{i}", "cuda", budget, index=i) for i in range(2)]
+    budgets = [int(float(b) * GiB) for b in a.split_budgets.split(",")]
+    gpus = [Device(f"cuda:{i}", "cuda", b, index=i) for i, b in enumerate(budgets)]
     p = plan(info, gpus, 2048, cpu_device())
-    out = {"file_gib": path.stat().st_size / GiB, "plan": p.as_dict()}
+    out = {
+        "file_gib": path.stat().st_size / GiB,
+        "budgets_gib": a.split_budgets,
+        "plan": p.as_dict(),
+    }
     runs = {
         "planner_split": dict(
             n_gpu_layers=p.llama_kwargs()["n_gpu_layers"],
@@ -382,7 +409,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU")
     ap.add_argument("--work", type=Path, default=Path("/tmp/hermes-gpu"))
     ap.add_argument("--budget-gib", type=float, default=8.0)
-    ap.add_argument("--split-budget-gib", dest="split_budget", type=float, default=40.0)
+    ap.add_argument("--split-budgets-gib", dest="split_budgets", default="24,48")
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu.json")
     a = ap.parse_args()

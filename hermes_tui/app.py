@@ -22,6 +22,8 @@ class HermesApp(App):
     """``HermesApp(config)`` opens the chat; ``HermesApp(None, review=True)`` only reviews."""
 
     TITLE = "hermes"
+    # Screen-level CSS_PATH is not applied to a default screen, so the app loads both files.
+    CSS_PATH = ["screens/chat.tcss", "screens/review.tcss"]
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
     def __init__(
@@ -73,6 +75,8 @@ class HermesApp(App):
     async def on_unmount(self) -> None:
         chat = self.chat
         runtime = getattr(chat, "runtime", None) if chat else None
+        if chat is not None and chat._cancel is not None:
+            chat._cancel.set()  # stop the running turn before the runtime closes
         if runtime is not None:
             await runtime.close()
 

@@ -39,10 +39,14 @@ class ReplayEngine(Engine):
         recording = self.recordings[min(self.calls, len(self.recordings) - 1)]
         self.calls += 1
         delay = 1.0 / self.tokens_per_s if self.tokens_per_s else 0.0
-        for piece in recording[: params.max_tokens]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i, piece in enumerate(recording[: params.max_tokens]):
             if cancel is not None and cancel.is_set():
                 return
-            await asyncio.sleep(delay)
+            # Paced by the clock, not per token: like a model thread, it does not slow down
+            # when the event loop is busy, it catches up (several pieces at once).
+            await asyncio.sleep(max(0.0, start + (i + 1) * delay - loop.time()))
             yield piece
 
 

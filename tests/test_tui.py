@@ -122,8 +122,9 @@ async def test_replayed_json_break_shows_an_e_json_broken_mark(small_config, tmp
     engine = ReplayEngine([BROKEN_JSON, FIXED_JSON])
 
     async def start(listener):
-        runtime = await Runtime.start(config, db_path=tmp_path / "r.db", listener=listener,
-                                      judge=False)
+        runtime = await Runtime.start(
+            config, db_path=tmp_path / "r.db", listener=listener, judge=False
+        )
         install(runtime, engine)
         return runtime
 
@@ -147,9 +148,7 @@ async def test_replayed_json_break_shows_an_e_json_broken_mark(small_config, tmp
         assert retry.retry and retry.status == "done" and not retry.verdicts
         note = next(r for r in transcript.records if r.role == "sentinel")
         assert "E_JSON_BROKEN" in note.text
-        hidden_view = next(
-            v for v in transcript.query(MessageView) if v.record is note
-        )
+        hidden_view = next(v for v in transcript.query(MessageView) if v.record is note)
         assert not hidden_view.display or transcript.has_class("hide-hidden")
         assert hidden_view.region.height == 0
         await pilot.press("f3")
@@ -170,8 +169,9 @@ async def test_a_critical_halt_shows_its_code_where_the_stream_stopped(small_con
     engine = ReplayEngine([leak])
 
     async def start(listener):
-        runtime = await Runtime.start(config, db_path=tmp_path / "h.db", listener=listener,
-                                      judge=False)
+        runtime = await Runtime.start(
+            config, db_path=tmp_path / "h.db", listener=listener, judge=False
+        )
         install(runtime, engine)
         return runtime
 
@@ -196,8 +196,9 @@ async def test_three_panes_when_wide_and_escape_codes_never_reach_the_screen(
     engine = ReplayEngine([["hi ", "\x1b[2J\x1b]0;owned\x07", "there"]])
 
     async def start(listener):
-        runtime = await Runtime.start(config, db_path=tmp_path / "w.db", listener=listener,
-                                      judge=False)
+        runtime = await Runtime.start(
+            config, db_path=tmp_path / "w.db", listener=listener, judge=False
+        )
         install(runtime, engine)
         return runtime
 
@@ -272,7 +273,9 @@ async def seed_store(path: Path) -> dict[str, int]:
         )
         mid = await store.add_message(ids["json"], "critic", "assistant", '{"verdict": }}')
         await store.add_verdict(
-            ids["json"], mid, "critic",
+            ids["json"],
+            mid,
+            "critic",
             Verdict("json", "minor", "E_JSON_BROKEN", (12, 13), "unexpected '}'"),
         )
         ids["secret"] = await store.create_session(
@@ -281,7 +284,9 @@ async def seed_store(path: Path) -> dict[str, int]:
         text = "line one\nline two\nkey = AKIAIOSFODNN7EXAMPLE\n"
         mid = await store.add_message(ids["secret"], "coder", "assistant", text, status="halted")
         await store.add_verdict(
-            ids["secret"], mid, "coder",
+            ids["secret"],
+            mid,
+            "coder",
             Verdict("secret", "critical", "E_SECRET", (24, 44), "an AWS access key"),
         )
         await store.flush()

@@ -67,7 +67,6 @@ def fmt_time(ts: float) -> str:
 class ReviewScreen(Screen):
     """The session list with filters and search. Enter opens a session."""
 
-    CSS_PATH = "review.tcss"
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("ctrl+f", "focus_search", "Search"),
@@ -287,13 +286,12 @@ class MessageBlock(Vertical):
         yield Static(header, classes="block-header", markup=False)
         yield MarkedText(m.content, self.verdicts)
         if m.error_code:
-            yield Static(f"⛔ stopped here: {m.error_code}", classes="halt", markup=False)
+            yield Static(f"✖ stopped here: {m.error_code}", classes="halt", markup=False)
 
 
 class SessionScreen(Screen):
     """One session: the marked transcript and its verdicts. Enter on a verdict jumps to it."""
 
-    CSS_PATH = "review.tcss"
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("ctrl+e", "export('markdown')", "Export .md"),
@@ -338,7 +336,7 @@ class SessionScreen(Screen):
         title = sanitize_for_terminal(session.title or f"session {session.id}")
         self.query_one("#session-title", Static).update(
             f"{title} · {fmt_time(session.started)} · {' '.join(session.personas)} · "
-            f"⚑ {session.minor} minor · ⛔ {session.critical} critical"
+            f"⚑ {session.minor} minor · ✖ {session.critical} critical"
         )
         self.query_one("#timeline", Sparkline).data = await self.store.verdict_timeline(
             self.session_id, 40

@@ -43,10 +43,10 @@ class VerdictMark(Widget, can_focus=True):
     VerdictMark { height: auto; padding: 0 1; }
     VerdictMark > .verdict-mark--label { text-style: bold; }
     VerdictMark.verdict-minor > .verdict-mark--span {
-        background: $warning 40%; text-style: underline;
+        background: $warning-muted; text-style: underline;
     }
     VerdictMark.verdict-critical > .verdict-mark--span {
-        background: $error 60%; text-style: bold underline;
+        background: $error; color: $text; text-style: bold underline;
     }
     VerdictMark.verdict-minor > .verdict-mark--label { color: $text-warning; }
     VerdictMark.verdict-critical > .verdict-mark--label { color: $text-error; }
@@ -72,13 +72,13 @@ class VerdictMark(Widget, can_focus=True):
 
     def render(self) -> Content:
         v = self.verdict
-        icon = "⛔" if v.severity == "critical" else "⚑"
+        icon = "✖" if v.severity == "critical" else "⚑"
         label = f"{icon} {v.code} "
         before, marked, after = quote(self.text, v.span)
         content = Content.assemble(
-            (label, self.get_visual_style("verdict-mark--label", partial=True)),
+            (label, self.get_visual_style("verdict-mark--label")),
             before,
-            (marked, self.get_visual_style("verdict-mark--span", partial=True)),
+            (marked, self.get_visual_style("verdict-mark--span")),
             after,
         )
         if self.has_focus:
@@ -112,8 +112,8 @@ class MarkedText(Widget):
     COMPONENT_CLASSES = {"marked--minor", "marked--critical", "marked--active"}
     DEFAULT_CSS = """
     MarkedText { height: auto; padding: 0 1; }
-    MarkedText > .marked--minor { background: $warning 40%; text-style: underline; }
-    MarkedText > .marked--critical { background: $error 60%; text-style: bold underline; }
+    MarkedText > .marked--minor { background: $warning-muted; text-style: underline; }
+    MarkedText > .marked--critical { background: $error; color: $text; text-style: bold underline; }
     MarkedText > .marked--active { background: $accent; text-style: bold reverse; }
     """
 
@@ -129,7 +129,7 @@ class MarkedText(Widget):
 
     def render(self) -> Content:
         styles = {
-            name: self.get_visual_style(f"marked--{name}", partial=True)
+            name: self.get_visual_style(f"marked--{name}")
             for name in ("minor", "critical", "active")
         }
         return marked_content(self.text, self.verdicts, styles, self.active)

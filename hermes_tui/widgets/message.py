@@ -21,7 +21,7 @@ from hermes_tui.widgets.sanitize import sanitize_for_terminal
 STATUS_ICON = {
     "streaming": "…",
     "done": "✓",
-    "halted": "⛔",
+    "halted": "✖",
     "error": "✗",
     "cancelled": "⊘",
 }
@@ -94,7 +94,7 @@ class MessageView(Vertical, can_focus=True):
             crit = len(r.verdicts) - minor
             marks = []
             if crit:
-                marks.append(f"⛔{crit}")
+                marks.append(f"✖{crit}")
             if minor:
                 marks.append(f"⚑{minor}")
             parts.append(" ".join(marks))
@@ -122,7 +122,7 @@ class MessageView(Vertical, can_focus=True):
             return
         await self.query_one(Markdown).update(sanitize_for_terminal(r.text))
         if r.status in ("halted", "error", "cancelled"):
-            label = {"halted": "⛔ halted", "error": "✗ error", "cancelled": "⊘ cancelled"}
+            label = {"halted": "✖ halted", "error": "✗ error", "cancelled": "⊘ cancelled"}
             where = f"{label[r.status]} here" + (f": {r.code}" if r.code else "")
             if r.detail:
                 where += f" — {sanitize_for_terminal(r.detail)}"
