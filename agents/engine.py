@@ -18,7 +18,7 @@ from typing import Any
 
 Message = dict[str, str]  # {"role": ..., "content": ...}
 
-_DONE = object()
+DONE = object()  # what a worker thread puts in its queue after the last piece
 
 
 class EngineError(Exception):
@@ -157,7 +157,7 @@ class LocalEngine(Engine):
             except Exception as exc:  # surfaced to the awaiting coroutine, never swallowed
                 emit(EngineError(f"{self.name}: generation failed: {exc}"))
             finally:
-                emit(_DONE)
+                emit(DONE)
 
     async def stream(
         self,
@@ -174,24 +174,41 @@ class LocalEngine(Engine):
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         worker = loop.run_in_executor(None, self._generate, messages, params, emit, stop_flag)
-        cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel else None
         try:
-            while True:
+            async for piece in relay(queue, cancel):
+                yield piece
+        finally:
+            stop_flag.set()
+            # The worker stops at its next token; wait so the model is free for the next turn.
+            await asyncio.shield(worker)
+
+
+async def relay(queue: asyncio.Queue[Any], cancel: asyncio.Event | None) -> AsyncIterator[Any]:
+    """Yield what a worker thread puts in ``queue`` until it puts ``DONE``.
+
+    An ``Exception`` put in the queue is raised here, in the consumer. Returns as soon as
+    ``cancel`` is set, even with pieces still queued, so Esc stops the stream at once.
+    """
+    cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel else None
+    try:
+        while True:
+            if cancel is not None and cancel.is_set():
+                return
+            if not queue.empty():  # the common case under load: no task, no wait
+                item = queue.get_nowait()
+            else:
                 get = asyncio.ensure_future(queue.get())
                 waiters = {get} | ({cancel_wait} if cancel_wait else set())
                 done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 if get not in done:
                     get.cancel()
-                    return  # cancelled by the caller
-                item = get.result()
-                if item is _DONE:
                     return
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            stop_flag.set()
-            if cancel_wait:
-                cancel_wait.cancel()
-            # The worker stops at its next token; wait so the model is free for the next turn.
-            await asyncio.shield(worker)
+                item = get.result()
+            if item is DONE:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        if cancel_wait:
+            cancel_wait.cancel()

@@ -20,10 +20,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from agents.engine import Engine, EngineError, Message, SamplingParams
+from agents.engine import DONE, Engine, EngineError, Message, SamplingParams, relay
 from agents.specs import ModelSpec
 
-_DONE = object()
 # One semaphore per (base URL, event loop): asyncio primitives belong to one loop.
 _LIMITS: dict[tuple[str, int], tuple[int, asyncio.Semaphore]] = {}
 
@@ -167,7 +166,7 @@ class RemoteEngine(Engine):
                 emit(EngineError(f"{self.name}: connection to {self.url} failed: {exc!r}"))
         finally:
             conn.close()
-            emit(_DONE)
+            emit(DONE)
 
     def _piece(self, data: str) -> str | None:
         try:
@@ -201,25 +200,11 @@ class RemoteEngine(Engine):
             worker = loop.run_in_executor(
                 None, self._request, messages, params, emit, stop_flag, holder
             )
-            cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel else None
             try:
-                while True:
-                    get = asyncio.ensure_future(queue.get())
-                    waiters = {get} | ({cancel_wait} if cancel_wait else set())
-                    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                    if get not in done:
-                        get.cancel()
-                        return
-                    item = get.result()
-                    if item is _DONE:
-                        return
-                    if isinstance(item, Exception):
-                        raise item
-                    yield item
+                async for piece in relay(queue, cancel):
+                    yield piece
             finally:
                 stop_flag.set()
-                if cancel_wait:
-                    cancel_wait.cancel()
                 sock = getattr(holder.get("conn"), "sock", None)
                 if sock is not None and not worker.done():
                     with contextlib.suppress(OSError):

@@ -10,25 +10,17 @@ from hypothesis import strategies as st
 from sentinel.checks.loops import LoopCheck
 from sentinel.verdict import Verdict
 
+from .checks_util import run as run_check
+from .checks_util import split_invariant
+
 
 def run(text: str, seed: int | None = 1, **kw) -> list[Verdict]:
-    """Feed ``text`` in random pieces of 1-7 chars (``seed=None``: one piece)."""
-    check = LoopCheck(**kw)
-    out: list[Verdict] = []
-    rng = random.Random(seed)
-    i = 0
-    while i < len(text):
-        n = len(text) if seed is None else rng.randint(1, 7)
-        out += check.feed(text[i : i + n])
-        i += n
-    return out + check.finish()
+    """Feed ``text`` to a LoopCheck in random pieces of 1-7 chars (``seed=None``: one piece)."""
+    return run_check(lambda: LoopCheck(**kw), text, seed)
 
 
 def same_on_any_split(text: str, **kw) -> list[Verdict]:
-    ref = run(text, None, **kw)
-    for seed in (0, 1, 2):
-        assert sorted(map(repr, run(text, seed, **kw))) == sorted(map(repr, ref))
-    return ref
+    return split_invariant(lambda: LoopCheck(**kw), text)
 
 
 def test_prose_loop_minor_at_three_copies_then_critical_at_five() -> None:

@@ -19,9 +19,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from agents.engine import Engine, Message, SamplingParams
+from agents.engine import Engine, Message, SamplingParams, relay
 from agents.pool.queue import AdmissionQueue, NeverFitsError, PoolBusyError, QueuedInfo, Request
-from agents.pool.scheduler import _DONE, Job, PoolEvent, Scheduler, slot_key
+from agents.pool.scheduler import Job, PoolEvent, Scheduler, slot_key
 from agents.specs import ModelSpec, PoolSpec
 
 __all__ = [
@@ -207,30 +207,11 @@ class ModelPool:
             raise
         self._event("admit", model, persona, f"{priority}; {len(self.queue)} waiting")
         driver = loop.create_task(self.scheduler.run_job(job))
-        cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel else None
         try:
-            while True:
-                if cancel is not None and cancel.is_set():
-                    return  # cancelled: stop even when more pieces are already queued
-                if not job.out.empty():  # the common case under load: no task, no wait
-                    item = job.out.get_nowait()
-                else:
-                    get = asyncio.ensure_future(job.out.get())
-                    waiters = {get} | ({cancel_wait} if cancel_wait else set())
-                    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                    if get not in done or (cancel_wait is not None and cancel_wait in done):
-                        get.cancel()
-                        return
-                    item = get.result()
-                if item is _DONE:
-                    return
-                if isinstance(item, Exception):
-                    raise item
-                yield item
+            async for piece in relay(job.out, cancel):
+                yield piece
         finally:
             self.scheduler.withdraw(job)
-            if cancel_wait:
-                cancel_wait.cancel()
             # Wait for the worker to stop at its next token so the model is free again.
             await asyncio.shield(driver)
 

@@ -43,13 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.engine import EngineError, Message, SamplingParams
+from agents.engine import DONE, EngineError, Message, SamplingParams
 from agents.pool.queue import AdmissionQueue, Request
 from agents.specs import ModelSpec
 
 MIN_STATE_TOKENS = 16  # contexts shorter than this are cheaper to re-prefill than to save
 DECODE_MODES = ("auto", "batched", "interleaved")
-_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ class Job:
     created: float = field(default_factory=time.perf_counter)
 
     def emit(self, item: Any) -> None:
-        """Thread-safe hand-off of a piece (or an exception / _DONE) to the consumer."""
+        """Thread-safe hand-off of a piece (or an exception / DONE) to the consumer."""
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
 
     @property
@@ -967,7 +966,7 @@ class Scheduler:
         finally:
             # The slot thread is done with the job once its turn resolved (or never started).
             _free_sampler(job)
-            job.out.put_nowait(_DONE)
+            job.out.put_nowait(DONE)
 
     def withdraw(self, job: Job) -> None:
         """The consumer left: stop at the next token, or leave the queue if still waiting."""
