@@ -292,6 +292,34 @@ def doctor(config_path: str | None, db_path: str | None, as_json: bool) -> None:
     sys.exit(0 if report["ok"] else 1)
 
 
+@main.group()
+def sentinel() -> None:
+    """The sentinel's checks, outside a chat."""
+
+
+@sentinel.command("check")
+@click.argument("file", type=click.File("r", encoding="utf-8", errors="strict"))
+@click.option("--persona", default=None, help="Whose contract to check against (default persona).")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON verdict per line.")
+@friendly
+def sentinel_check(file, persona: str | None, config_path: str | None, as_json: bool) -> None:
+    """Run every check on saved text (FILE, or - for stdin) as if it streamed.
+
+    Exit 0 when no verdict is critical, 1 otherwise, 2 on usage errors.
+    """
+    from hermes_tui.sentinel_check import check_text, render
+
+    config = load_config(config_path)
+    try:
+        text = file.read()
+    except UnicodeDecodeError:
+        raise Fail(f"{file.name}: expected UTF-8 text, found invalid bytes", 2) from None
+    verdicts = asyncio.run(check_text(config, persona or config.default_persona, text))
+    click.echo(render(verdicts, text, as_json), nl=False)
+    sys.exit(1 if any(v.severity == "critical" for v in verdicts) else 0)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, help="Port to listen on.")

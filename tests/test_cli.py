@@ -123,3 +123,33 @@ def test_plan_bad_device_spec_is_usage_error(tmp_path):
     assert (
         result.stderr.strip() == "hermes: --device 'cuda:0': expected NAME=SIZE, e.g. cuda:0=8GiB"
     )
+
+
+def test_sentinel_check_flags_saved_text_like_a_stream(tmp_path):
+    saved = tmp_path / "answer.md"
+    saved.write_text("To clean up run:\n```sh\nrm -rf /\n```\n")
+    result = CliRunner().invoke(
+        main, ["sentinel", "check", str(saved), "--persona", "coder", "--json"]
+    )
+    assert result.exit_code == 1  # a critical verdict
+    [verdict] = [json.loads(line) for line in result.output.splitlines()]
+    assert verdict["code"] == "E_UNSAFE_COMMAND" and verdict["severity"] == "critical"
+    start, end = verdict["span"]
+    assert saved.read_text()[start:end] == "rm -rf /"
+
+
+def test_sentinel_check_json_persona_minor_only_exits_0():
+    result = CliRunner().invoke(
+        main, ["sentinel", "check", "-", "--persona", "architect"], input='Sure! {"goal": "x"}\n'
+    )
+    assert result.exit_code == 0
+    assert "E_JSON_BROKEN" in result.output and "«S»" in result.output
+
+
+def test_sentinel_check_unknown_persona_is_exit_2():
+    result = CliRunner().invoke(main, ["sentinel", "check", "-", "--persona", "poet"], input="hi")
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        == "hermes: unknown persona 'poet' (expected one of: architect, coder, critic)"
+    )

@@ -1,0 +1,50 @@
+"""`hermes sentinel check`: run the sentinel's checks on saved text, as if it streamed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+from hermes_tui.config import Config
+from hermes_tui.errors import Fail
+from hermes_tui.runtime import contract_for
+from sentinel.monitor import Monitor
+from sentinel.verdict import Verdict
+
+
+async def check_text(config: Config, persona: str, text: str, seed: int = 0) -> list[Verdict]:
+    """Feed ``text`` in randomly sized chunks (1-8 characters, as tokens arrive) through the
+    same monitor a live stream uses (no judge), and return its verdicts."""
+    if persona not in config.personas:
+        known = ", ".join(config.personas)
+        raise Fail(f"unknown persona {persona!r} (expected one of: {known})", 2)
+    p = config.personas[persona]
+    monitor = Monitor(contract_for(p, p.system_prompt, None), config.sentinel)
+    monitor.start()
+    rng = random.Random(seed)
+    i = 0
+    while i < len(text):
+        n = rng.randint(1, 8)
+        monitor.feed(text[i : i + n])
+        i += n
+        if i % 512 < 8:
+            await asyncio.sleep(0)  # let the checks keep up, as they would on a live stream
+    await monitor.finish()
+    return monitor.verdicts
+
+
+def render(verdicts: list[Verdict], text: str, as_json: bool) -> str:
+    if as_json:
+        return "".join(json.dumps(v.as_dict()) + "\n" for v in verdicts)
+    if not verdicts:
+        return "pass: no verdicts\n"
+    lines = []
+    for v in verdicts:
+        start, end = v.span
+        quoted = text[start:end].replace("\n", "\\n")
+        quoted = quoted if len(quoted) <= 40 else quoted[:37] + "..."
+        lines.append(f"{v.severity:8} {v.code:17} {start}-{end:<6} {v.check}: {v.detail}")
+        if quoted:
+            lines.append(f"{'':8} «{quoted}»")
+    return "\n".join(lines) + "\n"
