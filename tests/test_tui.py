@@ -22,6 +22,7 @@ from hermes_tui.widgets.prompt import PersonaSuggester
 from hermes_tui.widgets.sanitize import escape_controls, sanitize_for_terminal
 from hermes_tui.widgets.transcript import Transcript
 from sentinel.verdict import Verdict
+from tests.conftest import write_small_config
 from tests.replay import BROKEN_JSON, FIXED_JSON, ReplayEngine, install, replay_config
 
 
@@ -77,8 +78,16 @@ async def test_persona_suggester_completes_the_mention_being_typed() -> None:
 
 
 # -- chat on the real model ------------------------------------------------------------------
-async def test_coder_answer_streams_into_its_view_on_the_real_model(small_config, tmp_path):
-    config = load_config(small_config)
+async def test_coder_answer_streams_into_its_view_on_the_real_model(tmp_path, monkeypatch):
+    config = load_config(write_small_config(tmp_path, max_tokens=48))
+    appended: list[str] = []
+    original_append = MessageView.append
+
+    async def counting_append(self, piece):
+        appended.append(piece)
+        await original_append(self, piece)
+
+    monkeypatch.setattr(MessageView, "append", counting_append)
     db = tmp_path / "chat.db"
 
     async def start(listener):
@@ -89,20 +98,17 @@ async def test_coder_answer_streams_into_its_view_on_the_real_model(small_config
         chat = chat_of(app)
         assert chat.query_one("#status").render()  # painted before any model loads
         await until(pilot, lambda: chat.runtime is not None, what="runtime")
-        await send(pilot, "@coder print hello in python")
+        await send(pilot, "@coder write a bubble sort function in python with comments")
         transcript = chat.query_one(Transcript)
         await until(pilot, lambda: any(r.role == "assistant" for r in transcript.records))
         record = next(r for r in transcript.records if r.role == "assistant")
         assert record.persona == "coder"
-        seen: list[int] = []
-        while not record.finished:
-            seen.append(len(record.text))
-            await pilot.pause(0.02)
-        await until(pilot, lambda: not chat._busy, what="turn end")
+        await until(pilot, lambda: chat.idle, what="turn end")
         view = transcript.view(record.key)
         assert isinstance(view, MessageView) and view.has_class("persona-coder")
         assert record.status == "done" and record.tokens > 1 and record.text.strip()
-        assert len(set(seen)) > 1, "text should arrive piece by piece"
+        assert len(appended) > 1, "text should reach the view in several pieces"
+        assert "".join(appended) == sanitize_for_terminal(record.text)
         assert view.query_one(Markdown).source == sanitize_for_terminal(record.text)
         assert "coder" in str(view.query_one(".msg-header").render())
     # The answer was recorded in the session's database.
@@ -133,7 +139,7 @@ async def test_replayed_json_break_shows_an_e_json_broken_mark(small_config, tmp
         chat = chat_of(app)
         await until(pilot, lambda: chat.runtime is not None, what="runtime")
         await send(pilot, "@architect plan the release")
-        await until(pilot, lambda: not chat._busy and engine.calls == 2, what="both turns")
+        await until(pilot, lambda: chat.idle and engine.calls == 2, what="both turns")
         await pilot.pause(0.1)
         transcript = chat.query_one(Transcript)
         answers = [r for r in transcript.records if r.role == "assistant"]
@@ -180,7 +186,7 @@ async def test_a_critical_halt_shows_its_code_where_the_stream_stopped(small_con
         chat = chat_of(app)
         await until(pilot, lambda: chat.runtime is not None, what="runtime")
         await send(pilot, "@coder how do I clean my disk")
-        await until(pilot, lambda: not chat._busy, what="turn end")
+        await until(pilot, lambda: chat.idle, what="turn end")
         await pilot.pause(0.1)
         record = next(r for r in chat.query_one(Transcript).records if r.role == "assistant")
         assert record.status == "halted" and record.code == "E_UNSAFE_COMMAND"
@@ -209,7 +215,7 @@ async def test_three_panes_when_wide_and_escape_codes_never_reach_the_screen(
         panes = [p.id for p in chat.query("PersonaPane")]
         assert panes == ["pane-architect", "pane-coder", "pane-critic"]
         await send(pilot, "@critic @coder hello")
-        await until(pilot, lambda: not chat._busy, what="turn end")
+        await until(pilot, lambda: chat.idle, what="turn end")
         coder_pane = chat.query_one("#pane-coder")
         views = [v for v in coder_pane.query(MessageView) if v.record.role == "assistant"]
         assert len(views) == 1 and views[0].record.persona == "coder"

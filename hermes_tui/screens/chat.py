@@ -170,6 +170,11 @@ class ChatScreen(Screen):
     def _draft_changed(self, event: Input.Changed) -> None:
         self._update_status(event.value)
 
+    @property
+    def idle(self) -> bool:
+        """No turn running and every event it produced is on screen."""
+        return not self._busy and not self._pending and not self._flush_scheduled
+
     # -- sending --------------------------------------------------------------------------
     @on(Input.Submitted, "#prompt")
     async def _submit(self, event: Input.Submitted) -> None:

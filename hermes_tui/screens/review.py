@@ -154,20 +154,21 @@ class ReviewScreen(Screen):
         return out
 
     @on(Select.Changed)
-    async def _filter_changed(self) -> None:
-        await self.reload()
+    def _filter_changed(self) -> None:
+        self._reload_later(0.0)
 
     @on(Input.Submitted, "#since, #until, #search")
-    async def _input_submitted(self) -> None:
-        await self.reload()
+    def _input_submitted(self) -> None:
+        self._reload_later(0.0)
 
     @on(Input.Changed, "#search")
     def _search_typed(self) -> None:
-        self._debounced_reload()
+        self._reload_later(0.15)  # one query per pause in typing, not per key
 
     @work(exclusive=True, group="review-reload")
-    async def _debounced_reload(self) -> None:
-        await asyncio.sleep(0.15)  # one query per pause in typing, not per key
+    async def _reload_later(self, delay: float) -> None:
+        """Reload after ``delay``; a newer request cancels this one (the latest wins)."""
+        await asyncio.sleep(delay)
         await self.reload()
 
     async def reload(self) -> None:

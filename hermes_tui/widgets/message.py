@@ -41,7 +41,8 @@ class MessageView(Vertical, can_focus=True):
     MessageView.hidden-turn { border-left: dashed $warning; opacity: 80%; }
     MessageView > .msg-header { height: 1; text-style: bold; }
     MessageView > Markdown { margin: 0; padding: 0; }
-    MessageView > .halt-code { color: $text-error; text-style: bold; }
+    MessageView > .halt-code { color: $text-error; text-style: bold; display: none; }
+    MessageView > .halt-code.-shown { display: block; }
     MessageView > .marks { height: auto; }
     MessageView.-worst-minor > .msg-header { color: $text-warning; }
     MessageView.-worst-critical > .msg-header { color: $text-error; }
@@ -126,7 +127,9 @@ class MessageView(Vertical, can_focus=True):
             where = f"{label[r.status]} here" + (f": {r.code}" if r.code else "")
             if r.detail:
                 where += f" — {sanitize_for_terminal(r.detail)}"
-            self.query_one(".halt-code", Static).update(where)
+            halt = self.query_one(".halt-code", Static)
+            halt.update(where)
+            halt.add_class("-shown")
         for mark in self.query(VerdictMark):
             mark.update_context(r.text, r.correction)
         self._refresh_status()
