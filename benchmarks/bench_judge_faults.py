@@ -80,7 +80,7 @@ async def run(kills: int) -> list[dict]:
     judge = JudgeWorker(config.sentinel.judge_model_path, "cpu", n_ctx=1024)
     await judge.start()
     pool = ModelPool(config.models, config.pool)
-    pool._remote["smollm2"] = ReplayEngine([ANSWER], tokens_per_s=100)
+    pool.register_engine("smollm2", ReplayEngine([ANSWER], tokens_per_s=100))
     events: list = []
 
     async def listen(event) -> None:

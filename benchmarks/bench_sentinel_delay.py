@@ -57,7 +57,7 @@ async def run(with_sentinel: bool) -> list[float]:
     config = replay_config(load_config(ROOT / "config.toml"))
     pool = ModelPool(config.models, config.pool)
     engine = TimedReplay(answer())
-    pool._remote["smollm2"] = engine
+    pool.register_engine("smollm2", engine)
     received: list[float] = []
 
     async def listen(event):

@@ -58,4 +58,4 @@ def replay_config(config, model: str = "smollm2"):  # -> hermes_tui.config.Confi
 
 def install(runtime, engine: ReplayEngine, model: str = "smollm2") -> None:
     """Serve ``model`` from ``engine`` in a started Runtime's pool."""
-    runtime.pool._remote[model] = engine
+    runtime.pool.register_engine(model, engine)

@@ -34,7 +34,7 @@ def make_session(recordings, *, settings=None, tokens_per_s=None, events=None):
         )
     pool = ModelPool(config.models, config.pool)
     engine = ReplayEngine(recordings, tokens_per_s=tokens_per_s)
-    pool._remote["smollm2"] = engine
+    pool.register_engine("smollm2", engine)
 
     def watcher(persona, on_verdict):
         return Monitor(
@@ -115,7 +115,7 @@ async def test_stall_warns_then_halts():
     config_settings = {"stall_warn_s": 0.3, "stall_halt_s": 0.8}
     events = []
     session, _ = make_session([["x"]], settings=config_settings, events=events)
-    session.pool._remote["smollm2"] = Stalling([["x"]])
+    session.pool.register_engine("smollm2", Stalling([["x"]]))
     [result] = await session.send("@coder hello")
     stalls = [e.verdict for e in events if isinstance(e, VerdictRaised)]
     assert [(v.code, v.severity) for v in stalls if v.code == "E_STALL"] == [

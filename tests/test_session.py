@@ -57,7 +57,7 @@ def replay_session(answers: dict[str, str], workflow: str, events: list):
                 await asyncio.sleep(0.001)
                 yield word + " "
 
-    pool._remote["smollm2"] = ByPersona([[]])
+    pool.register_engine("smollm2", ByPersona([[]]))
 
     async def listen(event):
         events.append(event)

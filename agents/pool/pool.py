@@ -215,6 +215,11 @@ class ModelPool:
             # Wait for the worker to stop at its next token so the model is free again.
             await asyncio.shield(driver)
 
+    def register_engine(self, model: str, engine: Engine) -> None:
+        """Serve ``model`` (a config entry with a ``url``) from ``engine`` instead of an HTTP
+        client: an engine the caller built, such as a recording played back in tests."""
+        self._remote[model] = engine
+
     def _remote_engine(self, spec: ModelSpec) -> Engine:
         if spec.name not in self._remote:
             from agents.remote import RemoteEngine
