@@ -630,9 +630,16 @@ class Store:
 
     @staticmethod
     async def _connect(uri: str, busy_timeout_ms: int) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(
+        conn = aiosqlite.connect(
             uri, uri=True, isolation_level=None, timeout=busy_timeout_ms / 1000
         )
+        # aiosqlite's worker thread is non-daemon: a store someone forgot to close (a crashed
+        # screen, a failed test) would keep the process alive forever at exit. Every write is
+        # committed by the writer task, so letting the thread die with the process loses nothing.
+        thread = getattr(conn, "_thread", None)
+        if thread is not None and not thread.is_alive():
+            thread.daemon = True
+        conn = await conn
         try:
             await conn.execute_fetchall(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             await conn.execute_fetchall("PRAGMA foreign_keys=ON")

@@ -131,7 +131,8 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
     text = config.read_text().replace('contract = "json"', 'contract = "text"')
     config.write_text(text.replace('contract = "code"', 'contract = "text"'))
     script = tmp_path / "long.jsonl"
-    script.write_text(json.dumps({"to": "coder", "text": "Tell me a very long story."}) + "\n")
+    ask = "Count from 1 to 300, one number per line, and nothing else."
+    script.write_text(json.dumps({"to": "coder", "text": ask}) + "\n")
     db = tmp_path / "h.db"
     proc = subprocess.Popen(
         HERMES + ["batch", str(script), "--config", str(config), "--db", str(db)],
@@ -144,7 +145,9 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
     deadline = time.monotonic() + 120
     partial = ""
     while time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.1)
+        if proc.poll() is not None:
+            break  # finished before we caught it streaming: reported below
         if db.exists():
             try:
                 row = (
@@ -157,7 +160,7 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
             if row and len(row[0]) > 40:
                 partial = row[0]
                 break
-    assert partial, "the streaming message never reached the database"
+    assert partial, f"no streaming checkpoint seen (exit {proc.poll()}): {proc.stderr.read()[:300]!r}"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     con = sqlite3.connect(db)
