@@ -160,7 +160,9 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
             if row and len(row[0]) > 40:
                 partial = row[0]
                 break
-    assert partial, f"no streaming checkpoint seen (exit {proc.poll()}): {proc.stderr.read()[:300]!r}"
+    assert partial, (
+        f"no streaming checkpoint seen (exit {proc.poll()}): {proc.stderr.read()[:300]!r}"
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     con = sqlite3.connect(db)
