@@ -143,7 +143,29 @@ def _overlaps(span: tuple[int, int], seen: list[tuple[int, int]]) -> bool:
     return any(span[0] < e and s < span[1] for s, e in seen[-64:])
 
 
-class UnsafeCommandCheck:
+class _LineCheck:
+    """A check that looks at whole (or partial) lines: subclasses set ``_scan`` and define
+    ``_check(line, start, complete)``."""
+
+    _scan: _LineScanner
+
+    def _check(self, text: str, start: int, complete: bool) -> list[Verdict]:
+        raise NotImplementedError
+
+    def feed(self, piece: str) -> list[Verdict]:
+        out: list[Verdict] = []
+        for text, start, complete in self._scan.lines(piece):
+            out.extend(self._check(text, start, complete))
+        return out
+
+    def finish(self) -> list[Verdict]:
+        out: list[Verdict] = []
+        for text, start, complete in self._scan.finish():
+            out.extend(self._check(text, start, complete))
+        return out
+
+
+class UnsafeCommandCheck(_LineCheck):
     """E_UNSAFE_COMMAND (critical) for well-known destructive shell commands.
 
     Not flagged on purpose: ``shutdown``/``reboot`` (routine admin advice), ``rm -rf`` of a
@@ -163,18 +185,6 @@ class UnsafeCommandCheck:
         self._sev = severity_for("E_UNSAFE_COMMAND", severity)
         self._scan = _LineScanner()
         self._seen: list[tuple[int, int]] = []
-
-    def feed(self, piece: str) -> list[Verdict]:
-        out: list[Verdict] = []
-        for text, start, complete in self._scan.lines(piece):
-            out.extend(self._check(text, start, complete))
-        return out
-
-    def finish(self) -> list[Verdict]:
-        out: list[Verdict] = []
-        for text, start, complete in self._scan.finish():
-            out.extend(self._check(text, start, complete))
-        return out
 
     def _check(self, text: str, start: int, complete: bool) -> list[Verdict]:
         out: list[Verdict] = []
@@ -198,7 +208,7 @@ class UnsafeCommandCheck:
         return out
 
 
-class SecretCheck:
+class SecretCheck(_LineCheck):
     """E_SECRET (critical): private keys, cloud/API tokens, high-entropy credentials."""
 
     name = "secrets"
@@ -209,18 +219,6 @@ class SecretCheck:
         self._scan = _LineScanner()
         self._seen: list[tuple[int, int]] = []
         self._pem_start: int | None = None
-
-    def feed(self, piece: str) -> list[Verdict]:
-        out: list[Verdict] = []
-        for text, start, complete in self._scan.lines(piece):
-            out.extend(self._check(text, start, complete))
-        return out
-
-    def finish(self) -> list[Verdict]:
-        out: list[Verdict] = []
-        for text, start, complete in self._scan.finish():
-            out.extend(self._check(text, start, complete))
-        return out
 
     def _emit(self, span: tuple[int, int], what: str) -> list[Verdict]:
         if _overlaps(span, self._seen):
