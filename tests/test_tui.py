@@ -122,19 +122,23 @@ async def test_coder_answer_streams_into_its_view_on_the_real_model(tmp_path, mo
         await store.close()
 
 
+def replay_runtime(config, db_path, engine):
+    """A runtime factory whose model is served by ``engine`` (a recording, not a model)."""
+
+    async def start(listener):
+        runtime = await Runtime.start(config, db_path=db_path, listener=listener, judge=False)
+        install(runtime, engine)
+        return runtime
+
+    return start
+
+
 # -- a replayed JSON break through the real session + sentinel ----------------------------------
 async def test_replayed_json_break_shows_an_e_json_broken_mark(small_config, tmp_path):
     config = replay_config(load_config(small_config))
     engine = ReplayEngine([BROKEN_JSON, FIXED_JSON])
 
-    async def start(listener):
-        runtime = await Runtime.start(
-            config, db_path=tmp_path / "r.db", listener=listener, judge=False
-        )
-        install(runtime, engine)
-        return runtime
-
-    app = HermesApp(config, runtime_factory=start)
+    app = HermesApp(config, runtime_factory=replay_runtime(config, tmp_path / "r.db", engine))
     async with app.run_test(size=(80, 24)) as pilot:
         chat = chat_of(app)
         await until(pilot, lambda: chat.runtime is not None, what="runtime")
@@ -174,14 +178,7 @@ async def test_a_critical_halt_shows_its_code_where_the_stream_stopped(small_con
     leak = ["Sure. ", "Run ", "`rm -rf /`", " to clean up", " everything."]
     engine = ReplayEngine([leak])
 
-    async def start(listener):
-        runtime = await Runtime.start(
-            config, db_path=tmp_path / "h.db", listener=listener, judge=False
-        )
-        install(runtime, engine)
-        return runtime
-
-    app = HermesApp(config, runtime_factory=start)
+    app = HermesApp(config, runtime_factory=replay_runtime(config, tmp_path / "h.db", engine))
     async with app.run_test(size=(80, 24)) as pilot:
         chat = chat_of(app)
         await until(pilot, lambda: chat.runtime is not None, what="runtime")
@@ -201,14 +198,7 @@ async def test_three_panes_when_wide_and_escape_codes_never_reach_the_screen(
     config = replay_config(load_config(small_config))
     engine = ReplayEngine([["hi ", "\x1b[2J\x1b]0;owned\x07", "there"]])
 
-    async def start(listener):
-        runtime = await Runtime.start(
-            config, db_path=tmp_path / "w.db", listener=listener, judge=False
-        )
-        install(runtime, engine)
-        return runtime
-
-    app = HermesApp(config, runtime_factory=start)
+    app = HermesApp(config, runtime_factory=replay_runtime(config, tmp_path / "w.db", engine))
     async with app.run_test(size=(200, 50)) as pilot:
         chat = chat_of(app)
         await until(pilot, lambda: chat.runtime is not None, what="runtime")
