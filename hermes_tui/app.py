@@ -10,10 +10,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from hermes_tui import gc_pauses
 from hermes_tui.config import Config
 from hermes_tui.screens.chat import ChatScreen, RuntimeFactory
 
@@ -72,7 +74,11 @@ class HermesApp(App):
             help_text = f"{_doc(screen, action)} ({binding.key})"
             yield SystemCommand(title, help_text, _runner(screen, action))
 
+    def on_ready(self, event: events.Ready) -> None:
+        gc_pauses.settle()  # the first screen is up: keep later full collections short
+
     async def on_unmount(self) -> None:
+        gc_pauses.restore()
         chat = self.chat
         runtime = getattr(chat, "runtime", None) if chat else None
         if chat is not None and chat._cancel is not None:

@@ -1,6 +1,6 @@
 """Sentinel verdict marks: a quoted span styled by severity, and text with marked spans.
 
-Textual's Markdown widget cannot style an arbitrary character range, so a message keeps its
+A message body renders Markdown and cannot style an arbitrary character range, so it keeps its
 Markdown rendering and the marks are listed under it, each quoting the offending span in
 context with the span itself highlighted. The review screen shows whole messages as plain
 text with every span highlighted (``MarkedText``).

@@ -1,9 +1,8 @@
 """One message in the chat: a header, the Markdown body streamed live, and verdict marks.
 
-While a turn streams, pieces go to a ``MarkdownStream`` (Textual's own batching appender), so
-a long answer is never re-rendered per token; when the turn ends the stream is stopped and
-the body gets one full ``update()`` with the final text (a half-open code fence mid-stream
-can leave blocks stale, so the last render is from scratch).
+While a turn streams, pieces go to a ``MarkdownBody``, which renders each finished block once
+and only re-renders the block still being written; when the turn ends the body gets one full
+``update()`` with the final text (the last render is from scratch, so nothing stale is left).
 """
 
 from __future__ import annotations
@@ -11,9 +10,9 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Markdown, Static
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Static
 
+from hermes_tui.widgets.markdown_body import MarkdownBody
 from hermes_tui.widgets.marks import VerdictMark
 from hermes_tui.widgets.records import ChatMessage
 from hermes_tui.widgets.sanitize import sanitize_for_terminal
@@ -40,7 +39,7 @@ class MessageView(Vertical, can_focus=True):
     MessageView.-user { border-left: wide $secondary; color: $text-muted; }
     MessageView.hidden-turn { border-left: dashed $warning; opacity: 80%; }
     MessageView > .msg-header { height: 1; text-style: bold; }
-    MessageView > Markdown { margin: 0; padding: 0; }
+    MessageView > MarkdownBody { margin: 0; padding: 0; }
     MessageView > .halt-code { color: $text-error; text-style: bold; display: none; }
     MessageView > .halt-code.-shown { display: block; }
     MessageView > .marks { height: auto; }
@@ -57,14 +56,16 @@ class MessageView(Vertical, can_focus=True):
         super().__init__(classes=classes)
         self.record = record
         self.color = color
-        self._stream: MarkdownStream | None = None
+        self._unpainted: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="msg-header", markup=False)
         if self.record.role != "assistant":
             yield Static(sanitize_for_terminal(self.record.text), markup=False)
             return
-        yield Markdown(sanitize_for_terminal(self.record.text))
+        yield MarkdownBody(
+            sanitize_for_terminal(self.record.text), streaming=not self.record.finished
+        )
         yield Static("", classes="halt-code", markup=False)
         with Vertical(classes="marks"):
             for v in self.record.verdicts:
@@ -72,8 +73,6 @@ class MessageView(Vertical, can_focus=True):
 
     def on_mount(self) -> None:
         self.styles.border_left = ("wide", self.color)
-        if self.record.role == "assistant" and not self.record.finished:
-            self._stream = Markdown.get_stream(self.query_one(Markdown))
         self._refresh_status()
 
     # -- header -----------------------------------------------------------------------
@@ -109,19 +108,27 @@ class MessageView(Vertical, can_focus=True):
 
     # -- streaming ----------------------------------------------------------------------
     async def append(self, piece: str) -> None:
-        """Add a streamed piece (the record already holds it)."""
-        if self._stream is not None:
-            await self._stream.write(sanitize_for_terminal(piece))
+        """Take a streamed piece (the record already holds it); ``paint()`` shows it."""
+        self._unpainted.append(piece)
+
+    @property
+    def unpainted(self) -> bool:
+        return bool(self._unpainted)
+
+    def paint(self) -> None:
+        """Show the pieces taken since the last paint (the transcript decides when)."""
+        pieces, self._unpainted = self._unpainted, []
+        for body in self.query(MarkdownBody):  # none before compose(), which uses the record
+            body.append(sanitize_for_terminal("".join(pieces)))
 
     async def finish(self) -> None:
-        """The turn ended: stop the stream, render the final text once, show a halt code."""
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        """The turn ended: render the final text once and show a halt code."""
+        self._unpainted = []  # the final render below shows the whole text
         r = self.record
-        if r.role != "assistant":
+        bodies = self.query(MarkdownBody)
+        if r.role != "assistant" or not bodies:
             return
-        await self.query_one(Markdown).update(sanitize_for_terminal(r.text))
+        bodies.first().update(sanitize_for_terminal(r.text))
         if r.status in ("halted", "error", "cancelled"):
             label = {"halted": "✖ halted", "error": "✗ error", "cancelled": "⊘ cancelled"}
             where = f"{label[r.status]} here" + (f": {r.code}" if r.code else "")
@@ -138,8 +145,11 @@ class MessageView(Vertical, can_focus=True):
         """Show a verdict as soon as the sentinel raises it (the record already holds it)."""
         if self.record.role != "assistant":
             return
+        containers = self.query(".marks")
+        if not containers:  # not composed yet: compose() draws every verdict of the record
+            return
         mark = VerdictMark(verdict, self.record.text, correction=self.record.correction)
-        await self.query_one(".marks", Vertical).mount(mark)
+        await containers.first(Vertical).mount(mark)
         self._refresh_status()
 
     def show_correction(self) -> None:

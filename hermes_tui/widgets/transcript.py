@@ -4,17 +4,24 @@ At 80 columns three panes would be ~26 cells each, too narrow for code, so below
 ``WIDE_AT`` columns every message goes into one column with a coloured left edge per
 persona; from ``WIDE_AT`` columns on each persona gets its own pane and the three streams
 are side by side. Switching rebuilds the views from the records (``ChatMessage``).
+
+Streamed text is painted pane by pane: with three panes, one pane gets its new text every
+``PAINT_S / 3`` seconds. Each paint scrolls a pane, and Textual repaints whatever moved, so
+painting all three at once made one frame three times as long, and a key press arriving
+then waited for all of it (``benchmarks/bench_tui.py``).
 """
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Container, Horizontal, VerticalScroll
+from textual.timer import Timer
 
 from hermes_tui.widgets.message import MessageView
 from hermes_tui.widgets.records import ChatMessage
 
 WIDE_AT = 160
+PAINT_S = 0.1  # each pane shows newly streamed text ten times a second
 
 
 class PersonaPane(VerticalScroll):
@@ -41,6 +48,8 @@ class Transcript(Container):
         self.wide = wide
         self.records: list[ChatMessage] = []
         self.views: dict[str, MessageView] = {}
+        self._ticker: Timer | None = None
+        self._tick = 0
 
     def compose(self) -> ComposeResult:
         if self.wide:
@@ -58,6 +67,20 @@ class Transcript(Container):
     def on_mount(self) -> None:
         for pane in self.query(PersonaPane):
             pane.anchor()
+        if self._ticker is None:
+            slots = max(3, len(self.personas))
+            self._ticker = self.set_interval(PAINT_S / slots, self._paint_next, name="paint")
+
+    def _paint_next(self) -> None:
+        """Paint the streamed text of the pane whose turn it is."""
+        self._tick = (self._tick + 1) % max(3, len(self.personas))
+        panes = list(self.query(PersonaPane))
+        if self._tick >= len(panes):
+            return
+        pane = panes[self._tick]
+        for view in self.views.values():
+            if view.unpainted and view.parent is pane:
+                view.paint()
 
     def _panes_for(self, record: ChatMessage) -> list[PersonaPane]:
         if not self.wide:
@@ -86,10 +109,6 @@ class Transcript(Container):
         """Switch layouts, rebuilding every message from its record."""
         if wide == self.wide:
             return
-        for view in self.views.values():
-            if view._stream is not None:
-                await view._stream.stop()
-                view._stream = None
         self.wide = wide
         self.views.clear()
         await self.recompose()
@@ -100,9 +119,6 @@ class Transcript(Container):
 
     async def clear(self) -> None:
         """Forget every message (a new session)."""
-        for view in self.views.values():
-            if view._stream is not None:
-                await view._stream.stop()
         self.records.clear()
         self.views.clear()
         for pane in self.query(PersonaPane):

@@ -1,0 +1,187 @@
+"""A message body that streams Markdown cheaply: finished blocks render once, only the tail again.
+
+Textual's ``Markdown`` widget mounts one widget per block. With three answers streaming at
+200 tokens/s, every frame re-laid out and repainted a few hundred block widgets and a key
+press waited behind them (keypress-to-screen p95 167 ms, ``benchmarks/bench_tui.py``). This
+body is ONE widget (Textual's line API) whose lines are cached ``Strip`` objects:
+
+* the streamed text is cut where later text cannot change what came before — after a blank
+  line outside a code fence — and each finished chunk is rendered once with Rich's Markdown;
+* only the open tail (the block still being written) is rendered again on each update, and
+  the layout is refreshed only when the number of lines changed;
+* ``update()`` (the end of a turn) renders the whole text once from scratch, so a construct
+  that spans a blank line (a loose list, say) ends up exactly as Rich renders it;
+* a width change renders the chunks again at the new width.
+
+Links are rendered as plain styled text (no OSC 8 hyperlinks: they misbehave over some SSH
+and multiplexer setups); control characters are removed before text gets here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rich.markdown import Markdown as RichMarkdown
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Region, Size
+from textual.strip import Strip
+from textual.widget import Widget
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+class MarkdownBody(Widget):
+    """Markdown text as cached lines; ``append`` while streaming, ``update`` when done."""
+
+    DEFAULT_CSS = "MarkdownBody { height: auto; }"
+
+    def __init__(self, text: str = "", *, streaming: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._source = ""
+        self._chunks: list[str] = []  # finished chunks of the source, in order
+        self._frozen_upto = 0  # characters of the source held by ``_chunks``
+        self._scan_at = 0  # start of the first line not yet scanned for a cut
+        self._fence: str | None = None  # the open fence marker at ``_scan_at``, if any
+        self._width = 0  # the width ``_frozen`` and ``_tail`` were rendered at
+        self._frozen: list[Strip] = []  # rendered lines of the first ``_rendered`` chunks
+        self._rendered = 0
+        self._tail: list[Strip] = []
+        self._all: list[Strip] | None = None
+        self._style: Style | None = None
+        if streaming:
+            self._source = text
+            self._cut()
+        else:
+            self._set_whole(text)
+
+    @property
+    def source(self) -> str:
+        """The Markdown text shown."""
+        return self._source
+
+    # -- text in ----------------------------------------------------------------------
+    def append(self, piece: str) -> None:
+        """Add streamed text: finished blocks are rendered once, the open tail again."""
+        if not piece:
+            return
+        self._source += piece
+        before = self._height()
+        if self._cut() and self._width:
+            self._frozen.extend(self._render_chunks(self._chunks[self._rendered :]))
+        self._rendered = len(self._chunks)
+        if self._width:
+            self._tail = self._render(self._source[self._frozen_upto :], self._width)
+        self._changed(before)
+
+    def update(self, text: str) -> None:
+        """Show ``text`` rendered as one document (the final render of a turn)."""
+        before = self._height()
+        self._set_whole(text)
+        self._changed(before)
+
+    def _set_whole(self, text: str) -> None:
+        self._source = text
+        self._chunks = [text] if text else []
+        self._rendered = 0
+        self._frozen_upto = self._scan_at = len(text)
+        self._fence = None
+        self._width = 0  # render lazily at the laid-out width
+        self._all = None
+
+    def _cut(self) -> bool:
+        """Move finished blocks from the tail into ``_chunks``; True when any moved."""
+        src = self._source
+        cut = None
+        at = self._scan_at
+        while True:
+            end = src.find("\n", at)
+            if end < 0:
+                break
+            line = src[at:end]
+            fence = _FENCE.match(line)
+            if self._fence is None:
+                if fence:
+                    self._fence = fence.group(1)[0] * 3
+                elif not line.strip() and at > self._frozen_upto:
+                    cut = end + 1
+            elif fence and fence.group(1).startswith(self._fence):
+                self._fence = None
+            at = end + 1
+        self._scan_at = at
+        if cut is None:
+            return False
+        self._chunks.append(src[self._frozen_upto : cut])
+        self._frozen_upto = cut
+        return True
+
+    # -- rendering --------------------------------------------------------------------
+    def _render(self, text: str, width: int) -> list[Strip]:
+        if not text.strip():
+            return []
+        console = self.app.console
+        options = console.options.update(width=width, height=None, highlight=False)
+        markdown = RichMarkdown(text, hyperlinks=False)
+        lines = [Strip(line) for line in Segment.split_lines(console.render(markdown, options))]
+        # Rich puts an empty line between blocks (and before a list); drop those at the ends,
+        # the gap between chunks is added once. A code block's padding is not empty: kept.
+        while lines and not lines[0].cell_length:
+            lines.pop(0)
+        while lines and not lines[-1].cell_length:
+            lines.pop()
+        strips = [line.adjust_cell_length(width) for line in lines]
+        return strips
+
+    def _render_chunks(self, chunks: list[str]) -> list[Strip]:
+        out: list[Strip] = []
+        for chunk in chunks:
+            strips = self._render(chunk, self._width)
+            if strips:
+                if self._frozen or out:
+                    out.append(Strip.blank(self._width))  # the gap Rich puts between blocks
+                out.extend(strips)
+        return out
+
+    def _lines(self, width: int) -> list[Strip]:
+        """Every line at ``width``: the frozen chunks, a gap, the tail (cached)."""
+        if width != self._width:
+            self._width = width
+            self._frozen = []
+            self._frozen = self._render_chunks(self._chunks)
+            self._rendered = len(self._chunks)
+            self._tail = self._render(self._source[self._frozen_upto :], width)
+            self._all = None
+        if self._all is None:
+            gap = [Strip.blank(width)] if self._frozen and self._tail else []
+            self._all = [*self._frozen, *gap, *self._tail]
+        return self._all
+
+    def _height(self) -> int:
+        return len(self._lines(self._width)) if self._width else -1
+
+    def _changed(self, height_before: int) -> None:
+        self._all = None
+        height = self._height()
+        self.refresh(layout=height != height_before or height < 0)
+
+    # -- Textual line API ---------------------------------------------------------------
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        return container.width
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self._lines(width))
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._style = self.rich_style  # looked up once per paint, not once per line
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._style = None
+
+    def render_line(self, y: int) -> Strip:
+        width = self.content_size.width
+        lines = self._lines(width) if width else []
+        style = self._style or self.rich_style
+        if y >= len(lines):
+            return Strip.blank(width, style)
+        return lines[y].apply_style(style)

@@ -1,0 +1,93 @@
+"""The streamed message body shows the same lines while streaming as after its final render."""
+
+from __future__ import annotations
+
+import random
+
+from textual.app import App, ComposeResult
+
+from hermes_tui.widgets.markdown_body import MarkdownBody
+
+ANSWER = """Here is the plan.
+
+1. Build the package.
+2. Run the tests.
+
+```python
+def release(version: str) -> None:
+    build(version)
+
+    tag(version)
+```
+
+A closing paragraph that is long enough to wrap at sixty columns, so wrapping is covered too.
+
+- one
+- two
+"""
+
+
+class BodyApp(App):
+    def __init__(self, text: str, streaming: bool) -> None:
+        super().__init__()
+        self.body = MarkdownBody(text, streaming=streaming)
+
+    def compose(self) -> ComposeResult:
+        yield self.body
+
+
+def shown(body: MarkdownBody) -> list[str]:
+    return [body.render_line(y).text.rstrip() for y in range(body.size.height)]
+
+
+async def whole_render(text: str, width: int = 60) -> list[str]:
+    app = BodyApp(text, streaming=False)
+    async with app.run_test(size=(width, 40)) as pilot:
+        await pilot.pause()
+        return shown(app.body)
+
+
+async def test_streamed_pieces_show_the_same_lines_as_one_render() -> None:
+    expected = await whole_render(ANSWER)
+    assert any("def release" in line for line in expected)
+    rng = random.Random(7)
+    app = BodyApp("", streaming=True)
+    async with app.run_test(size=(60, 40)) as pilot:
+        at = 0
+        while at < len(ANSWER):
+            step = rng.randint(1, 9)
+            app.body.append(ANSWER[at : at + step])
+            at += step
+            if rng.random() < 0.3:
+                await pilot.pause()
+        await pilot.pause()
+        assert app.body.source == ANSWER
+        assert shown(app.body) == expected
+
+
+async def test_a_blank_line_inside_a_code_fence_does_not_split_the_block() -> None:
+    app = BodyApp("", streaming=True)
+    async with app.run_test(size=(60, 40)) as pilot:
+        app.body.append("```python\nx = 1\n\n")
+        await pilot.pause()
+        app.body.append("y = 2\n```\n")
+        await pilot.pause()
+        streamed = shown(app.body)
+    whole = await whole_render("```python\nx = 1\n\ny = 2\n```\n")
+    assert streamed == whole
+    # One code block: both lines sit in it, with the blank line between them kept.
+    xs = [i for i, line in enumerate(whole) if "x = 1" in line or "y = 2" in line]
+    assert len(xs) == 2 and xs[1] - xs[0] == 2
+
+
+async def test_a_narrower_terminal_rewraps_the_streamed_text() -> None:
+    app = BodyApp("", streaming=True)
+    async with app.run_test(size=(80, 30)) as pilot:
+        app.body.append("word " * 40 + "\n\n" + "more " * 10)
+        await pilot.pause()
+        wide = len(shown(app.body))
+        await pilot.resize_terminal(40, 30)
+        await pilot.pause()
+        narrow = shown(app.body)
+        assert len(narrow) > wide
+        assert all(len(line) <= 40 for line in narrow)
