@@ -112,6 +112,12 @@ async def test_coder_answer_streams_into_its_view_on_the_real_model(tmp_path, mo
         assert sanitize_for_terminal(record.text).startswith("".join(appended))
         assert view.query_one(MarkdownBody).source == sanitize_for_terminal(record.text)
         assert "coder" in str(view.query_one(".msg-header").render())
+        # The pool dashboard lists the model load among its recent events, readably.
+        await pilot.press("f2")
+        await pilot.pause(0.5)
+        events = str(chat.query_one("#events").render())
+        assert " load " in events and "@coder started" in events
+        assert "PoolEvent(" not in events
     # The answer was recorded in the session's database.
     store = await Store.open(db, readonly=True)
     try:

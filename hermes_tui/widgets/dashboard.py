@@ -8,6 +8,7 @@ refresh is a few widget updates, so the chat keeps streaming.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,15 @@ def field_of(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, dict):
         return obj.get(name, default)
     return getattr(obj, name, default)
+
+
+def pool_event_line(event: Any) -> str:
+    """``12:03:04 load smollm2 @coder 0.4 s`` for a pool event (load, evict, save_state...)."""
+    when = time.strftime("%H:%M:%S", time.localtime(field_of(event, "ts", 0.0)))
+    persona = field_of(event, "persona", "")
+    parts = [when, field_of(event, "kind", "?"), field_of(event, "model", "")]
+    parts += [f"@{persona}" if persona else "", field_of(event, "detail", "")]
+    return sanitize_for_terminal(" ".join(p for p in parts if p))
 
 
 def human_bytes(n: float | int | None) -> str:
@@ -88,7 +98,7 @@ class PoolDashboard(VerticalScroll):
         self.config_devices = devices
         self.source = source
         self.running = running
-        self.events: deque[str] = deque(maxlen=8)
+        self.events: deque[tuple[float, str]] = deque(maxlen=8)  # (wall time, line)
         self.rates: deque[float] = deque([0.0] * 30, maxlen=30)
         self._tokens_since = 0
 
@@ -124,7 +134,7 @@ class PoolDashboard(VerticalScroll):
 
     # -- inputs from the chat -------------------------------------------------------------
     def note_event(self, line: str) -> None:
-        self.events.append(sanitize_for_terminal(line))
+        self.events.append((time.time(), sanitize_for_terminal(line)))
 
     def note_tokens(self, n: int = 1) -> None:
         self._tokens_since += n
@@ -154,8 +164,10 @@ class PoolDashboard(VerticalScroll):
         self._show_queue(snap)
         lines = list(self.events)
         for ev in list(field_of(snap, "events", None) or [])[-8:] if snap is not None else []:
-            lines.append(sanitize_for_terminal(str(field_of(ev, "text", ev))))
-        self.query_one("#events", Static).update("\n".join(lines[-8:]) or "none yet")
+            lines.append((field_of(ev, "ts", 0.0), pool_event_line(ev)))
+        lines.sort(key=lambda item: item[0])
+        text = "\n".join(line for _, line in lines[-8:])
+        self.query_one("#events", Static).update(text or "none yet")
 
     def _show_devices(self, snap: Any) -> None:
         devices = list(field_of(snap, "devices", None) or []) if snap is not None else []
