@@ -51,8 +51,11 @@ class ReplayEngine(Engine):
 
 
 def replay_config(config, model: str = "smollm2"):  # -> hermes_tui.config.Config
-    """The config with ``model`` turned into a 'remote' model, so a ReplayEngine can serve it."""
-    spec = dataclasses.replace(config.models[model], url="http://replay.invalid/v1", path=None)
+    """The config with ``model`` turned into a 'remote' model, so a ReplayEngine can serve it
+    (eight streams at once, so parallel personas are not queued behind each other)."""
+    spec = dataclasses.replace(
+        config.models[model], url="http://replay.invalid/v1", path=None, max_concurrency=8
+    )
     return dataclasses.replace(config, models={**config.models, model: spec})
 
 

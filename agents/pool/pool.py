@@ -6,7 +6,8 @@ models least-recently-used first, runs the personas that share one model togethe
 sequence each, batched decode) and saves/restores a persona's KV state when its sequence or
 its model has to go, so that coming back does not mean re-reading the whole history. Remote
 OpenAI-compatible endpoints bypass the memory scheduler (their memory is someone else's) and
-are limited by a per-endpoint concurrency semaphore instead.
+pass a gate of their own instead (``remote_gate``): per server, at most ``max_concurrency``
+streams at once and a bounded, fair queue for the rest, shown on the dashboard like local ones.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from agents.engine import Engine, Message, SamplingParams, relay
 from agents.pool.queue import AdmissionQueue, NeverFitsError, PoolBusyError, QueuedInfo, Request
+from agents.pool.remote_gate import RemoteGate
 from agents.pool.scheduler import Job, PoolEvent, Scheduler, slot_key
 from agents.specs import ModelSpec, PoolSpec
 
@@ -125,6 +127,7 @@ class ModelPool:
         )
         self._estimates: dict[str, int] = {}
         self._remote: dict[str, Engine] = {}
+        self.remote = RemoteGate(self.spec.queue_size)
         self.scheduler.configure(models, self._estimates)
         self.rejected = 0
 
@@ -187,7 +190,9 @@ class ModelPool:
         """
         spec = self._spec(model)
         if spec.remote:
-            async for piece in self._remote_engine(spec).stream(messages, params, cancel):
+            async for piece in self._generate_remote(
+                persona, spec, messages, params, cancel, priority
+            ):
                 yield piece
             return
         try:
@@ -214,6 +219,35 @@ class ModelPool:
             self.scheduler.withdraw(job)
             # Wait for the worker to stop at its next token so the model is free again.
             await asyncio.shield(driver)
+
+    async def _generate_remote(
+        self,
+        persona: str,
+        spec: ModelSpec,
+        messages: list[Message],
+        params: SamplingParams,
+        cancel: asyncio.Event | None,
+        priority: str,
+    ) -> AsyncIterator[str]:
+        """Stream from a remote endpoint once the gate gives this request one of its seats."""
+        assert spec.url is not None
+        req = Request(persona, spec.name, priority, params.max_tokens)
+        ep = self.remote.endpoint(spec.url, spec.max_concurrency)
+        if len(ep.running) >= ep.capacity or len(ep.queue):
+            detail = f"{priority}; waiting for {ep.url} ({len(ep.running)}/{ep.capacity} busy)"
+            self._event("wait", spec.name, persona, detail)
+        try:
+            async with self.remote.seat(spec.url, spec.max_concurrency, req) as ep:
+                self._event("admit", spec.name, persona, f"{priority}; remote {ep.url}")
+                t0, n = time.monotonic(), 0
+                async for piece in self._remote_engine(spec).stream(messages, params, cancel):
+                    n += 1
+                    yield piece
+                self.remote.record_speed(ep, n, time.monotonic() - t0)
+        except PoolBusyError as exc:
+            self.rejected += 1
+            self._event("reject", spec.name, persona, str(exc))
+            raise
 
     def register_engine(self, model: str, engine: Engine) -> None:
         """Serve ``model`` (a config entry with a ``url``) from ``engine`` instead of an HTTP
@@ -271,11 +305,13 @@ class ModelPool:
             for s in sch.slots.values()
         ]
         running = [(j.persona, j.model) for s in sch.slots.values() for j in s.jobs]
+        running += self.remote.running()
         queue = self.queue.estimates(
             lambda r: r.payload.remaining_tokens / sch.decode_tps(r.payload.key),
             sch.busy_seconds,
             lambda r: self.models[r.model].device,
         )
+        queue += self.remote.waiting()
         states = [(sch._name(k), p, st.nbytes) for (k, p), st in sch.states.items()]
         return PoolSnapshot(devices, resident, running, queue, states, list(self.events))
 
