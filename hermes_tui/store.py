@@ -21,11 +21,12 @@ Design, and why:
   add an fsync per checkpoint (every 0.5 s per streaming persona) for protection against
   power loss only.
 * **Recovery.** Opening a writable store marks messages still ``streaming`` as
-  ``interrupted``: they were being written by a process that died. hermes assumes one writer
-  process per database file (the default path is per user); a second hermes opened on the
-  same file would mark the first one's live messages interrupted. Their final text still
-  lands when the first process calls ``finish_message`` (which does not care about the
-  previous status); only their intermediate checkpoints are ignored.
+  ``interrupted``: they were being written by a process that died. Every writable store holds
+  a shared ``flock`` on ``<db>-writers`` for its lifetime, and recovery first takes that lock
+  exclusively: if another live process is writing (a batch run beside the chat), recovery is
+  left for later, so its live messages are never marked. A read-only store (``hermes log``)
+  shows ``streaming`` messages as ``interrupted`` when no live process holds the lock. Locks
+  die with their process, so a crash never leaves a stale lock.
 * **Migrations** are an ordered list of small named async steps keyed by
   ``PRAGMA user_version``. A database newer than this code is refused rather than guessed at.
 * **Errors** the user can act on (locked, corrupt, unwritable, read-only, too new) surface as a
@@ -42,7 +43,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -73,6 +74,66 @@ MAX_BATCH = 1000
 SEARCH_WINDOW = 10_000
 
 TimeLike = float | int | datetime
+
+
+class _WritersLock:
+    """Which processes have the database open to write: a shared ``flock`` each (see Recovery).
+
+    Where ``flock`` is missing (not POSIX) or the lock file cannot be made, every call says
+    "alone" and recovery behaves as if there were one writer per database.
+    """
+
+    def __init__(self, db: Path) -> None:
+        self._fd: int | None = None
+        try:
+            self._fd = os.open(_lock_path(db), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            self._fd = None
+
+    def alone(self) -> bool:
+        """Take the lock exclusively if no other writer holds it (then recovery is safe)."""
+        return self._fd is None or _flock(self._fd, exclusive=True)
+
+    def share(self) -> None:
+        """Hold the lock shared for as long as this store is open."""
+        if self._fd is not None:
+            _flock(self._fd, exclusive=False, wait=True)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+    @staticmethod
+    def anyone_writing(db: Path) -> bool:
+        """True when some live process holds the lock (checked without taking it for long)."""
+        try:
+            fd = os.open(_lock_path(db), os.O_RDONLY)
+        except OSError:
+            return False  # no lock file: no hermes has written since locks existed
+        try:
+            return not _flock(fd, exclusive=True)
+        finally:
+            os.close(fd)
+
+
+def _lock_path(db: Path) -> str:
+    return f"{db}-writers"
+
+
+def _flock(fd: int, *, exclusive: bool, wait: bool = False) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return True
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    try:
+        fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 class StoreError(Exception):
@@ -527,6 +588,8 @@ class Store:
         self.readonly = readonly
         self.busy_timeout_ms = busy_timeout_ms
         self.recovered = 0  # messages marked interrupted when this store opened
+        self.live_writer = False  # read-only: another process has the database open to write
+        self._writers_lock: _WritersLock | None = None
         self._w = write_conn
         self._r = read_conn
         self._queue: asyncio.Queue[_Op] = asyncio.Queue()
@@ -575,13 +638,15 @@ class Store:
                         f"database {path} has schema version {version} ({what}; this hermes "
                         f"uses {SCHEMA_VERSION}); open it once writable with hermes to upgrade"
                     )
-                return cls(
+                store = cls(
                     path,
                     readonly=True,
                     busy_timeout_ms=busy_timeout_ms,
                     write_conn=None,
                     read_conn=first,
                 )
+                store.live_writer = _WritersLock.anyone_writing(path)
+                return store
             # Refuse a newer or foreign database before touching it (WAL rewrites the header).
             version = await _user_version(first)
             if version > SCHEMA_VERSION:
@@ -621,11 +686,15 @@ class Store:
         except (sqlite3.Error, OSError) as exc:
             await _close_all(conns)
             raise _error(exc, path, busy_timeout_ms) from exc
+        store._writers_lock = _WritersLock(path)
         try:
-            store.recovered = await store.recover_interrupted()
+            if store._writers_lock.alone():
+                store.recovered = await store.recover_interrupted()
         except StoreError:
             await store.close()
             raise
+        finally:
+            store._writers_lock.share()
         return store
 
     @staticmethod
@@ -667,6 +736,8 @@ class Store:
             except sqlite3.Error:
                 pass
         await _close_all([c for c in (self._r, self._w) if c is not None])
+        if self._writers_lock is not None:
+            self._writers_lock.release()
 
     async def __aenter__(self) -> Store:
         return self
@@ -1063,7 +1134,12 @@ class Store:
         by_msg: dict[int | None, list[VerdictRow]] = {}
         for r in verdicts:
             by_msg.setdefault(r[1], []).append(_verdict_row(r))
-        return [_message_row(m, by_msg.get(m[0])) for m in msgs]
+        rows = [_message_row(m, by_msg.get(m[0])) for m in msgs]
+        if self.readonly and not self.live_writer:  # nobody is writing them any more
+            rows = [
+                replace(m, status="interrupted") if m.status == "streaming" else m for m in rows
+            ]
+        return rows
 
     async def list_verdicts(
         self,

@@ -392,8 +392,10 @@ async def test_log_and_review_open_someone_elses_db_read_only(tmp_path):
     assert after["theirs.db"] == before["theirs.db"], "review/log must not change the file"
     assert db.stat().st_mtime_ns == mtime
     # SQLite's read-only WAL readers may leave an empty -wal and a -shm index beside it (they
-    # hold no data); nothing else may appear.
-    assert set(after) <= {"theirs.db", "theirs.db-wal", "theirs.db-shm"}, sorted(after)
+    # hold no data), and the -writers lock file is the writable hermes's that made it.
+    assert "theirs.db-writers" in before
+    allowed = {"theirs.db", "theirs.db-wal", "theirs.db-shm", "theirs.db-writers"}
+    assert set(after) <= allowed, sorted(after)
     assert (tmp_path / "theirs.db-wal").read_bytes() == b"" if "theirs.db-wal" in after else True
 
 

@@ -203,6 +203,63 @@ async def test_sigkilled_writer_leaves_intact_db_with_interrupted_message(tmp_pa
         assert again.recovered == 0
 
 
+LIVE_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from hermes_tui.store import Store
+
+    async def main(path):
+        store = await Store.open(path)
+        sid = await store.create_session("batch", personas=["coder"])
+        mid = await store.start_message(sid, "coder")
+        await store.checkpoint_message(mid, "half an answer", 3)
+        await store.flush()
+        print("streaming", mid, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+async def test_a_second_hermes_never_marks_a_live_writers_message_interrupted(tmp_path: Path):
+    db = tmp_path / "hermes.db"
+    script = tmp_path / "child.py"
+    script.write_text(LIVE_CHILD)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        mid = int(proc.stdout.readline().split()[1])
+        # Another hermes (the chat beside a batch run) opens the same database.
+        async with await Store.open(db) as second:
+            assert second.recovered == 0
+            (msg,) = await second.get_transcript(1)
+            assert msg.id == mid and msg.status == "streaming"
+        async with await Store.open(db, readonly=True) as viewer:  # hermes log
+            assert viewer.live_writer
+            assert (await viewer.get_transcript(1))[0].status == "streaming"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        # The writer is gone: hermes log already shows the message as interrupted...
+        async with await Store.open(db, readonly=True) as viewer:
+            assert not viewer.live_writer
+            (msg,) = await viewer.get_transcript(1)
+            assert msg.status == "interrupted" and msg.content == "half an answer"
+        # ...and the next writable open marks it so, once.
+        async with await Store.open(db) as third:
+            assert third.recovered == 1
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 # ---- files, permissions, errors -----------------------------------------------------------------
 
 
@@ -316,7 +373,8 @@ async def test_readonly_open_never_writes(tmp_path: Path):
     async with await Store.open(db, readonly=True) as ro:
         assert ro.recovered == 0
         transcript = await ro.get_transcript(sid)
-        assert transcript[-1].status == "streaming"  # review does not "recover" others' DBs
+        # Shown as interrupted (no live process writes it), but the file is not touched.
+        assert transcript[-1].status == "interrupted"
         assert [h.kind for h in await ro.search("parser")]
         with pytest.raises(StoreError, match="read-only"):
             await ro.create_session("chat")
