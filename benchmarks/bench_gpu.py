@@ -10,7 +10,9 @@ Runs unchanged on a CUDA machine (``--device cuda``) and, with tiny shapes, on t
                 NVML-sampled use stays under budget, evictions and state saves happen
 * ``sentinel``  primary tokens/s on the GPU with and without the judge process busy on the CPU
 * ``batched``   three personas as three sequences of ONE model: batched vs interleaved decode
-                vs one stream
+                vs one stream, with SeqRunner's GPU settings and with the ones before #7
+* ``probe``     raw llama_decode steps of 1 vs 3 sequences under candidate context settings,
+                sampler cost and prefill per ubatch size (benchmarks/gpu_probe.py)
 * ``split``     (2 GPUs) a model forced over both cards by per-device budgets: planner's
                 tensor_split vs llama.cpp's default split vs one card
 
@@ -34,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from agents.engine import SamplingParams  # noqa: E402
 from agents.pool.estimate import estimate  # noqa: E402
@@ -43,6 +46,18 @@ from agents.specs import DeviceSpec, ModelSpec, PoolSpec  # noqa: E402
 from tests.gguf_factory import write_llama_gguf  # noqa: E402
 
 GiB = 1024**3
+GPU_KNOBS = (
+    "GPU_FLASH_ATTN",
+    "GPU_KV_UNIFIED",
+    "GPU_N_BATCH",
+    "GPU_THREADS",
+)
+LEGACY_GPU = {
+    "GPU_FLASH_ATTN": False,
+    "GPU_KV_UNIFIED": False,
+    "GPU_N_BATCH": 512,
+    "GPU_THREADS": None,
+}
 # name: (n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab)
 SHAPES = {
     "0.5B": (24, 896, 14, 2, 4864, 32000),
@@ -143,11 +158,46 @@ def sec_estimate(a, nvml, res) -> None:
         )
         print("estimate", rows[-1])
     res["estimate"] = rows
+    res["estimate_pool"] = [pool_estimate_row(a, nvml, shape) for shape in ["0.5B", "1.5B", "7B"]]
+
+
+def pool_estimate_row(a, nvml, shape: str) -> dict:
+    """The pool's own load (three sequences, SeqRunner's GPU settings): the bytes it reserves
+    on the GPU vs what NVML shows taken while the model is resident."""
+    path = model_file(a.work, shape, a.smoke)
+    spec = ModelSpec("m", path=path, n_ctx=2048, n_gpu_layers=a.ngl, device=a.dev)
+    devices = (DeviceSpec(a.dev, 1024 * GiB), DeviceSpec("cpu", 1024 * GiB))
+    pool = ModelPool({"m": spec}, PoolSpec(devices=devices[:1] if a.dev == "cpu" else devices))
+    placement = pool.placement("m")
+    before = nvml.used(0) if nvml else 0
+    measured = 0
+
+    async def load() -> None:
+        nonlocal measured
+        await pool.prefetch("m")
+        while not pool.snapshot().resident or pool.snapshot().resident[0].state != "ready":
+            await asyncio.sleep(0.01)
+        msgs = [{"role": "user", "content": "hi"}]
+        async for _ in pool.generate("coder", "m", msgs, SamplingParams(max_tokens=4)):
+            pass
+        measured = (nvml.used(0) if nvml else 0) - before
+        await pool.close()
+
+    asyncio.run(load())
+    gpu = placement.get(a.dev, 0)
+    row = {
+        "shape": shape,
+        "placement_gib": {d: n / GiB for d, n in placement.items()},
+        "nvml_delta_gib": measured / GiB,
+        "ratio": gpu / measured if measured else None,
+    }
+    print("estimate_pool", row)
+    return row
 
 
 def sec_restore(a, nvml, res) -> None:
     out = {}
-    path = model_file(a.work, "1.5B" if not a.smoke else "0.5B", a.smoke)
+    path = model_file(a.work, "1.5B" if not a.smoke else "0.5B", a.smoke, random_weights=True)
     for where, ngl in (("gpu", a.ngl), ("cpu", 0)):
         if where == "gpu" and not a.ngl:
             continue
@@ -172,28 +222,57 @@ def sec_restore(a, nvml, res) -> None:
             "restore_speedup": prefill / load if load else None,
         }
         ll.close()
+        if where == "gpu":
+            # the settings SeqRunner now uses on a GPU: ubatch 2048, flash attention (warm)
+            ll = llama(path, ngl, 4096, n_batch=2048, n_ubatch=2048, flash_attn=True)
+            ll.eval(history)
+            ll.reset()
+            t0 = time.perf_counter()
+            ll.eval(history)
+            out[where]["reprefill_s_ub2048_fa_warm"] = time.perf_counter() - t0
+            ll.close()
         print("restore", where, out[where])
     # What the scheduler picks: two personas share one sequence slot, so the second turn of
-    # each must either restore its saved state or re-prefill.
-    spec = ModelSpec("m", path=path, n_ctx=4096, n_gpu_layers=a.ngl, device=a.dev)
-    pool = ModelPool(
-        {"m": spec}, PoolSpec(devices=(DeviceSpec(a.dev, a.budget),)), seqs_per_model=1
-    )
+    # each must either restore its saved state or re-prefill. On the GPU and on the CPU.
     history = " ".join(f"word{i}" for i in range(300 if not a.smoke else 30))
+    for where, ngl, dev in (("gpu", a.ngl, a.dev), ("cpu", 0, "cpu")):
+        if where == "gpu" and not a.ngl:
+            continue
+        spec = ModelSpec("m", path=path, n_ctx=4096, n_gpu_layers=ngl, device=dev)
+        pool = ModelPool(
+            {"m": spec}, PoolSpec(devices=(DeviceSpec(dev, a.budget),)), seqs_per_model=1
+        )
 
-    async def turns() -> None:
-        for persona in ["a", "b", "a", "b"]:
-            msgs = [{"role": "user", "content": f"{persona}: {history}"}]
-            async for _ in pool.generate(persona, "m", msgs, SamplingParams(max_tokens=8)):
-                pass
-        await pool.close()
+        async def turns(pool=pool) -> None:
+            for persona in ["a", "b", "a", "b"]:
+                msgs = [{"role": "user", "content": f"{persona}: {history}"}]
+                async for _ in pool.generate(persona, "m", msgs, SamplingParams(max_tokens=8)):
+                    pass
+            await pool.close()
 
-    asyncio.run(turns())
-    out["scheduler"] = {
-        "restores": pool.scheduler.restores,
-        "reprefills": pool.scheduler.reprefills,
-        "events": [f"{e.kind}: {e.detail}" for e in pool.events if "state" in e.kind],
-    }
+        t0 = time.perf_counter()
+        asyncio.run(turns())
+        st = next(iter(pool.scheduler.stats.values()))
+        sched = pool.scheduler
+        out[f"scheduler_{where}"] = {
+            "seconds": time.perf_counter() - t0,
+            "picked": "restore"
+            if sched.restores and not sched.reprefills
+            else "re-prefill"
+            if sched.reprefills and not sched.restores
+            else "both",
+            "restores": sched.restores,
+            "reprefills": sched.reprefills,
+            "prefill_long_tps": st.prefill_long_tps,
+            "save_bytes_per_s": st.save_bps,
+            "restore_bytes_per_s": st.restore_bps,
+            "events": [
+                f"{e.kind}: {e.detail}"
+                for e in pool.events
+                if "state" in e.kind or e.kind == "reprefill"
+            ],
+        }
+        print("restore scheduler", where, out[f"scheduler_{where}"])
     res["restore"] = out
 
 
@@ -209,8 +288,12 @@ def sec_budget(a, nvml, res) -> None:
         )
         for name, (shape, seed) in shapes.items()
     }
-    pool = ModelPool(models, PoolSpec(devices=(DeviceSpec(a.dev, a.budget),)), seqs_per_model=1)
-    estimates = {n: pool.estimate(n) for n in models}
+    # Host memory is a device of its own: what stays there (token embeddings, the logits
+    # buffer) is not charged to the GPU's budget.
+    devices = (DeviceSpec(a.dev, a.budget), DeviceSpec("cpu", 64 * GiB))
+    devices = devices[:1] if a.dev == "cpu" else devices  # --smoke: the CPU is the device
+    pool = ModelPool(models, PoolSpec(devices=devices), seqs_per_model=1)
+    estimates = {n: pool.placement(n).get(a.dev, 0) for n in models}
     base = nvml.used(0) if nvml else 0
     sampler = Sampler(nvml)
     sampler.start()
@@ -305,16 +388,47 @@ def stream_tps(ll, n: int) -> float:
 
 def sec_batched(a, nvml, res) -> None:
     path = model_file(a.work, "1.5B" if not a.smoke else "0.5B", a.smoke, random_weights=True)
+    res["batched"] = batched_runs(a, path, legacy=True)
+
+
+def sec_batched_q8(a, nvml, res) -> None:
+    """The same on a Q8_0 model of the same shape (what users run: quantized GGUFs)."""
+    path = q8_model(a)
+    res["batched_q8"] = batched_runs(a, path, legacy=False) | {"tensor_type": "Q8_0"}
+
+
+def q8_model(a) -> Path:
+    dims = (SMOKE if a.smoke else SHAPES)["1.5B"]
+    path = a.work / "1.5B-q8_0.gguf"
+    if not path.exists():
+        t0 = time.time()
+        write_llama_gguf(path, *dims, tensor_type="Q8_0", random_weights=True, n_ctx_train=8192)
+        print(f"wrote {path.name} in {time.time() - t0:.0f}s")
+    return path
+
+
+def batched_runs(a, path: Path, legacy: bool) -> dict:
+    """One stream of llama-cpp-python vs the pool with one persona and with three."""
     ll = llama(path, a.ngl)
     out = {
         "raw_eval_tps": max(decode_tps(ll, a.tokens) for _ in range(2)),
         "llama_cpp_stream_tps": max(stream_tps(ll, a.tokens) for _ in range(2)),
     }
     ll.close()
-    runs = {"pool_one_persona": (1, "interleaved", ["coder"])}
+    from agents.pool.scheduler import SeqRunner
+
     trio = ["architect", "coder", "critic"]
-    runs |= {f"pool_three_{m}": (3, m, trio) for m in ("batched", "interleaved", "auto")}
-    for name, (seqs, mode, personas) in runs.items():
+    new_gpu = {k: getattr(SeqRunner, k) for k in GPU_KNOBS}
+    runs = {"pool_one_persona": (1, "interleaved", ["coder"], new_gpu)}
+    runs |= {f"pool_three_{m}": (3, m, trio, new_gpu) for m in ("batched", "interleaved", "auto")}
+    if legacy:  # the same with SeqRunner's GPU context settings from before issue #7's work
+        runs |= {
+            "legacy_pool_one_persona": (1, "interleaved", ["coder"], LEGACY_GPU),
+            "legacy_pool_three_batched": (3, "batched", trio, LEGACY_GPU),
+        }
+    for name, (seqs, mode, personas, knobs) in runs.items():
+        for k, v in knobs.items():
+            setattr(SeqRunner, k, v)
         spec = ModelSpec("m", path=path, n_ctx=2048, n_gpu_layers=a.ngl, device=a.dev)
         pool = ModelPool(
             {"m": spec},
@@ -339,7 +453,12 @@ def sec_batched(a, nvml, res) -> None:
             await pool.close()
             return took
 
-        took = asyncio.run(run())
+        try:
+            took = asyncio.run(run())
+        except Exception as exc:  # one broken run must not lose the others' figures
+            out[name] = {"error": repr(exc)}
+            print("batched", name, out[name])
+            continue
         total = sum(counts.values())
         stats = next(iter(pool.scheduler.stats.values()), None)
         out[name] = {
@@ -350,8 +469,46 @@ def sec_batched(a, nvml, res) -> None:
             "max_min": max(counts.values()) / max(1, min(counts.values())),
         }
         print("batched", name, out[name])
+    for k, v in new_gpu.items():
+        setattr(SeqRunner, k, v)
+    out["gpu_settings"] = new_gpu
+    one = out["pool_one_persona"].get("decode_only_tps") or 0
+    three = out["pool_three_batched"].get("decode_only_tps") or 0
+    out["batched_vs_llama_cpp_stream_decode_only"] = three / out["llama_cpp_stream_tps"]
+    out["batched_vs_pool_one_persona_decode_only"] = three / one if one else None
     out["goal_batched_vs_single"] = 2.5
-    res["batched"] = out
+    return out
+
+
+def sec_probe(a, nvml, res) -> None:
+    import gpu_probe
+
+    path = model_file(a.work, "1.5B" if not a.smoke else "0.5B", a.smoke, random_weights=True)
+    res["probe"] = gpu_probe.run_probe(path, a.ngl, a.smoke, nvml)
+    if a.ngl:
+        res["probe"]["graphs_off"] = gpu_probe.graphs_off(path, a.ngl, a.smoke)
+        print("probe graphs_off", res["probe"]["graphs_off"])
+
+
+def sec_probe_q8(a, nvml, res) -> None:
+    """Raw steps of 1 vs 3 sequences on a Q8_0 model (quantized weights: one kernel reads the
+    weights once for up to 8 columns, where F16 on Hopper switches kernels above 1)."""
+    import gpu_probe
+
+    path = q8_model(a)
+    import llama_cpp
+
+    ll = llama_cpp.Llama(str(path), n_ctx=64, n_gpu_layers=a.ngl, verbose=False)
+    ll._ctx.close()
+    out = {}
+    for k in ("base", "unified_fa"):
+        v = gpu_probe.VARIANTS[k]
+        st = gpu_probe.Stepper(gpu_probe.make_ctx(ll, 3, 2048 if not a.smoke else 512, v), 512)
+        out[k] = gpu_probe.time_steps(st, 3, 200 if not a.smoke else 10)
+        st.close()
+        print("probe_q8", k, out[k])
+    ll.close()
+    res["probe_q8"] = out
 
 
 def sec_split(a, nvml, res) -> None:
@@ -394,11 +551,14 @@ def sec_split(a, nvml, res) -> None:
 
 
 SECTIONS = {
+    "probe": sec_probe,
+    "probe_q8": sec_probe_q8,
     "estimate": sec_estimate,
     "restore": sec_restore,
     "budget": sec_budget,
     "sentinel": sec_sentinel,
     "batched": sec_batched,
+    "batched_q8": sec_batched_q8,
     "split": sec_split,
 }
 

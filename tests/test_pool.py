@@ -347,3 +347,86 @@ async def test_next_turn_after_eviction_restores_the_personas_kv(
         assert [e.persona for e in restored] == ["architect"]
     finally:
         await pool.close()
+
+
+async def test_fake_gpu_split_model_is_accounted_on_the_gpu_and_the_cpu(
+    synth: dict[str, Path],
+) -> None:
+    """A model with half its layers offloaded reserves memory on both devices (the GPU is
+    fake: this CPU build of llama.cpp runs every layer on the CPU, only the books differ), so
+    a CPU-only model that would fit the CPU's budget alone waits for the split one to go."""
+    split = ModelSpec("split", synth["m3"], n_ctx=256, n_gpu_layers=1, device="cuda:0")
+    cpu_only = ModelSpec("m0", synth["m0"], n_ctx=256)
+    models = {"split": split, "m0": cpu_only}
+    big = 1 << 40
+    probe = ModelPool(models, PoolSpec(devices=(DeviceSpec("cuda:0", big), DeviceSpec("cpu", big))))
+    on = probe.placement("split")
+    assert set(on) == {"cuda:0", "cpu"} and all(n > 0 for n in on.values())
+    assert probe.estimate("split") == sum(on.values())
+    # The CPU's budget holds the split model's host part or m0, not both.
+    cpu_budget = max(on["cpu"], probe.placement("m0")["cpu"]) + 1024
+    devices = (DeviceSpec("cuda:0", on["cuda:0"] + 1024), DeviceSpec("cpu", cpu_budget))
+    pool = ModelPool(models, PoolSpec(devices=devices))
+    try:
+        assert await _text(pool, "architect", "split")
+        used = {d.name: d.used_bytes for d in pool.snapshot().devices}
+        assert used["cuda:0"] == on["cuda:0"] and used["cpu"] >= on["cpu"]
+        assert await _text(pool, "coder", "m0")
+        assert _kinds(pool, "evict") == ["split"]  # the CPU part had to make room
+        for d in pool.snapshot().devices:
+            assert d.peak_bytes <= d.budget_bytes
+    finally:
+        await pool.close()
+
+
+def test_restore_or_reprefill_is_priced_from_long_prefills_and_the_save_rate() -> None:
+    """On a GPU a short prompt runs far below the long-prompt rate; a re-prefill of a saved
+    history is long, so it is priced at the long rate. Until a restore was measured, the
+    measured save rate (the same bytes the other way) prices it."""
+    from agents.pool.scheduler import ModelStats
+
+    stats = ModelStats()
+    stats.add_prefill(20, 0.01)  # a short prompt: 2,000 tokens/s
+    stats.add_prefill(3000, 0.03)  # a long one: 100,000 tokens/s
+    assert stats.reprefill_s(3000) == pytest.approx(0.03)
+    stats.add_save(84_000_000, 0.06)
+    assert stats.restore_s(84_000_000) == pytest.approx(0.06)
+
+
+async def test_fake_gpu_context_settings_keep_seeded_text_across_seat_swaps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the settings SeqRunner uses on a GPU (one unified KV stream, flash attention,
+    ubatch 2048; the GPU is faked by telling SeqRunner the build can offload, and llama.cpp
+    runs them on the CPU), a persona's seeded answer does not depend on whether it kept its
+    sequence or was swapped out and back every 4 tokens."""
+    import llama_cpp
+
+    monkeypatch.setattr(llama_cpp, "llama_supports_gpu_offload", lambda: True)
+    path = write_llama_gguf(tmp_path / "m.gguf", 2, 64, 4, 2, 128, 512, n_ctx_train=8192)
+    spec = ModelSpec("m", path=path, n_ctx=512, n_gpu_layers=-1, device="cpu")
+
+    async def run(seqs: int, slice_tokens: int) -> dict[str, str]:
+        devices = (DeviceSpec("cpu", 2**33),)
+        pool = ModelPool(
+            {"m": spec},
+            PoolSpec(devices=devices, slice_tokens=slice_tokens),
+            seqs_per_model=seqs,
+        )
+        out: dict[str, str] = {}
+
+        async def one(who: str) -> None:
+            msgs = [{"role": "user", "content": f"hi {who}"}]
+            params = SamplingParams(max_tokens=40, temperature=0.8, seed=3)
+            out[who] = "".join([x async for x in pool.generate(who, "m", msgs, params)])
+
+        try:
+            await asyncio.gather(*(one(w) for w in "abc"))
+            runner = next(iter(pool.scheduler.slots.values())).runner
+            assert runner.on_gpu and runner.n_batch == 2048
+        finally:
+            await pool.close()
+        return out
+
+    swapped, kept = await run(1, 4), await run(3, 32)
+    assert swapped == kept and all(swapped.values())

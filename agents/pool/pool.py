@@ -17,13 +17,13 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from agents.engine import Engine, Message, SamplingParams, relay
 from agents.pool.queue import AdmissionQueue, NeverFitsError, PoolBusyError, QueuedInfo, Request
 from agents.pool.remote_gate import RemoteGate
-from agents.pool.scheduler import Job, PoolEvent, Scheduler, slot_key
+from agents.pool.scheduler import Job, PoolEvent, Scheduler, SeqRunner, slot_key
 from agents.specs import ModelSpec, PoolSpec
 
 __all__ = [
@@ -42,14 +42,45 @@ EventListener = Callable[[PoolEvent], Awaitable[None]]
 
 def estimate_bytes(spec: ModelSpec, seqs: int = 1) -> int:
     """Bytes llama.cpp will allocate for ``spec`` with ``seqs`` KV sequences of n_ctx each."""
+    return sum(placement_bytes(spec, seqs, ()).values())
+
+
+def placement_bytes(spec: ModelSpec, seqs: int, devices: Collection[str]) -> dict[str, int]:
+    """Bytes ``spec`` takes on each configured device (``estimate.py`` prices each one).
+
+    GPU shares are named ``cuda:0, cuda:1, ...`` when ``tensor_split`` spreads the model over
+    several cards, else ``spec.device``; what stays in host memory (CPU layers, token
+    embeddings, the logits buffer) goes to ``cpu``. A part whose device is not configured is
+    charged to ``spec.device``, so nothing goes unaccounted.
+    """
     from agents.pool.estimate import estimate
     from agents.pool.gguf_info import read_gguf_info
 
     assert spec.path is not None
     info = read_gguf_info(spec.path)
-    return estimate(
-        info, spec.n_ctx * max(1, seqs), spec.n_gpu_layers, list(spec.tensor_split) or None
-    ).total
+    split = list(spec.tensor_split) or None
+    n_gpus = len(split) if split else (1 if spec.n_gpu_layers != 0 else 0)
+    if n_gpus > 1 and spec.device.startswith("cuda"):
+        names = [f"cuda:{i}" for i in range(n_gpus)]
+    else:
+        names = [spec.device] * n_gpus
+    # The context settings SeqRunner uses for an offloaded model (a larger ubatch, flash
+    # attention) change the compute buffer: price what will be allocated.
+    offload = spec.n_gpu_layers != 0
+    est = estimate(
+        info,
+        spec.n_ctx * max(1, seqs),
+        spec.n_gpu_layers,
+        split,
+        gpu_names=names,
+        n_batch=SeqRunner.GPU_N_BATCH if offload else 512,
+        flash_attn=SeqRunner.GPU_FLASH_ATTN if offload else False,
+    )
+    out: dict[str, int] = {}
+    for part in est.devices:
+        device = part.name if part.name in devices else spec.device
+        out[device] = out.get(device, 0) + part.total
+    return {d: n for d, n in out.items() if n > 0} or {spec.device: 0}
 
 
 def available_ram() -> int:
@@ -126,9 +157,10 @@ class ModelPool:
             decode_mode=decode_mode,
         )
         self._estimates: dict[str, int] = {}
+        self._placements: dict[str, dict[str, int]] = {}
         self._remote: dict[str, Engine] = {}
         self.remote = RemoteGate(self.spec.queue_size)
-        self.scheduler.configure(models, self._estimates)
+        self.scheduler.configure(models, self._estimates, self.placement)
         self.rejected = 0
 
     # -- events --------------------------------------------------------------------------
@@ -147,9 +179,16 @@ class ModelPool:
 
     # -- admission -----------------------------------------------------------------------
     def estimate(self, model: str) -> int:
+        """Total bytes ``model`` takes when loaded (every device together)."""
         if model not in self._estimates:
-            self._estimates[model] = estimate_bytes(self._spec(model), self.seqs)
+            self._estimates[model] = sum(self.placement(model).values())
         return self._estimates[model]
+
+    def placement(self, model: str) -> dict[str, int]:
+        """Bytes ``model`` takes on each device when loaded (see ``placement_bytes``)."""
+        if model not in self._placements:
+            self._placements[model] = placement_bytes(self._spec(model), self.seqs, self.budgets)
+        return self._placements[model]
 
     def _spec(self, model: str) -> ModelSpec:
         try:
@@ -166,12 +205,13 @@ class ModelPool:
                 f"model {model!r} is placed on device {spec.device!r}, which is not configured "
                 f"(devices: {', '.join(self.budgets)})"
             )
-        need, budget = self.estimate(model), self.budgets[spec.device]
-        if need > budget:
-            raise NeverFitsError(
-                f"model {model!r} needs about {_mib(need)} but device {spec.device!r} has a "
-                f"budget of {_mib(budget)}: it can never be loaded"
-            )
+        for device, need in self.placement(model).items():
+            budget = self.budgets[device]
+            if need > budget:
+                raise NeverFitsError(
+                    f"model {model!r} needs about {_mib(need)} on device {device!r}, which has "
+                    f"a budget of {_mib(budget)}: it can never be loaded"
+                )
 
     # -- generation ----------------------------------------------------------------------
     async def generate(
@@ -273,7 +313,7 @@ class ModelPool:
             self.check_fits(model)
         except NeverFitsError:
             return False
-        started = await self.scheduler.prefetch(slot_key(spec), spec, self.estimate(model))
+        started = await self.scheduler.prefetch(slot_key(spec), spec, self.placement(model))
         return started
 
     async def evict(self, model: str) -> bool:

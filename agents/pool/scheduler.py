@@ -48,6 +48,7 @@ from agents.pool.queue import AdmissionQueue, Request
 from agents.specs import ModelSpec
 
 MIN_STATE_TOKENS = 16  # contexts shorter than this are cheaper to re-prefill than to save
+LONG_PREFILL = 256  # prefills this long or longer measure the rate a re-prefill runs at
 DECODE_MODES = ("auto", "batched", "interleaved")
 
 
@@ -78,6 +79,10 @@ class ModelStats:
 
     def __init__(self) -> None:
         self.prefill_tps: float | None = None
+        # Prefills of at least LONG_PREFILL tokens only: what a re-prefill of a saved
+        # conversation costs. On a GPU short prompts run far below the long-prompt rate (fixed
+        # cost per call), so the all-prompts average overstates a long re-prefill several-fold.
+        self.prefill_long_tps: float | None = None
         self.decode_tps: float | None = None
         self.restore_bps: float | None = None
         self.save_bps: float | None = None
@@ -90,6 +95,20 @@ class ModelStats:
     def add_prefill(self, tokens: int, seconds: float) -> None:
         if tokens >= 8 and seconds > 0:
             self.prefill_tps = self._ema(self.prefill_tps, tokens / seconds)
+        if tokens >= LONG_PREFILL and seconds > 0:
+            self.prefill_long_tps = self._ema(self.prefill_long_tps, tokens / seconds)
+
+    def reprefill_s(self, tokens: int) -> float:
+        """Estimated seconds to prefill ``tokens`` again (long-prompt rate when measured)."""
+        return tokens / (self.prefill_long_tps or self.prefill_tps or 200.0)
+
+    def restore_s(self, nbytes: int) -> float:
+        """Estimated seconds to restore a saved state of ``nbytes``.
+
+        Until a restore has been measured, the measured save rate stands in for it (a save
+        always comes first and moves the same bytes the other way); 2 GB/s before either.
+        """
+        return nbytes / (self.restore_bps or self.save_bps or 2e9)
 
     def add_decode(self, tokens: int, seconds: float) -> None:
         if tokens >= 4 and seconds > 0:
@@ -254,6 +273,32 @@ class SeqRunner:
     in the KV cache, so a turn re-evaluates only what is not cached (longest common prefix).
     """
 
+    # Context settings used when the model is offloaded to a GPU (n_gpu_layers != 0 on a build
+    # that can offload); the CPU keeps llama-cpp-python's defaults. Measured on an H200 with
+    # benchmarks/gpu_probe.py (benchmarks/results/gpu_h200.json, "probe"):
+    # * flash attention: fewer kernels per layer, and a much smaller compute buffer for a
+    #   large ubatch;
+    # * one unified KV stream: the batch of one token per persona is then one attention over
+    #   one stream, and a step that decodes a different sequence keeps the same graph, so
+    #   llama.cpp's CUDA graph stays valid (per-sequence streams re-captured it);
+    # * ubatch 2048: a re-prefill of a long history is a few large matrix products instead of
+    #   one per 512 tokens, which is what makes re-prefilling cheaper than restoring a saved
+    #   state on a GPU.
+    # Not used: llama.cpp's backend sampling (llama_set_sampler, the GPU samples inside the
+    # decode graph). Measured: batched +2.5% at best and interleaved -20% (the sampler graph
+    # changes with the sequence, so llama.cpp rebuilds it every call).
+    # Greedy text on a GPU already depends on batch shape (different kernels), so the CPU's
+    # reason for separate KV streams does not hold there.
+    GPU_FLASH_ATTN = True
+    GPU_KV_UNIFIED = True
+    GPU_N_BATCH = 2048
+    GPU_THREADS: int | None = None  # None: llama-cpp-python's default
+    # Interleaved decode on the CPU gives each persona this many tokens in a row before the
+    # next one's turn: with one KV stream per sequence, llama.cpp rebuilds its graph whenever
+    # the sequence changes, which cost 5% per token when switching every token (SmolLM2 on
+    # 2 cores: 6.75 ms/token switching each token, 6.45 switching every 8; one sequence 6.44).
+    INTERLEAVE_BURST = 8
+
     def __init__(
         self, spec: ModelSpec, stats: ModelStats, seqs: int = 3, decode_mode: str = "auto"
     ) -> None:
@@ -271,6 +316,7 @@ class SeqRunner:
         self._mem: Any = None
         self._batch: Any = None
         self.n_batch = 512
+        self.on_gpu = False
         self.formatter: Any = None
         self.seq_tokens: list[list[int]] = [[] for _ in range(self.seqs)]
         self._outbox: list[tuple[Job, str]] = []
@@ -296,16 +342,29 @@ class SeqRunner:
         try:
             self.llama = _quiet_llama(**kwargs)
             self.llama._ctx.close()
+            self.on_gpu = self.spec.n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload()
             params = self.llama.context_params
             params.n_ctx = self.spec.n_ctx * self.seqs
-            params.n_batch = params.n_ubatch = self.n_batch
             params.n_seq_max = self.seqs
-            # One KV stream per sequence: every persona keeps the full n_ctx, and a sequence's
-            # attention never sees another's cells (unified KV changes greedy text, measured).
-            params.kv_unified = False
             # Prompts and batched steps on the decode thread count too: on a shared CPU a
             # second spinning thread made prefill 5-10x slower (measured, load average 4-5).
             params.n_threads_batch = params.n_threads
+            if self.on_gpu:
+                self.n_batch = self.GPU_N_BATCH
+                params.kv_unified = self.GPU_KV_UNIFIED
+                params.flash_attn_type = (
+                    llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+                    if self.GPU_FLASH_ATTN
+                    else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+                )
+                if self.GPU_THREADS:
+                    params.n_threads = params.n_threads_batch = self.GPU_THREADS
+            else:
+                # One KV stream per sequence: every persona keeps the full n_ctx, and a
+                # sequence's attention never sees another's cells (unified KV changes greedy
+                # text on the CPU, measured).
+                params.kv_unified = False
+            params.n_batch = params.n_ubatch = self.n_batch
             self._ctx_obj = _internals.LlamaContext(
                 model=self.llama._model, params=params, verbose=False
             )
@@ -499,6 +558,13 @@ class SeqRunner:
                 out[job] = exc
                 continue
             active.append(job)
+        self._steps(active, out, slice_tokens, flags)
+        return out
+
+    def _steps(
+        self, active: list[Job], out: dict[Job, bool | Exception], slice_tokens: int, flags: Flags
+    ) -> None:
+        """The decode steps of one round (see ``run_round``)."""
         while active and not out:
             mode = self.chooser.choose() if len(active) > 1 else "interleaved"
             t0 = time.perf_counter()
@@ -511,18 +577,28 @@ class SeqRunner:
                     items.append((_last(job), pos, job.seq, True))
                 self._decode(items)
                 done = [job for i, job in enumerate(active) if self._accept(job, i)]
+                tokens = len(active)
             else:
+                burst = self.INTERLEAVE_BURST if len(active) > 1 and not self.on_gpu else 1
+                tokens = 0
                 for job in active:
                     assert job.seq is not None
-                    pos = len(self.seq_tokens[job.seq])
-                    self._decode([(_last(job), pos, job.seq, True)])
-                    if self._accept(job, 0):
-                        done.append(job)
+                    for _ in range(burst):
+                        pos = len(self.seq_tokens[job.seq])
+                        self._decode([(_last(job), pos, job.seq, True)])
+                        tokens += 1
+                        if self._accept(job, 0):
+                            done.append(job)
+                            break
+                        if job.cancel.is_set():
+                            break
+                    if burst > 1:
+                        self._deliver()  # each persona's burst reaches its reader at once
             dt = time.perf_counter() - t0
             self._deliver()
             if len(active) > 1:
-                self.chooser.record(mode, len(active), dt)
-            self.stats.add_decode_step(len(active), dt)
+                self.chooser.record(mode, tokens, dt)
+            self.stats.add_decode_step(tokens, dt)
             for job in done:
                 out[job] = True
             active = [j for j in active if j not in out]
@@ -540,20 +616,27 @@ class SeqRunner:
                     out[top] = False
             if flags.newcomer:
                 break
-        return out
 
 
 class Slot:
     """One loaded (or loading) model, its worker thread and the personas seated on it."""
 
     def __init__(
-        self, key: str, spec: ModelSpec, estimate: int, stats: ModelStats, seqs: int, mode: str
+        self,
+        key: str,
+        spec: ModelSpec,
+        placement: dict[str, int],
+        stats: ModelStats,
+        seqs: int,
+        mode: str,
     ) -> None:
         self.key = key
         self.spec = spec
         self.name = spec.name
         self.device = spec.device
-        self.estimate = estimate
+        # Bytes reserved on each device: a model split over GPUs and the CPU uses them all.
+        self.placement = placement
+        self.estimate = sum(placement.values())
         self.stats = stats
         self.state = "loading"  # loading -> ready -> evicting
         self.seqs = seqs
@@ -611,13 +694,16 @@ class Scheduler:
         self.reprefills = 0
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
+        self._specs: dict[str, ModelSpec] = {}
+        self._estimates: dict[str, int] = {}
+        self._placements: Callable[[str], dict[str, int]] | None = None
 
     # -- accounting ----------------------------------------------------------------------
     def state_bytes(self) -> int:
         return sum(s.nbytes for s in self.states.values()) + self.state_reserved
 
     def used(self, device: str) -> int:
-        total = sum(s.estimate for s in self.slots.values() if s.device == device)
+        total = sum(s.placement.get(device, 0) for s in self.slots.values())
         if device == self.host_device:
             total += self.state_bytes()
         return total
@@ -665,20 +751,22 @@ class Scheduler:
                     slot.flags.seat_wanted = True
                 continue
             spec = self._spec_of(job)
-            device = spec.device
-            if device in blocked:
+            placement = self._placement_of(job)
+            if blocked.intersection(placement):
                 continue
-            estimate = self._estimate_of(job)
-            if self.free(device) >= estimate:
-                self._start_load(job.key, spec, estimate)
+            short = {d: n for d, n in placement.items() if self.free(d) < n}
+            for device, need in short.items():
+                self._make_room(device, need)
+            short = {d: n for d, n in placement.items() if self.free(d) < n}
+            if not short:  # room came free at once (saved states dropped)
+                self._start_load(job.key, spec, placement)
                 continue
-            blocked.add(device)
-            self._make_room(device, estimate)
+            blocked.update(placement)  # hold every device it needs, not only the short ones
 
     def _make_room(self, device: str, need: int) -> None:
         """Evict idle models (LRU) or ask busy ones to yield, so ``need`` bytes come free."""
-        on_device = [s for s in self.slots.values() if s.device == device]
-        coming = sum(s.estimate for s in on_device if s.state == "evicting")
+        on_device = [s for s in self.slots.values() if s.placement.get(device, 0) > 0]
+        coming = sum(s.placement[device] for s in on_device if s.state == "evicting")
         idle = sorted(
             (s for s in on_device if s.state == "ready" and not s.jobs),
             key=lambda s: s.last_used,
@@ -689,9 +777,16 @@ class Scheduler:
             if free >= need:
                 break
             victims.append(slot)
-            free += slot.estimate
+            free += slot.placement[device]
         for slot in victims:
             self._start_evict(slot, "memory")
+        if device == self.host_device:
+            # Saved KV states are a cache: a model that must load matters more (a persona
+            # whose state is dropped re-prefills its history on its next turn).
+            while free < need and self.states:
+                (key, persona), old = self.states.popitem(last=False)
+                self.on_event("drop_state", self._name(key), persona, f"{old.nbytes} bytes")
+                free += old.nbytes
         if free < need:
             for slot in on_device:
                 if slot.jobs:
@@ -712,10 +807,11 @@ class Scheduler:
             slot.driver = self._spawn(self._drive(slot))
 
     # -- loading and eviction ------------------------------------------------------------
-    def _start_load(self, key: str, spec: ModelSpec, estimate: int) -> Slot:
-        slot = Slot(key, spec, estimate, self._stats(key), self.seqs, self.decode_mode)
+    def _start_load(self, key: str, spec: ModelSpec, placement: dict[str, int]) -> Slot:
+        slot = Slot(key, spec, placement, self._stats(key), self.seqs, self.decode_mode)
         self.slots[key] = slot
-        self._note_peak(slot.device)
+        for device in placement:
+            self._note_peak(device)
         self._spawn(self._load(slot))
         return slot
 
@@ -783,18 +879,18 @@ class Scheduler:
             await asyncio.sleep(0.005)
         return True
 
-    async def prefetch(self, key: str, spec: ModelSpec, estimate: int) -> bool:
+    async def prefetch(self, key: str, spec: ModelSpec, placement: dict[str, int]) -> bool:
         """Load ``spec`` ahead of need if it fits in free memory now (never evicts)."""
         if key in self.slots:
             return True
-        device = spec.device
         waiting_loads = any(
-            r.payload.key not in self.slots and self._spec_of(r.payload).device == device
+            r.payload.key not in self.slots
+            and not set(placement).isdisjoint(self._placement_of(r.payload))
             for r in self.queue.ordered()
         )
-        if waiting_loads or self.free(device) < estimate:
+        if waiting_loads or any(self.free(d) < n for d, n in placement.items()):
             return False
-        self._start_load(key, spec, estimate)
+        self._start_load(key, spec, placement)
         return True
 
     # -- KV state ------------------------------------------------------------------------
@@ -857,35 +953,45 @@ class Scheduler:
             return
         wanted = job.prompt + job.generated
         gain = _lcp(saved.tokens, wanted)
-        restore_s = saved.nbytes / (slot.stats.restore_bps or 2e9)
-        prefill_s = gain / (slot.stats.prefill_tps or 200.0)
+        # Both sides are measured costs of this model on its device: on a CPU a restore is
+        # ~20x cheaper than re-prefilling; on a GPU a long re-prefill can be the cheaper one.
+        restore_s = slot.stats.restore_s(saved.nbytes)
+        prefill_s = slot.stats.reprefill_s(gain)
+        costs = f"~{restore_s * 1e3:.1f} ms restore vs ~{prefill_s * 1e3:.1f} ms re-prefill"
         if gain > 0 and restore_s < prefill_s and await slot.call(slot.runner.restore, saved, seq):
             self.states.pop((slot.key, job.persona), None)
             self.restores += 1
             self.on_event(
-                "restore_state",
-                slot.name,
-                job.persona,
-                f"{len(saved.tokens)} tokens (~{restore_s * 1e3:.1f} ms vs "
-                f"~{prefill_s * 1e3:.1f} ms re-prefill)",
+                "restore_state", slot.name, job.persona, f"{len(saved.tokens)} tokens ({costs})"
             )
         else:
             self.reprefills += 1
+            if gain > 0 and prefill_s <= restore_s:
+                self.on_event("reprefill", slot.name, job.persona, f"{gain} tokens ({costs})")
 
     # -- running jobs --------------------------------------------------------------------
     def _spec_of(self, job: Job) -> ModelSpec:
         return self._specs[job.model]
 
-    def _estimate_of(self, job: Job) -> int:
-        return self._estimates[job.model]
+    def _placement_of(self, job: Job) -> dict[str, int]:
+        if self._placements is not None:
+            return self._placements(job.model)
+        return {self._spec_of(job).device: self._estimates[job.model]}
 
     def _name(self, key: str) -> str:
         slot = self.slots.get(key)
         return slot.name if slot else key.split("|", 1)[0].rsplit("/", 1)[-1]
 
-    def configure(self, specs: dict[str, ModelSpec], estimates: dict[str, int]) -> None:
+    def configure(
+        self,
+        specs: dict[str, ModelSpec],
+        estimates: dict[str, int],
+        placements: Callable[[str], dict[str, int]] | None = None,
+    ) -> None:
+        """Models by name, their total estimates, and (optionally) bytes per device."""
         self._specs = specs
         self._estimates = estimates
+        self._placements = placements
 
     async def _drive(self, slot: Slot) -> None:
         """The slot's one loop: seat newcomers, run rounds, hand finished jobs back."""
