@@ -415,7 +415,7 @@ def batched_runs(a, path: Path, legacy: bool) -> dict:
         "llama_cpp_stream_tps": max(stream_tps(ll, a.tokens) for _ in range(2)),
     }
     ll.close()
-    from agents.pool.scheduler import SeqRunner
+    from agents.pool.runner import SeqRunner
 
     trio = ["architect", "coder", "critic"]
     new_gpu = {k: getattr(SeqRunner, k) for k in GPU_KNOBS}

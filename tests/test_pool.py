@@ -383,7 +383,7 @@ def test_restore_or_reprefill_is_priced_from_long_prefills_and_the_save_rate() -
     """On a GPU a short prompt runs far below the long-prompt rate; a re-prefill of a saved
     history is long, so it is priced at the long rate. Until a restore was measured, the
     measured save rate (the same bytes the other way) prices it."""
-    from agents.pool.scheduler import ModelStats
+    from agents.pool.runner import ModelStats
 
     stats = ModelStats()
     stats.add_prefill(20, 0.01)  # a short prompt: 2,000 tokens/s

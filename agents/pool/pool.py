@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from agents.engine import Engine, Message, SamplingParams, relay
 from agents.pool.queue import AdmissionQueue, NeverFitsError, PoolBusyError, QueuedInfo, Request
 from agents.pool.remote_gate import RemoteGate
-from agents.pool.scheduler import Job, PoolEvent, Scheduler, SeqRunner, slot_key
+from agents.pool.runner import Job, SeqRunner
+from agents.pool.scheduler import PoolEvent, Scheduler, slot_key
 from agents.specs import ModelSpec, PoolSpec
 
 __all__ = [

@@ -1,0 +1,592 @@
+"""The model side of the pool: one llama.cpp model, its multi-sequence context, its decoding.
+
+A ``SeqRunner`` is only ever called on its slot's worker thread (llama contexts are not
+thread-safe; the scheduler's one-thread executor serialises every call). It loads the model
+with ``seqs`` KV sequences, prefills what a persona's sequence does not hold yet (longest
+common prefix), decodes the seated personas together (batched or interleaved, chosen by
+measurement), saves and restores a sequence's KV state, and hands pieces of text to the event
+loop. ``Job`` is one persona's request as both sides see it; ``ModelStats`` holds the costs the
+scheduler prices restore-vs-re-prefill with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import ctypes
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.engine import EngineError, Message, SamplingParams
+from agents.pool.queue import Request
+from agents.specs import ModelSpec
+
+LONG_PREFILL = 256  # prefills this long or longer measure the rate a re-prefill runs at
+
+
+class ModelStats:
+    """Exponential moving averages of measured speeds of one model (for decisions and ETAs)."""
+
+    def __init__(self) -> None:
+        self.prefill_tps: float | None = None
+        # Prefills of at least LONG_PREFILL tokens only: what a re-prefill of a saved
+        # conversation costs. On a GPU short prompts run far below the long-prompt rate (fixed
+        # cost per call), so the all-prompts average overstates a long re-prefill several-fold.
+        self.prefill_long_tps: float | None = None
+        self.decode_tps: float | None = None
+        self.restore_bps: float | None = None
+        self.save_bps: float | None = None
+        self.load_s: float | None = None
+
+    @staticmethod
+    def _ema(old: float | None, new: float, alpha: float = 0.3) -> float:
+        return new if old is None else (1 - alpha) * old + alpha * new
+
+    def add_prefill(self, tokens: int, seconds: float) -> None:
+        if tokens >= 8 and seconds > 0:
+            self.prefill_tps = self._ema(self.prefill_tps, tokens / seconds)
+        if tokens >= LONG_PREFILL and seconds > 0:
+            self.prefill_long_tps = self._ema(self.prefill_long_tps, tokens / seconds)
+
+    def reprefill_s(self, tokens: int) -> float:
+        """Estimated seconds to prefill ``tokens`` again (long-prompt rate when measured)."""
+        return tokens / (self.prefill_long_tps or self.prefill_tps or 200.0)
+
+    def restore_s(self, nbytes: int) -> float:
+        """Estimated seconds to restore a saved state of ``nbytes``.
+
+        Until a restore has been measured, the measured save rate stands in for it (a save
+        always comes first and moves the same bytes the other way); 2 GB/s before either.
+        """
+        return nbytes / (self.restore_bps or self.save_bps or 2e9)
+
+    def add_decode(self, tokens: int, seconds: float) -> None:
+        if tokens >= 4 and seconds > 0:
+            self.decode_tps = self._ema(self.decode_tps, tokens / seconds)
+
+    def add_decode_step(self, tokens: int, seconds: float) -> None:
+        """Accumulate small decode steps (1 token per persona) into decode_tps samples."""
+        self._step_tokens = getattr(self, "_step_tokens", 0) + tokens
+        self._step_s = getattr(self, "_step_s", 0.0) + seconds
+        if self._step_tokens >= 16:
+            self.add_decode(self._step_tokens, self._step_s)
+            self._step_tokens, self._step_s = 0, 0.0
+
+    def add_restore(self, nbytes: int, seconds: float) -> None:
+        if seconds > 0:
+            self.restore_bps = self._ema(self.restore_bps, nbytes / seconds)
+
+    def add_save(self, nbytes: int, seconds: float) -> None:
+        if seconds > 0:
+            self.save_bps = self._ema(self.save_bps, nbytes / seconds)
+
+
+class TextStream:
+    """Bytes of tokens in, text out: incremental UTF-8 and stop strings held back until sure."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self.stops = [s for s in stops if s]
+
+    def feed(self, data: bytes) -> tuple[str, bool]:
+        """Return (text safe to emit, whether a stop string was reached)."""
+        self._pending += self._decoder.decode(data)
+        hits = [i for i in (self._pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self._pending = self._pending[: min(hits)], ""
+            return out, True
+        hold = 0
+        for stop in self.stops:
+            for k in range(min(len(stop) - 1, len(self._pending)), 0, -1):
+                if self._pending.endswith(stop[:k]):
+                    hold = max(hold, k)
+                    break
+        cut = len(self._pending) - hold
+        out, self._pending = self._pending[:cut], self._pending[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        out = self._pending + self._decoder.decode(b"", final=True)
+        self._pending = ""
+        return out
+
+
+@dataclass(eq=False)
+class Job:
+    """One ``generate`` call travelling through the pool (async side and worker thread)."""
+
+    persona: str
+    model: str
+    key: str
+    messages: list[Message]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    request: Request | None = None
+    granted: asyncio.Future | None = None
+    turn: asyncio.Future | None = None  # True: finished; False: gave its seat up (re-queue)
+    prompt: list[int] | None = None
+    stop_ids: frozenset[int] = frozenset()
+    text: TextStream | None = None
+    sampler: Any = None  # llama_sampler chain, owned by the slot thread
+    seq: int | None = None  # KV sequence while seated
+    seated: bool = False
+    served: int = 0  # tokens produced since it was last seated (who gives way first)
+    generated: list[int] = field(default_factory=list)
+    done: bool = False
+    slices: int = 0
+    prefilled: int = 0  # prompt tokens evaluated (not reused from the KV cache) over all turns
+    first_token_s: float | None = None  # seconds from admission to the first token
+    created: float = field(default_factory=time.perf_counter)
+
+    def emit(self, item: Any) -> None:
+        """Thread-safe hand-off of a piece (or an exception / DONE) to the consumer."""
+        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+    @property
+    def remaining_tokens(self) -> int:
+        return max(0, self.params.max_tokens - len(self.generated))
+
+
+@dataclass
+class SavedState:
+    tokens: list[int]
+    state: Any  # ctypes byte buffer from llama_state_seq_get_data
+    nbytes: int
+
+
+@dataclass
+class Flags:
+    """What the async side wants from a running round (read by the slot thread each step)."""
+
+    newcomer: bool = False  # a job was seated: stop the round so it can be prepared
+    memory: bool = False  # the model must be freed: everyone yields after a slice
+    seat_wanted: bool = False  # someone waits for a seat: the most served yields after a slice
+
+
+def _find_chat_formatter(llama: Any) -> Any:
+    """The ChatFormatter behind the model's chat handler, or None (then no time slicing).
+
+    llama-cpp-python keeps only handler closures; the formatter that turns messages into a
+    prompt string is the closure's ``chat_formatter`` cell (both for GGUF Jinja templates and
+    for registered formats such as chatml / llama-2).
+    """
+    from llama_cpp import llama_chat_format
+
+    handler = llama.chat_handler or llama._chat_handlers.get(llama.chat_format)
+    if handler is None:
+        with contextlib.suppress(Exception):
+            handler = llama_chat_format.get_chat_completion_handler(llama.chat_format)
+    code = getattr(handler, "__code__", None)
+    if code is None or "chat_formatter" not in code.co_freevars or not handler.__closure__:
+        return None
+    return handler.__closure__[code.co_freevars.index("chat_formatter")].cell_contents
+
+
+class ModeChooser:
+    """Pick batched or interleaved decode by measured seconds per token (auto mode).
+
+    Each mode is tried for ``probe`` multi-persona steps, the faster one is used, and the other
+    is re-tried every ``reprobe`` steps because load from other processes changes the answer.
+    """
+
+    def __init__(self, mode: str, probe: int = 4, reprobe: int = 400) -> None:
+        self.fixed = None if mode == "auto" else mode
+        self.probe, self.reprobe = probe, reprobe
+        self.cost: dict[str, float | None] = {"batched": None, "interleaved": None}
+        self.steps = 0
+
+    def choose(self) -> str:
+        if self.fixed:
+            return self.fixed
+        phase = self.steps % self.reprobe
+        if phase < self.probe:
+            return "batched"
+        if phase < 2 * self.probe:
+            return "interleaved"
+        b, i = self.cost["batched"], self.cost["interleaved"]
+        return "interleaved" if b is not None and i is not None and i < b else "batched"
+
+    def record(self, mode: str, tokens: int, seconds: float) -> None:
+        self.steps += 1
+        per = seconds / max(1, tokens)
+        old = self.cost[mode]
+        self.cost[mode] = per if old is None else 0.7 * old + 0.3 * per
+
+
+class SeqRunner:
+    """Thread-side owner of one model, its multi-sequence context and a token batch.
+
+    Only ever called on the slot's thread. ``seq_tokens[s]`` mirrors what sequence ``s`` holds
+    in the KV cache, so a turn re-evaluates only what is not cached (longest common prefix).
+    """
+
+    # Context settings used when the model is offloaded to a GPU (n_gpu_layers != 0 on a build
+    # that can offload); the CPU keeps llama-cpp-python's defaults. Measured on an H200 with
+    # benchmarks/gpu_probe.py (benchmarks/results/gpu_h200.json, "probe"):
+    # * flash attention: fewer kernels per layer, and a much smaller compute buffer for a
+    #   large ubatch;
+    # * one unified KV stream: the batch of one token per persona is then one attention over
+    #   one stream, and a step that decodes a different sequence keeps the same graph, so
+    #   llama.cpp's CUDA graph stays valid (per-sequence streams re-captured it);
+    # * ubatch 2048: a re-prefill of a long history is a few large matrix products instead of
+    #   one per 512 tokens, which is what makes re-prefilling cheaper than restoring a saved
+    #   state on a GPU.
+    # Not used: llama.cpp's backend sampling (llama_set_sampler, the GPU samples inside the
+    # decode graph). Measured: batched +2.5% at best and interleaved -20% (the sampler graph
+    # changes with the sequence, so llama.cpp rebuilds it every call).
+    # Greedy text on a GPU already depends on batch shape (different kernels), so the CPU's
+    # reason for separate KV streams does not hold there.
+    GPU_FLASH_ATTN = True
+    GPU_KV_UNIFIED = True
+    GPU_N_BATCH = 2048
+    GPU_THREADS: int | None = None  # None: llama-cpp-python's default
+    # Interleaved decode on the CPU gives each persona this many tokens in a row before the
+    # next one's turn: with one KV stream per sequence, llama.cpp rebuilds its graph whenever
+    # the sequence changes, which cost 5% per token when switching every token (SmolLM2 on
+    # 2 cores: 6.75 ms/token switching each token, 6.45 switching every 8; one sequence 6.44).
+    INTERLEAVE_BURST = 8
+
+    def __init__(
+        self, spec: ModelSpec, stats: ModelStats, seqs: int = 3, decode_mode: str = "auto"
+    ) -> None:
+        self.spec = spec
+        self.stats = stats
+        self.seqs = max(1, seqs)
+        if decode_mode == "auto" and spec.n_gpu_layers == 0:
+            # On the CPU decode is compute bound: batching three sequences measured 0.82-0.89x
+            # of interleaving them (benchmarks/results/pool.json), and probing costs a little.
+            decode_mode = "interleaved"
+        self.chooser = ModeChooser(decode_mode)
+        self.llama: Any = None
+        self.ctx: Any = None  # llama_context pointer
+        self._ctx_obj: Any = None
+        self._mem: Any = None
+        self._batch: Any = None
+        self.n_batch = 512
+        self.on_gpu = False
+        self.formatter: Any = None
+        self.seq_tokens: list[list[int]] = [[] for _ in range(self.seqs)]
+        self._outbox: list[tuple[Job, str]] = []
+
+    def load(self) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        from agents.engine import _quiet_llama
+
+        # llama_cpp.Llama has no n_seq_max: load through it (tokenizer, chat template) with a
+        # tiny throwaway context, then give it a multi-sequence context of our own.
+        kwargs: dict[str, Any] = {
+            "model_path": str(self.spec.path),
+            "n_ctx": 64,
+            "n_gpu_layers": self.spec.n_gpu_layers,
+        }
+        if self.spec.chat_format:
+            kwargs["chat_format"] = self.spec.chat_format
+        if self.spec.tensor_split:
+            kwargs["tensor_split"] = list(self.spec.tensor_split)
+        t0 = time.perf_counter()
+        try:
+            self.llama = _quiet_llama(**kwargs)
+            self.llama._ctx.close()
+            self.on_gpu = self.spec.n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload()
+            params = self.llama.context_params
+            params.n_ctx = self.spec.n_ctx * self.seqs
+            params.n_seq_max = self.seqs
+            # Prompts and batched steps on the decode thread count too: on a shared CPU a
+            # second spinning thread made prefill 5-10x slower (measured, load average 4-5).
+            params.n_threads_batch = params.n_threads
+            if self.on_gpu:
+                self.n_batch = self.GPU_N_BATCH
+                params.kv_unified = self.GPU_KV_UNIFIED
+                params.flash_attn_type = (
+                    llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+                    if self.GPU_FLASH_ATTN
+                    else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+                )
+                if self.GPU_THREADS:
+                    params.n_threads = params.n_threads_batch = self.GPU_THREADS
+            else:
+                # One KV stream per sequence: every persona keeps the full n_ctx, and a
+                # sequence's attention never sees another's cells (unified KV changes greedy
+                # text on the CPU, measured).
+                params.kv_unified = False
+            params.n_batch = params.n_ubatch = self.n_batch
+            self._ctx_obj = _internals.LlamaContext(
+                model=self.llama._model, params=params, verbose=False
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            self.close()
+            raise EngineError(f"cannot load model {self.spec.name!r}: {exc}") from exc
+        self.ctx = self._ctx_obj.ctx
+        self._mem = llama_cpp.llama_get_memory(self.ctx)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self.stats.load_s = time.perf_counter() - t0
+        self.formatter = _find_chat_formatter(self.llama)
+
+    def close(self) -> None:
+        import llama_cpp
+
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        ctx_obj, self._ctx_obj, self.ctx = self._ctx_obj, None, None
+        if ctx_obj is not None:
+            with contextlib.suppress(Exception):
+                ctx_obj.close()
+        llama, self.llama = self.llama, None
+        if llama is not None:
+            with contextlib.suppress(Exception):
+                llama.close()
+
+    # -- prompts -------------------------------------------------------------------------
+    def prepare(self, job: Job) -> None:
+        """Format and tokenize the job's messages and build its sampler (once per job)."""
+        import llama_cpp
+
+        if self.formatter is None:
+            raise EngineError(f"{self.spec.name}: no chat formatter for this model")
+        result = self.formatter(messages=job.messages)
+        job.prompt = self.llama.tokenize(
+            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+        )
+        stops = result.stop if isinstance(result.stop, list) else [result.stop]
+        job.text = TextStream([s for s in stops if s] + list(job.params.stop))
+        job.stop_ids = frozenset(getattr(self.formatter, "stop_token_ids", None) or ())
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        add = llama_cpp.llama_sampler_chain_add
+        temp = job.params.temperature
+        if temp <= 0:
+            add(chain, llama_cpp.llama_sampler_init_greedy())
+        else:  # the settings Llama.sample uses by default
+            add(chain, llama_cpp.llama_sampler_init_top_k(40))
+            add(chain, llama_cpp.llama_sampler_init_top_p(0.95, 1))
+            add(chain, llama_cpp.llama_sampler_init_min_p(0.05, 1))
+            add(chain, llama_cpp.llama_sampler_init_temp(temp))
+            seed = job.params.seed
+            add(chain, llama_cpp.llama_sampler_init_dist(0xFFFFFFFF if seed is None else seed))
+        job.sampler = chain
+
+    # -- KV sequences --------------------------------------------------------------------
+    def clear_seq(self, seq: int) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
+        self.seq_tokens[seq] = []
+
+    def seq_state_size(self, seq: int) -> int:
+        import llama_cpp
+
+        return int(llama_cpp.llama_state_seq_get_size(self.ctx, seq))
+
+    def save(self, seq: int) -> SavedState:
+        import llama_cpp
+
+        t0 = time.perf_counter()
+        size = self.seq_state_size(seq)
+        buf = (ctypes.c_uint8 * size)()
+        n = int(llama_cpp.llama_state_seq_get_data(self.ctx, buf, size, seq))
+        self.stats.add_save(n, time.perf_counter() - t0)
+        return SavedState(list(self.seq_tokens[seq]), buf, n)
+
+    def restore(self, saved: SavedState, seq: int) -> bool:
+        import llama_cpp
+
+        t0 = time.perf_counter()
+        self.clear_seq(seq)
+        ok = llama_cpp.llama_state_seq_set_data(self.ctx, saved.state, saved.nbytes, seq) > 0
+        if ok:
+            self.seq_tokens[seq] = list(saved.tokens)
+            self.stats.add_restore(saved.nbytes, time.perf_counter() - t0)
+        else:
+            self.clear_seq(seq)
+        return ok
+
+    # -- decoding ------------------------------------------------------------------------
+    def _decode(self, items: list[tuple[int, int, int, bool]]) -> None:
+        """One llama_decode of (token, position, sequence, wants_logits) items."""
+        import llama_cpp
+
+        b = self._batch
+        b.n_tokens = len(items)
+        for i, (tok, pos, seq, logits) in enumerate(items):
+            b.token[i] = tok
+            b.pos[i] = pos
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = logits
+        rc = llama_cpp.llama_decode(self.ctx, b)
+        if rc != 0:
+            raise EngineError(f"{self.spec.name}: llama_decode failed ({rc})")
+
+    def _sync(self, job: Job) -> None:
+        """Make the job's sequence hold everything but its last token (prefill what's missing)."""
+        import llama_cpp
+
+        assert job.prompt is not None and job.seq is not None
+        wanted = job.prompt + job.generated
+        if len(wanted) >= self.spec.n_ctx:
+            raise EngineError(
+                f"{self.spec.name}: prompt of {len(wanted)} tokens does not fit "
+                f"n_ctx={self.spec.n_ctx}"
+            )
+        cached = self.seq_tokens[job.seq]
+        keep = min(lcp(cached, wanted), len(wanted) - 1)
+        if keep < len(cached):
+            llama_cpp.llama_memory_seq_rm(self._mem, job.seq, keep, -1)
+            del cached[keep:]
+        todo = wanted[keep:-1]
+        t0 = time.perf_counter()
+        for at in range(0, len(todo), self.n_batch):
+            chunk = todo[at : at + self.n_batch]
+            base = len(cached)
+            items = [(t, base + i, job.seq, i == len(chunk) - 1) for i, t in enumerate(chunk)]
+            self._decode(items)
+            cached.extend(chunk)
+        self.stats.add_prefill(len(todo) + 1, time.perf_counter() - t0)
+        job.prefilled += len(todo) + 1
+
+    def _accept(self, job: Job, idx: int) -> bool:
+        """Sample the job's next token from batch output ``idx``; True when the job is done."""
+        import llama_cpp
+
+        assert job.seq is not None and job.text is not None
+        self.seq_tokens[job.seq].append(_last(job))
+        token = llama_cpp.llama_sampler_sample(job.sampler, self.ctx, idx)
+        if token in job.stop_ids or llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token):
+            return self._finish(job)
+        job.generated.append(token)
+        job.served += 1
+        if job.first_token_s is None:
+            job.first_token_s = time.perf_counter() - job.created
+        piece, stopped = job.text.feed(self.llama.detokenize([token]))
+        if piece:
+            self._outbox.append((job, piece))
+        if stopped:
+            return True
+        total = len(job.prompt or []) + len(job.generated)
+        if len(job.generated) >= job.params.max_tokens or total + 1 >= self.spec.n_ctx:
+            return self._finish(job)
+        return False
+
+    def _finish(self, job: Job) -> bool:
+        assert job.text is not None
+        rest = job.text.flush()
+        if rest:
+            self._outbox.append((job, rest))
+        return True
+
+    def _deliver(self) -> None:
+        """Hand this step's pieces of every persona to the event loop in one wake-up."""
+        if self._outbox:
+            batch, self._outbox = self._outbox, []
+            batch[0][0].loop.call_soon_threadsafe(_put_all, batch)
+
+    def run_round(
+        self, jobs: list[Job], slice_tokens: int, flags: Flags
+    ) -> dict[Job, bool | Exception]:
+        """Decode for the seated ``jobs`` together until one finishes or yields its seat.
+
+        Returns {job: True (done) / False (yields its seat) / exception}; jobs not in the
+        result keep their seats (the round also ends early when a newcomer must be seated).
+        Each job's last token is evaluated at the start of its next step, so a job can stop
+        anywhere and resume exactly where it was.
+        """
+        out: dict[Job, bool | Exception] = {}
+        active: list[Job] = []
+        for job in jobs:
+            job.slices += 1
+            if job.cancel.is_set():
+                out[job] = True
+                continue
+            try:
+                self._sync(job)
+            except EngineError as exc:
+                out[job] = exc
+                continue
+            active.append(job)
+        self._steps(active, out, slice_tokens, flags)
+        return out
+
+    def _steps(
+        self, active: list[Job], out: dict[Job, bool | Exception], slice_tokens: int, flags: Flags
+    ) -> None:
+        """The decode steps of one round (see ``run_round``)."""
+        while active and not out:
+            mode = self.chooser.choose() if len(active) > 1 else "interleaved"
+            t0 = time.perf_counter()
+            done: list[Job] = []
+            if mode == "batched":
+                items: list[tuple[int, int, int, bool]] = []
+                for job in active:
+                    assert job.seq is not None
+                    pos = len(self.seq_tokens[job.seq])
+                    items.append((_last(job), pos, job.seq, True))
+                self._decode(items)
+                done = [job for i, job in enumerate(active) if self._accept(job, i)]
+                tokens = len(active)
+            else:
+                burst = self.INTERLEAVE_BURST if len(active) > 1 and not self.on_gpu else 1
+                tokens = 0
+                for job in active:
+                    assert job.seq is not None
+                    for _ in range(burst):
+                        pos = len(self.seq_tokens[job.seq])
+                        self._decode([(_last(job), pos, job.seq, True)])
+                        tokens += 1
+                        if self._accept(job, 0):
+                            done.append(job)
+                            break
+                        if job.cancel.is_set():
+                            break
+                    if burst > 1:
+                        self._deliver()  # each persona's burst reaches its reader at once
+            dt = time.perf_counter() - t0
+            self._deliver()
+            if len(active) > 1:
+                self.chooser.record(mode, tokens, dt)
+            self.stats.add_decode_step(tokens, dt)
+            for job in done:
+                out[job] = True
+            active = [j for j in active if j not in out]
+            for job in active:
+                if job.cancel.is_set():
+                    out[job] = True
+            active = [j for j in active if j not in out]
+            if flags.memory:
+                for job in active:
+                    if job.served >= slice_tokens:
+                        out[job] = False
+            elif flags.seat_wanted and active:
+                top = max(active, key=lambda j: j.served)
+                if top.served >= slice_tokens:
+                    out[top] = False
+            if flags.newcomer:
+                break
+
+
+def _last(job: Job) -> int:
+    """The job's newest token: the one its next decode step evaluates."""
+    assert job.prompt is not None
+    return job.generated[-1] if job.generated else job.prompt[-1]
+
+
+def _put_all(batch: list[tuple[Job, str]]) -> None:
+    for job, piece in batch:
+        job.out.put_nowait(piece)
+
+
+def lcp(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
