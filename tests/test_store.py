@@ -138,6 +138,21 @@ async def test_pool_events_are_saved_on_flush(store: Store):
 
 # ---- crash safety -------------------------------------------------------------------------------
 
+
+def spawn_writer(tmp_path: Path, script: str, db: Path) -> subprocess.Popen[str]:
+    """Run ``script`` (a hermes process writing ``db``) with pipes to talk to it."""
+    path = tmp_path / "child.py"
+    path.write_text(script)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, str(path), str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
@@ -165,12 +180,7 @@ CHILD = textwrap.dedent(
 
 async def test_sigkilled_writer_leaves_intact_db_with_interrupted_message(tmp_path: Path):
     db = tmp_path / "hermes.db"
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True, env=env
-    )
+    proc = spawn_writer(tmp_path, CHILD, db)
     try:
         assert proc.stdout is not None
         mid = int(proc.stdout.readline().split()[1])
@@ -224,16 +234,7 @@ LIVE_CHILD = textwrap.dedent(
 
 async def test_a_second_hermes_never_marks_a_live_writers_message_interrupted(tmp_path: Path):
     db = tmp_path / "hermes.db"
-    script = tmp_path / "child.py"
-    script.write_text(LIVE_CHILD)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = spawn_writer(tmp_path, LIVE_CHILD, db)
     try:
         assert proc.stdout is not None
         mid = int(proc.stdout.readline().split()[1])
