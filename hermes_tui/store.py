@@ -94,10 +94,11 @@ class _WritersLock:
         """Take the lock exclusively if no other writer holds it (then recovery is safe)."""
         return self._fd is None or _flock(self._fd, exclusive=True)
 
-    def share(self) -> None:
-        """Hold the lock shared for as long as this store is open."""
-        if self._fd is not None:
-            _flock(self._fd, exclusive=False, wait=True)
+    async def share(self) -> None:
+        """Hold the lock shared for as long as this store is open (waits, without blocking the
+        event loop, while another process recovers or a reader checks for writers)."""
+        while self._fd is not None and not _flock(self._fd, exclusive=False):
+            await asyncio.sleep(0.01)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -121,14 +122,14 @@ def _lock_path(db: Path) -> str:
     return f"{db}-writers"
 
 
-def _flock(fd: int, *, exclusive: bool, wait: bool = False) -> bool:
+def _flock(fd: int, *, exclusive: bool) -> bool:
     try:
         import fcntl
     except ImportError:  # not POSIX
         return True
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     try:
-        fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     except OSError:
@@ -690,11 +691,10 @@ class Store:
         try:
             if store._writers_lock.alone():
                 store.recovered = await store.recover_interrupted()
-        except StoreError:
+            await store._writers_lock.share()
+        except BaseException:  # StoreError, or cancelled: leave nothing open or locked
             await store.close()
             raise
-        finally:
-            store._writers_lock.share()
         return store
 
     @staticmethod

@@ -91,3 +91,33 @@ async def test_a_narrower_terminal_rewraps_the_streamed_text() -> None:
         narrow = shown(app.body)
         assert len(narrow) > wide
         assert all(len(line) <= 40 for line in narrow)
+
+
+async def test_fences_close_only_on_a_matching_fence_while_streaming() -> None:
+    """A longer fence holds a shorter one and a fence with an info string never closes one:
+    blank lines inside them never cut the block while it streams."""
+    texts = [
+        "````md\n```\n\ninside\n```\n````\n\nafter\n",
+        "```\nx = 1\n```python\n\ny = 2\n```\n\nafter\n",
+    ]
+    for text in texts:
+        expected = await whole_render(text)
+        assert await streamed_render(text) == expected, text
+
+
+async def test_a_fence_indented_in_a_list_item_stays_code_while_streaming() -> None:
+    text = "1. step one:\n\n    ```sh\n    make\n\n    make test\n    ```\n\n2. step two\n"
+    lines = await streamed_render(text)
+    assert not any("```" in line for line in lines), lines  # never shown as literal text
+    assert sum("make test" in line for line in lines) == 1
+    assert lines[0].strip().startswith("1") and any("2 step two" in line for line in lines)
+
+
+async def streamed_render(text: str, width: int = 60) -> list[str]:
+    """What the body shows after ``text`` streamed in line by line, before the final render."""
+    app = BodyApp("", streaming=True)
+    async with app.run_test(size=(width, 40)) as pilot:
+        for line in text.splitlines(keepends=True):
+            app.body.append(line)
+            await pilot.pause()
+        return shown(app.body)

@@ -85,3 +85,24 @@ async def test_two_seats_run_two_streams_at_once() -> None:
     assert [q.persona for q in pool.snapshot().queue] == ["c"]
     assert all(t == "".join(WORDS) for t in await asyncio.gather(*tasks))
     await pool.close()
+
+
+async def test_cancelling_a_queued_turn_ends_it_at_once_and_frees_its_place() -> None:
+    pool = remote_pool(queue_size=2)
+    order: list[str] = []
+    running = asyncio.create_task(answer(pool, "architect", order))
+    await asyncio.sleep(0.02)
+    cancel = asyncio.Event()
+    params = SamplingParams(max_tokens=12)
+
+    async def queued() -> str:
+        return "".join([p async for p in pool.generate("coder", "far", [], params, cancel)])
+
+    waiting = asyncio.create_task(queued())
+    await asyncio.sleep(0.01)
+    assert [q.persona for q in pool.snapshot().queue] == ["coder"]
+    cancel.set()  # Esc while the turn still waits for the server's only seat
+    assert await asyncio.wait_for(waiting, 0.05) == ""
+    assert pool.snapshot().queue == [] and not running.done()
+    await running
+    await pool.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 from pathlib import Path
@@ -20,7 +21,7 @@ from hermes_tui.widgets.markdown_body import MarkdownBody
 from hermes_tui.widgets.marks import MarkedText, VerdictMark
 from hermes_tui.widgets.message import MessageView
 from hermes_tui.widgets.prompt import PersonaSuggester
-from hermes_tui.widgets.sanitize import escape_controls, sanitize_for_terminal
+from hermes_tui.widgets.sanitize import escape_controls, sanitize_for_terminal, split_unfinished
 from hermes_tui.widgets.transcript import Transcript
 from sentinel.verdict import Verdict
 from tests.conftest import write_small_config
@@ -197,6 +198,12 @@ async def test_a_critical_halt_shows_its_code_where_the_stream_stopped(small_con
         view = chat.query_one(Transcript).view(record.key)
         assert "halted here: E_UNSAFE_COMMAND" in str(view.query_one(".halt-code").render())
         assert view.query(VerdictMark).first().has_class("verdict-critical")
+        # Widening into three panes rebuilds the views: the halt line is still there.
+        await pilot.resize_terminal(170, 40)
+        await pilot.pause(0.3)
+        view = chat.query_one(Transcript).view(record.key)
+        assert view.parent.id == "pane-coder"
+        assert "halted here: E_UNSAFE_COMMAND" in str(view.query_one(".halt-code").render())
 
 
 async def test_three_panes_when_wide_and_escape_codes_never_reach_the_screen(
@@ -367,3 +374,20 @@ async def test_no_color_is_respected(monkeypatch, small_config, no_color):
             assert app.no_color and not colours, f"colours with NO_COLOR: {colours}"
         else:
             assert colours  # the same screen is coloured otherwise
+
+
+def test_pieces_split_inside_crlf_or_an_escape_sanitize_like_the_whole_text() -> None:
+    """Every way of cutting the text into 2 or 3 streamed pieces shows the same text."""
+    text = "one\r\ntwo \x1b[31mred\x1b[0m three\r\n\x1b]0;title\x07four"
+    cuts = [[i] for i in range(1, len(text))]
+    cuts += [list(pair) for pair in itertools.combinations(range(1, len(text)), 2)]
+    for cut_points in cuts:
+        shown, held = "", ""
+        pieces = [
+            text[a:b] for a, b in zip([0, *cut_points], [*cut_points, len(text)], strict=True)
+        ]
+        for piece in pieces:
+            ready, held = split_unfinished(held + piece)
+            shown += sanitize_for_terminal(ready)
+        shown += sanitize_for_terminal(held)
+        assert shown == sanitize_for_terminal(text) == "one\ntwo red three\nfour"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from agents.engine import Engine, Message, SamplingParams, relay
 from agents.pool.queue import AdmissionQueue, NeverFitsError, PoolBusyError, QueuedInfo, Request
-from agents.pool.remote_gate import RemoteGate
+from agents.pool.remote_gate import RemoteGate, SeatCancelled
 from agents.pool.runner import Job, SeqRunner
 from agents.pool.scheduler import PoolEvent, Scheduler, slot_key
 from agents.specs import ModelSpec, PoolSpec
@@ -39,6 +39,13 @@ __all__ = [
 ]
 
 EventListener = Callable[[PoolEvent], Awaitable[None]]
+
+
+def _can_offload() -> bool:
+    """Whether this llama.cpp build offloads to a GPU (SeqRunner.load asks the same)."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
 
 
 def estimate_bytes(spec: ModelSpec, seqs: int = 1) -> int:
@@ -67,7 +74,7 @@ def placement_bytes(spec: ModelSpec, seqs: int, devices: Collection[str]) -> dic
         names = [spec.device] * n_gpus
     # The context settings SeqRunner uses for an offloaded model (a larger ubatch, flash
     # attention) change the compute buffer: price what will be allocated.
-    offload = spec.n_gpu_layers != 0
+    offload = spec.n_gpu_layers != 0 and _can_offload()
     est = estimate(
         info,
         spec.n_ctx * max(1, seqs),
@@ -278,7 +285,7 @@ class ModelPool:
             detail = f"{priority}; waiting for {ep.url} ({len(ep.running)}/{ep.capacity} busy)"
             self._event("wait", spec.name, persona, detail)
         try:
-            async with self.remote.seat(spec.url, spec.max_concurrency, req) as ep:
+            async with self.remote.seat(spec.url, spec.max_concurrency, req, cancel) as ep:
                 self._event("admit", spec.name, persona, f"{priority}; remote {ep.url}")
                 t0, n = time.monotonic(), 0
                 async for piece in self._remote_engine(spec).stream(messages, params, cancel):
@@ -289,6 +296,8 @@ class ModelPool:
             self.rejected += 1
             self._event("reject", spec.name, persona, str(exc))
             raise
+        except SeatCancelled:
+            return  # cancelled in the queue: the turn ends with nothing streamed
 
     def register_engine(self, model: str, engine: Engine) -> None:
         """Serve ``model`` (a config entry with a ``url``) from ``engine`` instead of an HTTP

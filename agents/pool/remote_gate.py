@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 from agents.pool.queue import AdmissionQueue, QueuedInfo, Request
 
 DEFAULT_TPS = 20.0  # tokens/s assumed for an endpoint before anything was measured
+FIRST = asyncio.FIRST_COMPLETED
+
+
+class SeatCancelled(Exception):
+    """The request was cancelled before a seat came free (nothing was sent to the server)."""
 
 
 @dataclass
@@ -62,8 +67,14 @@ class RemoteGate:
         return self.endpoints[key]
 
     @asynccontextmanager
-    async def seat(self, url: str, capacity: int, req: Request) -> AsyncIterator[Endpoint]:
-        """Hold a seat on ``url`` for the body; raises ``PoolBusyError`` when its queue is full."""
+    async def seat(
+        self, url: str, capacity: int, req: Request, cancel: asyncio.Event | None = None
+    ) -> AsyncIterator[Endpoint]:
+        """Hold a seat on ``url`` for the body.
+
+        Raises ``PoolBusyError`` when the endpoint's queue is full, and ``SeatCancelled`` when
+        ``cancel`` is set while the request still waits (Esc on a queued turn).
+        """
         ep = self.endpoint(url, capacity)
         if len(ep.running) < ep.capacity and not len(ep.queue):
             ep.running.append(req)
@@ -71,8 +82,12 @@ class RemoteGate:
             ep.queue.admit(req)  # may raise PoolBusyError: nothing was taken yet
             wakeup = asyncio.get_running_loop().create_future()
             self._wakeups[id(req)] = wakeup
+            stop = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
             try:
-                await wakeup  # _wake_next put the request in ep.running before waking it
+                # _wake_next puts the request in ep.running before it wakes it
+                await asyncio.wait([f for f in (wakeup, stop) if f is not None], return_when=FIRST)
+                if not wakeup.done():
+                    raise SeatCancelled(f"cancelled while waiting for {ep.url}")
             except BaseException:
                 if req in ep.queue:
                     ep.queue.remove(req)
@@ -82,6 +97,8 @@ class RemoteGate:
                 raise
             finally:
                 self._wakeups.pop(id(req), None)
+                if stop is not None:
+                    stop.cancel()
         ep.queue.mark_served(req.persona)
         ep.started[id(req)] = time.monotonic()
         try:

@@ -215,7 +215,7 @@ class Scheduler:
             if not short:  # room came free at once (saved states dropped)
                 self._start_load(job.key, spec, placement)
                 continue
-            blocked.update(placement)  # hold every device it needs, not only the short ones
+            blocked.update(short)  # later requests may still load where this one has room
 
     def _make_room(self, device: str, need: int) -> None:
         """Evict idle models (LRU) or ask busy ones to yield, so ``need`` bytes come free."""
@@ -234,9 +234,11 @@ class Scheduler:
             free += slot.placement[device]
         for slot in victims:
             self._start_evict(slot, "memory")
-        if device == self.host_device:
+        saved = sum(st.nbytes for st in self.states.values())
+        if device == self.host_device and free < need <= free + saved:
             # Saved KV states are a cache: a model that must load matters more (a persona
-            # whose state is dropped re-prefills its history on its next turn).
+            # whose state is dropped re-prefills its history on its next turn). Only when
+            # dropping them is enough: otherwise a busy model has to yield first anyway.
             while free < need and self.states:
                 (key, persona), old = self.states.popitem(last=False)
                 self.on_event("drop_state", self._name(key), persona, f"{old.nbytes} bytes")

@@ -6,7 +6,8 @@ press waited behind them (keypress-to-screen p95 167 ms, ``benchmarks/bench_tui.
 body is ONE widget (Textual's line API) whose lines are cached ``Strip`` objects:
 
 * the streamed text is cut where later text cannot change what came before — after a blank
-  line outside a code fence — and each finished chunk is rendered once with Rich's Markdown;
+  line outside a code fence, when the next line starts at column 0 (an indented one may
+  continue a list item) — and each finished chunk is rendered once with Rich's Markdown;
 * only the open tail (the block still being written) is rendered again on each update, and
   the layout is refreshed only when the number of lines changed;
 * ``update()`` (the end of a turn) renders the whole text once from scratch, so a construct
@@ -28,7 +29,8 @@ from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# A code fence: any indentation (fences inside list items are indented), the marker, the rest.
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})(.*)$")
 
 
 class MarkdownBody(Widget):
@@ -43,6 +45,7 @@ class MarkdownBody(Widget):
         self._frozen_upto = 0  # characters of the source held by ``_chunks``
         self._scan_at = 0  # start of the first line not yet scanned for a cut
         self._fence: str | None = None  # the open fence marker at ``_scan_at``, if any
+        self._candidate: int | None = None  # a cut after a blank line, if the next line allows
         self._width = 0  # the width ``_frozen`` and ``_tail`` were rendered at
         self._frozen: list[Strip] = []  # rendered lines of the first ``_rendered`` chunks
         self._rendered = 0
@@ -86,6 +89,7 @@ class MarkdownBody(Widget):
         self._rendered = 0
         self._frozen_upto = self._scan_at = len(text)
         self._fence = None
+        self._candidate = None
         self._width = 0  # render lazily at the laid-out width
         self._all = None
 
@@ -101,12 +105,24 @@ class MarkdownBody(Widget):
             line = src[at:end]
             fence = _FENCE.match(line)
             if self._fence is None:
-                if fence:
-                    self._fence = fence.group(1)[0] * 3
-                elif not line.strip() and at > self._frozen_upto:
-                    cut = end + 1
-            elif fence and fence.group(1).startswith(self._fence):
-                self._fence = None
+                if not line.strip():
+                    if at > self._frozen_upto:
+                        self._candidate = end + 1
+                else:
+                    # A blank line ends a block only if what follows starts at column 0: an
+                    # indented line may continue a list item (or an indented code block).
+                    if self._candidate is not None and not line[:1].isspace():
+                        cut = self._candidate
+                    self._candidate = None
+                    if fence and not (fence.group(1)[0] == "`" and "`" in fence.group(2)):
+                        self._fence = fence.group(1)  # opened (a ` fence's info has no `)
+            elif (
+                fence
+                and fence.group(1)[0] == self._fence[0]
+                and len(fence.group(1)) >= len(self._fence)
+                and not fence.group(2).strip()
+            ):
+                self._fence = None  # closed: same character, at least as long, nothing after
             at = end + 1
         self._scan_at = at
         if cut is None:

@@ -15,7 +15,7 @@ from textual.widgets import Static
 from hermes_tui.widgets.markdown_body import MarkdownBody
 from hermes_tui.widgets.marks import VerdictMark
 from hermes_tui.widgets.records import ChatMessage
-from hermes_tui.widgets.sanitize import sanitize_for_terminal
+from hermes_tui.widgets.sanitize import sanitize_for_terminal, split_unfinished
 
 STATUS_ICON = {
     "streaming": "…",
@@ -57,6 +57,7 @@ class MessageView(Vertical, can_focus=True):
         self.record = record
         self.color = color
         self._unpainted: list[str] = []
+        self._held = ""  # the end of the painted text that may continue (see split_unfinished)
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="msg-header", markup=False)
@@ -73,7 +74,23 @@ class MessageView(Vertical, can_focus=True):
 
     def on_mount(self) -> None:
         self.styles.border_left = ("wide", self.color)
+        if self.record.finished:  # rebuilt (a layout switch): show where it stopped again
+            self._show_halt()
         self._refresh_status()
+
+    def _show_halt(self) -> None:
+        """Under a halted, failed or cancelled answer: where and why it stopped."""
+        r = self.record
+        halts = self.query(".halt-code")
+        if r.status not in ("halted", "error", "cancelled") or not halts:
+            return
+        label = {"halted": "✖ halted", "error": "✗ error", "cancelled": "⊘ cancelled"}
+        where = f"{label[r.status]} here" + (f": {r.code}" if r.code else "")
+        if r.detail:
+            where += f" — {sanitize_for_terminal(r.detail)}"
+        halt = halts.first(Static)
+        halt.update(where)
+        halt.add_class("-shown")
 
     # -- header -----------------------------------------------------------------------
     def _header(self) -> str:
@@ -117,26 +134,20 @@ class MessageView(Vertical, can_focus=True):
 
     def paint(self) -> None:
         """Show the pieces taken since the last paint (the transcript decides when)."""
-        pieces, self._unpainted = self._unpainted, []
+        raw, self._unpainted = self._held + "".join(self._unpainted), []
+        ready, self._held = split_unfinished(raw)  # a \r\n or an escape split across paints
         for body in self.query(MarkdownBody):  # none before compose(), which uses the record
-            body.append(sanitize_for_terminal("".join(pieces)))
+            body.append(sanitize_for_terminal(ready))
 
     async def finish(self) -> None:
         """The turn ended: render the final text once and show a halt code."""
-        self._unpainted = []  # the final render below shows the whole text
+        self._unpainted, self._held = [], ""  # the final render below shows the whole text
         r = self.record
         bodies = self.query(MarkdownBody)
         if r.role != "assistant" or not bodies:
             return
         bodies.first().update(sanitize_for_terminal(r.text))
-        if r.status in ("halted", "error", "cancelled"):
-            label = {"halted": "✖ halted", "error": "✗ error", "cancelled": "⊘ cancelled"}
-            where = f"{label[r.status]} here" + (f": {r.code}" if r.code else "")
-            if r.detail:
-                where += f" — {sanitize_for_terminal(r.detail)}"
-            halt = self.query_one(".halt-code", Static)
-            halt.update(where)
-            halt.add_class("-shown")
+        self._show_halt()
         for mark in self.query(VerdictMark):
             mark.update_context(r.text, r.correction)
         self._refresh_status()

@@ -38,6 +38,33 @@ def sanitize_for_terminal(text: str) -> str:
     return _BIDI.sub("", text)
 
 
+def split_unfinished(text: str) -> tuple[str, str]:
+    """Split streamed ``text`` into what can be sanitized now and a tail to hold back.
+
+    Sanitizing pieces one by one must give what sanitizing their concatenation gives: a
+    ``\r`` at the end may be the first half of ``\r\n``, and an escape sequence near the end
+    may still be arriving (its parameters would otherwise be shown as litter).
+    """
+    esc = max(text.rfind("\x1b", len(text) - 256), text.rfind("\x9b", len(text) - 256))
+    if esc >= 0 and not _complete_escape(text[esc:]):
+        return text[:esc], text[esc:]
+    if text.endswith("\r"):
+        return text[:-1], "\r"
+    return text, ""
+
+
+_CSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]")
+
+
+def _complete_escape(tail: str) -> bool:
+    """Whether the escape sequence at the start of ``tail`` has fully arrived."""
+    if tail.startswith(("\x1b[", "\x9b")):
+        return _CSI.match(tail) is not None
+    if tail.startswith(("\x1b]", "\x1bP", "\x1b_", "\x1b^", "\x1bX")):  # strings end BEL/ST
+        return "\x07" in tail or "\x1b\\" in tail[1:]
+    return len(tail) >= 2 and _ESCAPE_SEQ.match(tail) is not None
+
+
 def escape_controls(text: str) -> str:
     """Replace each control character (except ``\\n`` and ``\\t``) with U+FFFD, one for one.
 

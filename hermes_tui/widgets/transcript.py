@@ -13,6 +13,8 @@ then waited for all of it (``benchmarks/bench_tui.py``).
 
 from __future__ import annotations
 
+import asyncio
+
 from textual.app import ComposeResult
 from textual.containers import Container, Horizontal, VerticalScroll
 from textual.timer import Timer
@@ -49,6 +51,8 @@ class Transcript(Container):
         self.records: list[ChatMessage] = []
         self.views: dict[str, MessageView] = {}
         self._ticker: Timer | None = None
+        # add() runs from the chat's event flush, set_wide() from a resize: never interleaved
+        self._layout_lock = asyncio.Lock()
         self._tick = 0
 
     def compose(self) -> ComposeResult:
@@ -93,6 +97,10 @@ class Transcript(Container):
 
     async def add(self, record: ChatMessage) -> MessageView | None:
         """Show a new message; returns its view (the last one for a user message)."""
+        async with self._layout_lock:  # not while set_wide() rebuilds the panes
+            return await self._add(record)
+
+    async def _add(self, record: ChatMessage) -> MessageView | None:
         self.records.append(record)
         view = None
         for pane in self._panes_for(record):
@@ -107,22 +115,24 @@ class Transcript(Container):
 
     async def set_wide(self, wide: bool) -> None:
         """Switch layouts, rebuilding every message from its record."""
-        if wide == self.wide:
-            return
-        self.wide = wide
-        self.views.clear()
-        await self.recompose()
-        records, self.records = self.records, []
-        for record in records:
-            await self.add(record)
-        self.on_mount()
+        async with self._layout_lock:
+            if wide == self.wide:
+                return
+            self.wide = wide
+            self.views.clear()
+            await self.recompose()
+            records, self.records = self.records, []
+            for record in records:
+                await self._add(record)
+            self.on_mount()
 
     async def clear(self) -> None:
         """Forget every message (a new session)."""
-        self.records.clear()
-        self.views.clear()
-        for pane in self.query(PersonaPane):
-            await pane.remove_children()
+        async with self._layout_lock:
+            self.records.clear()
+            self.views.clear()
+            for pane in self.query(PersonaPane):
+                await pane.remove_children()
 
     def latest_answer(self) -> ChatMessage | None:
         for record in reversed(self.records):
