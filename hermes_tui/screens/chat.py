@@ -86,6 +86,7 @@ class ChatScreen(Screen):
         self._busy = False
         self._user_count = 0
         self._state = "starting…"
+        self._status_line = ""  # what #status shows now
         self._pending: list[Any] = []
         self._flush_scheduled = False
 
@@ -164,7 +165,12 @@ class ChatScreen(Screen):
         session = f"session {self.runtime.session_id}" if self.runtime else "no session"
         running = " ".join(f"@{p}" for p in self.streaming)
         state = self._state + (f" · streaming {running}" if running else "")
-        self.query_one("#status", Static).update(f"to {to} · {self.workflow} · {state} · {session}")
+        line = f"to {to} · {self.workflow} · {state} · {session}"
+        if line != self._status_line:
+            # One line of fixed height: no layout pass (typing changes it on @mentions only,
+            # and a layout pass per key press showed in keypress-to-screen latency).
+            self._status_line = line
+            self.query_one("#status", Static).update(line, layout=False)
 
     @on(Input.Changed, "#prompt")
     def _draft_changed(self, event: Input.Changed) -> None:

@@ -125,6 +125,11 @@ class MarkdownBody(Widget):
                 self._fence = None  # closed: same character, at least as long, nothing after
             at = end + 1
         self._scan_at = at
+        rest = src[at:]  # the line being written: its first character is enough to decide
+        if self._fence is None and self._candidate is not None and rest.strip():
+            if not rest[:1].isspace():
+                cut = self._candidate
+                self._candidate = None
         if cut is None:
             return False
         self._chunks.append(src[self._frozen_upto : cut])

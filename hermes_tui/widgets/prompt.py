@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 from textual.binding import Binding
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.suggester import Suggester
 from textual.widgets import Input
 
@@ -36,6 +38,11 @@ class PromptInput(Input):
         Binding("up", "history(-1)", "Previous", show=False),
         Binding("down", "history(1)", "Next", show=False),
     ]
+
+    # Input sets its virtual size on every key press, and Widget declares that reactive with
+    # layout=True: a layout pass of the whole screen per key. The prompt has a fixed size
+    # (one line, full width), so a repaint is enough; measured in benchmarks/bench_tui.py.
+    virtual_size = Reactive(Size(0, 0), layout=False)
 
     def __init__(self, personas: list[str], **kwargs) -> None:
         super().__init__(suggester=PersonaSuggester(personas), **kwargs)

@@ -53,6 +53,7 @@ class Transcript(Container):
         self._ticker: Timer | None = None
         # add() runs from the chat's event flush, set_wide() from a resize: never interleaved
         self._layout_lock = asyncio.Lock()
+        self.paints = 0  # messages painted with new text (the TUI benchmark reports the rate)
         self._tick = 0
 
     def compose(self) -> ComposeResult:
@@ -77,14 +78,15 @@ class Transcript(Container):
 
     def _paint_next(self) -> None:
         """Paint the streamed text of the pane whose turn it is."""
-        self._tick = (self._tick + 1) % max(3, len(self.personas))
+        self._tick = slot = (self._tick + 1) % max(3, len(self.personas))
         panes = list(self.query(PersonaPane))
-        if self._tick >= len(panes):
+        if slot >= len(panes):
             return
-        pane = panes[self._tick]
+        pane = panes[slot]
         for view in self.views.values():
             if view.unpainted and view.parent is pane:
                 view.paint()
+                self.paints += 1
 
     def _panes_for(self, record: ChatMessage) -> list[PersonaPane]:
         if not self.wide:
