@@ -234,6 +234,19 @@ async def test_three_panes_when_wide_and_escape_codes_never_reach_the_screen(
         assert shown == records and [r.role for r in records[:2]] == ["user", "assistant"]
 
 
+async def test_a_draft_longer_than_the_prompt_scrolls_to_keep_the_cursor_visible(small_config):
+    app = HermesApp(load_config(small_config), autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        prompt = chat_of(app).query_one("#prompt", Input)
+        prompt.focus()
+        for ch in "abcdefghij" * 12:
+            await pilot.press(ch)
+        await pilot.pause(0.1)
+        assert len(prompt.value) == 120 > prompt.size.width
+        x = prompt.cursor_screen_offset.x
+        assert prompt.scroll_offset.x > 0 and prompt.region.x <= x < prompt.region.right
+
+
 async def test_input_history_and_status_line_show_who_is_addressed(small_config):
     app = HermesApp(load_config(small_config), autostart=False)
     async with app.run_test(size=(80, 24)) as pilot:
