@@ -257,18 +257,20 @@ class LoopCheck:
                 continue
             self._episode[sev] = (p, run_start)
             self._covered[sev] = self._ends[i]
-            severity = self._sev_minor if sev == "minor" else self._sev_critical
             block = "".join(self._text_of(onset, onset + min(p, 12)))
             out.append(
-                Verdict(
-                    self.name,
-                    severity,  # type: ignore[arg-type]
-                    "E_LOOP",
+                self._verdict(
+                    sev,
                     (self._starts[first], self._ends[i]),
                     f"block of {p} tokens repeated {(i + 1 - first) // p}x: {block[:60]!r}",
                 )
             )
         return out
+
+    def _verdict(self, level: str, span: tuple[int, int], detail: str) -> Verdict:
+        """An E_LOOP verdict at the configured severity of its level (minor or critical)."""
+        severity = self._sev_minor if level == "minor" else self._sev_critical
+        return Verdict(self.name, severity, "E_LOOP", span, detail)  # type: ignore[arg-type]
 
     def _text_of(self, a: int, b: int) -> list[str]:
         inv = getattr(self, "_inv", None)
@@ -305,12 +307,9 @@ class LoopCheck:
                 continue
             self._stutter_done.add(sev)
             self._covered[sev] = abs_end
-            severity = self._sev_minor if sev == "minor" else self._sev_critical
             out.append(
-                Verdict(
-                    self.name,
-                    severity,  # type: ignore[arg-type]
-                    "E_LOOP",
+                self._verdict(
+                    sev,
                     (abs_start, abs_end),
                     f"stutter: {m.group(1)!r} repeated {length // len(m.group(1))}x",
                 )
@@ -347,12 +346,9 @@ class LoopCheck:
                 continue
             self._dup_episode.add(sev)
             self._covered[sev] = end
-            severity = self._sev_minor if sev == "minor" else self._sev_critical
             out.append(
-                Verdict(
-                    self.name,
-                    severity,  # type: ignore[arg-type]
-                    "E_LOOP",
+                self._verdict(
+                    sev,
                     (self._chain_start, end),
                     f"{self._chain} near-identical sentences in a row",
                 )
