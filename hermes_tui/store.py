@@ -589,7 +589,6 @@ class Store:
         self.readonly = readonly
         self.busy_timeout_ms = busy_timeout_ms
         self.recovered = 0  # messages marked interrupted when this store opened
-        self.live_writer = False  # read-only: another process has the database open to write
         self._writers_lock: _WritersLock | None = None
         self._w = write_conn
         self._r = read_conn
@@ -600,6 +599,12 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
         if write_conn is not None:
             self._writer = asyncio.create_task(self._writer_loop(), name="hermes-store-writer")
+
+    @property
+    def live_writer(self) -> bool:
+        """Read-only stores: whether another process has the database open to write, asked
+        anew each time (a review screen stays open while a chat or batch run starts or dies)."""
+        return self.readonly and _WritersLock.anyone_writing(self.path)
 
     # ---- opening / closing -----------------------------------------------------------------
 
@@ -646,7 +651,6 @@ class Store:
                     write_conn=None,
                     read_conn=first,
                 )
-                store.live_writer = _WritersLock.anyone_writing(path)
                 return store
             # Refuse a newer or foreign database before touching it (WAL rewrites the header).
             version = await _user_version(first)

@@ -243,16 +243,19 @@ async def test_a_second_hermes_never_marks_a_live_writers_message_interrupted(tm
             assert second.recovered == 0
             (msg,) = await second.get_transcript(1)
             assert msg.id == mid and msg.status == "streaming"
-        async with await Store.open(db, readonly=True) as viewer:  # hermes log
+        async with await Store.open(db, readonly=True) as viewer:  # hermes log / review
             assert viewer.live_writer
             assert (await viewer.get_transcript(1))[0].status == "streaming"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        # The writer is gone: hermes log already shows the message as interrupted...
-        async with await Store.open(db, readonly=True) as viewer:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            # The writer is gone: a review screen that stayed open sees it on its next read...
             assert not viewer.live_writer
             (msg,) = await viewer.get_transcript(1)
             assert msg.status == "interrupted" and msg.content == "half an answer"
+        # ...and so does a new hermes log.
+        async with await Store.open(db, readonly=True) as viewer:
+            (msg,) = await viewer.get_transcript(1)
+            assert msg.status == "interrupted"
         # ...and the next writable open marks it so, once.
         async with await Store.open(db) as third:
             assert third.recovered == 1
