@@ -494,6 +494,111 @@ def batched_runs(a, path: Path, legacy: bool) -> dict:
     return out
 
 
+def sec_breakdown(a, nvml, res) -> None:
+    """Where a batched step of three personas spends its time in the pool (second round),
+    with pieces handed to the event loop every step and at most every 8 ms."""
+    import collections
+
+    import llama_cpp
+
+    from agents.pool import runner as R
+
+    T: collections.Counter = collections.Counter()
+    N: collections.Counter = collections.Counter()
+    state = {"first": True}
+
+    def timed(obj, name, key):
+        f = getattr(obj, name)
+
+        def w(*args, **kw):
+            t0 = time.perf_counter()
+            try:
+                return f(*args, **kw)
+            finally:
+                T[key] += time.perf_counter() - t0
+                N[key] += 1
+
+        setattr(obj, name, w)
+        return f
+
+    real_sample = llama_cpp.llama_sampler_sample
+
+    def sample(chain, ctx, idx):
+        if state["first"]:  # the step's first sample waits for the device: time that apart
+            state["first"] = False
+            t0 = time.perf_counter()
+            llama_cpp.llama_synchronize(ctx)
+            T["gpu_wait"] += time.perf_counter() - t0
+            N["gpu_wait"] += 1
+        t0 = time.perf_counter()
+        try:
+            return real_sample(chain, ctx, idx)
+        finally:
+            T["sample"] += time.perf_counter() - t0
+            N["sample"] += 1
+
+    real_decode = timed(R.SeqRunner, "_decode", "decode_launch")
+    real_accept = timed(R.SeqRunner, "_accept", "accept_incl_sample")
+    real_deliver = timed(R.SeqRunner, "_deliver", "deliver")
+    llama_cpp.llama_sampler_sample = sample
+    real_decode_w = R.SeqRunner._decode
+
+    def decode(self, items):
+        state["first"] = True
+        return real_decode_w(self, items)
+
+    R.SeqRunner._decode = decode
+    deliver_default = R.SeqRunner.DELIVER_S
+    out: dict = {}
+    try:
+        for shape in ("0.85B", "1.5B") if not a.smoke else ("0.5B",):
+            path = model_file(a.work, shape, a.smoke, random_weights=True)
+            for deliver_s in (0.0, 0.008):
+                R.SeqRunner.DELIVER_S = deliver_s
+                spec = ModelSpec("m", path=path, n_ctx=2048, n_gpu_layers=a.ngl, device=a.dev)
+                pool = ModelPool(
+                    {"m": spec},
+                    PoolSpec(devices=(DeviceSpec(a.dev, a.budget),)),
+                    seqs_per_model=3,
+                    decode_mode="batched",
+                )
+
+                async def persona(who: str, pool=pool) -> None:
+                    msgs = [{"role": "user", "content": f"hello from {who}"}]
+                    params = SamplingParams(max_tokens=a.tokens, temperature=0.7, seed=1)
+                    async for _ in pool.generate(who, "m", msgs, params):
+                        pass
+
+                async def run(pool=pool) -> float:
+                    await pool.prefetch("m")
+                    trio = ("architect", "coder", "critic")
+                    for _ in range(2):  # the second round is measured
+                        T.clear()
+                        N.clear()
+                        t0 = time.perf_counter()
+                        await asyncio.gather(*(persona(p) for p in trio))
+                        took = time.perf_counter() - t0
+                    await pool.close()
+                    return took
+
+                took = asyncio.run(run())
+                steps_n = max(1, N["gpu_wait"])
+                row = {k: T[k] / steps_n * 1e6 for k in T}  # microseconds per step
+                row = {f"{k}_us_per_step": round(v, 1) for k, v in row.items()}
+                row["steps"] = steps_n
+                row["step_us"] = round(took / steps_n * 1e6, 1)
+                row["aggregate_tps"] = 3 * a.tokens / took
+                out[f"{shape}_deliver_{deliver_s}"] = row
+                print("breakdown", shape, deliver_s, row, flush=True)
+    finally:
+        llama_cpp.llama_sampler_sample = real_sample
+        R.SeqRunner._decode = real_decode
+        R.SeqRunner._accept = real_accept
+        R.SeqRunner._deliver = real_deliver
+        R.SeqRunner.DELIVER_S = deliver_default
+    res["breakdown"] = out
+
+
 def sec_probe(a, nvml, res) -> None:
     import gpu_probe
 
@@ -507,22 +612,31 @@ def sec_probe(a, nvml, res) -> None:
 def sec_probe_q8(a, nvml, res) -> None:
     """Raw steps of 1 vs 3 sequences on a Q8_0 model (quantized weights: one kernel reads the
     weights once for up to 8 columns, where F16 on Hopper switches kernels above 1)."""
-    import gpu_probe
+    res["probe_q8"] = probe_steps(a, q8_model(a), ("base", "unified_fa"))
 
-    path = q8_model(a)
+
+def sec_probe_085(a, nvml, res) -> None:
+    """Raw steps of 1 vs 3 sequences on issue #7's 0.85B F16 shape, with the pool's settings."""
+    path = model_file(a.work, "0.85B" if not a.smoke else "0.5B", a.smoke, random_weights=True)
+    res["probe_085"] = probe_steps(a, path, ("unified_fa",))
+
+
+def probe_steps(a, path: Path, variants: tuple[str, ...]) -> dict:
+    import gpu_probe
     import llama_cpp
 
     ll = llama_cpp.Llama(str(path), n_ctx=64, n_gpu_layers=a.ngl, verbose=False)
     ll._ctx.close()
     out = {}
-    for k in ("base", "unified_fa"):
+    for k in variants:
         v = gpu_probe.VARIANTS[k]
         st = gpu_probe.Stepper(gpu_probe.make_ctx(ll, 3, 2048 if not a.smoke else 512, v), 512)
         out[k] = gpu_probe.time_steps(st, 3, 200 if not a.smoke else 10)
+        out[k]["sampler"] = gpu_probe.time_sampler(st)
         st.close()
-        print("probe_q8", k, out[k])
+        print("probe_steps", path.name, k, out[k], flush=True)
     ll.close()
-    res["probe_q8"] = out
+    return out
 
 
 def sec_split(a, nvml, res) -> None:
@@ -574,6 +688,8 @@ SECTIONS = {
     "batched": sec_batched,
     "batched_q8": sec_batched_q8,
     "batched_085": sec_batched_085,
+    "breakdown": sec_breakdown,
+    "probe_085": sec_probe_085,
     "split": sec_split,
 }
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from agents.engine import SamplingParams
 from agents.models import resolve_model_path
 from agents.pool.pool import ModelPool, NeverFitsError, PoolBusyError
+from agents.pool.runner import SeqRunner
 from agents.specs import DeviceSpec, ModelSpec, PoolSpec
 from tests.gguf_factory import write_llama_gguf
 
@@ -294,6 +295,29 @@ async def test_seeded_sampling_does_not_depend_on_who_else_runs(
     solo, together, pool = await _solo_and_together(embedded_models, params, decode_mode="batched")
     await pool.close()
     assert together == solo
+
+
+@pytest.mark.parametrize("mode", ["batched", "interleaved"])
+async def test_no_piece_is_lost_or_held_back_when_hand_offs_are_coalesced(
+    embedded_models: dict[str, ModelSpec], mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pieces reach the event loop at most every DELIVER_S; a persona's end (and a round's)
+    # must still flush what is waiting, or its last words would be lost or arrive late.
+    params = SamplingParams(max_tokens=24, temperature=0.0)
+    texts = {}
+    for deliver_s in (0.0, 3600.0):
+        monkeypatch.setattr(SeqRunner, "DELIVER_S", deliver_s)
+        pool = ModelPool(embedded_models, PoolSpec(slice_tokens=4), decode_mode=mode)
+        try:
+            texts[deliver_s] = await asyncio.gather(
+                *(
+                    _text(pool, p, "smol", messages=_conv(q), params=params)
+                    for p, q in QUESTIONS.items()
+                )
+            )
+        finally:
+            await pool.close()
+    assert texts[3600.0] == texts[0.0] and all(texts[0.0])
 
 
 async def test_greedy_text_is_identical_with_and_without_swaps(

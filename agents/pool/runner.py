@@ -251,6 +251,12 @@ class SeqRunner:
     # the sequence changes, which cost 5% per token when switching every token (SmolLM2 on
     # 2 cores: 6.75 ms/token switching each token, 6.45 switching every 8; one sequence 6.44).
     INTERLEAVE_BURST = 8
+    # Pieces reach the event loop at most this often (seconds; 0: after every step), and
+    # always when a persona finishes or the round ends. Each hand-off wakes the loop thread,
+    # which then competes for the GIL with this thread: on an H200 a batched step of three
+    # personas is ~2 ms, and handing off every step cost 2-2.5% of throughput
+    # (gpu_h200.json, "breakdown"). 8 ms is far below what a reader or the sentinel notices.
+    DELIVER_S = 0.008
 
     def __init__(
         self, spec: ModelSpec, stats: ModelStats, seqs: int = 3, decode_mode: str = "auto"
@@ -273,6 +279,7 @@ class SeqRunner:
         self.formatter: Any = None
         self.seq_tokens: list[list[int]] = [[] for _ in range(self.seqs)]
         self._outbox: list[tuple[Job, str]] = []
+        self._delivered_at = 0.0
 
     def load(self) -> None:
         import llama_cpp
@@ -482,8 +489,13 @@ class SeqRunner:
             self._outbox.append((job, rest))
         return True
 
-    def _deliver(self) -> None:
-        """Hand this step's pieces of every persona to the event loop in one wake-up."""
+    def _deliver(self, force: bool = True) -> None:
+        """Hand the pieces of every persona to the event loop in one wake-up (unless not
+        ``force``d and the last hand-off was less than ``DELIVER_S`` ago)."""
+        now = time.perf_counter()
+        if not force and now - self._delivered_at < self.DELIVER_S:
+            return
+        self._delivered_at = now
         if self._outbox:
             batch, self._outbox = self._outbox, []
             batch[0][0].loop.call_soon_threadsafe(_put_all, batch)
@@ -512,6 +524,7 @@ class SeqRunner:
                 continue
             active.append(job)
         self._steps(active, out, slice_tokens, flags)
+        self._deliver()  # before the scheduler hears the round's results
         return out
 
     def _steps(
@@ -548,7 +561,7 @@ class SeqRunner:
                     if burst > 1:
                         self._deliver()  # each persona's burst reaches its reader at once
             dt = time.perf_counter() - t0
-            self._deliver()
+            self._deliver(force=bool(done))
             if len(active) > 1:
                 self.chooser.record(mode, tokens, dt)
             self.stats.add_decode_step(tokens, dt)
