@@ -417,6 +417,24 @@ def test_restore_or_reprefill_is_priced_from_long_prefills_and_the_save_rate() -
     assert stats.restore_s(84_000_000) == pytest.approx(0.06)
 
 
+def test_a_cold_first_prefill_after_a_load_does_not_skew_the_restore_choice() -> None:
+    """Right after a load the first long prefill runs cold (2x slower on an H200). Priced from
+    it, a re-prefill looks dearer than a restore that is in fact slower."""
+    from agents.pool.runner import ModelStats
+
+    stats = ModelStats()
+    stats.add_save(84_000_000, 0.05)  # restore priced ~50 ms
+    stats.loaded(0.4)
+    stats.add_prefill(3000, 0.08)  # cold: 80 ms, dearer than a restore
+    assert stats.reprefill_s(3000) == pytest.approx(0.08)  # the only figure known
+    stats.add_prefill(3000, 0.03)  # warm: 30 ms
+    assert stats.reprefill_s(3000) == pytest.approx(0.03)
+    assert stats.reprefill_s(3000) < stats.restore_s(84_000_000)
+    stats.loaded(0.4)  # evicted and loaded again: its cold prefill leaves the rate alone
+    stats.add_prefill(3000, 0.08)
+    assert stats.reprefill_s(3000) == pytest.approx(0.03)
+
+
 async def test_fake_gpu_context_settings_keep_seeded_text_across_seat_swaps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
