@@ -437,6 +437,18 @@ def _ts(value: TimeLike | None) -> float | None:
     return float(value)
 
 
+def _time_range(
+    where: list[str], params: list[Any], column: str, since: TimeLike | None, until: TimeLike | None
+) -> None:
+    """Add ``since <= column < until`` (either end optional) to a WHERE clause being built."""
+    if since is not None:
+        where.append(f"{column} >= ?")
+        params.append(_ts(since))
+    if until is not None:
+        where.append(f"{column} < ?")
+        params.append(_ts(until))
+
+
 def _iso(ts: float | None) -> str:
     if ts is None:
         return ""
@@ -1083,12 +1095,7 @@ class Store:
                 "EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.id AND m.persona = ?)"
             )
             params.append(persona)
-        if since is not None:
-            where.append("s.started >= ?")
-            params.append(_ts(since))
-        if until is not None:
-            where.append("s.started < ?")
-            params.append(_ts(until))
+        _time_range(where, params, "s.started", since, until)
         sql = f"SELECT {_SESSION_COLS}, {_COUNTS} FROM sessions s"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -1172,12 +1179,7 @@ class Store:
             if val is not None:
                 where.append(f"{col} = ?")
                 params.append(val)
-        if since is not None:
-            where.append("at >= ?")
-            params.append(_ts(since))
-        if until is not None:
-            where.append("at < ?")
-            params.append(_ts(until))
+        _time_range(where, params, "at", since, until)
         sql = f"SELECT {_VERDICT_COLS} FROM verdicts"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -334,16 +334,26 @@ async def test_greedy_text_is_identical_with_and_without_swaps(
         await pool.close()
 
 
+async def _architect_then_coder(pool: ModelPool, params: SamplingParams) -> list[dict[str, str]]:
+    """The architect answers a long question, then the coder a short one; returns the
+    architect's conversation with its answer and a follow-up question."""
+    history = _conv("Tell me about the sea. " * 20)
+    answer = await _text(pool, "architect", "smol", messages=history, params=params)
+    await _text(pool, "coder", "smol", messages=_conv("Hello?"), params=params)
+    return [
+        *history,
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "More."},
+    ]
+
+
 async def test_next_turn_keeps_the_personas_kv_while_another_persona_runs(
     embedded_models: dict[str, ModelSpec],
 ) -> None:
     params = SamplingParams(max_tokens=8, temperature=0.0)
     pool = ModelPool(embedded_models, PoolSpec())
     try:
-        history = _conv("Tell me about the sea. " * 20)
-        answer = await _text(pool, "architect", "smol", messages=history, params=params)
-        await _text(pool, "coder", "smol", messages=_conv("Hello?"), params=params)
-        history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "More."}]
+        history = await _architect_then_coder(pool, params)
         assert await _text(pool, "architect", "smol", messages=history, params=params)
         # Each persona kept its own KV sequence: nothing was copied out or back in.
         assert not [e for e in pool.events if e.kind in ("save_state", "restore_state")]
@@ -358,13 +368,10 @@ async def test_next_turn_after_eviction_restores_the_personas_kv(
     params = SamplingParams(max_tokens=8, temperature=0.0)
     pool = ModelPool(embedded_models, PoolSpec())
     try:
-        history = _conv("Tell me about the sea. " * 20)
-        answer = await _text(pool, "architect", "smol", messages=history, params=params)
-        await _text(pool, "coder", "smol", messages=_conv("Hello?"), params=params)
+        history = await _architect_then_coder(pool, params)
         assert await pool.evict("smol")
         saved = sorted(e.persona for e in pool.events if e.kind == "save_state")
         assert saved == ["architect", "coder"]
-        history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "More."}]
         again = await _text(pool, "architect", "smol", messages=history, params=params)
         assert again
         restored = [e for e in pool.events if e.kind == "restore_state"]
