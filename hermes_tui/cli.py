@@ -65,15 +65,30 @@ def friendly(fn):
     return wrapper
 
 
+def _inherit(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """An option given before the command counts for it too: `hermes --db x.db log` reads
+    x.db, as `hermes log --db x.db` does (the nearest one given wins)."""
+    while value is None and ctx.parent is not None:
+        ctx = ctx.parent
+        value = ctx.params.get(param.name or "")
+    return value
+
+
 config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False),
     default=None,
+    callback=_inherit,
     help="config.toml to use (default: $HERMES_CONFIG, ./config.toml, user config, packaged).",
 )
 db_option = click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False), default=None, help="SQLite database file."
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    callback=_inherit,
+    help="SQLite database file.",
 )
 
 

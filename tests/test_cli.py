@@ -82,6 +82,42 @@ def test_log_show_unknown_session(tmp_path):
     assert "no session 42" in result.stderr
 
 
+async def _store_with_session(path, title):
+    from hermes_tui.store import Store
+
+    async with await Store.open(path) as store:
+        sid = await store.create_session("chat", title=title)
+        await store.add_message(sid, "architect", "user", f"a question of {title}")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--db", "{db}", "log"],
+        ["log", "--db", "{db}"],
+        ["--db", "{db}", "log", "search", "mine"],
+        ["log", "--db", "{db}", "search", "mine"],
+        ["log", "search", "mine", "--db", "{db}"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_db_before_or_after_the_command_is_the_db_used(tmp_path, argv):
+    db = tmp_path / "mine.db"
+    asyncio.run(_store_with_session(db, "mine"))
+    result = CliRunner().invoke(main, [a.format(db=db) for a in argv])
+    assert result.exit_code == 0, result.output
+    assert "mine" in result.output
+
+
+def test_config_before_the_command_is_the_config_used(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("x = [\n")
+    for argv in (["--config", str(bad), "log"], ["--config", str(bad), "batch", "s.toml"]):
+        result = CliRunner().invoke(main, argv)
+        assert result.exit_code == 2, (argv, result.output)
+        assert result.stderr.startswith(f"hermes: {bad}: invalid TOML")
+
+
 def test_unknown_command_is_usage_error():
     result = CliRunner().invoke(main, ["fly"])
     assert result.exit_code == 2
