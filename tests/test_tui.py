@@ -247,6 +247,20 @@ async def test_a_draft_longer_than_the_prompt_scrolls_to_keep_the_cursor_visible
         assert prompt.scroll_offset.x > 0 and prompt.region.x <= x < prompt.region.right
 
 
+async def test_a_paste_lands_once_as_one_clean_line_and_the_prompt_keeps_working(small_config):
+    from textual import events
+
+    app = HermesApp(load_config(small_config), autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        prompt = chat_of(app).query_one("#prompt", Input)
+        prompt.focus()
+        prompt.post_message(events.Paste("@critic one\ttwo\x7f\r\nthree \x07four\x00"))
+        await pilot.pause(0.1)
+        assert prompt.value == "@critic one two three four"
+        await pilot.press("!")
+        assert prompt.value.endswith("four!") and prompt.has_focus
+
+
 async def test_input_history_and_status_line_show_who_is_addressed(small_config):
     app = HermesApp(load_config(small_config), autostart=False)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.reactive import Reactive
 from textual.suggester import Suggester
 from textual.widgets import Input
+
+from hermes_tui.widgets.sanitize import sanitize_for_terminal
 
 _LAST_MENTION = re.compile(r"(?:^|\s)@([\w-]*)$")
 
@@ -49,6 +52,20 @@ class PromptInput(Input):
         self.history: list[str] = []
         self._index = 0
         self._draft = ""
+
+    def _on_paste(self, event: events.Paste) -> None:
+        """Paste as one line of plain text. Input keeps the first line only, and would keep
+        escape sequences and control characters, which the terminal then acts on when the
+        prompt is drawn (the line shows out of order, and may stop responding)."""
+        event.stop()
+        event.prevent_default()  # Input's own handler would insert it a second time
+        text = " ".join(sanitize_for_terminal(event.text).replace("\t", " ").split("\n"))
+        if not text:
+            return
+        if self.selection.is_empty:
+            self.insert_text_at_cursor(text)
+        else:
+            self.replace(text, *self.selection)
 
     def remember(self, text: str) -> None:
         if text and (not self.history or self.history[-1] != text):
