@@ -238,6 +238,8 @@ class Session:
                 decision.action = "halt"
             if decision.action == "halt":
                 status, code = "halted", decision.code
+            if getattr(decision, "escalated", None) is not None:
+                await on_verdict(decision.escalated)
         await self._emit(TurnEnded(turn_id, persona.name, text, tokens, status, code, detail))
         result = TurnResult(persona.name, text, tokens, status, code, verdicts=verdicts)
         return result, decision

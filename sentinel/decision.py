@@ -27,6 +27,9 @@ class Decision:
     code: str | None = None  # the error code of a halt
     correction: str | None = None  # the hidden message sent back to the persona
     verdicts: list[Verdict] = field(default_factory=list)
+    # A halt because corrections ran out: the minor problem, now critical (recorded with the
+    # message, so logs, filters and exit codes count it as the critical it became).
+    escalated: Verdict | None = None
 
 
 def correction_text(verdicts: list[Verdict], contract: Contract) -> str:
@@ -57,4 +60,13 @@ def decide(
             correction=correction_text(fixable, contract),
             verdicts=verdicts,
         )
-    return Decision("halt", code=fixable[0].code, verdicts=verdicts)
+    first = fixable[0]
+    tries = "correction" if max_corrections == 1 else "corrections"
+    escalated = Verdict(
+        first.check,
+        "critical",
+        first.code,
+        first.span,
+        f"still wrong after {max_corrections} {tries}: {first.detail}",
+    )
+    return Decision("halt", code=first.code, verdicts=verdicts, escalated=escalated)

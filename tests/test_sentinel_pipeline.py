@@ -94,12 +94,20 @@ async def test_break_span_points_at_the_stray_brace():
     assert first.span == (stray, stray + 1)
 
 
-async def test_corrections_run_out_then_the_turn_halts_with_the_code():
-    session, engine = make_session([BROKEN_JSON], settings={"max_corrections": 2})
+async def test_corrections_run_out_then_the_turn_halts_with_a_critical_verdict():
+    events = []
+    session, engine = make_session([BROKEN_JSON], settings={"max_corrections": 2}, events=events)
     [result] = await session.send("@architect plan")
     assert engine.calls == 3  # the answer + two corrections
     assert result.status == "halted" and result.code == "E_JSON_BROKEN"
     assert result.corrections == 2
+    # The halted (last) answer carries the problem as the critical it became, on its span.
+    last_turn = max(e.turn_id for e in events if isinstance(e, VerdictRaised))
+    last = [e.verdict for e in events if isinstance(e, VerdictRaised) and e.turn_id == last_turn]
+    [critical] = [v for v in last if v.severity == "critical"]
+    assert critical.code == "E_JSON_BROKEN" and critical.span == last[0].span
+    assert critical.detail.startswith("still wrong after 2 corrections: ")
+    assert sum(v.severity == "critical" for v in result.verdicts) == 1
 
 
 async def test_stall_warns_then_halts():
