@@ -52,6 +52,7 @@ from urllib.parse import quote
 import aiosqlite
 import platformdirs
 
+from hermes_tui.fences import close_open_fence
 from sentinel.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -1302,7 +1303,13 @@ def _markdown(session: SessionRow, messages: list[MessageRow]) -> str:
     if session.config_hash:
         lines.append(f"- config: {session.config_hash}")
     for m in messages:
-        head = f"## {m.persona} ({m.role})"
+        if m.role == "user":  # its persona is whom it was sent to
+            to = ", ".join(p for p in m.persona.split(",") if p not in ("", "user"))
+            head = f"## you → {to}" if to else "## you"
+        elif m.role == "assistant":
+            head = f"## {m.persona}"
+        else:
+            head = f"## {m.persona} ({m.role})"
         notes = [m.status] if m.status != "done" else []
         if m.error_code:
             notes.append(m.error_code)
@@ -1310,7 +1317,7 @@ def _markdown(session: SessionRow, messages: list[MessageRow]) -> str:
             notes.append("hidden correction")
         if notes:
             head += " — " + ", ".join(notes)
-        lines += ["", head, "", m.content.rstrip() or "_(empty)_"]
+        lines += ["", head, "", close_open_fence(m.content.rstrip()) or "_(empty)_"]
         if m.verdicts:
             lines.append("")
             for v in m.verdicts:

@@ -586,7 +586,8 @@ async def test_export_markdown_and_json(store: Store):
     sid = await _chat(store)
     md = await store.export_session(sid)
     assert md.startswith("# fix the parser\n")
-    assert "## coder (assistant)\n\nhere is the parser fix" in md
+    assert "## you\n\nplease fix the parser" in md
+    assert "## coder\n\nhere is the parser fix" in md
     assert "**critical** `E_SECRET`" in md and "api key leaked" in md
 
     doc = json.loads(await store.export_session(sid, fmt="json"))
@@ -598,6 +599,17 @@ async def test_export_markdown_and_json(store: Store):
     assert doc["messages"][1]["verdicts"][0]["code"] == "E_LOOP"
     with pytest.raises(StoreError, match="no session 999"):
         await store.export_session(999)
+
+
+async def test_export_closes_the_code_block_of_an_answer_cut_off_mid_code(store: Store):
+    sid = await store.create_session("chat")
+    await store.add_message(sid, "architect,coder", "user", "write it")
+    cut = "Here:\n\n````python\nprint(1)\n```\nstill code"  # a ``` inside a ```` block
+    await store.add_message(sid, "coder", "assistant", cut, status="cancelled")
+    await store.add_message(sid, "critic", "assistant", "Looks fine.")
+    md = await store.export_session(sid)
+    assert "## you → architect, coder\n\nwrite it" in md
+    assert cut + "\n````\n\n## critic\n\nLooks fine." in md
     with pytest.raises(ValueError):
         await store.export_session(sid, fmt="html")
 

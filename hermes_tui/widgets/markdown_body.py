@@ -20,8 +20,6 @@ and multiplexer setups); control characters are removed before text gets here.
 
 from __future__ import annotations
 
-import re
-
 from rich.markdown import Markdown as RichMarkdown
 from rich.segment import Segment
 from rich.style import Style
@@ -29,8 +27,7 @@ from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
-# A code fence: any indentation (fences inside list items are indented), the marker, the rest.
-_FENCE = re.compile(r"^\s*(`{3,}|~{3,})(.*)$")
+from hermes_tui.fences import fence_after
 
 
 class MarkdownBody(Widget):
@@ -103,7 +100,6 @@ class MarkdownBody(Widget):
             if end < 0:
                 break
             line = src[at:end]
-            fence = _FENCE.match(line)
             if self._fence is None:
                 if not line.strip():
                     if at > self._frozen_upto:
@@ -114,15 +110,7 @@ class MarkdownBody(Widget):
                     if self._candidate is not None and not line[:1].isspace():
                         cut = self._candidate
                     self._candidate = None
-                    if fence and not (fence.group(1)[0] == "`" and "`" in fence.group(2)):
-                        self._fence = fence.group(1)  # opened (a ` fence's info has no `)
-            elif (
-                fence
-                and fence.group(1)[0] == self._fence[0]
-                and len(fence.group(1)) >= len(self._fence)
-                and not fence.group(2).strip()
-            ):
-                self._fence = None  # closed: same character, at least as long, nothing after
+            self._fence = fence_after(self._fence, line)
             at = end + 1
         self._scan_at = at
         rest = src[at:]  # the line being written: its first character is enough to decide
