@@ -160,6 +160,7 @@ class JsonlWriter:
                 {
                     "event": "verdict",
                     "session": self.session_id,
+                    "turn": event.turn_id,  # the message event with this turn is its message
                     "persona": event.persona,
                     **v.as_dict(),
                 }
@@ -173,6 +174,7 @@ class JsonlWriter:
             record = {
                 "event": "message",
                 "session": self.session_id,
+                "turn": event.turn_id,
                 "persona": event.persona,
                 "text": event.text,
                 "tokens": event.tokens,
