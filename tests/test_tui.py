@@ -234,6 +234,21 @@ async def test_three_panes_when_wide_and_escape_codes_never_reach_the_screen(
         assert shown == records and [r.role for r in records[:2]] == ["user", "assistant"]
 
 
+async def test_a_chat_that_cannot_start_says_why_when_you_send(small_config, tmp_path):
+    db = tmp_path / "junk.db"
+    db.write_bytes(b"not a database" * 100)
+    app = HermesApp(load_config(small_config), db_path=db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = chat_of(app)
+        await until(pilot, lambda: chat._start_error, what="start failure")
+        assert "could not start" in str(chat.query_one("#status").render())
+        app.clear_notifications()
+        await send(pilot, "hello?")
+        [note] = list(app._notifications)
+        assert str(db) in note.message and "still starting" not in note.message
+    assert db.read_bytes() == b"not a database" * 100
+
+
 async def test_a_draft_longer_than_the_prompt_scrolls_to_keep_the_cursor_visible(small_config):
     app = HermesApp(load_config(small_config), autostart=False)
     async with app.run_test(size=(80, 24)) as pilot:

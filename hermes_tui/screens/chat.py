@@ -86,6 +86,7 @@ class ChatScreen(Screen):
         self._busy = False
         self._user_count = 0
         self._state = "starting…"
+        self._start_error = ""  # why the runtime could not start, if it could not
         self._status_line = ""  # what #status shows now
         self._pending: list[Any] = []
         self._flush_scheduled = False
@@ -136,12 +137,21 @@ class ChatScreen(Screen):
                     self.config, db_path=self.db_path, mode="chat", listener=self._listener
                 )
         except Exception as exc:  # shown, never a crash: the user can still read and review
-            self._state = f"failed to start: {exc}"
+            self._start_error = str(exc)
+            self._state = "could not start (Enter shows why)"  # the whole error fits no line
             self._show_loading(False)
             self._update_status()
-            self.notify(str(exc), title="hermes could not start", severity="error")
+            self._show_start_error()
             return
         self.post_message(RuntimeReady(runtime))
+
+    def _show_start_error(self) -> None:
+        self.notify(
+            f"{self._start_error}\nFix it, then restart hermes (Ctrl+Q quits; F4 still reviews).",
+            title="hermes could not start",
+            severity="error",
+            timeout=30,
+        )
 
     def on_runtime_ready(self, message: RuntimeReady) -> None:
         self.runtime = message.runtime
@@ -188,7 +198,10 @@ class ChatScreen(Screen):
         if not text:
             return
         if self.runtime is None:
-            self.notify("still starting; try again in a moment", severity="warning")
+            if self._start_error:
+                self._show_start_error()
+            else:
+                self.notify("still starting; try again in a moment", severity="warning")
             return
         if self._busy:
             self.notify("a turn is running: Esc cancels it", severity="warning")
