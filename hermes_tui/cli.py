@@ -278,10 +278,15 @@ def review(config_path: str | None, db_path: str | None) -> None:
     help="A GPU and its memory budget, e.g. cuda:0=8GiB (repeat for each card).",
 )
 @click.option("--ram", default=None, metavar="SIZE", help="CPU memory budget (default: free RAM).")
-@click.option("--n-ctx", default=4096, show_default=True, help="Context length to plan for.")
+@click.option(
+    "--n-ctx",
+    type=int,
+    default=None,
+    help="Context length to plan for (default: the config model's, else 4096).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly
-def plan(model, config_path, devices, ram, n_ctx: int, as_json: bool) -> None:
+def plan(model, config_path, devices, ram, n_ctx: int | None, as_json: bool) -> None:
     """Plan how MODEL (a GGUF path or a model name from the config) splits across devices.
 
     Exit code 1 when the model cannot fit even with CPU offload.

@@ -10,23 +10,43 @@ from agents.models import ModelFileError, resolve_model_path
 from agents.pool.devices import Device, cpu_device, parse_size
 from agents.pool.gguf_info import GGUFInfoError, read_gguf_info
 from agents.pool.planner import plan, render_table
+from agents.specs import ModelSpec, PoolSpec
 from hermes_tui.config import ConfigError, load_config
 from hermes_tui.errors import Fail
 
+DEFAULT_N_CTX = 4096  # for a GGUF given by path (a config model plans with its own n_ctx)
 
-def _model_path(model: str, config_path: str | None) -> Path:
+
+def _config_model(model: str, config_path: str | None) -> tuple[ModelSpec | None, PoolSpec | None]:
+    """The config's entry for MODEL when MODEL names one (and the config's pool), else None."""
+    if Path(model).expanduser().exists() or model.startswith("embedded:"):
+        return None, None
+    try:
+        config = load_config(config_path)
+    except ConfigError:
+        return None, None
+    spec = config.models.get(model)
+    return (spec, config.pool) if spec is not None and spec.path else (None, None)
+
+
+def _model_path(model: str, spec: ModelSpec | None) -> Path:
     """MODEL is a GGUF path, ``embedded:NAME``, or a model name from the config."""
-    if not Path(model).expanduser().exists() and not model.startswith("embedded:"):
-        try:
-            config = load_config(config_path)
-        except ConfigError:
-            config = None
-        if config and model in config.models and config.models[model].path:
-            return config.models[model].path
+    if spec is not None:
+        return spec.path
     try:
         return resolve_model_path(model)
     except ModelFileError as exc:
         raise Fail(str(exc), 2) from None
+
+
+def _config_devices(pool: PoolSpec) -> tuple[list[Device], Device | None]:
+    """The GPUs and CPU budget the config gives the pool (what it would really plan with)."""
+    gpus = [
+        _device(f"{d.name}={d.memory_bytes}", i)
+        for i, d in enumerate(x for x in pool.devices if x.name != "cpu")
+    ]
+    cpu = next((d for d in pool.devices if d.name == "cpu"), None)
+    return gpus, (cpu_device(cpu.memory_bytes) if cpu else None)
 
 
 def _device(spec: str, index: int) -> Device:
@@ -47,21 +67,35 @@ def render(
     config_path: str | None,
     devices: tuple[str, ...],
     ram: str | None,
-    n_ctx: int,
+    n_ctx: int | None,
     as_json: bool,
 ) -> tuple[str, bool]:
-    """The plan as a table (or JSON) and whether it fits."""
-    path = _model_path(model, config_path)
+    """The plan as a table (or JSON) and whether it fits.
+
+    For a model named in the config, ``n_ctx`` defaults to the model's and, when neither
+    ``--device`` nor ``--ram`` is given, the devices and budgets are the config's pool's.
+    """
+    spec, pool = _config_model(model, config_path)
+    if n_ctx is None:
+        n_ctx = spec.n_ctx if spec is not None else DEFAULT_N_CTX
+    if n_ctx < 1:
+        raise Fail(f"--n-ctx {n_ctx}: expected a positive number of tokens", 2)
+    path = _model_path(model, spec)
     try:
         info = read_gguf_info(path)
     except GGUFInfoError as exc:
         raise Fail(str(exc), 2) from None
-    gpus = [_device(spec, i) for i, spec in enumerate(devices)]
+    gpus = [_device(d, i) for i, d in enumerate(devices)]
+    cpu: Device | None = None
+    if pool is not None and not devices and not ram:
+        gpus, cpu = _config_devices(pool)
     try:
         # An explicit --ram plans for that machine (maybe not this one): no "free now" cap.
-        cpu = Device("cpu", "cpu", parse_size(ram)) if ram else cpu_device()
+        if ram:
+            cpu = Device("cpu", "cpu", parse_size(ram))
     except ValueError as exc:
         raise Fail(f"--ram: {exc}", 2) from None
+    cpu = cpu or cpu_device()
     result = plan(info, gpus, n_ctx, cpu)
     fits = bool(result.as_dict().get("fits", True))
     if as_json:

@@ -153,6 +153,28 @@ def test_plan_that_cannot_fit_exits_1_with_the_reason(tmp_path):
     assert "fits: NO - does not fit" in result.output
 
 
+def test_plan_for_a_config_model_uses_its_n_ctx_and_the_pools_budget(tmp_path):
+    config = tmp_path / "config.toml"
+    text = (ROOT / "config.toml").read_text().replace('memory = "8GiB"', 'memory = "3GiB"')
+    config.write_text(text)
+    result = CliRunner().invoke(main, ["--config", str(config), "plan", "smollm2", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["n_ctx"] == 2048  # the model's n_ctx in config.toml, not the 4096 default
+    assert [d["usable_bytes"] for d in plan["devices"]] == [3 * 2**30]
+    flags = ["--ram", "5GiB", "--n-ctx", "1024", "--json"]
+    plan = json.loads(
+        CliRunner().invoke(main, ["plan", "smollm2", "--config", str(config), *flags]).output
+    )
+    assert plan["n_ctx"] == 1024 and plan["devices"][0]["usable_bytes"] == 5 * 2**30
+
+
+def test_plan_with_no_context_is_a_usage_error():
+    result = CliRunner().invoke(main, ["plan", "embedded:smollm2-135m", "--n-ctx", "0"])
+    assert result.exit_code == 2
+    assert result.stderr == "hermes: --n-ctx 0: expected a positive number of tokens\n"
+
+
 def test_plan_bad_device_spec_is_usage_error(tmp_path):
     result = CliRunner().invoke(main, ["plan", "embedded:smollm2-135m", "--device", "cuda:0"])
     assert result.exit_code == 2

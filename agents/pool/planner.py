@@ -255,7 +255,8 @@ def plan(
         need = plan_cpu.total_bytes
         reason = (
             f"does not fit: {plan_cpu.n_layers} layers left for the CPU need "
-            f"{format_size(need)} of RAM but the budget allows {format_size(plan_cpu.limit_bytes)}"
+            f"{format_size(need)} of RAM but the budget of {format_size(plan_cpu.usable_bytes)}"
+            f" allows {format_size(plan_cpu.limit_bytes)} after its safety margin"
             f" (GPUs hold {sum(counts)} of {info.n_layer} layers); use a smaller quantisation,"
             f" a smaller n_ctx or a quantised KV cache"
         )
