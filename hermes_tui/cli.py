@@ -156,7 +156,10 @@ def batch(
     config = load_config(config_path)
     parsed = parse_script(script)
     check_personas(parsed, config, script)
-    stream = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    try:  # opened only now: a bad config or script must not truncate an earlier events file
+        stream = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise Fail(f"--out {out}: cannot write there ({exc.strerror})", 2) from None
     try:
         code = asyncio.run(_run_batch(config, parsed, db_path, stream, seed, not no_judge))
     finally:

@@ -208,3 +208,21 @@ def test_bad_batch_scripts_are_one_line_exit_2(tmp_path, script, expected):
     assert result.returncode == 2
     assert result.stderr.strip() == f"hermes: {path}: {expected}"
     assert result.stdout == ""
+
+
+def test_an_unwritable_out_is_one_line_exit_2_and_a_bad_run_keeps_the_old_events(tmp_path):
+    script = tmp_path / "s.toml"
+    script.write_text('[[turn]]\nto = "coder"\ntext = "hi"\n')
+    common = ["--config", str(ROOT / "config.toml"), "--db", str(tmp_path / "x.db")]
+    nowhere = tmp_path / "no" / "such" / "dir" / "e.jsonl"
+    result = run(["batch", str(script), *common, "--out", str(nowhere)])
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"hermes: --out {nowhere}: cannot write there (No such file or directory)\n"
+    )
+    earlier = tmp_path / "events.jsonl"
+    earlier.write_text('{"event": "session"}\n')
+    script.write_text("[[turn]\n")  # broken: nothing runs, so nothing may be overwritten
+    assert run(["batch", str(script), *common, "--out", str(earlier)]).returncode == 2
+    assert earlier.read_text() == '{"event": "session"}\n'
