@@ -395,6 +395,11 @@ async def test_review_filters_and_search_return_the_right_sessions(tmp_path):
         doc = json.loads((tmp_path / f"hermes-session-{ids['secret']}.json").read_text())
         assert "leaky coder" in md and "E_SECRET" in md
         assert doc["messages"][0]["verdicts"][0]["code"] == "E_SECRET"
+        # Private like the database, and a second export never overwrites the first.
+        assert (tmp_path / f"hermes-session-{ids['secret']}.md").stat().st_mode & 0o777 == 0o600
+        await session.action_export("markdown")
+        assert session.last_export == tmp_path / f"hermes-session-{ids['secret']}-2.md"
+        assert (tmp_path / f"hermes-session-{ids['secret']}.md").read_text() == md
 
 
 def screen_colours(svg: str) -> set[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
+import os
 from pathlib import Path
 from typing import Any
 
@@ -420,7 +422,26 @@ class SessionScreen(Screen):
         text = await self.store.export_session(self.session_id, fmt)
         suffix = "json" if fmt == "json" else "md"
         folder = self.export_dir or Path.cwd()
-        path = folder / f"hermes-session-{self.session_id}.{suffix}"
-        path.write_text(text, encoding="utf-8")
+        try:
+            path = _write_private(folder, f"hermes-session-{self.session_id}", suffix, text)
+        except OSError as exc:
+            self.notify(f"cannot export to {folder}: {exc.strerror}", severity="error")
+            return
         self.last_export = path
         self.notify(f"exported to {path}", timeout=4)
+
+
+def _write_private(folder: Path, stem: str, suffix: str, text: str) -> Path:
+    """Write ``stem.suffix`` in ``folder`` readable by the owner only (a transcript is as
+    private as the database it came from), never over an existing file: an earlier export
+    keeps its name and this one becomes ``stem-2.suffix``, ``stem-3.suffix``, ..."""
+    for n in range(1, 10_000):
+        path = folder / (f"{stem}.{suffix}" if n == 1 else f"{stem}-{n}.{suffix}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+    raise FileExistsError(errno.EEXIST, "too many earlier exports", str(folder))
