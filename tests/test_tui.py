@@ -206,6 +206,26 @@ async def test_a_critical_halt_shows_its_code_where_the_stream_stopped(small_con
         assert "halted here: E_UNSAFE_COMMAND" in str(view.query_one(".halt-code").render())
 
 
+async def test_sending_brings_the_new_turn_into_view_after_scrolling_up(small_config, tmp_path):
+    config = replay_config(load_config(small_config))
+    long = [f"Line {i} of a long answer.\n\n" for i in range(40)]
+    engine = ReplayEngine([long, ["Short answer."]])
+    app = HermesApp(config, runtime_factory=replay_runtime(config, tmp_path / "s.db", engine))
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = chat_of(app)
+        await until(pilot, lambda: chat.runtime is not None, what="runtime")
+        await send(pilot, "@architect tell me everything")
+        await until(pilot, lambda: chat.idle, what="first turn")
+        pane = chat.query_one("#pane-all")
+        pane.scroll_home(animate=False)  # the user scrolls back to read the start
+        await pilot.pause(0.1)
+        assert pane.max_scroll_y > 0 and pane.scroll_y == 0
+        await send(pilot, "@architect and briefly?")
+        await until(pilot, lambda: chat.idle, what="second turn")
+        await pilot.pause(0.2)
+        assert pane.scroll_y == pane.max_scroll_y  # the question and its answer are in view
+
+
 async def test_three_panes_when_wide_and_escape_codes_never_reach_the_screen(
     small_config, tmp_path
 ):

@@ -108,6 +108,8 @@ class Transcript(Container):
         for pane in self._panes_for(record):
             view = self._view(record)
             await pane.mount(view)
+            if record.role == "user":  # what you just sent, and the answer, come into view
+                pane.anchor()
         if view is not None and record.role == "assistant":
             self.views[record.key] = view
         return view
