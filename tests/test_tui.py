@@ -327,6 +327,18 @@ async def test_every_chat_action_is_in_the_command_palette(small_config):
             assert title in titles
 
 
+async def test_escape_closes_the_keys_panel(small_config):
+    app = HermesApp(load_config(small_config), autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.action_show_help_panel()
+        await pilot.pause(0.1)
+        assert app.screen.query("HelpPanel")
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert not app.screen.query("HelpPanel")
+        assert app.screen.query_one("#prompt").has_focus  # still typing into the prompt
+
+
 # -- review on a real store ---------------------------------------------------------------------
 DAY = dt.datetime(2025, 3, 10, 9, 30).timestamp()
 
@@ -394,13 +406,19 @@ async def test_review_filters_and_search_return_the_right_sessions(tmp_path):
         since.value = "2025-03-11"
         await screen.reload()
         assert table_titles(screen) == ["leaky coder", "broken json"]
+        since.value = "yesterday"  # not a date: said so, not silently ignored
+        await screen.reload()
+        assert len(table_titles(screen)) == 3 and since.has_class("-invalid")
+        summary = str(screen.query_one("#summary").render())
+        assert summary.startswith("since 'yesterday' is not a date (YYYY-MM-DD) · 3 sessions")
         await screen.action_clear_filters()
-        # Full-text search over verdict details finds the session, Enter opens it at the span.
+        # Full-text search over verdict details finds the session; Enter goes to the results,
+        # and Enter again opens it at the span.
         await pilot.press("ctrl+f", *"AWS", "enter")
         table = screen.query_one("#sessions", DataTable)
         await until(pilot, lambda: screen.mode == "hits" and table.row_count == 1, what="hits")
         assert str(table.get_row_at(0)[0]) == str(ids["secret"])
-        table.focus()
+        await until(pilot, lambda: table.has_focus, what="focus on the results")
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, SessionScreen), what="session view")
         session = app.screen

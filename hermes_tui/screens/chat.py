@@ -354,6 +354,9 @@ class ChatScreen(Screen):
 
     # -- actions --------------------------------------------------------------------------
     def action_cancel_turn(self) -> None:
+        if self.query("HelpPanel"):  # Esc closes the keys panel first
+            self.app.action_hide_help_panel()
+            return
         if self._cancel is not None and not self._cancel.is_set():
             self._cancel.set()
             self.notify("cancelling the running turn", timeout=2)

@@ -74,6 +74,7 @@ class ReviewScreen(Screen):
         Binding("ctrl+f", "focus_search", "Search"),
         Binding("ctrl+r", "reload", "Reload"),
         Binding("ctrl+l", "clear_filters", "Clear"),
+        Binding("down", "to_results", "Results", show=False),
     ]
 
     def __init__(
@@ -147,10 +148,13 @@ class ReviewScreen(Screen):
             if not select.is_blank():
                 out[name] = select.value
         for name in ("since", "until"):
+            field = self.query_one(f"#{name}", Input)
             try:
-                when = parse_day(self.query_one(f"#{name}", Input).value)
+                when = parse_day(field.value)
             except ValueError:
+                field.add_class("-invalid")
                 continue
+            field.remove_class("-invalid")
             if when is not None:
                 out[name] = when + (86400 if name == "until" else 0)  # until is inclusive
         return out
@@ -159,9 +163,25 @@ class ReviewScreen(Screen):
     def _filter_changed(self) -> None:
         self._reload_later(0.0)
 
-    @on(Input.Submitted, "#since, #until, #search")
+    @on(Input.Submitted, "#since, #until")
     def _input_submitted(self) -> None:
         self._reload_later(0.0)
+
+    @on(Input.Submitted, "#search")
+    async def _search_submitted(self) -> None:
+        """Enter in the search box: search now, then go to the results."""
+        self.workers.cancel_group(self, "review-reload")
+        await self.reload()
+        self._to_results()
+
+    def action_to_results(self) -> None:
+        """↓ from the search box or a date field: into the table of results."""
+        self._to_results()
+
+    def _to_results(self) -> None:
+        table = self.query_one("#sessions", DataTable)
+        if table.row_count:
+            table.focus()
 
     @on(Input.Changed, "#search")
     def _search_typed(self) -> None:
@@ -204,8 +224,14 @@ class ReviewScreen(Screen):
                 key=str(row.id),
             )
         label = ", ".join(f"{k}={v}" for k, v in self.filters().items()) or "none"
+        bad = [
+            f"{name} {field.value.strip()!r} is not a date (YYYY-MM-DD)"
+            for name in ("since", "until")
+            if (field := self.query_one(f"#{name}", Input)).has_class("-invalid")
+        ]
+        noun = "session" if len(rows) == 1 else "sessions"
         self.query_one("#summary", Static).update(
-            f"{len(rows)} sessions · filters: {label} · Enter opens a session"
+            " · ".join([*bad, f"{len(rows)} {noun}", f"filters: {label}", "Enter opens a session"])
         )
 
     async def _show_hits(self, table: DataTable, query: str) -> None:
@@ -222,8 +248,9 @@ class ReviewScreen(Screen):
                 sanitize_for_terminal(hit.snippet).replace("\n", " ")[:80],
                 key=f"hit{i}",
             )
+        noun = "match" if len(hits) == 1 else "matches"
         self.query_one("#summary", Static).update(
-            f"{len(hits)} matches for {query!r} · Enter opens the session at the match"
+            f"{len(hits)} {noun} for {query!r} · ↓ or Enter goes to them, Enter opens one"
         )
 
     @on(DataTable.RowSelected, "#sessions")
