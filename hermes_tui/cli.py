@@ -100,8 +100,8 @@ def _db(config_path: str | None, db_path: str | None, need_config: bool = False)
     try:
         config = load_config(config_path)
     except ConfigError:
-        if need_config or config_path:
-            raise
+        if need_config or config_path or os.environ.get("HERMES_CONFIG"):
+            raise  # a config the user named must be valid; a stray ./config.toml need not be
         return default_db_path()
     return config.db_path or default_db_path()
 
@@ -207,7 +207,13 @@ async def _run_batch(config, script, db_path, stream, seed, judge) -> int:
 @config_option
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--limit", default=50, show_default=True, help="How many sessions to list.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="How many sessions to list.",
+)
 @click.pass_context
 @friendly
 def log(ctx, config_path, db_path, as_json: bool, limit: int) -> None:

@@ -62,7 +62,8 @@ async def search(db: Path, query: str, as_json: bool) -> str:
         return "no matches\n"
     return sanitize_for_terminal(
         "".join(
-            f"session {h.session_id}  {h.persona:10} {h.kind:7} {h.code or '':16} {h.snippet}\n"
+            f"session {h.session_id}  {h.persona:10} {h.kind:7} {h.code or '':16} "
+            f"{' '.join(h.snippet.split())}\n"
             for h in hits
         )
     )

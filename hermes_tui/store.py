@@ -460,14 +460,18 @@ def fts_query(text: str) -> str | None:
     """Turn user input into an FTS5 query of plain terms (all must match).
 
     Every whitespace-separated term becomes a quoted FTS5 string (inner quotes doubled), so
-    operators and punctuation (``foo"bar``, ``AND(``, ``NEAR``, ``*``) are just text. Terms
-    without a letter or digit would tokenize to nothing and are dropped. Returns None when
-    nothing searchable is left.
+    operators and punctuation (``foo"bar``, ``AND(``, ``NEAR``) are just text; a trailing
+    ``*`` keeps its meaning, a prefix (``pick*`` finds pickle). Terms without a letter or
+    digit would tokenize to nothing and are dropped. Returns None when nothing searchable is
+    left.
     """
-    terms = [t for t in text.split() if any(ch.isalnum() for ch in t)]
-    if not terms:
-        return None
-    return " ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    out = []
+    for term in text.split():
+        prefix = term.endswith("*")
+        term = term.rstrip("*") if prefix else term
+        if any(ch.isalnum() for ch in term):
+            out.append('"' + term.replace('"', '""') + '"' + ("*" if prefix else ""))
+    return " ".join(out) or None
 
 
 def _error(exc: BaseException, path: Path | str, busy_timeout_ms: int) -> StoreError:

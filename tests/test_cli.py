@@ -118,6 +118,32 @@ def test_config_before_the_command_is_the_config_used(tmp_path):
         assert result.stderr.startswith(f"hermes: {bad}: invalid TOML")
 
 
+def test_log_with_a_broken_hermes_config_says_so(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("x = [\n")
+    monkeypatch.setenv("HERMES_CONFIG", str(bad))
+    result = CliRunner().invoke(main, ["log"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"hermes: {bad}: invalid TOML")
+
+
+def test_log_search_prints_one_line_per_match(tmp_path):
+    db = tmp_path / "h.db"
+
+    async def fill():
+        from hermes_tui.store import Store
+
+        async with await Store.open(db) as store:
+            sid = await store.create_session("chat")
+            await store.add_message(sid, "coder", "assistant", "import os\nimport pickle\nx = 1")
+
+    asyncio.run(fill())
+    result = CliRunner().invoke(main, ["log", "search", "pick*", "--db", str(db)])
+    assert result.exit_code == 0
+    [line] = result.output.splitlines()
+    assert line.startswith("session 1  coder") and "pickle" in line
+
+
 def test_unknown_command_is_usage_error():
     result = CliRunner().invoke(main, ["fly"])
     assert result.exit_code == 2

@@ -482,6 +482,9 @@ async def test_search_messages_and_verdict_details(store: Store):
         "naïve café",
         "🙂",
         "NOT parser",
+        "*",
+        "a*b*",
+        '"x*',
     ],
 )
 async def test_search_never_raises_on_odd_input(store: Store, query: str):
@@ -501,6 +504,14 @@ async def test_search_treats_operators_as_words(store: Store):
     assert fts_query('foo"bar AND(') == '"foo""bar" "AND("'
     with pytest.raises(StoreError, match="bad search query"):
         await store.search("AND(", raw=True)
+
+
+async def test_search_with_a_trailing_star_finds_words_that_start_so(store: Store):
+    sid = await store.create_session("chat")
+    await store.add_message(sid, "coder", "assistant", "import pickle and unpickle it")
+    assert len(await store.search("pick*")) == 1
+    assert await store.search("pick") == []  # a whole word only, without the star
+    assert await store.search("*") == [] and await store.search("pi**ck") == []
 
 
 # ---- listing and filters -------------------------------------------------------------------------
