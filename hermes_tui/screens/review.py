@@ -62,8 +62,12 @@ def parse_day(text: str) -> float | None:
     return dt.datetime.strptime(text, "%Y-%m-%d").timestamp()
 
 
-def fmt_time(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+def fmt_time(ts: float, short: bool = False) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class ReviewScreen(Screen):
@@ -208,15 +212,23 @@ class ReviewScreen(Screen):
 
     async def _show_sessions(self, table: DataTable) -> None:
         self.mode = "sessions"
-        table.add_columns("date", "title", "personas", "minor", "critical", "msgs", "verdicts")
+        # Below 100 columns (80x24 over SSH) shorter dates, titles and headings keep every
+        # column on screen instead of behind a horizontal scroll.
+        narrow = self.size.width < 100
+        if narrow:
+            table.add_columns("date", "title", "personas", "min", "crit", "msgs", "trend")
+        else:
+            table.add_columns("date", "title", "personas", "minor", "critical", "msgs", "verdicts")
         rows = await self.store.list_sessions(200, **self.filters())
         self.rows = rows
         for row in rows:
-            timeline = await self.store.verdict_timeline(row.id, 12)
+            timeline = await self.store.verdict_timeline(row.id, 8 if narrow else 12)
+            title = sanitize_for_terminal(row.title or f"session {row.id}")
+            personas = ("," if narrow else " ").join(row.personas)
             table.add_row(
-                fmt_time(row.started),
-                sanitize_for_terminal(row.title or f"session {row.id}")[:40],
-                " ".join(row.personas),
+                fmt_time(row.started, short=narrow),
+                _clip(title, 16 if narrow else 40),
+                _clip(personas, 14 if narrow else 40),
                 str(row.minor) if row.minor else "",
                 str(row.critical) if row.critical else "",
                 str(row.message_count),
