@@ -476,3 +476,26 @@ def test_pieces_split_inside_crlf_or_an_escape_sanitize_like_the_whole_text() ->
             shown += sanitize_for_terminal(ready)
         shown += sanitize_for_terminal(held)
         assert shown == sanitize_for_terminal(text) == "one\ntwo red three\nfour"
+
+
+async def test_dashboard_says_who_runs_on_which_model() -> None:
+    from textual.app import App
+    from textual.widgets import Static
+
+    from agents.pool.pool import PoolSnapshot
+    from hermes_tui.widgets.dashboard import PoolDashboard
+
+    snap = PoolSnapshot([], [], [("coder", "smollm2"), ("critic", "qwen")], [], [], [])
+
+    class Pool:
+        def snapshot(self) -> PoolSnapshot:
+            return snap
+
+    class Host(App):
+        def compose(self):
+            yield PoolDashboard([("cpu", 2**33)], source=lambda: Pool(), running=lambda: [])
+
+    async with Host().run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.1)
+        running = str(pilot.app.query_one("#running", Static).render())
+        assert running == "@coder on smollm2, @critic on qwen"

@@ -159,8 +159,8 @@ class PoolDashboard(VerticalScroll):
         running = list(field_of(snap, "running", None) or []) if snap is not None else []
         if isinstance(running, str):
             running = [running]
-        names = [str(field_of(r, "persona", r)) for r in running] or self.running()
-        self.query_one("#running", Static).update(", ".join(f"@{n}" for n in names) or "idle")
+        names = [_who(r) for r in running] or [f"@{n}" for n in self.running()]
+        self.query_one("#running", Static).update(", ".join(names) or "idle")
         self._show_queue(snap)
         lines = list(self.events)
         for ev in list(field_of(snap, "events", None) or [])[-8:] if snap is not None else []:
@@ -215,3 +215,10 @@ class PoolDashboard(VerticalScroll):
                 str(field_of(q, "model", "?")),
                 f"{wait:.1f} s" if isinstance(wait, int | float) else "?",
             )
+
+
+def _who(entry: Any) -> str:
+    """One running generation: "@coder on smollm2" from the pool's (persona, model) pairs."""
+    if isinstance(entry, tuple) and len(entry) == 2:
+        return f"@{entry[0]} on {entry[1]}"
+    return f"@{field_of(entry, 'persona', entry)}"
