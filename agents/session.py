@@ -224,6 +224,13 @@ class Session:
                 await self._emit(TokenReceived(turn_id, persona.name, piece, offset))
         except EngineError as exc:
             status, code, detail = "error", "E_ENGINE", str(exc)
+        except asyncio.CancelledError:  # Ctrl-C or the app closing: the turn ends, on record
+            relay.cancel()
+            if watcher:
+                await watcher.cancel()
+            ended = TurnEnded(turn_id, persona.name, text, tokens, "cancelled", None, "interrupted")
+            await asyncio.shield(self._emit(ended))
+            raise
         except Exception as exc:  # the pool's busy / never-fits errors end this turn only
             status, code, detail = "error", type(exc).__name__, str(exc)
         finally:
@@ -232,7 +239,9 @@ class Session:
             user_cancelled = cancel is not None and cancel.is_set()
             status = "cancelled" if user_cancelled else "halted"
         decision = None
-        if watcher:
+        if watcher and status == "error":  # no answer came: nothing of it to judge
+            await watcher.cancel()
+        elif watcher:
             decision = await watcher.finish(corrections)
             if status == "halted" and decision.action != "halt":
                 decision.action = "halt"

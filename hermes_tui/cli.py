@@ -7,12 +7,15 @@ never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import functools
 import json
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -52,7 +55,15 @@ def friendly(fn):
         except KeyboardInterrupt:
             click.echo("hermes: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `hermes batch ... | head`: the reader left; leave quietly
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # the last safety net: one line, not a traceback
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+                where = f" {exc.filename}" if exc.filename else ""
+                click.echo(f"hermes: cannot write{where}: {exc.strerror}", err=True)
+                sys.exit(EXIT_RUNTIME)
             if os.environ.get("HERMES_DEBUG"):
                 raise
             click.echo(
@@ -156,22 +167,32 @@ def batch(
     config = load_config(config_path)
     parsed = parse_script(script)
     check_personas(parsed, config, script)
-    try:  # opened only now: a bad config or script must not truncate an earlier events file
-        stream = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
-    except OSError as exc:
-        raise Fail(f"--out {out}: cannot write there ({exc.strerror})", 2) from None
+    if out != "-" and Path(out).resolve() == script.resolve():
+        raise Fail(f"--out {out} is the script itself; write the events somewhere else", 2)
     try:
-        code = asyncio.run(_run_batch(config, parsed, db_path, stream, seed, not no_judge))
-    finally:
-        if stream is not sys.stdout:
-            stream.close()
+        code = asyncio.run(_run_batch(config, parsed, db_path, out, seed, not no_judge))
+    except asyncio.CancelledError:  # SIGTERM (see _run_batch): the turn ended as cancelled
+        click.echo("hermes: terminated", err=True)
+        sys.exit(143)
     sys.exit(code)
 
 
-async def _run_batch(config, script, db_path, stream, seed, judge) -> int:
+def _open_out(out: str) -> IO[str]:
+    try:
+        return sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise Fail(f"--out {out}: cannot write there ({exc.strerror})", 2) from None
+
+
+async def _run_batch(config, script, db_path, out: str, seed, judge) -> int:
     from hermes_tui.runtime import Runtime
 
-    writer = JsonlWriter(stream, 0)
+    # SIGTERM ends a batch run like Ctrl-C does (asyncio.run turns SIGINT into this itself):
+    # the running turn is cancelled and recorded as such, and the database is closed cleanly.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        main_task = asyncio.current_task()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    writer = JsonlWriter(sys.stdout, 0)
     runtime = await Runtime.start(
         config,
         db_path=Path(db_path) if db_path else None,
@@ -181,6 +202,29 @@ async def _run_batch(config, script, db_path, stream, seed, judge) -> int:
         judge=judge,
         seed=seed,
     )
+    try:
+        # Opened only once hermes has started: a bad config, script or database must not
+        # truncate the events file of an earlier run.
+        writer.out = _open_out(out)
+    except Fail:
+        await runtime.close()
+        raise
+    try:
+        return await _run_turns(runtime, writer, script, config)
+    finally:
+        if writer.out is not sys.stdout:
+            writer.out.close()
+
+
+async def _run_turns(runtime, writer, script, config) -> int:
+    if runtime.judge_start is not None:  # a batch run waits for its judge (chat does not)
+        await asyncio.wait([runtime.judge_start], timeout=120)
+        if runtime.judge.start_error:
+            click.echo(
+                f"hermes: warning: {runtime.judge.start_error}; the judge is off, "
+                "the other checks still run",
+                err=True,
+            )
     writer.session_id = runtime.session_id
     writer.write(
         {

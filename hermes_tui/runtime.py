@@ -105,6 +105,7 @@ class Runtime:
         self.store = store
         self.pool = pool
         self.judge = judge
+        self.judge_start: asyncio.Future[None] | None = None
         self.listener: Listener | None = None
         self.session_id = 0
         self.session: Session
@@ -158,8 +159,10 @@ class Runtime:
             from sentinel.judge import JudgeWorker
 
             worker = JudgeWorker(config.sentinel.judge_model_path, config.sentinel.device)
-            asyncio.ensure_future(worker.start())  # loads in its own process, off the UI path
         runtime = cls(config, store, pool, worker)
+        if worker is not None:
+            # Loads in its own process, off the UI path; a failure becomes E_SENTINEL_DOWN.
+            runtime.judge_start = asyncio.ensure_future(worker.start_in_background())
         runtime.mode = mode
         runtime.listener = listener
         runtime.seed = seed
@@ -216,5 +219,7 @@ class Runtime:
     async def close(self) -> None:
         if self.judge is not None:
             await self.judge.close()
+        if self.judge_start is not None:  # a start still loading ends with the close above
+            await asyncio.wait([self.judge_start], timeout=5)
         await self.pool.close()
         await self.store.close()

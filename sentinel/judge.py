@@ -163,6 +163,7 @@ class JudgeWorker:
         self._restart_task: asyncio.Task[None] | None = None
         self._kill_reason: str | None = None
         self._down: list[Verdict] = []
+        self.start_error: str | None = None  # why the first start failed, if it did
 
     # -- public state -------------------------------------------------------------------
 
@@ -203,6 +204,27 @@ class JudgeWorker:
         if self.alive:
             return
         await self._spawn()
+
+    async def start_in_background(self) -> None:
+        """``start`` for callers that go on without waiting (the chat, batch runs). A judge
+        that cannot start does not stop them: the deterministic checks still run, and the
+        next judged message gets one ``E_SENTINEL_DOWN`` saying why (no retries: a model
+        that failed to load fails again)."""
+        try:
+            await self.start()
+        except JudgeError as exc:
+            self.start_error = str(exc)
+            verdict = Verdict(
+                check="judge",
+                severity="minor",
+                code="E_SENTINEL_DOWN",
+                span=(0, 0),
+                detail=f"{exc}; the judge is off, the other checks still run",
+            )
+            self._down.append(verdict)
+            if self.on_down is not None:
+                with contextlib.suppress(Exception):
+                    self.on_down(verdict)
 
     async def close(self) -> None:
         """Stop the child (EOF first, then kill) and any restart; pending calls get None."""

@@ -92,6 +92,9 @@ class Monitor:
         if self._judge_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._judge_task, timeout=1.0)
+        if self.judge is not None:  # an outage nobody asked about yet (the judge never started)
+            for down in self.judge.take_down_verdicts():
+                await self._emit(down)
         return decide(self.verdicts, self.contract, corrections_used, self.settings.max_corrections)
 
     async def cancel(self) -> None:

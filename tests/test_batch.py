@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -226,3 +227,79 @@ def test_an_unwritable_out_is_one_line_exit_2_and_a_bad_run_keeps_the_old_events
     script.write_text("[[turn]\n")  # broken: nothing runs, so nothing may be overwritten
     assert run(["batch", str(script), *common, "--out", str(earlier)]).returncode == 2
     assert earlier.read_text() == '{"event": "session"}\n'
+
+
+def test_a_judge_that_cannot_load_is_one_warning_and_an_e_sentinel_down(tmp_path):
+    from agents.models import resolve_model_path
+
+    real = resolve_model_path("embedded:smollm2-135m").read_bytes()
+    broken = tmp_path / "judge.gguf"
+    broken.write_bytes(real[: len(real) // 2])  # a header that parses, tensors cut off
+    config = text_contract_config(tmp_path)
+    text = config.read_text().replace(
+        'model = ""\nmax_corrections', 'model = "judge"\nmax_corrections'
+    )
+    text = text.replace(
+        "[models.smollm2]", f'[models.judge]\npath = "{broken}"\n\n[models.smollm2]'
+    )
+    config.write_text(text)
+    script = tmp_path / "s.jsonl"
+    script.write_text(json.dumps({"to": "coder", "text": "Say hi."}) + "\n")
+    result = run(["batch", str(script), "--config", str(config), "--db", str(tmp_path / "h.db")])
+    assert "Traceback" not in result.stderr and "never retrieved" not in result.stderr
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith("hermes: warning: judge model ") and "the judge is off" in warning
+    evs = events(result.stdout)
+    down = [e for e in evs if e["event"] == "verdict" and e["code"] == "E_SENTINEL_DOWN"]
+    assert len(down) == 1 and down[0]["severity"] == "minor"
+    assert [e["status"] for e in evs if e["event"] == "message"] == ["done"]
+    assert result.returncode == 0
+
+
+def test_out_that_is_the_script_or_a_failed_start_never_destroys_a_file(tmp_path):
+    script = tmp_path / "s.jsonl"
+    script.write_text(json.dumps({"to": "coder", "text": "hi"}) + "\n")
+    config = ["--config", str(ROOT / "config.toml")]
+    result = run(
+        ["batch", str(script), *config, "--db", str(tmp_path / "x.db"), "--out", str(script)]
+    )
+    assert result.returncode == 2 and "is the script itself" in result.stderr
+    assert script.read_text() == json.dumps({"to": "coder", "text": "hi"}) + "\n"
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database" * 100)
+    keep = tmp_path / "events.jsonl"
+    keep.write_text("precious\n")
+    result = run(["batch", str(script), *config, "--db", str(junk), "--out", str(keep)])
+    assert result.returncode == 3 and keep.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize(
+    "sig, code, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_ctrl_c_or_sigterm_ends_the_turn_on_record(tmp_path, sig, code, said):
+    config = write_small_config(tmp_path, max_tokens=400)
+    config.write_text(config.read_text().replace('contract = "code"', 'contract = "text"'))
+    script = tmp_path / "long.jsonl"
+    script.write_text(json.dumps({"to": "coder", "text": "Count from 1 to 300."}) + "\n")
+    db, out = tmp_path / "h.db", tmp_path / "e.jsonl"
+    argv = ["batch", str(script), "--config", str(config), "--db", str(db), "--out", str(out)]
+    proc = subprocess.Popen(
+        HERMES + argv, stderr=subprocess.PIPE, text=True, env=hermes_env(), cwd=ROOT
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        with contextlib.suppress(sqlite3.Error):
+            con = sqlite3.connect(db, timeout=1)
+            row = con.execute("SELECT content FROM messages WHERE status = 'streaming'").fetchone()
+            con.close()
+            if row and len(row[0]) > 20:
+                break
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and err == f"hermes: {said}\n"
+    last = events(out.read_text())[-1]
+    assert last["event"] == "message" and last["status"] == "cancelled" and last["text"]
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT status, content FROM messages WHERE role = 'assistant'").fetchall()
+    assert rows == [("cancelled", last["text"])]

@@ -171,3 +171,38 @@ async def test_a_crashing_check_is_reported_not_fatal():
     decision = await monitor.finish()
     assert got and got[0].code == "E_SENTINEL_DOWN" and "boom" in got[0].detail
     assert decision.action == "pass"  # the sentinel's own fault never blames the persona
+
+
+async def test_a_turn_that_failed_gets_no_verdicts_about_its_missing_answer():
+    from agents.engine import EngineError
+
+    class Failing(ReplayEngine):
+        async def stream(self, messages, params, cancel=None):
+            raise EngineError("the model server went away")
+            yield ""  # pragma: no cover (makes this an async generator)
+
+    events = []
+    session, _ = make_session([["x"]], events=events)
+    session.pool.register_engine("smollm2", Failing([["x"]]))
+    [result] = await session.send("@architect plan")  # a JSON persona: "" would be broken JSON
+    assert result.status == "error" and "went away" in str(events[-1].detail)
+    assert not [e for e in events if isinstance(e, VerdictRaised)]
+
+
+async def test_a_turn_interrupted_by_cancellation_still_ends_on_record():
+    from agents.events import TurnEnded
+
+    events = []
+    session, _ = make_session([PROSE], tokens_per_s=50, events=events)
+    task = asyncio.ensure_future(session.send("@critic go on"))
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if any(type(e).__name__ == "TokenReceived" for e in events):
+            break
+    task.cancel()  # what Ctrl-C does to a batch run
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    [ended] = [e for e in events if isinstance(e, TurnEnded)]
+    assert ended.status == "cancelled" and ended.detail == "interrupted" and ended.text
