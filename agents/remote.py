@@ -55,7 +55,7 @@ class RemoteEngine(Engine):
         api_key: str | None = None,
         max_concurrency: int = 1,
         connect_timeout_s: float = 10.0,
-        read_timeout_s: float = 300.0,
+        read_timeout_s: float = 120.0,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -84,6 +84,7 @@ class RemoteEngine(Engine):
             model=spec.remote_model,
             api_key=key,
             max_concurrency=spec.max_concurrency,
+            read_timeout_s=spec.timeout_s,
         )
 
     @property
@@ -159,8 +160,13 @@ class RemoteEngine(Engine):
                     f"{self.name}: cannot connect to {self.url}: connection refused ({exc})"
                 )
             )
-        except TimeoutError as exc:
-            emit(EngineError(f"{self.name}: timed out talking to {self.url} ({exc})"))
+        except TimeoutError:
+            emit(
+                EngineError(
+                    f"{self.name}: {self.url} sent nothing for {self.read_timeout_s:g} s; "
+                    f"is the server stuck? (models.{self.name}.timeout_s sets this limit)"
+                )
+            )
         except (OSError, http.client.HTTPException) as exc:
             if not stop_flag.is_set():
                 emit(EngineError(f"{self.name}: connection to {self.url} failed: {exc!r}"))

@@ -21,6 +21,7 @@ class ModelSpec:
     remote_model: str | None = None
     api_key_env: str | None = None
     max_concurrency: int = 1
+    timeout_s: float = 120.0  # remote: give up when the server sends nothing for this long
     keep_alive_s: float = 300.0
 
     @property

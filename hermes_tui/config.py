@@ -222,6 +222,7 @@ def _build_models(path: Path, data: dict) -> dict[str, ModelSpec]:
             remote_model=table.get("remote_model"),
             api_key_env=table.get("api_key_env"),
             max_concurrency=table.get("max_concurrency", 1),
+            timeout_s=float(table.get("timeout_s", 120.0)),
             keep_alive_s=table.get("keep_alive_s", 300.0),
         )
     return models

@@ -14,6 +14,7 @@ MODEL = {
         "remote_model": {"type": "string"},
         "api_key_env": {"type": "string"},
         "max_concurrency": {"type": "integer", "minimum": 1},
+        "timeout_s": {"type": "number", "exclusiveMinimum": 0},
         "n_ctx": {"type": "integer", "minimum": 64, "maximum": 1048576},
         "n_gpu_layers": {"type": "integer", "minimum": -1},
         "chat_format": {"type": "string"},

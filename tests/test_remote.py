@@ -114,3 +114,15 @@ async def test_http_error_status_is_reported(server_url: str) -> None:
     with pytest.raises(EngineError, match="HTTP 404"):
         async for _ in engine.stream(MESSAGES, PARAMS):
             pass
+
+
+async def test_a_server_that_never_answers_ends_the_turn_after_timeout_s() -> None:
+    with socket.socket() as listener:  # accepts the connection, then says nothing
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        spec = ModelSpec("mute", url=f"http://127.0.0.1:{port}/v1", timeout_s=0.5)
+        engine = RemoteEngine.from_spec(spec)
+        with pytest.raises(EngineError, match=r"sent nothing for 0.5 s.*models.mute.timeout_s"):
+            async for _ in engine.stream(MESSAGES, PARAMS):
+                pass
