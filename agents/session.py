@@ -232,7 +232,9 @@ class Session:
             await asyncio.shield(self._emit(ended))
             raise
         except Exception as exc:  # the pool's busy / never-fits errors end this turn only
-            status, code, detail = "error", type(exc).__name__, str(exc)
+            code = getattr(exc, "code", None)  # E_POOL_BUSY, E_NEVER_FITS, E_MODEL_FILE
+            status, detail = "error", str(exc)
+            code = code if isinstance(code, str) else f"E_{type(exc).__name__.upper()}"
         finally:
             relay.cancel()
         if stop.is_set() and status == "done":

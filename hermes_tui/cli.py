@@ -279,7 +279,7 @@ def _sub_db(ctx: click.Context, config_path: str | None, db_path: str | None) ->
 
 
 @log.command("show")
-@click.argument("session_id", type=int)
+@click.argument("session_id", type=click.IntRange(1, 2**63 - 1))
 @config_option
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

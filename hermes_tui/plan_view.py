@@ -57,6 +57,10 @@ def _device(spec: str, index: int) -> Device:
         budget = parse_size(size)
     except ValueError as exc:
         raise Fail(f"--device {spec!r}: {exc}", 2) from None
+    if name == "cpu":
+        raise Fail(f"--device {spec!r}: the CPU's budget is --ram, e.g. --ram 16GiB", 2)
+    if not re.fullmatch(r"(cuda|vulkan|gpu):?\d+", name):
+        raise Fail(f"--device {spec!r}: expected a GPU name such as cuda:0 or vulkan:1", 2)
     kind = "vulkan" if name.startswith("vulkan") else "cuda"
     match = re.search(r"(\d+)$", name)
     return Device(name, kind, budget, index=int(match.group(1)) if match else index)
@@ -86,6 +90,9 @@ def render(
     except GGUFInfoError as exc:
         raise Fail(str(exc), 2) from None
     gpus = [_device(d, i) for i, d in enumerate(devices)]
+    names = [g.name for g in gpus]
+    if dup := next((n for n in names if names.count(n) > 1), None):
+        raise Fail(f"--device {dup} is given twice; name each GPU once", 2)
     cpu: Device | None = None
     if pool is not None and not devices and not ram:
         gpus, cpu = _config_devices(pool)

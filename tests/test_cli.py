@@ -195,6 +195,25 @@ def test_plan_for_a_config_model_uses_its_n_ctx_and_the_pools_budget(tmp_path):
     assert plan["n_ctx"] == 1024 and plan["devices"][0]["usable_bytes"] == 5 * 2**30
 
 
+@pytest.mark.parametrize(
+    "devices, said",
+    [
+        (["cuda:0=1GiB", "cuda:0=2GiB"], "--device cuda:0 is given twice"),
+        (["cpu=4GiB"], "the CPU's budget is --ram"),
+        (["foo=4GiB"], "expected a GPU name such as cuda:0"),
+    ],
+)
+def test_plan_refuses_device_lists_that_mean_nothing(devices, said):
+    flags = [x for d in devices for x in ("--device", d)]
+    result = CliRunner().invoke(main, ["plan", "embedded:smollm2-135m", *flags])
+    assert result.exit_code == 2 and said in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_log_show_of_an_impossible_session_id_is_a_usage_error():
+    result = CliRunner().invoke(main, ["log", "show", "99999999999999999999999"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
 def test_plan_with_no_context_is_a_usage_error():
     result = CliRunner().invoke(main, ["plan", "embedded:smollm2-135m", "--n-ctx", "0"])
     assert result.exit_code == 2

@@ -27,6 +27,8 @@ _BLOCK_RE = re.compile(r"^blk\.(\d+)\.")
 class GGUFInfoError(Exception):
     """The file is not a usable GGUF model; the message is one line, fit for a status bar."""
 
+    code = "E_MODEL_FILE"
+
 
 @dataclass(frozen=True)
 class TensorInfo:

@@ -21,9 +21,13 @@ PRIORITIES = ("interactive", "batch")
 class PoolBusyError(Exception):
     """The admission queue is full: try again later (batch mode exits 3)."""
 
+    code = "E_POOL_BUSY"
+
 
 class NeverFitsError(Exception):
     """The request can never fit in the configured memory budget."""
+
+    code = "E_NEVER_FITS"
 
 
 @dataclass(eq=False)
