@@ -140,7 +140,7 @@ class JsonlWriter:
         self.failed = False
         self.first_error = ""
         self.progress = sys.stderr.isatty()
-        self._hidden: set[int] = set()
+        self._corrections: set[int] = set()  # turns that answer a hidden correction request
 
     def write(self, record: dict) -> None:
         self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -149,7 +149,7 @@ class JsonlWriter:
     async def __call__(self, event: Event) -> None:
         if isinstance(event, TurnStarted):
             if event.hidden:
-                self._hidden.add(event.turn_id)
+                self._corrections.add(event.turn_id)
             if self.progress:
                 kind = "correction for" if event.hidden else "turn:"
                 print(f"… {kind} {event.persona}", file=sys.stderr, flush=True)
@@ -179,7 +179,7 @@ class JsonlWriter:
                 "text": event.text,
                 "tokens": event.tokens,
                 "status": event.status,
-                "hidden": event.turn_id in self._hidden,
+                "correction": event.turn_id in self._corrections,
             }
             if event.code:
                 record["code"] = event.code

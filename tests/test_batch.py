@@ -70,7 +70,7 @@ def test_three_turn_batch_reaches_every_persona_and_is_logged(tmp_path):
     assert result.stderr == ""  # progress only when stderr is a TTY
     session = evs[0]
     assert session["event"] == "session" and session["title"] == "three personas"
-    messages = [e for e in evs if e["event"] == "message" and not e["hidden"]]
+    messages = [e for e in evs if e["event"] == "message" and not e["correction"]]
     assert [m["persona"] for m in messages][:1] == ["architect"]
     assert {m["persona"] for m in messages} == {"architect", "coder", "critic"}
     assert all(m["tokens"] > 0 and m["text"] for m in messages)

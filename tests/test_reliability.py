@@ -102,7 +102,7 @@ def test_model_that_fails_to_load_ends_only_that_personas_turn(tmp_path, kind):
     assert "Traceback" not in result.stderr + result.stdout
     assert result.exit_code == 3, result.stderr
     events = [json.loads(x) for x in result.stdout.splitlines()]
-    messages = {e["persona"]: e for e in events if e["event"] == "message" and not e["hidden"]}
+    messages = {e["persona"]: e for e in events if e["event"] == "message" and not e["correction"]}
     assert set(messages) == {"architect", "coder", "critic"}
     assert messages["coder"]["status"] == "error"
     detail = messages["coder"]["detail"]

@@ -619,7 +619,7 @@ def test_hostile_prompt_is_stored_exactly_and_answered(prompt_run, name, text):
     # 0 fine, 1 the model said something critical, 3 a turn failed (e.g. context full)
     assert result.exit_code in (0, 1, 3), result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    messages = [e for e in events if e["event"] == "message" and not e["hidden"]]
+    messages = [e for e in events if e["event"] == "message" and not e["correction"]]
     assert len(messages) == len(PROMPTS)
     for m in messages:
         assert m["status"] in ("done", "halted", "error")
