@@ -27,6 +27,63 @@ def llama_build() -> dict[str, Any]:
     }
 
 
+def _nearest_dir(path: Path) -> Path:
+    """The directory hermes would create ``path`` in: its parent, or the nearest ancestor that
+    exists (hermes creates the missing ones)."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def _write_problem(db: Path) -> str | None:
+    """Why hermes could not save chats to ``db``, or None.
+
+    A chat or batch run writes the file itself and creates ``-wal``, ``-shm`` and
+    ``-writers`` beside it, so the directory must be writable too, not only the file.
+    """
+    if db.exists():
+        if not os.access(db, os.W_OK):
+            return (
+                f"database {db} is read-only; chat and batch cannot save to it (fix its "
+                "permissions or pass another --db; `hermes log` can still read it)"
+            )
+        where = db.parent
+        if not os.access(where, os.W_OK | os.X_OK):
+            return (
+                f"directory {where} of database {db} is not writable; hermes must create "
+                f"{db.name}-wal and {db.name}-shm there to save chats (fix its permissions or "
+                "pass another --db)"
+            )
+        return None
+    where = _nearest_dir(db)
+    if not where.is_dir():
+        return f"cannot create database {db}: {where} is not a directory; pass another --db"
+    if not os.access(where, os.W_OK | os.X_OK):
+        return f"cannot create database {db}: {where} is not writable; pass another --db"
+    return None
+
+
+def database(db: Path) -> dict[str, Any]:
+    """The database part of the report: whether hermes can read and write ``db``.
+
+    Opened read-only (nothing is created, migrated or recovered), so running doctor on a
+    broken or foreign file leaves it exactly as it was.
+    """
+    from hermes_tui.store import inspect_database
+
+    exists = db.exists()
+    where = db.parent if exists else _nearest_dir(db)
+    info: dict[str, Any] = {
+        "path": str(db),
+        "exists": exists,
+        "writable_dir": os.access(where, os.W_OK | os.X_OK),
+    }
+    info.update(inspect_database(db))
+    info["write_problem"] = _write_problem(db)
+    return info
+
+
 def collect(config_path: str | None, db_path: str | None) -> dict[str, Any]:
     from agents.pool.devices import detect_nvidia_gpus
     from hermes_tui.store import default_db_path
@@ -71,12 +128,11 @@ def collect(config_path: str | None, db_path: str | None) -> dict[str, Any]:
             )
     report["gpus"] = [g.__dict__ if hasattr(g, "__dict__") else g for g in detect_nvidia_gpus()]
     db = Path(db_path) if db_path else (config.db_path if config and config.db_path else None)
-    db = db or default_db_path()
-    report["database"] = {
-        "path": str(db),
-        "exists": db.exists(),
-        "writable_dir": os.access(db.parent if db.parent.exists() else Path.home(), os.W_OK),
-    }
+    db = (db or default_db_path()).expanduser()
+    report["database"] = database(db)
+    for key in ("problem", "write_problem"):
+        if report["database"][key]:
+            problems.append(report["database"][key])
     report["problems"] = problems
     report["ok"] = not problems
     return report
@@ -115,7 +171,19 @@ def render(report: dict[str, Any]) -> str:
         s = report["sentinel"]
         lines.append(f"sentinel      judge {s['judge_model'] or 'off'} on {s['device']}")
     db = report["database"]
-    lines.append(f"database      {db['path']} ({'exists' if db['exists'] else 'will be created'})")
+    if not db["exists"]:
+        state = "will be created"
+    elif db.get("problem"):
+        state = "UNUSABLE"
+    else:
+        state = f"schema {db.get('schema_version')}"
+        if db.get("sessions") is not None:
+            state += f", {db['sessions']} session(s)"
+        if db.get("note"):
+            state += f", {db['note']}"
+        if db.get("write_problem"):
+            state += ", NOT WRITABLE"
+    lines.append(f"database      {db['path']} ({state})")
     for p in report["problems"]:
         lines.append(f"PROBLEM       {p}")
     lines.append("ok" if report["ok"] else f"{len(report['problems'])} problem(s)")

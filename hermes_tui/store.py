@@ -30,7 +30,12 @@ Design, and why:
 * **Migrations** are an ordered list of small named async steps keyed by
   ``PRAGMA user_version``. A database newer than this code is refused rather than guessed at.
 * **Errors** the user can act on (locked, corrupt, unwritable, read-only, too new) surface as a
-  one-line ``StoreError`` naming the path and what to do.
+  one-line ``StoreError`` naming the path and what to do. Damaged pages can also surface as
+  ``UnicodeDecodeError`` (bad bytes in text, or in SQLite's own error message); those count as
+  corruption too (``_DB_ERRORS``).
+* **Read-only directories.** A WAL reader needs a -shm file beside the database; where none
+  can be created (read-only media, someone else's directory) a read-only store falls back to
+  SQLite's ``immutable=1`` when that is safe (see ``_immutable_uri``).
 """
 
 from __future__ import annotations
@@ -474,10 +479,30 @@ def fts_query(text: str) -> str | None:
     return " ".join(out) or None
 
 
+# What reading a damaged database can raise besides sqlite3.Error: Python's sqlite3 decodes
+# SQLite's own error message as UTF-8, and a corrupt schema page puts raw page bytes into that
+# message ("malformed database schema (…\xba…)"), so execute() itself raises this.
+_DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """One line of plain text: a corrupt page's bytes end up in SQLite's messages and must
+    neither break the one-line error nor reach the terminal as control sequences."""
+    out = "".join(ch if ch.isprintable() else " " if ch in "\t\n\r" else "?" for ch in text)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
 def _error(exc: BaseException, path: Path | str, busy_timeout_ms: int) -> StoreError:
     """Map an sqlite3/OS error to a one-line StoreError that says what to do."""
-    msg = str(exc)
+    msg = _printable(str(exc))
     low = msg.lower()
+    if isinstance(exc, UnicodeDecodeError) or "could not decode" in low:
+        # Text that is not UTF-8 where hermes wrote UTF-8: damaged pages, or a foreign file.
+        return StoreError(
+            f"database {path} is corrupt or not a hermes database (it holds bytes that are not "
+            "valid UTF-8 text); move it aside (hermes then starts a fresh one) or pass another "
+            "database path"
+        )
     if "locked" in low or "busy" in low:
         return StoreError(
             f"database {path} is locked by another process (gave up after {busy_timeout_ms} ms);"
@@ -535,6 +560,105 @@ def _prepare_file(path: Path) -> None:
 
 def _uri(path: Path, mode: str) -> str:
     return f"file:{quote(str(path.absolute()))}?mode={mode}"
+
+
+def _immutable_uri(path: Path, exc: BaseException) -> str | None:
+    """A URI that reads ``path`` without its -shm file, when that is safe; else None.
+
+    A reader of a WAL database needs the -shm file, and SQLite must create it if it is
+    missing, so a ``mode=ro`` open of a database in a directory it cannot write (read-only
+    media, another user's directory) fails with "unable to open database file" although the
+    file is readable. ``immutable=1`` reads the file alone, with no -shm and no locks. That is
+    only right when the file alone is the whole database: no -shm (so no live WAL writer,
+    which would have made one) and no committed transactions waiting in a non-empty -wal.
+    With such a -wal the reader would silently miss them, so that case is refused instead.
+    """
+    if not isinstance(exc, sqlite3.OperationalError) or "unable to open" not in str(exc):
+        return None
+    if Path(f"{path}-shm").exists() or not os.access(path, os.R_OK):
+        return None
+    try:
+        wal_bytes = os.stat(f"{path}-wal").st_size
+    except OSError:
+        wal_bytes = 0
+    if wal_bytes:
+        raise StoreError(
+            f"cannot read database {path}: its directory cannot be written and its latest "
+            f"changes are still in {path}-wal; copy the database and its -wal file to a "
+            "writable directory and open the copy"
+        )
+    return _uri(path, "ro") + "&immutable=1"
+
+
+def inspect_database(path: Path | str) -> dict[str, Any]:
+    """What ``hermes doctor`` reports about a database, read without changing a byte.
+
+    Returns ``schema_version``, ``sessions`` (None where unknown), ``problem`` (a one-line
+    reason hermes cannot use the file: corrupt, not a hermes database, too new) and ``note``
+    (something worth saying that is not a problem, e.g. an upgrade hermes will do itself).
+    A missing file is no problem: hermes creates it.
+
+    Runs ``PRAGMA quick_check``, which reads every page (a second or so per few hundred MB):
+    damaged pages otherwise only show when a chat or ``hermes log`` happens to read them.
+    """
+    path = Path(path).expanduser()
+    out: dict[str, Any] = {"schema_version": None, "sessions": None, "problem": None}
+    out["note"] = None
+    if not path.exists():
+        return out
+    if not path.is_file():
+        out["problem"] = f"database {path} is not a file; pass a database file path"
+        return out
+
+    def connect(uri: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=1.0)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    conn = None
+    try:
+        try:
+            conn = connect(_uri(path, "ro"))
+        except sqlite3.OperationalError as exc:
+            fallback = _immutable_uri(path, exc)
+            if fallback is None:
+                raise
+            conn = connect(fallback)
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        out["schema_version"] = version
+        check = conn.execute("PRAGMA quick_check(1)").fetchone()
+        if check is None or str(check[0]).lower() != "ok":
+            detail = _printable(str(check[0] if check else "no answer"))
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {detail}")
+        if version > SCHEMA_VERSION:
+            out["problem"] = str(_too_new(path, version))
+        elif version == 0:
+            table = conn.execute(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' LIMIT 1"
+            ).fetchone()
+            if table is not None:
+                out["problem"] = (
+                    f"{path} is an SQLite database but not a hermes one (it has a table "
+                    f"{_printable(str(table[0]))!r}); move it aside or pass another --db"
+                )
+            else:
+                out["note"] = "empty; hermes sets it up when it first writes"
+        else:
+            if version < SCHEMA_VERSION:
+                out["note"] = f"schema {version}; hermes upgrades it to {SCHEMA_VERSION} on write"
+            out["sessions"] = int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+    except StoreError as exc:
+        out["problem"] = str(exc)
+    except (*_DB_ERRORS, OSError) as exc:
+        out["problem"] = str(_error(exc, path, 1000))
+    finally:
+        if conn is not None:
+            conn.close()
+    return out
 
 
 @dataclass(slots=True)
@@ -649,7 +773,13 @@ class Store:
 
         conns: list[aiosqlite.Connection] = []
         try:
-            first = await cls._connect(uri, busy_timeout_ms)
+            try:
+                first = await cls._connect(uri, busy_timeout_ms)
+            except sqlite3.OperationalError as exc:
+                fallback = _immutable_uri(path, exc) if readonly else None
+                if fallback is None:
+                    raise
+                first = await cls._connect(fallback, busy_timeout_ms)
             conns.append(first)
             if readonly:
                 version = await _user_version(first)
@@ -705,8 +835,14 @@ class Store:
         except StoreError:
             await _close_all(conns)
             raise
-        except (sqlite3.Error, OSError) as exc:
+        except (*_DB_ERRORS, OSError) as exc:
             await _close_all(conns)
+            if "unable to open" in str(exc) and not os.access(path.parent, os.W_OK | os.X_OK):
+                raise StoreError(
+                    f"database {path} cannot be written: SQLite must create {path.name}-wal "
+                    f"and {path.name}-shm in {path.parent}, which is read-only; fix its "
+                    "permissions, pass a writable database path, or open it read-only for review"
+                ) from exc
             raise _error(exc, path, busy_timeout_ms) from exc
         store._writers_lock = _WritersLock(path)
         try:
@@ -754,7 +890,7 @@ class Store:
         if self._w is not None:
             try:
                 await self._w.execute_fetchall("PRAGMA optimize")
-            except sqlite3.Error:
+            except _DB_ERRORS:
                 pass
         await _close_all([c for c in (self._r, self._w) if c is not None])
         if self._writers_lock is not None:
@@ -840,6 +976,8 @@ class Store:
                 await conn.execute("SAVEPOINT op")
                 try:
                     value = await fn(conn)
+                except UnicodeDecodeError:  # damaged database, not a bad operation
+                    raise
                 except (sqlite3.IntegrityError, sqlite3.InterfaceError, ValueError) as exc:
                     # This one operation was bad (e.g. unknown session id); keep the batch.
                     await conn.execute("ROLLBACK TO op")
@@ -849,11 +987,11 @@ class Store:
                 await conn.execute("RELEASE op")
                 results.append((op, value, None))
             await conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             if conn.in_transaction:
                 try:
                     await conn.execute("ROLLBACK")
-                except sqlite3.Error:
+                except _DB_ERRORS:
                     pass
             err = _error(exc, self.path, self.busy_timeout_ms)
             for op in ops:
@@ -1050,7 +1188,7 @@ class Store:
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
             return list(await self._r.execute_fetchall(sql, params))
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise _error(exc, self.path, self.busy_timeout_ms) from exc
 
     async def get_session(self, session_id: int) -> SessionRow | None:
@@ -1246,8 +1384,10 @@ class Store:
             msgs = await self._r.execute_fetchall(msg_sql, (left, right, match, msg_floor, limit))
             ver_floor = await self._search_floor("verdicts_fts", match)
             vers = await self._r.execute_fetchall(ver_sql, (left, right, match, ver_floor, limit))
-        except sqlite3.OperationalError as exc:
-            if raw and ("fts5" in str(exc).lower() or "syntax" in str(exc).lower()):
+        except _DB_ERRORS as exc:
+            low = str(exc).lower()
+            damaged = isinstance(exc, sqlite3.DatabaseError) and "corrupt" in low
+            if raw and not damaged and ("fts5" in low or "syntax" in low):
                 raise StoreError(f"bad search query {query!r}: {exc}") from exc
             raise _error(exc, self.path, self.busy_timeout_ms) from exc
         hits = [SearchHit("message", r[0], r[1], r[2], r[3], None, r[4], None) for r in msgs]

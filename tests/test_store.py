@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiosqlite
@@ -391,6 +395,184 @@ async def test_readonly_refuses_unmigrated_db(tmp_path: Path):
         await migrate(conn, target=1)
     with pytest.raises(StoreError, match="schema version 1 .*open it once writable"):
         await Store.open(db, readonly=True)
+
+
+async def _filled_db(db: Path) -> None:
+    async with await Store.open(db) as s:
+        sid = await _chat(s)
+        for i in range(20):  # enough text that the messages table spans several pages
+            await s.add_message(sid, "user", "user", f"question {i} about the parser " * 30)
+
+
+def _damage(db: Path, copy: Path, marker: bytes) -> bytes:
+    """Copy ``db`` with 64 bytes of 0xBA written where ``marker`` sits on a page after the
+    first (as a bad disk sector would); returns the damaged bytes."""
+    data = bytearray(db.read_bytes())
+    at = data.find(marker, 4096)
+    assert at > 0, marker
+    data[at : at + 64] = b"\xba" * 64
+    copy.write_bytes(bytes(data))
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [b"AFTER UPDATE OF content", b"question 7 about"],
+    ids=["schema page", "message page"],
+)
+def test_damaged_pages_give_the_corrupt_database_error_and_stay_untouched(
+    tmp_path: Path, marker: bytes
+):
+    from click.testing import CliRunner
+
+    from hermes_tui.cli import main
+
+    good = tmp_path / "good.db"
+    asyncio.run(_filled_db(good))
+    db = tmp_path / "damaged.db"
+    damaged = _damage(good, db, marker)
+    failed = 0
+    for cmd in (["log"], ["log", "show", "1"], ["log", "search", "parser"]):
+        result = CliRunner().invoke(main, [*cmd, "--db", str(db)])
+        if result.exit_code == 0:
+            continue  # the damage is on a page this command does not read
+        failed += 1
+        err = result.stderr
+        assert result.exit_code == 3, (cmd, result.output)
+        assert "internal error" not in err and err.count("\n") == 1, (cmd, err)
+        assert f"database {db} is corrupt" in err and "move it aside" in err, (cmd, err)
+        assert err.isprintable() or err[:-1].isprintable()  # no raw page bytes on the terminal
+    assert failed, "the damage went unnoticed by every command"
+    assert db.read_bytes() == damaged
+
+
+async def test_no_damaged_page_makes_reads_fail_other_than_with_a_store_error(tmp_path: Path):
+    """Damage each page in turn (beyond the header page): every read either works or says
+    the database is corrupt, and never changes the file."""
+    good = tmp_path / "good.db"
+    await _filled_db(good)
+    data = good.read_bytes()
+    db = tmp_path / "damaged.db"
+    noticed = 0
+    for page in range(1, len(data) // 4096):
+        for offset in (100, 2048):
+            damaged = bytearray(data)
+            at = page * 4096 + offset
+            damaged[at : at + 64] = b"\xba" * 64
+            db.write_bytes(bytes(damaged))
+            for suffix in ("-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+            try:
+                async with await Store.open(db, readonly=True) as ro:
+                    await ro.list_sessions()
+                    await ro.export_session(1, "json")
+                    await ro.search("parser")
+            except StoreError as exc:
+                if str(exc).startswith("no session 1"):  # damage hid the row: also fine
+                    continue
+                noticed += 1
+                assert "corrupt" in str(exc) and "move it aside" in str(exc), (page, str(exc))
+            assert db.read_bytes() == damaged, page
+    assert noticed
+
+
+@contextlib.contextmanager
+def locked_dir(path: Path) -> Iterator[Path]:
+    """Make ``path`` a directory this process cannot create files in, as on read-only media.
+
+    A normal user gets ``chmod 555``; root ignores modes, so root uses ``chattr +i``
+    (ext4, xfs, btrfs). Skips where neither works.
+    """
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+
+        def undo() -> None:
+            path.chmod(0o755)
+
+    else:
+        if shutil.which("chattr") is None:
+            pytest.skip("root ignores chmod and there is no chattr")
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+        if done.returncode:
+            pytest.skip(f"chattr +i is not supported here: {done.stderr.decode().strip()}")
+
+        def undo() -> None:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+
+    try:
+        try:
+            (path / "probe").touch()
+        except OSError:
+            pass
+        else:
+            (path / "probe").unlink()
+            pytest.skip("cannot make a directory unwritable here")
+        yield path
+    finally:
+        undo()
+
+
+async def test_readonly_open_works_in_a_directory_that_cannot_be_written(tmp_path: Path):
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    db = shelf / "hermes.db"
+    async with await Store.open(db) as s:
+        sid = await _chat(s)
+    before = sorted(p.name for p in shelf.iterdir())
+    data = db.read_bytes()
+    with locked_dir(shelf):
+        async with await Store.open(db, readonly=True) as ro:
+            assert [r.title for r in await ro.list_sessions()] == ["fix the parser"]
+            assert "parser fix" in (await ro.get_transcript(sid))[1].content
+            assert [h.kind for h in await ro.search("parser")]
+        with pytest.raises(StoreError, match=f"database {db} cannot be written: .* read-only"):
+            await Store.open(db)  # saving there cannot work: said so, in one line
+    assert sorted(p.name for p in shelf.iterdir()) == before
+    assert db.read_bytes() == data
+
+
+async def test_readonly_open_refuses_to_skip_a_wal_it_cannot_read(tmp_path: Path):
+    """A copy taken while hermes was writing holds commits in -wal; in a directory where the
+    -shm cannot be made, reading the file alone would silently drop them, so it says so."""
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    db = tmp_path / "hermes.db"
+    async with await Store.open(db) as s:
+        await s.create_session("chat", title="only in the wal")
+        for suffix in ("", "-wal"):
+            shutil.copyfile(f"{db}{suffix}", f"{shelf / 'hermes.db'}{suffix}")
+    copy = shelf / "hermes.db"
+    with locked_dir(shelf):
+        with pytest.raises(StoreError, match="-wal; copy the database and its -wal file") as info:
+            await Store.open(copy, readonly=True)
+        assert "\n" not in str(info.value)
+    async with await Store.open(copy, readonly=True) as ro:  # writable again: all there
+        assert [r.title for r in await ro.list_sessions()] == ["only in the wal"]
+
+
+def test_hermes_log_reads_a_database_on_a_read_only_mount(tmp_path: Path):
+    """The real thing: a read-only bind mount (in a user namespace, so no root needed)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare")
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    db = shelf / "hermes.db"
+    asyncio.run(_filled_db(db))
+    script = (
+        f"{{ mount --bind -o ro {shelf} {shelf} && ! touch {shelf}/probe; }} 2>/dev/null "
+        f"|| exit 99; exec {sys.executable} -m hermes_tui.cli log --db {db}"
+    )
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode:
+        pytest.skip("user namespaces are not available here")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, env=env
+    )
+    if done.returncode == 99:
+        pytest.skip("cannot make a read-only bind mount here")
+    assert done.returncode == 0, done.stderr
+    assert "fix the parser" in done.stdout
 
 
 # ---- migrations ----------------------------------------------------------------------------------
