@@ -120,10 +120,12 @@ def collect(config_path: str | None, db_path: str | None) -> dict[str, Any]:
             "device": config.sentinel.device,
             "judge_model": config.sentinel_model,
         }
-        wants_gpu = any(m.n_gpu_layers != 0 for m in config.models.values())
+        judge_on_gpu = bool(config.sentinel_model) and config.sentinel.device != "cpu"
+        wants_gpu = judge_on_gpu or any(m.n_gpu_layers != 0 for m in config.models.values())
         if wants_gpu and report["llama_cpp"].get("ok") and not report["llama_cpp"]["gpu_offload"]:
             problems.append(
-                "config asks for n_gpu_layers but this llama-cpp-python is a CPU-only build "
+                "config asks for a GPU (n_gpu_layers, or a judge on "
+                f"{config.sentinel.device!r}) but this llama-cpp-python is a CPU-only build "
                 "(reinstall with CMAKE_ARGS, see README)"
             )
     report["gpus"] = [g.__dict__ if hasattr(g, "__dict__") else g for g in detect_nvidia_gpus()]

@@ -145,3 +145,21 @@ def test_doctor_reports_a_database_that_cannot_be_created(tmp_path: Path):
         f"cannot create database {db}: {shelf} is not writable; pass another --db"
     ]
     assert not (shelf / "new").exists()
+
+
+def test_doctor_flags_a_judge_on_a_gpu_this_build_cannot_use(tmp_path):
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        pytest.skip("this llama-cpp-python can offload to a GPU")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        (ROOT / "config.toml")
+        .read_text()
+        .replace('[sentinel]\ndevice = "cpu"', '[sentinel]\ndevice = "cuda:7"')
+    )
+    result = CliRunner().invoke(
+        main, ["doctor", "--config", str(config), "--db", str(tmp_path / "d.db")]
+    )
+    assert result.exit_code == 1
+    assert "a judge on 'cuda:7'" in result.output and "CPU-only build" in result.output
