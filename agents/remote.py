@@ -161,6 +161,14 @@ class RemoteEngine(Engine):
                 )
             )
         except TimeoutError:
+            if conn.sock is None:  # never connected: the read limit is not the one at fault
+                emit(
+                    EngineError(
+                        f"{self.name}: cannot connect to {self.url} within "
+                        f"{self.connect_timeout_s:g} s; is the host up?"
+                    )
+                )
+                return
             emit(
                 EngineError(
                     f"{self.name}: {self.url} sent nothing for {self.read_timeout_s:g} s; "

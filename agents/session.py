@@ -241,7 +241,8 @@ class Session:
             user_cancelled = cancel is not None and cancel.is_set()
             status = "cancelled" if user_cancelled else "halted"
         decision = None
-        if watcher and status == "error":  # no answer came: nothing of it to judge
+        if watcher and status in ("error", "cancelled"):
+            # No answer came, or the user cut it off: nothing to correct or halt.
             await watcher.cancel()
         elif watcher:
             decision = await watcher.finish(corrections)

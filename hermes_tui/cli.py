@@ -178,10 +178,14 @@ def batch(
 
 
 def _open_out(out: str) -> IO[str]:
+    """Open --out for writing without truncating it yet (see ``_run_batch``)."""
+    if out == "-":
+        return sys.stdout
     try:
-        return sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o644)
     except OSError as exc:
         raise Fail(f"--out {out}: cannot write there ({exc.strerror})", 2) from None
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 async def _run_batch(config, script, db_path, out: str, seed, judge) -> int:
@@ -192,25 +196,25 @@ async def _run_batch(config, script, db_path, out: str, seed, judge) -> int:
     with contextlib.suppress(NotImplementedError, RuntimeError):
         main_task = asyncio.current_task()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    writer = JsonlWriter(sys.stdout, 0)
-    runtime = await Runtime.start(
-        config,
-        db_path=Path(db_path) if db_path else None,
-        mode="batch",
-        title=script.title,
-        listener=writer,
-        judge=judge,
-        seed=seed,
-    )
+    # Opened before hermes starts (an unwritable --out leaves no empty session behind) but
+    # emptied only once it has: a bad database must not destroy an earlier run's events.
+    writer = JsonlWriter(_open_out(out), 0)
     try:
-        # Opened only once hermes has started: a bad config, script or database must not
-        # truncate the events file of an earlier run.
-        writer.out = _open_out(out)
-    except Fail:
-        await runtime.close()
-        raise
-    try:
-        return await _run_turns(runtime, writer, script, config)
+        runtime = await Runtime.start(
+            config,
+            db_path=Path(db_path) if db_path else None,
+            mode="batch",
+            title=script.title,
+            listener=writer,
+            judge=judge,
+            seed=seed,
+        )
+        try:
+            if writer.out is not sys.stdout:
+                writer.out.truncate(0)
+            return await _run_turns(runtime, writer, script, config)
+        finally:
+            await runtime.close()
     finally:
         if writer.out is not sys.stdout:
             writer.out.close()
@@ -236,11 +240,8 @@ async def _run_turns(runtime, writer, script, config) -> int:
             "config": str(config.path),
         }
     )
-    try:
-        for turn in script.turns:
-            await runtime.send(as_message(turn), workflow=script.workflow)
-    finally:
-        await runtime.close()
+    for turn in script.turns:
+        await runtime.send(as_message(turn), workflow=script.workflow)
     if writer.failed:
         click.echo(f"hermes: {writer.first_error}", err=True)
         return EXIT_RUNTIME

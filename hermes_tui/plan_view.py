@@ -42,7 +42,7 @@ def _model_path(model: str, spec: ModelSpec | None) -> Path:
 def _config_devices(pool: PoolSpec) -> tuple[list[Device], Device | None]:
     """The GPUs and CPU budget the config gives the pool (what it would really plan with)."""
     gpus = [
-        _device(f"{d.name}={d.memory_bytes}", i)
+        _gpu(d.name, d.memory_bytes, i)  # names come from the config: checked there
         for i, d in enumerate(x for x in pool.devices if x.name != "cpu")
     ]
     cpu = next((d for d in pool.devices if d.name == "cpu"), None)
@@ -61,6 +61,10 @@ def _device(spec: str, index: int) -> Device:
         raise Fail(f"--device {spec!r}: the CPU's budget is --ram, e.g. --ram 16GiB", 2)
     if not re.fullmatch(r"(cuda|vulkan|gpu):?\d+", name):
         raise Fail(f"--device {spec!r}: expected a GPU name such as cuda:0 or vulkan:1", 2)
+    return _gpu(name, budget, index)
+
+
+def _gpu(name: str, budget: int, index: int) -> Device:
     kind = "vulkan" if name.startswith("vulkan") else "cuda"
     match = re.search(r"(\d+)$", name)
     return Device(name, kind, budget, index=int(match.group(1)) if match else index)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import secrets
 import time
 from pathlib import Path
@@ -100,7 +101,9 @@ class Recorder:
 class Runtime:
     """Everything a running hermes needs, started from one Config."""
 
-    def __init__(self, config: Config, store: Store, pool: ModelPool, judge: Any) -> None:
+    def __init__(
+        self, config: Config, store: Store, pool: ModelPool, judge: Any, seed: int | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.pool = pool
@@ -110,9 +113,15 @@ class Runtime:
         self.session_id = 0
         self.session: Session
         self.mode = "chat"
-        self.seed: int | None = None
+        self.seed = seed
         self.priority = "interactive"
-        canary = secrets.token_hex(6)
+        # The canary is in every system prompt, so it is part of what the model sees: a seeded
+        # run (batch --seed, "repeatable runs") derives it from the seed, or the same seed
+        # would give different answers run to run.
+        if seed is None:
+            canary = secrets.token_hex(6)
+        else:
+            canary = hashlib.sha256(f"hermes-canary-{seed}".encode()).hexdigest()[:12]
         self.canary = f"HERMES-CANARY-{canary}"
         self.personas = {
             name: dataclasses.replace(
@@ -159,13 +168,12 @@ class Runtime:
             from sentinel.judge import JudgeWorker
 
             worker = JudgeWorker(config.sentinel.judge_model_path, config.sentinel.device)
-        runtime = cls(config, store, pool, worker)
+        runtime = cls(config, store, pool, worker, seed)
         if worker is not None:
             # Loads in its own process, off the UI path; a failure becomes E_SENTINEL_DOWN.
             runtime.judge_start = asyncio.ensure_future(worker.start_in_background())
         runtime.mode = mode
         runtime.listener = listener
-        runtime.seed = seed
         runtime.priority = priority or ("batch" if mode == "batch" else "interactive")
         await runtime.new_session(title)
         return runtime
@@ -217,9 +225,11 @@ class Runtime:
         return await self.session.send(text, workflow=workflow, cancel=cancel)
 
     async def close(self) -> None:
+        if self.judge_start is not None and not self.judge_start.done():
+            # Still loading: cancelling it reaps the child (close() alone cannot see it yet).
+            self.judge_start.cancel()
+            await asyncio.wait([self.judge_start], timeout=5)
         if self.judge is not None:
             await self.judge.close()
-        if self.judge_start is not None:  # a start still loading ends with the close above
-            await asyncio.wait([self.judge_start], timeout=5)
         await self.pool.close()
         await self.store.close()

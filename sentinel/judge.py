@@ -212,7 +212,7 @@ class JudgeWorker:
         that failed to load fails again)."""
         try:
             await self.start()
-        except JudgeError as exc:
+        except (JudgeError, OSError) as exc:
             self.start_error = str(exc)
             verdict = Verdict(
                 check="judge",

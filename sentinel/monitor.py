@@ -98,7 +98,12 @@ class Monitor:
         return decide(self.verdicts, self.contract, corrections_used, self.settings.max_corrections)
 
     async def cancel(self) -> None:
+        """Stop without a decision (the turn was cancelled or failed): no verdict may follow."""
         await self._stop_consumer()
+        if self._judge_task is not None and not self._judge_task.done():
+            self._judge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._judge_task
 
     # -- consumer side -------------------------------------------------------------------
     async def _stop_consumer(self) -> None:

@@ -138,7 +138,8 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
     script.write_text(json.dumps({"to": "coder", "text": ask}) + "\n")
     db = tmp_path / "h.db"
     proc = subprocess.Popen(
-        HERMES + ["batch", str(script), "--config", str(config), "--db", str(db)],
+        # --seed 6: an answer that runs to max_tokens, so the kill always finds it streaming
+        HERMES + ["batch", str(script), "--config", str(config), "--db", str(db), "--seed", "6"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=hermes_env(),
@@ -222,6 +223,7 @@ def test_an_unwritable_out_is_one_line_exit_2_and_a_bad_run_keeps_the_old_events
         result.stderr
         == f"hermes: --out {nowhere}: cannot write there (No such file or directory)\n"
     )
+    assert not (tmp_path / "x.db").exists()  # nothing was started: no empty session left
     earlier = tmp_path / "events.jsonl"
     earlier.write_text('{"event": "session"}\n')
     script.write_text("[[turn]\n")  # broken: nothing runs, so nothing may be overwritten
@@ -280,9 +282,11 @@ def test_ctrl_c_or_sigterm_ends_the_turn_on_record(tmp_path, sig, code, said):
     config = write_small_config(tmp_path, max_tokens=400)
     config.write_text(config.read_text().replace('contract = "code"', 'contract = "text"'))
     script = tmp_path / "long.jsonl"
-    script.write_text(json.dumps({"to": "coder", "text": "Count from 1 to 300."}) + "\n")
+    ask = "Count from 1 to 300, one number per line, and nothing else."
+    script.write_text(json.dumps({"to": "coder", "text": ask}) + "\n")
     db, out = tmp_path / "h.db", tmp_path / "e.jsonl"
     argv = ["batch", str(script), "--config", str(config), "--db", str(db), "--out", str(out)]
+    argv += ["--seed", "6"]  # a seed whose answer runs to max_tokens (the signal finds it busy)
     proc = subprocess.Popen(
         HERMES + argv, stderr=subprocess.PIPE, text=True, env=hermes_env(), cwd=ROOT
     )
@@ -303,3 +307,16 @@ def test_ctrl_c_or_sigterm_ends_the_turn_on_record(tmp_path, sig, code, said):
     con = sqlite3.connect(db)
     rows = con.execute("SELECT status, content FROM messages WHERE role = 'assistant'").fetchall()
     assert rows == [("cancelled", last["text"])]
+
+
+def test_the_same_seed_gives_the_same_answers(tmp_path):
+    config = text_contract_config(tmp_path)
+    script = tmp_path / "s.jsonl"
+    script.write_text(json.dumps({"to": "all", "text": "Name a colour."}) + "\n")
+    texts = []
+    for run_no in range(2):
+        db = tmp_path / f"h{run_no}.db"
+        argv = ["batch", str(script), "--config", str(config), "--db", str(db), "--seed", "7"]
+        evs = events(run(argv).stdout)
+        texts.append([(e["persona"], e["text"]) for e in evs if e["event"] == "message"])
+    assert texts[0] == texts[1] and len(texts[0]) >= 3

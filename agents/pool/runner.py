@@ -541,8 +541,10 @@ class SeqRunner:
                 out[job] = exc
                 continue
             active.append(job)
-        self._steps(active, out, slice_tokens, flags)
-        self._deliver()  # before the scheduler hears the round's results
+        try:
+            self._steps(active, out, slice_tokens, flags)
+        finally:
+            self._deliver()  # before the scheduler hears the round's results (or its error)
         return out
 
     def _steps(
