@@ -572,6 +572,11 @@ def _immutable_uri(path: Path, exc: BaseException) -> str | None:
     only right when the file alone is the whole database: no -shm (so no live WAL writer,
     which would have made one) and no committed transactions waiting in a non-empty -wal.
     With such a -wal the reader would silently miss them, so that case is refused instead.
+
+    Meant for read-only media. In a directory that someone else can write, a hermes that
+    starts writing there after this open is not seen by it (no locks, no -shm): a long-open
+    review shows the database as it was when opened, and may report damaged pages if that
+    writer checkpoints meanwhile; reopening reads it properly.
     """
     if not isinstance(exc, sqlite3.OperationalError) or "unable to open" not in str(exc):
         return None
