@@ -259,17 +259,25 @@ async def _run_turns(runtime, writer, script, config) -> int:
     show_default=True,
     help="How many sessions to list.",
 )
+@click.option("--persona", default=None, help="Sessions in which this persona wrote.")
+@click.option("--code", default=None, metavar="E_CODE", help="Sessions with this verdict code.")
+@click.option("--check", default=None, help="Sessions with a verdict from this check.")
+@click.option("--severity", type=click.Choice(["minor", "critical"]), default=None)
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="From this day.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, help="To this day.")
 @click.pass_context
 @friendly
-def log(ctx, config_path, db_path, as_json: bool, limit: int) -> None:
-    """List past sessions (newest first); `hermes log show ID` prints one."""
+def log(ctx, config_path, db_path, as_json: bool, limit: int, **filters: Any) -> None:
+    """List past sessions (newest first), filtered like the review screen; `hermes log show
+    ID` prints one, `hermes log search TEXT` searches them."""
     ctx.ensure_object(dict)
     ctx.obj["db"] = _db(config_path, db_path)
     if ctx.invoked_subcommand is not None:
         return
     from hermes_tui import log_view
 
-    click.echo(asyncio.run(log_view.sessions(ctx.obj["db"], as_json, limit)), nl=False)
+    chosen = {k: v for k, v in filters.items() if v is not None}
+    click.echo(asyncio.run(log_view.sessions(ctx.obj["db"], as_json, limit, chosen)), nl=False)
 
 
 def _sub_db(ctx: click.Context, config_path: str | None, db_path: str | None) -> Path:

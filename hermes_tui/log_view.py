@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 from hermes_tui.errors import Fail
 from hermes_tui.store import Store
@@ -16,16 +17,24 @@ def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
-async def sessions(db: Path, as_json: bool, limit: int) -> str:
+async def sessions(
+    db: Path, as_json: bool, limit: int, filters: dict[str, Any] | None = None
+) -> str:
+    """The session list; ``filters`` are ``Store.list_sessions`` keyword arguments, except
+    that ``until`` is a day included in the range (as in the review screen)."""
+    query = dict(filters or {})
+    if query.get("until") is not None:
+        query["until"] += dt.timedelta(days=1)  # up to the next midnight
     store = await Store.open(db, readonly=True)
     try:
-        rows = await store.list_sessions(limit=limit)
+        rows = await store.list_sessions(limit=limit, **query)
     finally:
         await store.close()
     if as_json:
         return "".join(json.dumps(dataclasses.asdict(r)) + "\n" for r in rows)
     if not rows:
-        return f"no sessions in {db}\n"
+        matching = " matching " + _describe(filters) if filters else ""
+        return f"no sessions{matching} in {db}\n"
     head = f"{'ID':>5}  {'STARTED':16}  {'MODE':5}  {'MSGS':>4}  {'MINOR':>5}  {'CRIT':>4}  TITLE"
     lines = [head]
     for r in rows:
@@ -35,6 +44,13 @@ async def sessions(db: Path, as_json: bool, limit: int) -> str:
             f"{r.minor:>5}  {r.critical:>4}  {title} [{', '.join(r.personas)}]"
         )
     return sanitize_for_terminal("\n".join(lines) + "\n")
+
+
+def _describe(filters: dict[str, Any]) -> str:
+    def show(v: Any) -> str:
+        return f"{v:%Y-%m-%d}" if isinstance(v, dt.datetime) else str(v)
+
+    return ", ".join(f"{k}={show(v)}" for k, v in filters.items())
 
 
 async def show(db: Path, session_id: int, as_json: bool, hidden: bool) -> str:

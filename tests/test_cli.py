@@ -256,3 +256,25 @@ def test_sentinel_check_unknown_persona_is_exit_2():
         result.stderr.strip()
         == "hermes: unknown persona 'poet' (expected one of: architect, coder, critic)"
     )
+
+
+def test_log_filters_sessions_like_the_review_screen(tmp_path):
+    from .test_tui import seed_store
+
+    db = tmp_path / "r.db"
+    asyncio.run(seed_store(db))
+
+    def titles(*flags):
+        result = CliRunner().invoke(main, ["log", "--db", str(db), "--json", *flags])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["title"] for line in result.output.splitlines()]
+
+    assert titles() == ["leaky coder", "broken json", "clean plan"]
+    assert titles("--code", "E_SECRET") == ["leaky coder"]
+    assert titles("--severity", "minor") == ["broken json"]
+    assert titles("--persona", "architect") == ["clean plan"]
+    assert titles("--since", "2025-03-11", "--until", "2025-03-11") == ["broken json"]
+    none = CliRunner().invoke(main, ["log", "--db", str(db), "--until", "2025-03-01"])
+    assert none.output == f"no sessions matching until=2025-03-01 in {db}\n"
+    bad = CliRunner().invoke(main, ["log", "--db", str(db), "--since", "yesterday"])
+    assert bad.exit_code == 2 and "'yesterday' does not match the format" in bad.output
