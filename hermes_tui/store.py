@@ -45,6 +45,7 @@ import errno
 import json
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -459,6 +460,9 @@ def _iso(ts: float | None) -> str:
     if ts is None:
         return ""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+_ERROR_CODE = re.compile(r"E_[A-Z0-9_]+", re.IGNORECASE)
 
 
 def fts_query(text: str) -> str | None:
@@ -1367,6 +1371,8 @@ class Store:
         every match of a very common word in a million verdicts takes about half a second,
         and for such a word the recent matches are the useful ones anyway.
         """
+        if not raw and _ERROR_CODE.fullmatch(query.strip()):
+            return await self._verdicts_with_code(query.strip().upper(), limit)
         match = query if raw else fts_query(query)
         if not match:
             return []
@@ -1399,6 +1405,16 @@ class Store:
         hits += [SearchHit("verdict", r[0], r[1], r[2], r[3], r[5], r[4], r[6]) for r in vers]
         hits.sort(key=lambda h: h.rank)
         return hits[:limit]
+
+    async def _verdicts_with_code(self, code: str, limit: int) -> list[SearchHit]:
+        """A query that is one error code (E_DRIFT) finds that code's verdicts, newest first:
+        codes are not in the full-text index, and the user means the code, not the word."""
+        rows = await self._fetchall(
+            "SELECT detail, session_id, message_id, id, persona FROM verdicts "
+            "WHERE code = ? ORDER BY at DESC, id DESC LIMIT ?",
+            (code, int(limit)),
+        )
+        return [SearchHit("verdict", 0.0, r[0], r[1], r[2], r[3], r[4], code) for r in rows]
 
     async def _search_floor(self, fts: str, match: str) -> int:
         """Smallest rowid among the newest SEARCH_WINDOW matches (FTS5 walks its doclist

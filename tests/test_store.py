@@ -688,6 +688,18 @@ async def test_search_treats_operators_as_words(store: Store):
         await store.search("AND(", raw=True)
 
 
+async def test_search_for_an_error_code_finds_its_verdicts(store: Store):
+    sid = await _chat(store)  # verdicts E_LOOP and E_SECRET
+    [hit] = await store.search("e_secret")
+    assert (hit.kind, hit.code, hit.session_id, hit.snippet) == (
+        "verdict",
+        "E_SECRET",
+        sid,
+        "api key leaked",
+    )
+    assert await store.search("E_DRIFT") == []
+
+
 async def test_search_with_a_trailing_star_finds_words_that_start_so(store: Store):
     sid = await store.create_session("chat")
     await store.add_message(sid, "coder", "assistant", "import pickle and unpickle it")
