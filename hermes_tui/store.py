@@ -1374,9 +1374,11 @@ class Store:
         if not raw and _ERROR_CODE.fullmatch(query.strip()):
             return await self._verdicts_with_code(query.strip().upper(), limit)
         match = query if raw else fts_query(query)
-        if not match:
-            return []
         left, right = mark
+        if not match:
+            # Nothing the word index holds (emoji, "->", "{}"): plain substring search.
+            needle = query.strip()
+            return await self._substring_hits(needle, limit, include_hidden, mark) if needle else []
         hidden_cond = "" if include_hidden else " AND m.hidden = 0"
         msg_sql = (
             "SELECT f.rank, snippet(messages_fts, 0, ?, ?, '…', 12), m.session_id, m.id, "
@@ -1405,6 +1407,35 @@ class Store:
         hits += [SearchHit("verdict", r[0], r[1], r[2], r[3], r[5], r[4], r[6]) for r in vers]
         hits.sort(key=lambda h: h.rank)
         return hits[:limit]
+
+    async def _substring_hits(
+        self, needle: str, limit: int, include_hidden: bool, mark: tuple[str, str]
+    ) -> list[SearchHit]:
+        """Messages containing ``needle`` as typed, newest first (instr() scans the text, so
+        this is for what full-text search cannot find, not for words)."""
+        hidden_cond = "" if include_hidden else " AND hidden = 0"
+        rows = await self._fetchall(
+            "SELECT content, session_id, id, persona FROM messages "
+            f"WHERE instr(content, ?) > 0{hidden_cond} ORDER BY id DESC LIMIT ?",
+            (needle, int(limit)),
+        )
+        hits = []
+        for content, session_id, message_id, persona in rows:
+            at = content.find(needle)
+            start, end = max(0, at - 30), at + len(needle) + 30
+            snippet = (
+                ("…" if start else "")
+                + content[start:at]
+                + mark[0]
+                + needle
+                + mark[1]
+                + content[at + len(needle) : end]
+                + ("…" if end < len(content) else "")
+            )
+            hits.append(
+                SearchHit("message", 0.0, snippet, session_id, message_id, None, persona, None)
+            )
+        return hits
 
     async def _verdicts_with_code(self, code: str, limit: int) -> list[SearchHit]:
         """A query that is one error code (E_DRIFT) finds that code's verdicts, newest first:

@@ -688,6 +688,15 @@ async def test_search_treats_operators_as_words(store: Store):
         await store.search("AND(", raw=True)
 
 
+async def test_search_for_what_is_not_a_word_finds_it_as_typed(store: Store):
+    sid = await store.create_session("chat")
+    await store.add_message(sid, "coder", "assistant", "Shipped it 🚀 today, then x -> y.")
+    await store.add_message(sid, "coder", "assistant", "nothing here")
+    [hit] = await store.search("🚀")
+    assert hit.kind == "message" and hit.snippet == "Shipped it «🚀» today, then x -> y."
+    assert len(await store.search("->")) == 1 and await store.search("<-") == []
+
+
 async def test_search_for_an_error_code_finds_its_verdicts(store: Store):
     sid = await _chat(store)  # verdicts E_LOOP and E_SECRET
     [hit] = await store.search("e_secret")
