@@ -104,7 +104,8 @@ def parse_script(path: Path) -> Script:
         items = data.get("turn", [])
         if not isinstance(items, list):
             raise ScriptError(f"{path}: turn: expected [[turn]] tables")
-        turns = [_turn(f"{path}: turn[{i}]", item) for i, item in enumerate(items)]
+        # Turns are counted from 1, as people count them (and as JSONL scripts count lines).
+        turns = [_turn(f"{path}: turn {i}", item) for i, item in enumerate(items, start=1)]
     if not turns:
         raise ScriptError(f"{path}: no turns (expected at least one [[turn]] or JSON line)")
     return Script(title=title, workflow=workflow, turns=turns)
@@ -113,17 +114,17 @@ def parse_script(path: Path) -> Script:
 def check_personas(script: Script, config: Config, path: Path) -> None:
     """Every persona a turn reaches exists, in ``to`` and in @mentions inside its text."""
     known = list(config.personas)
-    for i, turn in enumerate(script.turns):
+    for i, turn in enumerate(script.turns, start=1):
         for name in turn.to:
             if name != "all" and name not in config.personas:
                 raise ScriptError(
-                    f"{path}: turn[{i}].to: unknown persona {name!r} "
+                    f"{path}: turn {i}.to: unknown persona {name!r} "
                     f"(expected one of: {', '.join(known)}, all)"
                 )
         try:
             parse_mentions(as_message(turn), known, config.default_persona)
         except UnknownPersonaError as exc:
-            raise ScriptError(f"{path}: turn[{i}].text: {exc}") from None
+            raise ScriptError(f"{path}: turn {i}.text: {exc}") from None
 
 
 def as_message(turn: Turn) -> str:

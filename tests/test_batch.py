@@ -188,9 +188,9 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
         ("", "no turns (expected at least one [[turn]] or JSON line)"),
         (
             '[[turn]]\nto = "poet"\ntext = "hi"\n',
-            "turn[0].to: unknown persona 'poet' (expected one of: architect, coder, critic, all)",
+            "turn 1.to: unknown persona 'poet' (expected one of: architect, coder, critic, all)",
         ),
-        ('[[turn]]\nto = "coder"\n', "turn[0].text: expected a non-empty string"),
+        ('[[turn]]\nto = "coder"\n', "turn 1.text: expected a non-empty string"),
         (
             "[[turn]\n",
             "invalid TOML: Expected ']]' at the end of an array declaration (at line 1, column 7)",
