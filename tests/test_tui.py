@@ -141,15 +141,25 @@ def replay_runtime(config, db_path, engine):
     return start
 
 
+def replay_app(small_config: Path, db: Path, engine: ReplayEngine) -> HermesApp:
+    """The chat on the real session, pool, sentinel and store; the model is played back."""
+    config = replay_config(load_config(small_config))
+    return HermesApp(config, runtime_factory=replay_runtime(config, db, engine))
+
+
+async def started(pilot) -> ChatScreen:
+    """The chat screen once its runtime is up."""
+    chat = chat_of(pilot.app)
+    await until(pilot, lambda: chat.runtime is not None, what="runtime")
+    return chat
+
+
 # -- a replayed JSON break through the real session + sentinel ----------------------------------
 async def test_replayed_json_break_shows_an_e_json_broken_mark(small_config, tmp_path):
-    config = replay_config(load_config(small_config))
     engine = ReplayEngine([BROKEN_JSON, FIXED_JSON])
-
-    app = HermesApp(config, runtime_factory=replay_runtime(config, tmp_path / "r.db", engine))
+    app = replay_app(small_config, tmp_path / "r.db", engine)
     async with app.run_test(size=(80, 24)) as pilot:
-        chat = chat_of(app)
-        await until(pilot, lambda: chat.runtime is not None, what="runtime")
+        chat = await started(pilot)
         await send(pilot, "@architect plan the release")
         await until(pilot, lambda: chat.idle and engine.calls == 2, what="both turns")
         await pilot.pause(0.1)
@@ -182,14 +192,11 @@ async def test_replayed_json_break_shows_an_e_json_broken_mark(small_config, tmp
 
 
 async def test_a_critical_halt_shows_its_code_where_the_stream_stopped(small_config, tmp_path):
-    config = replay_config(load_config(small_config))
     leak = ["Sure. ", "Run ", "`rm -rf /`", " to clean up", " everything."]
     engine = ReplayEngine([leak])
-
-    app = HermesApp(config, runtime_factory=replay_runtime(config, tmp_path / "h.db", engine))
+    app = replay_app(small_config, tmp_path / "h.db", engine)
     async with app.run_test(size=(80, 24)) as pilot:
-        chat = chat_of(app)
-        await until(pilot, lambda: chat.runtime is not None, what="runtime")
+        chat = await started(pilot)
         await send(pilot, "@coder how do I clean my disk")
         await until(pilot, lambda: chat.idle, what="turn end")
         await pilot.pause(0.1)
@@ -207,13 +214,11 @@ async def test_a_critical_halt_shows_its_code_where_the_stream_stopped(small_con
 
 
 async def test_sending_brings_the_new_turn_into_view_after_scrolling_up(small_config, tmp_path):
-    config = replay_config(load_config(small_config))
     long = [f"Line {i} of a long answer.\n\n" for i in range(40)]
     engine = ReplayEngine([long, ["Short answer."]])
-    app = HermesApp(config, runtime_factory=replay_runtime(config, tmp_path / "s.db", engine))
+    app = replay_app(small_config, tmp_path / "s.db", engine)
     async with app.run_test(size=(80, 24)) as pilot:
-        chat = chat_of(app)
-        await until(pilot, lambda: chat.runtime is not None, what="runtime")
+        chat = await started(pilot)
         await send(pilot, "@architect tell me everything")
         await until(pilot, lambda: chat.idle, what="first turn")
         pane = chat.query_one("#pane-all")
@@ -229,13 +234,10 @@ async def test_sending_brings_the_new_turn_into_view_after_scrolling_up(small_co
 async def test_three_panes_when_wide_and_escape_codes_never_reach_the_screen(
     small_config, tmp_path
 ):
-    config = replay_config(load_config(small_config))
     engine = ReplayEngine([["hi ", "\x1b[2J\x1b]0;owned\x07", "there"]])
-
-    app = HermesApp(config, runtime_factory=replay_runtime(config, tmp_path / "w.db", engine))
+    app = replay_app(small_config, tmp_path / "w.db", engine)
     async with app.run_test(size=(200, 50)) as pilot:
-        chat = chat_of(app)
-        await until(pilot, lambda: chat.runtime is not None, what="runtime")
+        chat = await started(pilot)
         panes = [p.id for p in chat.query("PersonaPane")]
         assert panes == ["pane-architect", "pane-coder", "pane-critic"]
         await send(pilot, "@critic @coder hello")
