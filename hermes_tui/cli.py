@@ -1,4 +1,4 @@
-"""The ``hermes`` command: chat (default), batch, log, review, plan, doctor, serve.
+"""The ``hermes`` command: chat (default), batch, log, review, plan, doctor, web.
 
 Every expected failure is one line on stderr and an exit code (2 usage/config, 3 runtime);
 never a traceback.
@@ -405,19 +405,36 @@ def sentinel_check(file, persona: str | None, config_path: str | None, as_json: 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--max-sessions",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Browser sessions at once (each is a chat process).",
+)
+@click.option("--new-token", is_flag=True, help="Replace the stored token (old URLs stop working).")
 @config_option
+@db_option
 @friendly
-def serve(host: str, port: int, config_path: str | None) -> None:
-    """Serve the TUI in a web browser (textual-serve); loopback only unless --host is given."""
-    try:
-        from textual_serve.server import Server
-    except ImportError:
-        raise Fail("textual-serve is not installed: pip install 'hermes-tui[server]'", 3) from None
+def web(
+    host: str,
+    port: int,
+    max_sessions: int,
+    new_token: bool,
+    config_path: str | None,
+    db_path: str | None,
+) -> None:
+    """Serve the chat TUI in a web browser (textual-serve), behind a secret token.
+
+    Prints the URL to open once, with its token (kept 0600 in the user config dir). The page
+    and its websocket need the token, the websocket must come from this server's own page,
+    and at most --max-sessions chats run at once. Loopback only unless --host is given; any
+    other address gets a loud warning: plain http, so use an SSH tunnel or an https proxy.
+    """
+    from hermes_tui import web as web_server
+
     load_config(config_path)  # fail early, in this terminal, on a bad config
-    command = f"{sys.executable} -m hermes_tui.cli chat"
-    if config_path:
-        command += f" --config {config_path}"
-    Server(command, host=host, port=port, title="hermes").serve()
+    web_server.serve(host, port, config_path, db_path, max_sessions, new_token)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ COMMANDS = [
     ["review"],
     ["plan"],
     ["doctor"],
-    ["serve"],
+    ["web"],
 ]
 
 

@@ -21,7 +21,7 @@ from agents.models import resolve_model_path
 from agents.pool.pool import ModelPool, PoolBusyError
 from agents.specs import DeviceSpec, ModelSpec, PoolSpec
 from hermes_tui.batch import JsonlWriter
-from hermes_tui.cli import main, serve
+from hermes_tui.cli import main, web
 from hermes_tui.config import load_config
 from hermes_tui.runtime import Recorder, Runtime
 from hermes_tui.store import Store, default_db_path
@@ -209,10 +209,10 @@ async def test_default_database_location_is_private():
     assert path.parent.stat().st_mode & 0o777 == 0o700
 
 
-def test_serve_listens_on_loopback_unless_told_otherwise():
-    options = {p.name: p for p in serve.params}
+def test_web_listens_on_loopback_unless_told_otherwise():
+    options = {p.name: p for p in web.params}
     assert options["host"].default == "127.0.0.1"
-    help_text = CliRunner().invoke(main, ["serve", "--help"]).output
+    help_text = CliRunner().invoke(main, ["web", "--help"]).output
     assert "127.0.0.1" in help_text
 
 
