@@ -22,6 +22,12 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "E_SECRET": "critical",
     "E_PROMPT_LEAK": "critical",
     "E_SENTINEL_DOWN": "minor",
+    # Tool calls (sentinel.tool_calls): arguments that cannot become JSON, that break the
+    # tool's schema, a tool the request did not declare, the same call again and again.
+    "E_TOOL_ARGS": "minor",
+    "E_TOOL_SCHEMA": "minor",
+    "E_TOOL_UNKNOWN": "minor",
+    "E_TOOL_LOOP": "minor",
 }
 
 CODES: tuple[str, ...] = tuple(DEFAULT_SEVERITY)
