@@ -31,6 +31,7 @@ class SamplingParams:
     temperature: float = 0.7
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    top_p: float = 0.95  # llama.cpp's default nucleus
 
 
 class Engine(ABC):
@@ -143,6 +144,7 @@ class LocalEngine(Engine):
                     messages=messages,
                     max_tokens=params.max_tokens,
                     temperature=params.temperature,
+                    top_p=params.top_p,
                     seed=params.seed,
                     stop=list(params.stop) or None,
                     stream=True,

@@ -108,6 +108,7 @@ class RemoteEngine(Engine):
             "stream": True,
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
+            "top_p": params.top_p,
         }
         if params.seed is not None:
             body["seed"] = params.seed

@@ -29,6 +29,7 @@ from agents.specs import ModelSpec, PoolSpec
 
 __all__ = [
     "DeviceUsage",
+    "GenerationInfo",
     "ModelPool",
     "NeverFitsError",
     "PoolBusyError",
@@ -99,6 +100,17 @@ def available_ram() -> int:
         return 8 * 1024**3
 
 
+@dataclass
+class GenerationInfo:
+    """What one ``generate`` call cost, filled in by the pool as it runs (an API's ``usage``)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"  # "stop" (end of text or a stop string) or "length"
+    queue_wait_s: float | None = None  # admission to the first token
+    first_token_s: float | None = None
+
+
 @dataclass(frozen=True)
 class DeviceUsage:
     name: str
@@ -144,6 +156,7 @@ class ModelPool:
         *,
         seqs_per_model: int = 3,
         decode_mode: str = "auto",
+        priorities: tuple[str, ...] | None = None,
     ) -> None:
         self.models = models
         self.spec = spec or PoolSpec()
@@ -154,7 +167,7 @@ class ModelPool:
         self.events: deque[PoolEvent] = deque(maxlen=50)
         self._listeners: list[EventListener] = []
         self._listener_tasks: set[asyncio.Task] = set()
-        self.queue = AdmissionQueue(self.spec.queue_size)
+        self.queue = AdmissionQueue(self.spec.queue_size, *([priorities] if priorities else []))
         self.seqs = max(1, seqs_per_model)
         self.scheduler = Scheduler(
             budgets,
@@ -230,16 +243,20 @@ class ModelPool:
         params: SamplingParams,
         cancel: asyncio.Event | None = None,
         priority: str = "interactive",
+        *,
+        client: str = "",
+        info: GenerationInfo | None = None,
     ) -> AsyncIterator[str]:
         """Stream a completion for ``persona`` on ``model`` (admission and scheduling inside).
 
         Raises ``PoolBusyError`` at once when the queue is full and ``NeverFitsError`` when the
-        model can never fit its device; both before any model is touched.
+        model can never fit its device; both before any model is touched. ``client`` names who
+        asks (fairness between clients); ``info``, when given, receives the token counts.
         """
         spec = self._spec(model)
         if spec.remote:
             async for piece in self._generate_remote(
-                persona, spec, messages, params, cancel, priority
+                persona, spec, messages, params, cancel, priority, client, info
             ):
                 yield piece
             return
@@ -251,7 +268,9 @@ class ModelPool:
             raise
         loop = asyncio.get_running_loop()
         job = Job(persona, model, slot_key(spec), list(messages), params, loop)
-        job.request = Request(persona, model, priority, params.max_tokens, payload=job)
+        job.request = Request(
+            persona, model, priority, params.max_tokens, payload=job, client=client
+        )
         try:
             self.queue.admit(job.request)
         except PoolBusyError as exc:
@@ -267,6 +286,12 @@ class ModelPool:
             self.scheduler.withdraw(job)
             # Wait for the worker to stop at its next token so the model is free again.
             await asyncio.shield(driver)
+            if info is not None:
+                info.prompt_tokens = len(job.prompt or ())
+                info.completion_tokens = len(job.generated)
+                info.first_token_s = job.first_token_s
+                full = len(job.generated) >= params.max_tokens
+                info.finish_reason = "length" if full else "stop"
 
     async def _generate_remote(
         self,
@@ -276,10 +301,12 @@ class ModelPool:
         params: SamplingParams,
         cancel: asyncio.Event | None,
         priority: str,
+        client: str = "",
+        info: GenerationInfo | None = None,
     ) -> AsyncIterator[str]:
         """Stream from a remote endpoint once the gate gives this request one of its seats."""
         assert spec.url is not None
-        req = Request(persona, spec.name, priority, params.max_tokens)
+        req = Request(persona, spec.name, priority, params.max_tokens, client=client)
         ep = self.remote.endpoint(spec.url, spec.max_concurrency)
         if len(ep.running) >= ep.capacity or len(ep.queue):
             detail = f"{priority}; waiting for {ep.url} ({len(ep.running)}/{ep.capacity} busy)"
@@ -290,8 +317,14 @@ class ModelPool:
                 t0, n = time.monotonic(), 0
                 async for piece in self._remote_engine(spec).stream(messages, params, cancel):
                     n += 1
+                    if info is not None:
+                        info.completion_tokens = n  # pieces: about one token each
+                        if info.first_token_s is None:
+                            info.first_token_s = time.monotonic() - t0
                     yield piece
                 self.remote.record_speed(ep, n, time.monotonic() - t0)
+                if info is not None and n >= params.max_tokens:
+                    info.finish_reason = "length"
         except PoolBusyError as exc:
             self.rejected += 1
             self._event("reject", spec.name, persona, str(exc))

@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-PRIORITIES = ("interactive", "batch")
+# Served in this order by default: a person waiting at the chat, then API clients of
+# ``hermes serve``, then scripted batch runs ([server] priorities changes the order).
+PRIORITIES = ("interactive", "api", "batch")
 
 
 class PoolBusyError(Exception):
@@ -43,6 +45,7 @@ class Request:
     priority: str = "interactive"
     work_tokens: int = 256
     payload: Any = None
+    client: str = ""  # who asked (a hermes process or an API client): fairness between them
     seq: int = 0
     enqueued_at: float = field(default_factory=time.monotonic)
     started: bool = False  # has run at least one slice (a preempted request is re-queued)
@@ -67,18 +70,21 @@ class QueuedInfo:
 class AdmissionQueue:
     """Bounded, priority- and fairness-ordered collection of waiting requests.
 
-    Order: priority class (interactive first), then the persona served least recently
-    (round-robin in effect: a persona that just got a slice goes to the back), then FIFO.
+    Order: priority class (interactive first, see ``PRIORITIES``), then the client served least
+    recently, then the persona served least recently (round-robin in effect: one that just got a
+    slice goes to the back), then FIFO.
     Only requests that have not started count against ``maxsize``: a preempted request that
     gives up its model for a time slice is re-queued without being refused.
     """
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, priorities: tuple[str, ...] = PRIORITIES) -> None:
         self.maxsize = max(1, maxsize)
+        self.priorities = tuple(priorities)
         self._waiting: list[Request] = []
         self._seq = itertools.count()
         self._serve_clock = itertools.count(1)
         self._last_served: dict[str, int] = {}
+        self._client_served: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -111,14 +117,25 @@ class AdmissionQueue:
         if req in self._waiting:
             self._waiting.remove(req)
 
-    def mark_served(self, persona: str) -> None:
-        """Record that ``persona`` just got the model (moves it to the back of its class)."""
-        self._last_served[persona] = next(self._serve_clock)
+    def mark_served(self, persona: str, client: str = "") -> None:
+        """Record that ``persona`` (of ``client``) just got the model: both go to the back."""
+        tick = next(self._serve_clock)
+        self._last_served[persona] = tick
+        self._client_served[client] = tick
+
+    def rank(self, req: Request) -> int:
+        order = self.priorities
+        return order.index(req.priority) if req.priority in order else 0
 
     def ordered(self) -> list[Request]:
         return sorted(
             self._waiting,
-            key=lambda r: (r.rank, self._last_served.get(r.persona, 0), r.seq),
+            key=lambda r: (
+                self.rank(r),
+                self._client_served.get(r.client, 0),
+                self._last_served.get(r.persona, 0),
+                r.seq,
+            ),
         )
 
     def estimates(

@@ -99,7 +99,7 @@ class RemoteGate:
                 self._wakeups.pop(id(req), None)
                 if stop is not None:
                     stop.cancel()
-        ep.queue.mark_served(req.persona)
+        ep.queue.mark_served(req.persona, req.client)
         ep.started[id(req)] = time.monotonic()
         try:
             yield ep

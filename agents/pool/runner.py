@@ -391,7 +391,7 @@ class SeqRunner:
             add(chain, llama_cpp.llama_sampler_init_greedy())
         else:  # the settings Llama.sample uses by default
             add(chain, llama_cpp.llama_sampler_init_top_k(40))
-            add(chain, llama_cpp.llama_sampler_init_top_p(0.95, 1))
+            add(chain, llama_cpp.llama_sampler_init_top_p(job.params.top_p, 1))
             add(chain, llama_cpp.llama_sampler_init_min_p(0.05, 1))
             add(chain, llama_cpp.llama_sampler_init_temp(temp))
             seed = job.params.seed

@@ -251,7 +251,7 @@ class Scheduler:
     def _grant(self, job: Job, slot: Slot) -> None:
         assert job.request is not None and job.granted is not None
         self.queue.remove(job.request)
-        self.queue.mark_served(job.persona)
+        self.queue.mark_served(job.persona, job.request.client)
         job.seated = False
         slot.jobs.append(job)
         slot.flags.newcomer = True

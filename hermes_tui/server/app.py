@@ -1,0 +1,173 @@
+"""The HTTP side of ``hermes serve``: Starlette routes speaking the OpenAI API.
+
+``GET /v1/models``, ``POST /v1/chat/completions`` (``stream`` true: server-sent events via
+sse-starlette, ending with ``data: [DONE]``), ``GET /health`` and ``GET /hermes/pool`` (the
+machine's pool snapshot, for the dashboard of connected chats). Errors are OpenAI's JSON shape.
+
+Requests on the Unix socket are trusted by its file mode; requests over TCP need the bearer
+token (unless the server was started with ``--no-auth``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette import EventSourceResponse
+from sse_starlette.sse import AppStatus
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from hermes_tui.server import openai_schema as oa
+from hermes_tui.server.auth import TOKEN_LABEL, bearer_ok, client_name
+from hermes_tui.server.openai_schema import ApiError
+from hermes_tui.server.service import Completion, ServerCore
+
+# Our completions end themselves on shutdown with a clear error event (see
+# ServerCore.begin_shutdown); sse-starlette must not cut the streams before they can.
+AppStatus.disable_automatic_graceful_drain()
+
+MAX_BODY = 8 * 2**20
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def is_unix(request: Request) -> bool:
+    """uvicorn reports a Unix socket's server address as (path, None)."""
+    server = request.scope.get("server")
+    return server is None or server[1] is None
+
+
+class App:
+    def __init__(self, core: ServerCore, token: str | None) -> None:
+        self.core = core
+        self.token = token  # None: --no-auth (TCP accepted without a token)
+
+    def check_auth(self, request: Request) -> str:
+        """The client's name, or ``ApiError(401)``."""
+        header = request.headers.get("authorization")
+        if is_unix(request):
+            return client_name(request.headers.get("user-agent"), "local")
+        if self.token is not None and not bearer_ok(header, self.token):
+            why = "missing" if not header else "invalid"
+            raise ApiError(
+                401,
+                f"{why} bearer token: TCP clients need 'Authorization: Bearer <token>' "
+                "(hermes serve --show-token prints it)",
+                type="authentication_error",
+                code="invalid_api_key",
+            )
+        return client_name(request.headers.get("user-agent"), TOKEN_LABEL)
+
+    # -- routes --------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        self.check_auth(request)
+        return JSONResponse({"status": "stopping" if self.core.stopping else "ok"})
+
+    async def models(self, request: Request) -> Response:
+        self.check_auth(request)
+        data = []
+        for name, target in self.core.targets.items():
+            spec = self.core.config.models[target.model]
+            where = spec.url or spec.device
+            if target.kind == "persona":
+                data.append(oa.model_entry(name, "hermes", "persona", model=target.model))
+            else:
+                owner = "remote" if spec.remote else "local"
+                data.append(oa.model_entry(name, owner, "model", device=where))
+        return JSONResponse({"object": "list", "data": data})
+
+    async def pool(self, request: Request) -> Response:
+        self.check_auth(request)
+        snap = dataclasses.asdict(self.core.pool.snapshot())
+        snap["judge_bytes"] = self.core.judge_bytes
+        snap["clients"] = sorted({c.client for c in self.core.active})
+        return JSONResponse(snap)
+
+    async def chat_completions(self, request: Request) -> Response:
+        client = self.check_auth(request)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            raise ApiError(413, f"request body larger than {MAX_BODY // 2**20} MiB")
+        req = oa.parse_chat_request(body)
+        target = self.core.resolve(req.model)
+        self.core.admit(target)
+        headers = request.headers
+        completion = Completion(
+            self.core,
+            req,
+            target,
+            client,
+            priority=headers.get("x-hermes-priority", "api"),
+            record=headers.get("x-hermes-record", "server") != "client",
+            seq_key=headers.get("x-hermes-seq"),
+        )
+        if req.stream:
+            return EventSourceResponse(self._events(completion), ping=15)
+        return await self._whole(completion)
+
+    async def _whole(self, c: Completion) -> Response:
+        cid, created = oa.completion_id(), int(time.time())
+        try:
+            async for _ in c.pieces():
+                pass
+        except ApiError as exc:
+            return error_response(exc)
+        use = oa.usage(c.info.prompt_tokens, c.tokens)
+        return JSONResponse(
+            oa.completion(cid, c.request.model, created, c.text, c.finish_reason, use)
+        )
+
+    async def _events(self, c: Completion) -> AsyncIterator[dict[str, Any]]:
+        cid, created, model = oa.completion_id(), int(time.time()), c.request.model
+
+        def data(obj: dict[str, Any]) -> dict[str, Any]:
+            return {"data": json.dumps(obj, ensure_ascii=False)}
+
+        yield data(oa.chunk(cid, model, created, {"role": "assistant", "content": ""}))
+        try:
+            async for piece in c.pieces():
+                yield data(oa.chunk(cid, model, created, {"content": piece}))
+        except ApiError as exc:  # mid-stream: OpenAI's SDKs raise on an ``error`` event
+            yield data(exc.body())
+            yield {"data": "[DONE]"}
+            return
+        yield data(oa.chunk(cid, model, created, {}, c.finish_reason))
+        if c.request.include_usage:
+            use = oa.usage(c.info.prompt_tokens, c.tokens)
+            yield data(oa.usage_chunk(cid, model, created, use))
+        yield {"data": "[DONE]"}
+
+
+def build_app(core: ServerCore, token: str | None) -> Starlette:
+    app = App(core, token)
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        status = exc.status_code
+        kind = "not_found" if status == 404 else "invalid_request_error"
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return JSONResponse(oa.error_body(message, kind), status_code=status)
+
+    routes = [
+        Route("/health", app.health, methods=["GET"]),
+        Route("/v1/models", app.models, methods=["GET"]),
+        Route("/v1/chat/completions", app.chat_completions, methods=["POST"]),
+        Route("/hermes/pool", app.pool, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
+    )

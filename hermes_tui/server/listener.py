@@ -1,0 +1,145 @@
+"""Where ``hermes serve`` listens, and the lock that keeps it to one server per socket.
+
+The default listener is a Unix domain socket in the user's runtime directory (mode 0600 in a
+0700 directory: other local users can neither connect nor see it). TCP is added only with
+``--host/--port`` and always with a bearer token (see ``auth``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import stat
+import tempfile
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "hermes-tui"
+SOCKET_NAME = "serve.sock"
+_MAX_SUN_PATH = 107  # sockaddr_un.sun_path holds 108 bytes, NUL included
+
+
+class ListenError(Exception):
+    """A listener that cannot be opened, phrased as one line (exit 3, or 2 for usage)."""
+
+    def __init__(self, message: str, code: int = 3) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def runtime_dir() -> Path:
+    """The user's runtime directory for hermes (``$XDG_RUNTIME_DIR/hermes-tui`` on Linux).
+
+    Without a usable runtime directory (no ``XDG_RUNTIME_DIR``, e.g. a container), a private
+    directory in the system temp dir named after the user id.
+    """
+    base = Path(platformdirs.user_runtime_dir(APP_NAME, ensure_exists=False))
+    if base.parent.is_dir() and os.access(base.parent, os.W_OK | os.X_OK):
+        return base
+    return Path(tempfile.gettempdir()) / f"hermes-tui-{os.getuid()}"
+
+
+def default_socket_path() -> Path:
+    return runtime_dir() / SOCKET_NAME
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` mode 0700 (or check that an existing one is ours and private)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise ListenError(f"{path} belongs to another user; refusing to put a socket there")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+class ServerLock:
+    """An exclusive ``flock`` next to the socket, held for the server's lifetime."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.path = socket_path.with_name(socket_path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            pid = f" (pid {other})" if other.isdigit() else ""
+            raise ListenError(
+                f"a hermes serve is already running on {self.path.with_suffix('')}{pid}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path``, mode 0600 from the start (umask while binding).
+
+    Call with the ``ServerLock`` held: a socket file left by a dead server is removed, a live
+    one cannot exist (its server would hold the lock).
+    """
+    if len(os.fsencode(path)) > _MAX_SUN_PATH:
+        raise ListenError(f"socket path is too long for a Unix socket: {path}", code=2)
+    private_dir(path.parent)
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ListenError(f"{path} exists and is not a socket; refusing to replace it")
+        path.unlink()  # stale: its server is gone (we hold the lock)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {path}: {exc.strerror}") from None
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (IPv4 or IPv6 by ``host``)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"--host {host}: {exc.strerror}", code=2) from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
