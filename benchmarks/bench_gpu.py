@@ -678,6 +678,291 @@ def sec_split(a, nvml, res) -> None:
     res["split"] = out
 
 
+# -- honest batched figures (issue #18) ---------------------------------------------------
+def sec_paired_f16(a, nvml, res) -> None:
+    """Paired runs on issue #7's 0.85B F16 shape (see ``paired_runs``)."""
+    path = model_file(a.work, "0.85B" if not a.smoke else "0.5B", a.smoke, random_weights=True)
+    res["paired_f16"] = paired_runs(a, path) | {"shape": "0.85B", "tensor_type": "F16"}
+
+
+def sec_paired_q8(a, nvml, res) -> None:
+    """Paired runs on the 1.5B shape quantized to Q8_0."""
+    res["paired_q8"] = paired_runs(a, q8_model(a)) | {"shape": "1.5B", "tensor_type": "Q8_0"}
+
+
+def _spread(xs: list[float]) -> dict:
+    import statistics
+
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def raw_cap(ll, a) -> dict:
+    """The library's own limit: raw llama_decode steps of 1 and of 3 sequences (no sampling,
+    no pool), in a context with the pool's GPU settings (unified KV, flash attention, ubatch
+    2048), every step synchronized."""
+    import gpu_probe
+
+    v = dict(unified=True, fa=True, n_batch=2048, threads=None)
+    if a.smoke:
+        v = dict(unified=False, fa=False, n_batch=512, threads=None)
+    st = gpu_probe.Stepper(gpu_probe.make_ctx(ll, 3, 2048 if not a.smoke else 512, v), 512)
+    try:
+        r = gpu_probe.time_steps(st, 3, 200 if not a.smoke else 10)
+    finally:
+        st.close()
+    return {
+        "one_seq_tps": r["b1"]["tok_s"],
+        "three_seq_tps": r["batched"]["tok_s"],
+        "three_vs_one": r["batched_vs_b1_tok_s"],
+    }
+
+
+def pool_batched_round(a, path: Path, n_tokens: int) -> dict:
+    """Three personas batched in the pool; the second round is measured: decode tok/s over
+    the steps where all three ran (first such step's start to last one's end: the time
+    between steps counts), the same from the steps' own durations, and the round's wall rate."""
+    spec = ModelSpec("m", path=path, n_ctx=2048, n_gpu_layers=a.ngl, device=a.dev)
+    pool = ModelPool(
+        {"m": spec},
+        PoolSpec(devices=(DeviceSpec(a.dev, a.budget),)),
+        seqs_per_model=3,
+        decode_mode="batched",
+    )
+    trio = ("architect", "coder", "critic")
+    acc = {"tokens": 0, "step_s": 0.0, "first": None, "last": None, "on": False}
+
+    async def persona(who: str) -> int:
+        msgs = [{"role": "user", "content": f"hello from {who}"}]
+        params = SamplingParams(max_tokens=n_tokens, temperature=0.7, seed=1)
+        n = 0
+        async for _ in pool.generate(who, "m", msgs, params):
+            n += 1
+        return n
+
+    async def run() -> tuple[float, int]:
+        await pool.prefetch("m")
+        while not pool.scheduler.stats:
+            await asyncio.sleep(0.005)
+        stats = next(iter(pool.scheduler.stats.values()))
+        orig = stats.add_decode_step
+
+        def record(tokens: int, seconds: float) -> None:
+            if acc["on"] and tokens == 3:
+                now = time.perf_counter()
+                acc["tokens"] += tokens
+                acc["step_s"] += seconds
+                acc["first"] = acc["first"] or now - seconds
+                acc["last"] = now
+            orig(tokens, seconds)
+
+        stats.add_decode_step = record
+        await asyncio.gather(*(persona(p) for p in trio))  # first round: cold, not measured
+        acc["on"] = True
+        t0 = time.perf_counter()
+        counts = await asyncio.gather(*(persona(p) for p in trio))
+        took = time.perf_counter() - t0
+        await pool.close()
+        return took, sum(counts)
+
+    took, pieces = asyncio.run(run())
+    span = (acc["last"] or 0) - (acc["first"] or 0)
+    return {
+        "decode_tps": acc["tokens"] / span if span > 0 else None,
+        "decode_tps_step_sum": acc["tokens"] / acc["step_s"] if acc["step_s"] else None,
+        "round_wall_tps": pieces / took,
+        "three_wide_tokens": acc["tokens"],
+    }
+
+
+def paired_runs(a, path: Path) -> dict:
+    """``a.pairs`` paired runs: llama-cpp-python's own stream right before and right after
+    each pool run (their mean is that run's baseline), the pool's three personas batched, and
+    the raw 1- vs 3-sequence cap in the same process. Ratios per pair; median and range."""
+    import llama_cpp
+
+    ll = llama(path, a.ngl)
+    stream_tps(ll, 16)  # the stream's own cold start stays out of the figures
+    cap_ll = llama_cpp.Llama(str(path), n_ctx=64, n_gpu_layers=a.ngl, verbose=False)
+    cap_ll._ctx.close()
+    n = a.tokens
+    pairs = []
+    for i in range(a.pairs):
+        before = stream_tps(ll, n)
+        pool = pool_batched_round(a, path, n)
+        after = stream_tps(ll, n)
+        cap = raw_cap(cap_ll, a)
+        base = (before + after) / 2
+        row = {
+            "stream_before_tps": before,
+            "stream_after_tps": after,
+            "pool": pool,
+            "cap": cap,
+            "pool_vs_stream": (pool["decode_tps"] or 0) / base,
+            "pool_vs_cap3": (pool["decode_tps"] or 0) / cap["three_seq_tps"],
+            "pool_steps_vs_cap3": (pool["decode_tps_step_sum"] or 0) / cap["three_seq_tps"],
+            "cap3_vs_stream": cap["three_seq_tps"] / base,
+        }
+        pairs.append(row)
+        print("paired", path.name, i, json.dumps(row), flush=True)
+    ll.close()
+    cap_ll.close()
+    keys = ("pool_vs_stream", "pool_vs_cap3", "pool_steps_vs_cap3", "cap3_vs_stream")
+    out: dict = {"tokens_per_persona": n, "pairs": pairs}
+    out["summary"] = {k: _spread([p[k] for p in pairs]) for k in keys}
+    out["summary"]["pool_decode_tps"] = _spread([p["pool"]["decode_tps"] for p in pairs])
+    out["summary"]["stream_tps"] = _spread(
+        [p["stream_before_tps"] for p in pairs] + [p["stream_after_tps"] for p in pairs]
+    )
+    out["summary"]["cap_three_seq_tps"] = _spread([p["cap"]["three_seq_tps"] for p in pairs])
+    out["summary"]["cap_one_seq_tps"] = _spread([p["cap"]["one_seq_tps"] for p in pairs])
+    out["goal_pool_vs_cap3"] = 0.95
+    return out
+
+
+def sec_peer(a, nvml, res) -> None:
+    """llama.cpp's own llama-batched-bench (built from the same vendored source) at batch 1
+    and 3, with the pool's settings (flash attention, unified KV, ubatch 2048) and with its
+    defaults; 3 runs each, S_TG (generation tok/s) median and range."""
+    exe = a.batched_bench or os.environ.get("LLAMA_BATCHED_BENCH")
+    if not exe or not Path(exe).exists():
+        res["peer"] = {"skipped": f"no llama-batched-bench ({exe})"}
+        return
+    models = {
+        "f16_0.85B": model_file(a.work, "0.85B" if not a.smoke else "0.5B", a.smoke, 0, True),
+        "q8_0_1.5B": q8_model(a),
+    }
+    settings = {
+        "pool_settings": ["-fa", "on", "-kvu", "-b", "2048", "-ub", "2048"],
+        "defaults": [],
+    }
+    out: dict = {}
+    for mname, path in models.items():
+        for sname, extra in settings.items():
+            runs: dict[int, list[float]] = {1: [], 3: []}
+            err = None
+            for _ in range(3):
+                cmd = [exe, "-m", str(path), "-c", "4096", "-npp", "32", "-ntg", str(a.tokens)]
+                cmd += ["-npl", "1,3", "-ngl", "99" if a.ngl else "0", "--output-format", "jsonl"]
+                cmd += extra
+                try:
+                    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+                except subprocess.TimeoutExpired:
+                    err = "timeout"
+                    continue
+                for line in p.stdout.splitlines():
+                    if line.startswith("{"):
+                        row = json.loads(line)
+                        runs.setdefault(row["pl"], []).append(row["speed_tg"])
+                if p.returncode:
+                    err = (p.stderr or p.stdout)[-600:]
+            out[f"{mname}_{sname}"] = {
+                "args": extra,
+                "tg_tps_batch1": _spread(runs[1]),
+                "tg_tps_batch3": _spread(runs[3]),
+                "error": err,
+            }
+            print("peer", mname, sname, out[f"{mname}_{sname}"], flush=True)
+    res["peer"] = out
+
+
+# -- first turn after a load (issue #18) ----------------------------------------------------
+def first_turn_child(a, warm: bool) -> dict:
+    """In a fresh process (cold CUDA context, like hermes starting): load the model ahead of
+    need, let the background warm-up run (or not), then a persona's first turn and its
+    second, each timed from the request: time to first token and decode tok/s after it."""
+    from agents.pool.runner import SeqRunner
+
+    if not warm:
+        SeqRunner.warm_up = lambda self, stop: (0, False)  # type: ignore[method-assign]
+    path = model_file(a.work, "0.85B" if not a.smoke else "0.5B", a.smoke, random_weights=True)
+    spec = ModelSpec("m", path=path, n_ctx=2048, n_gpu_layers=a.ngl, device=a.dev)
+    pool = ModelPool({"m": spec}, PoolSpec(devices=(DeviceSpec(a.dev, a.budget),)))
+
+    async def turn(msg: str) -> dict:
+        t0 = time.perf_counter()
+        stamps = []
+        params = SamplingParams(max_tokens=a.tokens, temperature=0.7, seed=1)
+        async for _ in pool.generate("coder", "m", [{"role": "user", "content": msg}], params):
+            stamps.append(time.perf_counter())
+        # Pieces reach the loop in hand-offs (SeqRunner.DELIVER_S): the rate counts the pieces
+        # after the first hand-off over the time since it.
+        dt = stamps[-1] - stamps[0] if len(stamps) > 1 else 0
+        later = sum(1 for t in stamps if t > stamps[0]) if stamps else 0
+        return {
+            "ttft_s": stamps[0] - t0 if stamps else None,
+            "decode_tps": later / dt if dt else None,
+            "pieces": len(stamps),
+            "turn_tps": len(stamps) / (stamps[-1] - t0) if stamps else None,
+        }
+
+    async def run() -> dict:
+        t0 = time.perf_counter()
+        await pool.prefetch("m")
+        while not any(r.state == "ready" for r in pool.snapshot().resident):
+            await asyncio.sleep(0.005)
+        loaded = time.perf_counter() - t0
+        on_gpu = any(sl.runner.on_gpu for sl in pool.scheduler.slots.values())
+        while warm and on_gpu and not any(e.kind == "warm_up" for e in pool.events):
+            if time.perf_counter() - t0 > 30:
+                break
+            await asyncio.sleep(0.005)
+        warmed = time.perf_counter() - t0
+        await asyncio.sleep(0.5)  # the user types
+        first = await turn("hello from coder")
+        second = await turn("hello again from coder")
+        events = [f"{e.kind}: {e.detail}" for e in pool.events if e.kind in ("load", "warm_up")]
+        await pool.close()
+        return {
+            "warm_up": warm,
+            "load_s": loaded,
+            "ready_and_warm_s": warmed,
+            "first": first,
+            "second": second,
+            "events": events,
+        }
+
+    return asyncio.run(run())
+
+
+def sec_first_turn(a, nvml, res) -> None:
+    """3 pairs of fresh processes, warm-up on and off in turn (see ``first_turn_child``)."""
+    model_file(a.work, "0.85B" if not a.smoke else "0.5B", a.smoke, random_weights=True)
+    runs: dict[str, list[dict]] = {"on": [], "off": []}
+    for _ in range(3):
+        for mode in ("on", "off"):
+            cmd = [sys.executable, __file__, "--first-turn-child", mode, "--work", str(a.work)]
+            cmd += ["--tokens", str(a.tokens)] + (["--smoke"] if a.smoke else [])
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+            rows = [ln for ln in p.stdout.splitlines() if ln.startswith("FIRSTTURN")]
+            if not rows:
+                runs[mode].append({"error": (p.stderr or p.stdout)[-800:]})
+                continue
+            runs[mode].append(json.loads(rows[-1][9:]))
+            print("first_turn", mode, rows[-1][9:], flush=True)
+    out: dict = {"tokens": a.tokens, "runs": runs}
+    for mode, rs in runs.items():
+        ok = [r for r in rs if "first" in r]
+
+        def ratio(r: dict) -> float | None:
+            f, s = r["first"]["decode_tps"], r["second"]["decode_tps"]
+            return f / s if f and s else None
+
+        out[mode] = {
+            "first_decode_tps": _spread([r["first"]["decode_tps"] for r in ok]),
+            "second_decode_tps": _spread([r["second"]["decode_tps"] for r in ok]),
+            "first_vs_second": _spread([ratio(r) for r in ok]),
+            "first_ttft_s": _spread([r["first"]["ttft_s"] for r in ok]),
+            "second_ttft_s": _spread([r["second"]["ttft_s"] for r in ok]),
+            "ready_and_warm_s": _spread([r["ready_and_warm_s"] for r in ok]),
+        }
+    out["goal_first_vs_second"] = 0.9
+    res["first_turn"] = out
+    print("first_turn", json.dumps({k: out[k] for k in ("on", "off")}), flush=True)
+
+
 SECTIONS = {
     "probe": sec_probe,
     "probe_q8": sec_probe_q8,
@@ -691,6 +976,10 @@ SECTIONS = {
     "breakdown": sec_breakdown,
     "probe_085": sec_probe_085,
     "split": sec_split,
+    "paired_f16": sec_paired_f16,
+    "paired_q8": sec_paired_q8,
+    "peer": sec_peer,
+    "first_turn": sec_first_turn,
 }
 
 
@@ -703,11 +992,17 @@ def main() -> None:
     ap.add_argument("--split-budgets-gib", dest="split_budgets", default="24,48")
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu.json")
+    ap.add_argument("--pairs", type=int, default=5, help="paired runs per paired_* section")
+    ap.add_argument("--batched-bench", default=None, help="llama-batched-bench (peer section)")
+    ap.add_argument("--first-turn-child", choices=("on", "off"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     a.ngl = 0 if a.smoke else -1
     a.dev = "cpu" if a.smoke else "cuda:0"
     a.budget = int(a.budget_gib * GiB)
+    if a.first_turn_child:
+        print("FIRSTTURN" + json.dumps(first_turn_child(a, a.first_turn_child == "on")))
+        return
     try:
         nvml = None if a.smoke else Nvml()
     except Exception as exc:

@@ -255,6 +255,18 @@ def _build_personas(path: Path, data: dict, models: dict) -> dict[str, Persona]:
     return personas
 
 
+def _llama_cpp_path(path: Path, value: str) -> str | None:
+    """``[sentinel] llama_cpp_path``: a directory holding a llama_cpp package, or ''."""
+    if not value:
+        return None
+    where = Path(value).expanduser()
+    if not where.is_absolute():
+        where = path.parent / where
+    if not (where / "llama_cpp").is_dir():
+        raise ConfigError(path, "sentinel.llama_cpp_path", f"no llama_cpp package in {where}")
+    return str(where.resolve())
+
+
 def _build_sentinel(path: Path, data: dict, models: dict) -> tuple[SentinelSettings, str | None]:
     table = data.get("sentinel", {})
     model = table.get("model", "") or None
@@ -284,6 +296,7 @@ def _build_sentinel(path: Path, data: dict, models: dict) -> tuple[SentinelSetti
     settings = SentinelSettings(
         device=table.get("device", "cpu"),
         judge_model_path=judge_path,
+        judge_llama_cpp_path=_llama_cpp_path(path, table.get("llama_cpp_path", "")),
         judge_every_chars=table.get("judge_every_chars", 400),
         max_corrections=table.get("max_corrections", 2),
         stall_warn_s=float(warn),

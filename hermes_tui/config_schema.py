@@ -84,6 +84,7 @@ CONFIG_SCHEMA = {
             "properties": {
                 "device": {"type": "string", "pattern": r"^(cpu|cuda:\d+|vulkan:\d+)$"},
                 "model": {"type": "string"},
+                "llama_cpp_path": {"type": "string"},
                 "max_corrections": {"type": "integer", "minimum": 0, "maximum": 20},
                 "stall_warn_s": {"type": "number", "exclusiveMinimum": 0},
                 "stall_halt_s": {"type": "number", "exclusiveMinimum": 0},

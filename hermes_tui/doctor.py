@@ -119,9 +119,27 @@ def collect(config_path: str | None, db_path: str | None) -> dict[str, Any]:
         report["sentinel"] = {
             "device": config.sentinel.device,
             "judge_model": config.sentinel_model,
+            "llama_cpp_path": config.sentinel.judge_llama_cpp_path,
         }
         judge_on_gpu = bool(config.sentinel_model) and config.sentinel.device != "cpu"
-        wants_gpu = judge_on_gpu or any(m.n_gpu_layers != 0 for m in config.models.values())
+        if judge_on_gpu:  # what the judge's own process sees: its build, its device limits
+            from sentinel.judge import JudgeError, judge_devices
+
+            try:
+                report["sentinel"]["devices"] = judge_devices(
+                    config.sentinel.device, config.sentinel.judge_llama_cpp_path
+                )
+            except JudgeError as exc:
+                report["sentinel"]["devices"] = []
+                report["sentinel"]["devices_error"] = str(exc)
+            gpus = [d for d in report["sentinel"]["devices"] if d.get("type") != "cpu"]
+            own_build = config.sentinel.judge_llama_cpp_path
+            if not gpus and (own_build or report["llama_cpp"].get("gpu_offload")):
+                why = report["sentinel"].get("devices_error") or "its build has no such backend"
+                problems.append(f"the judge on {config.sentinel.device} sees no GPU ({why})")
+        # A judge with a build of its own (llama_cpp_path) was checked above.
+        judge_here = judge_on_gpu and not config.sentinel.judge_llama_cpp_path
+        wants_gpu = judge_here or any(m.n_gpu_layers != 0 for m in config.models.values())
         if wants_gpu and report["llama_cpp"].get("ok") and not report["llama_cpp"]["gpu_offload"]:
             problems.append(
                 "config asks for a GPU (n_gpu_layers, or a judge on "
@@ -172,6 +190,14 @@ def render(report: dict[str, Any]) -> str:
     if "sentinel" in report:
         s = report["sentinel"]
         lines.append(f"sentinel      judge {s['judge_model'] or 'off'} on {s['device']}")
+        if s.get("llama_cpp_path"):
+            lines.append(f"sentinel      judge's llama-cpp-python: {s['llama_cpp_path']}")
+        for d in s.get("devices", []):
+            if d.get("type") != "cpu":
+                lines.append(
+                    f"sentinel      judge sees {d['name']}: {d['description']} "
+                    f"({_size(d['total_bytes'])}, {_size(d['free_bytes'])} free)"
+                )
     db = report["database"]
     if not db["exists"]:
         state = "will be created"

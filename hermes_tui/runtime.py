@@ -167,7 +167,11 @@ class Runtime:
         if judge and config.sentinel.judge_model_path:
             from sentinel.judge import JudgeWorker
 
-            worker = JudgeWorker(config.sentinel.judge_model_path, config.sentinel.device)
+            worker = JudgeWorker(
+                config.sentinel.judge_model_path,
+                config.sentinel.device,
+                llama_cpp_path=config.sentinel.judge_llama_cpp_path,
+            )
         runtime = cls(config, store, pool, worker, seed)
         if worker is not None:
             # Loads in its own process, off the UI path; a failure becomes E_SENTINEL_DOWN.

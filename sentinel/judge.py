@@ -103,6 +103,55 @@ class _Pending:
     span: tuple[int, int]
 
 
+def _check_llama_cpp_path(path: str | None) -> str | None:
+    """``path`` (a directory holding a ``llama_cpp`` package) made absolute, or ValueError."""
+    if not path:
+        return None
+    where = Path(path).expanduser().resolve()
+    if not (where / "llama_cpp").is_dir():
+        raise ValueError(f"llama_cpp_path {path}: no llama_cpp package there")
+    return str(where)
+
+
+def judge_env(device_env: dict[str, str], llama_cpp_path: str | None = None) -> dict[str, str]:
+    """The judge child's environment: the parent's, limited to the judge's device, importing
+    this very package (wherever the parent found it) and ``llama_cpp`` from
+    ``llama_cpp_path`` first when one is given."""
+    env = dict(os.environ)
+    env.update(device_env)
+    if llama_cpp_path:
+        env.pop("LLAMA_CPP_LIB_PATH", None)  # the other build's libraries must not be used
+    first = [_PACKAGE_ROOT] + ([llama_cpp_path] if llama_cpp_path else [])
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in first]
+    env["PYTHONPATH"] = os.pathsep.join(first + rest)
+    return env
+
+
+def judge_devices(
+    device: str, llama_cpp_path: str | None = None, timeout_s: float = 60.0
+) -> list[dict[str, object]]:
+    """The devices a judge on ``device`` would see in its own process (its build, its limits);
+    raise :class:`JudgeError` with one line when that process cannot tell."""
+    import subprocess
+
+    try:
+        _kwargs, device_env = device_settings(device)
+        env = judge_env(device_env, _check_llama_cpp_path(llama_cpp_path))
+    except ValueError as exc:
+        raise JudgeError(str(exc)) from None
+    cmd = [sys.executable, "-m", "sentinel.judge_worker", "--model", "-", "--list-devices"]
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise JudgeError(f"cannot list the judge's devices: {exc}") from None
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    data = _parse_line(lines[-1].encode()) if lines else {}
+    if "devices" not in data:
+        why = data.get("error") or (proc.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise JudgeError(f"cannot list the judge's devices: {why}")
+    return list(data["devices"])
+
+
 def _exit_detail(returncode: int | None) -> str:
     if returncode is None:
         return "pipe closed"
@@ -136,9 +185,16 @@ class JudgeWorker:
         hang_timeout_s: float = 30.0,
         start_timeout_s: float = 60.0,
         log_path: str | None = None,
+        llama_cpp_path: str | None = None,
     ) -> None:
         try:
             _kwargs, self._device_env = device_settings(device)
+        except ValueError as exc:
+            raise JudgeError(f"judge model {model_path} : {exc}") from None
+        # A second llama-cpp-python build for the judge alone (e.g. Vulkan beside a CUDA
+        # primary): the child imports llama_cpp from there first.
+        try:
+            self.llama_cpp_path = _check_llama_cpp_path(llama_cpp_path)
         except ValueError as exc:
             raise JudgeError(f"judge model {model_path} : {exc}") from None
         self.model_path = str(model_path)
@@ -298,12 +354,7 @@ class JudgeWorker:
         return cmd
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self._device_env)
-        # The child must import this very package, wherever the parent found it.
-        paths = [_PACKAGE_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        return env
+        return judge_env(self._device_env, self.llama_cpp_path)
 
     async def _spawn(self) -> None:
         started = time.monotonic()

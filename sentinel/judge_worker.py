@@ -1,6 +1,7 @@
 """The judge's child process: loads the small model once and answers JSON-line requests.
 
-Run as ``python -m sentinel.judge_worker --model PATH [--device cpu|cuda:N|vulkan:N]``.
+Run as ``python -m sentinel.judge_worker --model PATH [--device cpu|cuda:N|vulkan:N]``
+(``--list-devices``: the devices its llama.cpp build sees, as JSON, then exit).
 It lives in its own process so that a crash in llama.cpp or in a GPU driver stack (the seed:
 "an error in the iGPU's Vulkan stack must not crash the desktop") kills only this process;
 the parent (``sentinel.judge.JudgeWorker``) notices the closed pipe and restarts it.
@@ -57,15 +58,64 @@ def device_settings(device: str) -> tuple[dict[str, Any], dict[str, str]]:
 
     ``cpu`` keeps every layer on the CPU. ``cuda:N`` / ``vulkan:N`` offload all layers to GPU
     N; the child's environment is restricted to that one GPU, so inside the child it is
-    device 0 (hence ``main_gpu=0``: the restricted process sees a single device).
+    device 0 (hence ``main_gpu=0``: the restricted process sees a single device). A judge on
+    Vulkan also hides every CUDA device: a llama.cpp built with both backends then never
+    opens a CUDA context in the judge's process (the primary's stack stays its own).
     """
     if device == "cpu":
         return {"n_gpu_layers": 0}, {}
     backend, sep, index = device.partition(":")
     if backend not in ("cuda", "vulkan") or not sep or not index.isdigit():
         raise ValueError(f"unknown judge device {device!r} (expected cpu, cuda:N or vulkan:N)")
-    env_var = "CUDA_VISIBLE_DEVICES" if backend == "cuda" else "GGML_VK_VISIBLE_DEVICES"
-    return {"n_gpu_layers": -1, "main_gpu": 0}, {env_var: index}
+    if backend == "cuda":
+        return {"n_gpu_layers": -1, "main_gpu": 0}, {"CUDA_VISIBLE_DEVICES": index}
+    env = {"GGML_VK_VISIBLE_DEVICES": index, "CUDA_VISIBLE_DEVICES": ""}
+    return {"n_gpu_layers": -1, "main_gpu": 0}, env
+
+
+def list_devices() -> list[dict[str, Any]]:
+    """The devices this process's llama.cpp build can offload to (ggml's backend registry):
+    name, description and memory as the driver reports it, after the environment's limits."""
+    import ctypes
+    from pathlib import Path
+
+    import llama_cpp
+
+    lib_dir = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib")
+    ggml = (
+        ctypes.CDLL(str(next(iter(sorted(lib_dir.glob("libggml.*"))))))
+        if lib_dir.is_dir()
+        else None
+    )
+    if ggml is None:
+        return []
+    ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
+    ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
+    ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    for fn in ("ggml_backend_dev_name", "ggml_backend_dev_description"):
+        getattr(ggml, fn).restype = ctypes.c_char_p
+        getattr(ggml, fn).argtypes = [ctypes.c_void_p]
+    ggml.ggml_backend_dev_type.restype = ctypes.c_int
+    ggml.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+    ggml.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p] + [
+        ctypes.POINTER(ctypes.c_size_t)
+    ] * 2
+    out = []
+    for i in range(ggml.ggml_backend_dev_count()):
+        dev = ggml.ggml_backend_dev_get(i)
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        ggml.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        kind = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel"}.get(ggml.ggml_backend_dev_type(dev), "?")
+        out.append(
+            {
+                "name": ggml.ggml_backend_dev_name(dev).decode("utf-8", "replace"),
+                "description": ggml.ggml_backend_dev_description(dev).decode("utf-8", "replace"),
+                "type": kind,
+                "free_bytes": free.value,
+                "total_bytes": total.value,
+            }
+        )
+    return out
 
 
 def build_messages(contract_kind: str, instructions: str, text: str) -> list[dict[str, str]]:
@@ -156,7 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--n-threads", type=int, default=None)
+    parser.add_argument(
+        "--list-devices", action="store_true", help="print the devices as JSON and exit"
+    )
     args = parser.parse_args(argv)
+    if args.list_devices:  # `hermes doctor`: what the judge's own process would see
+        try:
+            print(json.dumps({"devices": list_devices()}))
+        except Exception as exc:
+            print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+            return 2
+        return 0
     _die_with_parent()
 
     # Keep the protocol on a private copy of stdout and point fd 1 at stderr, so nothing that

@@ -11,6 +11,9 @@ from sentinel.verdict import DEFAULT_SEVERITY, Severity
 class SentinelSettings:
     device: str = "cpu"
     judge_model_path: str | None = None  # resolved GGUF path; None = no judge
+    # A second llama-cpp-python build the judge's process imports first (e.g. Vulkan beside a
+    # CUDA build for the personas); None: the same build as hermes.
+    judge_llama_cpp_path: str | None = None
     judge_every_chars: int = 400  # ask the judge again after this much new text
     max_corrections: int = 2
     stall_warn_s: float = 10.0

@@ -165,7 +165,11 @@ def test_an_unknown_device_is_refused_and_gpus_are_pinned_per_child():
         {"n_gpu_layers": -1, "main_gpu": 0},
         {"CUDA_VISIBLE_DEVICES": "1"},
     )
-    assert device_settings("vulkan:0")[1] == {"GGML_VK_VISIBLE_DEVICES": "0"}
+    # On Vulkan every CUDA device is hidden too (a build with both backends).
+    assert device_settings("vulkan:0")[1] == {
+        "GGML_VK_VISIBLE_DEVICES": "0",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
 
 
 async def test_the_child_dies_with_a_crashed_parent(model_path, tmp_path):

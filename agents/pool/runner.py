@@ -275,6 +275,12 @@ class SeqRunner:
     # personas is ~2 ms, and handing off every step cost 2-2.5% of throughput
     # (gpu_h200.json, "breakdown"). 8 ms is far below what a reader or the sentinel notices.
     DELIVER_S = 0.008
+    # A model's first steps after a load run cold: on an H200 a persona's first 128 tokens ran
+    # at 187 tok/s against 800 on its second round (kernels loaded and CUDA graphs captured on
+    # first use). ``warm_up`` runs those shapes once, right after the load, on the slot's
+    # thread, in steps the scheduler can stop between: a turn that arrives meanwhile waits for
+    # one step at most. Only on a GPU: on the CPU the cold cost is small and the cores shared.
+    WARM_UP_STEPS = 4  # decode steps per batch width (1 .. seqs)
 
     def __init__(
         self, spec: ModelSpec, stats: ModelStats, seqs: int = 3, decode_mode: str = "auto"
@@ -369,6 +375,47 @@ class SeqRunner:
         if llama is not None:
             with contextlib.suppress(Exception):
                 llama.close()
+
+    def warm_up(self, stop: threading.Event) -> tuple[int, bool]:
+        """Run a short prefill and decode steps of every batch width once, then forget them.
+
+        Stops before the next step as soon as ``stop`` is set (a turn was seated, or the model
+        goes). Returns (steps run, whether it ran to the end). Leaves every KV sequence empty
+        and no measured speed changed: the turns that follow see a fresh model.
+        """
+        import llama_cpp
+
+        if not self.on_gpu or self.ctx is None:
+            return 0, False
+        if any(self.seq_tokens):  # someone's conversation is already here: leave it alone
+            return 0, False
+        seed = self.llama.tokenize(b"Warm-up: the quick brown fox jumps over the lazy dog.")
+        prompt = (seed * (32 // max(1, len(seed)) + 1))[:32]
+        lengths = [len(prompt)] + [8] * (self.seqs - 1)  # only seq 0 gets the longer prefill
+        steps = 0
+        pos = [0] * self.seqs
+        try:
+            for seq, n in enumerate(lengths):
+                if stop.is_set():
+                    return steps, False
+                part = prompt[:n]
+                self._decode([(t, i, seq, i == n - 1) for i, t in enumerate(part)])
+                pos[seq] = n
+                steps += 1
+            for width in range(1, self.seqs + 1):
+                for k in range(self.WARM_UP_STEPS):
+                    if stop.is_set():
+                        return steps, False
+                    tok = prompt[k % len(prompt)]
+                    self._decode([(tok, pos[s], s, True) for s in range(width)])
+                    for s in range(width):
+                        pos[s] += 1
+                    steps += 1
+            llama_cpp.llama_synchronize(self.ctx)
+            return steps, True
+        finally:
+            for seq in range(self.seqs):
+                llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
 
     # -- prompts -------------------------------------------------------------------------
     def prepare(self, job: Job) -> None:

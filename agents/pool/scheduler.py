@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -105,6 +106,8 @@ class Slot:
         self.last_used = time.monotonic()
         self.models: set[str] = {spec.name}
         self.timer: asyncio.TimerHandle | None = None
+        # Set when the warm-up after the load must stop: a turn was seated or the model goes.
+        self.warm_stop = threading.Event()
 
     @property
     def contended(self) -> bool:
@@ -254,6 +257,7 @@ class Scheduler:
         self.queue.mark_served(job.persona, job.request.client)
         job.seated = False
         slot.jobs.append(job)
+        slot.warm_stop.set()  # the user's turn never waits behind the warm-up
         slot.flags.newcomer = True
         slot.last_used = time.monotonic()
         slot.models.add(job.model)
@@ -292,9 +296,28 @@ class Scheduler:
                 "load", slot.name, "", f"{slot.estimate} bytes in {slot.stats.load_s or 0:.2f}s"
             )
             self._schedule_keep_alive(slot)
+            # Queued on the slot's thread before any turn this dispatch seats: a seated turn
+            # sets warm_stop first, so the warm-up then returns before its first step.
+            self._spawn(self._warm_up(slot))
         self.dispatch()
 
+    async def _warm_up(self, slot: Slot) -> None:
+        """Run the runner's warm-up in the background; one 'warm_up' event says how it went."""
+        t0 = time.perf_counter()
+        try:
+            steps, finished = await slot.call(slot.runner.warm_up, slot.warm_stop)
+        except Exception as exc:  # a failed warm-up costs nothing but its own figure
+            self.on_event("warm_up", slot.name, "", f"failed: {exc}")
+            return
+        took = time.perf_counter() - t0
+        if finished:
+            self.on_event("warm_up", slot.name, "", f"{steps} steps in {took:.2f}s")
+        elif slot.warm_stop.is_set():
+            why = "a turn came first" if steps == 0 else "stopped for a turn"
+            self.on_event("warm_up", slot.name, "", f"{why} ({steps} steps in {took:.2f}s)")
+
     def _start_evict(self, slot: Slot, why: str) -> None:
+        slot.warm_stop.set()
         slot.state = "evicting"
         self._spawn(self._evict(slot, why))
 
@@ -559,6 +582,7 @@ class Scheduler:
     async def close(self) -> None:
         self._closed = True
         for slot in self.slots.values():
+            slot.warm_stop.set()
             for job in slot.jobs:
                 job.cancel.set()
         for task in list(self._tasks):

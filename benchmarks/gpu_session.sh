@@ -1,0 +1,53 @@
+#!/bin/bash
+# One lent-H200 session for issue #18, in stages that each fit one 10-minute call (the machine
+# keeps /tmp between calls only while it stays warm). From the checkout root, gpucarry/ carried:
+#   bash benchmarks/gpu_session.sh build   # both builds (+ synthetic models meanwhile), then paired_f16
+#   bash benchmarks/gpu_session.sh rest    # paired_q8, peer, first_turn, the Vulkan judge
+# Results and logs go to $OUT (or /tmp/out).
+set -u -o pipefail
+export PYTHONUNBUFFERED=1
+O=${OUT:-/tmp/out}; mkdir -p "$O"
+T0=$(date +%s)
+nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,power.limit --format=csv
+gen() {  # the synthetic models, written while the builds compile
+  PYTHONPATH=/tmp/site:$PWD python3 - <<'PY'
+import sys, types
+from pathlib import Path
+sys.argv = ["x"]
+sys.path.insert(0, "benchmarks")
+import bench_gpu as b
+a = types.SimpleNamespace(work=Path("/tmp/hermes-gpu"), smoke=False)
+a.work.mkdir(parents=True, exist_ok=True)
+b.model_file(a.work, "0.85B", False, random_weights=True)
+b.q8_model(a)
+import bench_vulkan_judge as v
+w = Path("/tmp/hermes-vk"); w.mkdir(parents=True, exist_ok=True)
+v.gguf(w, "primary", v.PRIMARY); v.gguf(w, "judge", v.JUDGE)
+print("models written")
+PY
+}
+case ${1:-} in
+  build)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site gpucarry/whl/*.whl
+    gen >"$O/gen.log" 2>&1 &
+    bash scripts/build_llama_gpu.sh cuda vulkan 2>&1 | tee "$O/build.log"
+    wait
+    cat "$O/gen.log"
+    export PYTHONPATH=/tmp/llama-cuda:/tmp/site:$PWD
+    left=$(( 560 - ($(date +%s) - T0) ))
+    echo "time left for paired_f16: $left s"
+    if [ "$left" -gt 60 ]; then
+      timeout $left python3 benchmarks/bench_gpu.py --sections paired_f16 --tokens 256 \
+        --out "$O/gpu_paired_f16.json" 2>&1 | grep -v '^ \|^{\|^}' | tee "$O/paired_f16.log"
+    fi ;;
+  rest)
+    export PYTHONPATH=/tmp/llama-cuda:/tmp/site:$PWD
+    . gpucarry/vk/vulkan-env.sh >/dev/null 2>&1
+    timeout 280 python3 benchmarks/bench_gpu.py --sections paired_q8,peer,first_turn --tokens 256 \
+      --batched-bench /tmp/llama-cuda/llama-batched-bench --out "$O/gpu_rest.json" 2>&1 \
+      | grep -v '^ \|^{\|^}' | tee "$O/rest.log"
+    timeout 250 python3 benchmarks/bench_vulkan_judge.py --judge-llama-cpp /tmp/llama-vulkan \
+      --out "$O/vulkan_judge.json" 2>&1 | tee "$O/vulkan.log" | grep -v '^ ' | head -c 5000 ;;
+  *) echo "usage: gpu_session.sh build|rest"; exit 2 ;;
+esac
+echo "stage ${1:-} took $(( $(date +%s) - T0 )) s"
