@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+from hermes_tui.export import export_session
 from hermes_tui.store import SCHEMA_VERSION, Store
 from sentinel.verdict import DEFAULT_SEVERITY
 
@@ -263,7 +264,7 @@ async def measure(db: Path) -> dict[str, dict[str, float]]:
             "search_two_terms": lambda: store.search("banned pickle"),
             "search_common_term": lambda: store.search("parser"),
             "search_very_common_term": lambda: store.search("property"),
-            "export_biggest_session_markdown": lambda: store.export_session(big),
+            "export_biggest_session_markdown": lambda: export_session(store, big),
         }
         for name, fn in cases.items():
             out[name] = await timed(fn)

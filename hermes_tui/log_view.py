@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hermes_tui.errors import Fail
+from hermes_tui.export import export_session
 from hermes_tui.store import Store
 from hermes_tui.widgets.sanitize import sanitize_for_terminal
 
@@ -59,8 +60,8 @@ async def show(db: Path, session_id: int, as_json: bool, hidden: bool) -> str:
         if await store.get_session(session_id) is None:
             raise Fail(f"no session {session_id} in {db} (see `hermes log`)", 2)
         if as_json:
-            return await store.export_session(session_id, "json", include_hidden=hidden) + "\n"
-        text = await store.export_session(session_id, "markdown", include_hidden=hidden)
+            return await export_session(store, session_id, "json", include_hidden=hidden) + "\n"
+        text = await export_session(store, session_id, "markdown", include_hidden=hidden)
         return sanitize_for_terminal(text)  # stored model text must not drive the terminal
     finally:
         await store.close()

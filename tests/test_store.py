@@ -19,6 +19,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from hermes_tui.export import export_session
 from hermes_tui.store import (
     SCHEMA_VERSION,
     Store,
@@ -465,7 +466,7 @@ async def test_no_damaged_page_makes_reads_fail_other_than_with_a_store_error(tm
             try:
                 async with await Store.open(db, readonly=True) as ro:
                     await ro.list_sessions()
-                    await ro.export_session(1, "json")
+                    await export_session(ro, 1, "json")
                     await ro.search("parser")
             except StoreError as exc:
                 if str(exc).startswith("no session 1"):  # damage hid the row: also fine
@@ -798,13 +799,13 @@ async def test_verdict_timeline_spreads_counts_over_messages(store: Store):
 
 async def test_export_markdown_and_json(store: Store):
     sid = await _chat(store)
-    md = await store.export_session(sid)
+    md = await export_session(store, sid)
     assert md.startswith("# fix the parser\n")
     assert "## you\n\nplease fix the parser" in md
     assert "## coder\n\nhere is the parser fix" in md
     assert "**critical** `E_SECRET`" in md and "api key leaked" in md
 
-    doc = json.loads(await store.export_session(sid, fmt="json"))
+    doc = json.loads(await export_session(store, sid, fmt="json"))
     assert doc["session"]["id"] == sid and doc["session"]["critical"] == 1
     assert [m["content"] for m in doc["messages"]] == [
         "please fix the parser",
@@ -812,7 +813,7 @@ async def test_export_markdown_and_json(store: Store):
     ]
     assert doc["messages"][1]["verdicts"][0]["code"] == "E_LOOP"
     with pytest.raises(StoreError, match="no session 999"):
-        await store.export_session(999)
+        await export_session(store, 999)
 
 
 async def test_export_closes_the_code_block_of_an_answer_cut_off_mid_code(store: Store):
@@ -821,15 +822,15 @@ async def test_export_closes_the_code_block_of_an_answer_cut_off_mid_code(store:
     cut = "Here:\n\n````python\nprint(1)\n```\nstill code"  # a ``` inside a ```` block
     await store.add_message(sid, "coder", "assistant", cut, status="cancelled")
     await store.add_message(sid, "critic", "assistant", "Looks fine.")
-    md = await store.export_session(sid)
+    md = await export_session(store, sid)
     assert "## you → architect, coder\n\nwrite it" in md
     assert cut + "\n````\n\n## critic\n\nLooks fine." in md
     with pytest.raises(ValueError):
-        await store.export_session(sid, fmt="html")
+        await export_session(store, sid, fmt="html")
 
 
 async def test_search_on_very_common_words_returns_recent_matches(store: Store, monkeypatch):
-    import hermes_tui.store as store_module
+    import hermes_tui.store.search as store_module
 
     monkeypatch.setattr(store_module, "SEARCH_WINDOW", 3)
     sid = await store.create_session("chat")

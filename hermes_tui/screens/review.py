@@ -458,7 +458,9 @@ class SessionScreen(Screen):
 
     async def action_export(self, fmt: str) -> None:
         """Export this session as Markdown or JSON into the current directory."""
-        text = await self.store.export_session(self.session_id, fmt)
+        from hermes_tui.export import export_session
+
+        text = await export_session(self.store, self.session_id, fmt)
         suffix = "json" if fmt == "json" else "md"
         folder = self.export_dir or Path.cwd()
         try:

@@ -1,0 +1,57 @@
+"""Store errors: one-line messages that say what happened to the file and what to do."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+# What reading a damaged database can raise besides sqlite3.Error: Python's sqlite3 decodes
+# SQLite's own error message as UTF-8, and a corrupt schema page puts raw page bytes into that
+# message ("malformed database schema (…\xba…)"), so execute() itself raises this.
+DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+
+class StoreError(Exception):
+    """A problem with the database file, as one line saying what happened and what to do."""
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """One line of plain text: a corrupt page's bytes end up in SQLite's messages and must
+    neither break the one-line error nor reach the terminal as control sequences."""
+    out = "".join(ch if ch.isprintable() else " " if ch in "\t\n\r" else "?" for ch in text)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def map_error(exc: BaseException, path: Path | str, busy_timeout_ms: int) -> StoreError:
+    """Map an sqlite3/OS error to a one-line StoreError that says what to do."""
+    msg = printable(str(exc))
+    low = msg.lower()
+    if isinstance(exc, UnicodeDecodeError) or "could not decode" in low:
+        # Text that is not UTF-8 where hermes wrote UTF-8: damaged pages, or a foreign file.
+        return StoreError(
+            f"database {path} is corrupt or not a hermes database (it holds bytes that are not "
+            "valid UTF-8 text); move it aside (hermes then starts a fresh one) or pass another "
+            "database path"
+        )
+    if "locked" in low or "busy" in low:
+        return StoreError(
+            f"database {path} is locked by another process (gave up after {busy_timeout_ms} ms);"
+            " close the other program using it and retry"
+        )
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return StoreError(
+            f"database {path} is corrupt or not a hermes database ({msg}); move it aside "
+            "(hermes then starts a fresh one) or pass another database path"
+        )
+    if "readonly" in low or "read-only" in low:
+        return StoreError(
+            f"database {path} is read-only; fix its permissions, pass a writable database "
+            "path, or open it read-only for review"
+        )
+    if "unable to open" in low:
+        return StoreError(
+            f"cannot open database {path} ({msg}); check the path exists and is readable"
+        )
+    if "disk is full" in low or "disk i/o" in low:
+        return StoreError(f"cannot write database {path} ({msg}); free disk space and retry")
+    return StoreError(f"database {path}: {msg}")

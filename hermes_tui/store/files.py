@@ -1,0 +1,150 @@
+"""The database file on disk: where it lives, creating it private, the URIs SQLite opens it
+with (including the ``immutable=1`` fallback for read-only media), and the writers' lock."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
+
+import platformdirs
+
+from hermes_tui.store.errors import StoreError
+
+
+def default_db_path() -> Path:
+    """Where hermes keeps its database unless told otherwise (per user, private)."""
+    return Path(platformdirs.user_data_dir("hermes-tui")) / "hermes.db"
+
+
+class WritersLock:
+    """Which processes have the database open to write: a shared ``flock`` each (see Recovery
+    in the package docstring).
+
+    Where ``flock`` is missing (not POSIX) or the lock file cannot be made, every call says
+    "alone" and recovery behaves as if there were one writer per database.
+    """
+
+    def __init__(self, db: Path) -> None:
+        self._fd: int | None = None
+        try:
+            self._fd = os.open(_lock_path(db), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            self._fd = None
+
+    def alone(self) -> bool:
+        """Take the lock exclusively if no other writer holds it (then recovery is safe)."""
+        return self._fd is None or _flock(self._fd, exclusive=True)
+
+    async def share(self) -> None:
+        """Hold the lock shared for as long as this store is open (waits, without blocking the
+        event loop, while another process recovers or a reader checks for writers)."""
+        while self._fd is not None and not _flock(self._fd, exclusive=False):
+            await asyncio.sleep(0.01)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+    @staticmethod
+    def anyone_writing(db: Path) -> bool:
+        """True when some live process holds the lock (checked without taking it for long)."""
+        try:
+            fd = os.open(_lock_path(db), os.O_RDONLY)
+        except OSError:
+            return False  # no lock file: no hermes has written since locks existed
+        try:
+            return not _flock(fd, exclusive=True)
+        finally:
+            os.close(fd)
+
+
+def _lock_path(db: Path) -> str:
+    return f"{db}-writers"
+
+
+def _flock(fd: int, *, exclusive: bool) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return True
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def prepare_file(path: Path) -> None:
+    """Create the directory (0700) and the file (0600) before SQLite ever opens it.
+
+    SQLite would create a missing file with the umask's mode (usually world-readable); the
+    transcripts may hold secrets, so the file is created private here and SQLite is then
+    opened with ``mode=rw`` (never create). Its -wal/-shm files inherit the file's mode.
+    """
+    parent = path.parent
+    if not parent.exists():
+        try:
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            os.chmod(parent, 0o700)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create directory {parent} for database {path} ({exc.strerror}); "
+                "pass a writable database path"
+            ) from exc
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and path.exists():
+            raise StoreError(
+                f"database {path} is read-only ({exc.strerror}); fix its permissions, pass a "
+                "writable database path, or open it read-only for review"
+            ) from exc
+        raise StoreError(
+            f"cannot create database {path} ({exc.strerror}); pass a writable database path"
+        ) from exc
+    os.close(fd)
+
+
+def uri(path: Path, mode: str) -> str:
+    return f"file:{quote(str(path.absolute()))}?mode={mode}"
+
+
+def immutable_uri(path: Path, exc: BaseException) -> str | None:
+    """A URI that reads ``path`` without its -shm file, when that is safe; else None.
+
+    A reader of a WAL database needs the -shm file, and SQLite must create it if it is
+    missing, so a ``mode=ro`` open of a database in a directory it cannot write (read-only
+    media, another user's directory) fails with "unable to open database file" although the
+    file is readable. ``immutable=1`` reads the file alone, with no -shm and no locks. That is
+    only right when the file alone is the whole database: no -shm (so no live WAL writer,
+    which would have made one) and no committed transactions waiting in a non-empty -wal.
+    With such a -wal the reader would silently miss them, so that case is refused instead.
+
+    Meant for read-only media. In a directory that someone else can write, a hermes that
+    starts writing there after this open is not seen by it (no locks, no -shm): a long-open
+    review shows the database as it was when opened, and may report damaged pages if that
+    writer checkpoints meanwhile; reopening reads it properly.
+    """
+    if not isinstance(exc, sqlite3.OperationalError) or "unable to open" not in str(exc):
+        return None
+    if Path(f"{path}-shm").exists() or not os.access(path, os.R_OK):
+        return None
+    try:
+        wal_bytes = os.stat(f"{path}-wal").st_size
+    except OSError:
+        wal_bytes = 0
+    if wal_bytes:
+        raise StoreError(
+            f"cannot read database {path}: its directory cannot be written and its latest "
+            f"changes are still in {path}-wal; copy the database and its -wal file to a "
+            "writable directory and open the copy"
+        )
+    return uri(path, "ro") + "&immutable=1"

@@ -1,0 +1,32 @@
+"""What the store accepts as a time, and the one meaning of a time range (``since`` inclusive,
+``until`` exclusive)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+TimeLike = float | int | datetime
+
+
+def to_ts(value: TimeLike | None) -> float | None:
+    """Epoch seconds; a naive datetime means local time, as a user typed it."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.astimezone()
+        return value.timestamp()
+    return float(value)
+
+
+def time_range(
+    where: list[str], params: list[Any], column: str, since: TimeLike | None, until: TimeLike | None
+) -> None:
+    """Add ``since <= column < until`` (either end optional) to a WHERE clause being built."""
+    if since is not None:
+        where.append(f"{column} >= ?")
+        params.append(to_ts(since))
+    if until is not None:
+        where.append(f"{column} < ?")
+        params.append(to_ts(until))

@@ -1,0 +1,216 @@
+"""The writer task: the one owner of the write connection.
+
+Every write is an operation put on an ``asyncio.Queue`` and executed by a single task. The
+task drains whatever is queued and runs it as one transaction (one commit, one fsync at most),
+so a burst of verdicts and checkpoints from three personas costs one commit, and no two
+coroutines ever interleave statements of different transactions on one connection.
+
+Streaming checkpoints are coalesced: ``checkpoint`` only records the latest text of a message
+in a dict and queues a marker the first time; the writer writes whatever is latest when it
+reaches the marker. A model streaming faster than the disk therefore never grows the queue,
+and the on-disk text is at most one writer batch behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from hermes_tui.store.errors import DB_ERRORS, StoreError, map_error
+
+log = logging.getLogger(__name__)
+
+# Upper bound of operations per writer transaction: keeps one batch's latency bounded even if
+# something floods the queue.
+MAX_BATCH = 1000
+
+WriteFn = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+
+@dataclass(slots=True)
+class _Op:
+    """One queued write. ``fn`` None with a future is a flush marker; kind 'ckpt' is a marker
+    whose text is taken from the pending-checkpoint dict when the writer reaches it."""
+
+    fn: WriteFn | None
+    fut: asyncio.Future[Any] | None = None
+    kind: str = "op"
+    message_id: int = 0
+
+
+_STOP = _Op(fn=None, kind="stop")
+
+
+class Writer:
+    """Runs queued writes on ``conn`` in batched transactions (see the module docstring)."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path, busy_timeout_ms: int) -> None:
+        self.conn = conn
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._queue: asyncio.Queue[_Op] = asyncio.Queue()
+        self._pending_ckpt: dict[int, tuple[str, int]] = {}
+        self._bg_error: StoreError | None = None
+        self._task = asyncio.create_task(self._loop(), name="hermes-store-writer")
+
+    async def submit(self, fn: WriteFn) -> Any:
+        """Queue a write and wait until its transaction commits; returns ``fn``'s result."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Op(fn=fn, fut=fut))
+        return await fut
+
+    def submit_nowait(self, fn: WriteFn) -> None:
+        """Queue a write without waiting; a failure is raised by the next ``flush``."""
+        self._queue.put_nowait(_Op(fn=fn))
+
+    def checkpoint(self, message_id: int, content: str, tokens: int) -> None:
+        """Record the latest text of a streaming message; written when the writer gets to it."""
+        first = message_id not in self._pending_ckpt
+        self._pending_ckpt[message_id] = (content, int(tokens))
+        if first:
+            self._queue.put_nowait(_Op(fn=None, kind="ckpt", message_id=message_id))
+
+    def drop_checkpoint(self, message_id: int) -> None:
+        """Forget a pending checkpoint (the final text supersedes it)."""
+        self._pending_ckpt.pop(message_id, None)
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far is committed; raise a background failure."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Op(fn=None, fut=fut))
+        await fut
+        if self._bg_error is not None:
+            err, self._bg_error = self._bg_error, None
+            raise err
+
+    async def stop(self) -> None:
+        """Commit everything queued, then end the task."""
+        self._queue.put_nowait(_STOP)
+        try:
+            await self._task
+        except Exception:  # already logged by the loop
+            pass
+
+    async def _loop(self) -> None:
+        stop = False
+        while not stop:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            stop = any(op is _STOP for op in batch)
+            ops = [op for op in batch if op is not _STOP]
+            if ops:
+                try:
+                    await self._run_batch(ops)
+                except BaseException as exc:  # a bug, or cancellation: fail, never hang
+                    log.exception("store writer failed")
+                    err = StoreError(f"database {self.path}: writer failed ({exc})")
+                    for op in ops:
+                        self._fail(op, err, report=False)
+                    if not isinstance(exc, Exception):
+                        raise
+
+    async def _run_batch(self, ops: list[_Op]) -> None:
+        conn = self.conn
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                fn = op.fn
+                if op.kind == "ckpt":
+                    pending = self._pending_ckpt.pop(op.message_id, None)
+                    if pending is None:  # superseded by finish_message, or already written
+                        continue
+                    fn = checkpoint_fn(op.message_id, *pending)
+                if fn is None:
+                    results.append((op, None, None))
+                    continue
+                await conn.execute("SAVEPOINT op")
+                try:
+                    value = await fn(conn)
+                except UnicodeDecodeError:  # damaged database, not a bad operation
+                    raise
+                except (sqlite3.IntegrityError, sqlite3.InterfaceError, ValueError) as exc:
+                    # This one operation was bad (e.g. unknown session id); keep the batch.
+                    await conn.execute("ROLLBACK TO op")
+                    await conn.execute("RELEASE op")
+                    results.append((op, None, exc))
+                    continue
+                await conn.execute("RELEASE op")
+                results.append((op, value, None))
+            await conn.execute("COMMIT")
+        except DB_ERRORS as exc:
+            if conn.in_transaction:
+                try:
+                    await conn.execute("ROLLBACK")
+                except DB_ERRORS:
+                    pass
+            err = map_error(exc, self.path, self.busy_timeout_ms)
+            for op in ops:
+                self._fail(op, err)
+            return
+        for op, value, exc in results:
+            if exc is None:
+                if op.fut is not None and not op.fut.done():
+                    op.fut.set_result(value)
+            else:
+                err = StoreError(f"database {self.path}: write rejected ({exc})")
+                err.__cause__ = exc
+                self._fail(op, err)
+
+    def _fail(self, op: _Op, err: StoreError, *, report: bool = True) -> None:
+        if op.fut is not None:
+            if not op.fut.done():
+                op.fut.set_exception(err)
+        else:  # fire-and-forget write: report on the next flush()
+            log.warning("%s", err)
+            if report:
+                self._bg_error = err
+
+
+def insert_fn(sql: str, params: Sequence[Any]) -> Callable[[aiosqlite.Connection], Awaitable[int]]:
+    """A write that inserts one row and returns its id."""
+
+    async def run(conn: aiosqlite.Connection) -> int:
+        cur = await conn.execute(sql, params)
+        rowid = cur.lastrowid
+        await cur.close()
+        assert rowid is not None
+        return rowid
+
+    return run
+
+
+def exec_fn(
+    sql: str, params: Sequence[Any], must_change: str | None = None
+) -> Callable[[aiosqlite.Connection], Awaitable[int]]:
+    """A write that returns how many rows it changed (``must_change``: fail if none)."""
+
+    async def run(conn: aiosqlite.Connection) -> int:
+        cur = await conn.execute(sql, params)
+        count = cur.rowcount
+        await cur.close()
+        if must_change and count == 0:
+            raise ValueError(must_change)
+        return count
+
+    return run
+
+
+def checkpoint_fn(
+    message_id: int, content: str, tokens: int
+) -> Callable[[aiosqlite.Connection], Awaitable[int]]:
+    return exec_fn(
+        "UPDATE messages SET content = ?, tokens = ? WHERE id = ? AND status = 'streaming'",
+        (content, tokens, message_id),
+    )
