@@ -42,3 +42,8 @@ class PoolSpec:
     devices: tuple[DeviceSpec, ...] = field(default_factory=tuple)
     seqs_per_model: int = 3  # personas decoding at once on one loaded model (own KV sequence)
     decode_mode: str = "auto"  # "auto" (measured) | "batched" | "interleaved"
+    # Saved KV states (agents/pool/state_cache.py): bytes they may hold in host memory (None:
+    # whatever the host device's budget leaves), and an optional spill directory on disk.
+    state_cache_bytes: int | None = None
+    state_cache_dir: Path | None = None
+    state_cache_disk_bytes: int = 8 * 1024**3

@@ -336,12 +336,26 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         except ValueError as exc:
             raise ConfigError(path, f"pool.devices[{i}].memory", str(exc)) from None
     pool_table = data.get("pool", {})
+    cache_sizes: dict[str, int | None] = {}
+    for key in ("state_cache", "state_cache_disk"):
+        try:
+            cache_sizes[key] = parse_size(pool_table[key]) if key in pool_table else None
+        except ValueError as exc:
+            raise ConfigError(path, f"pool.{key}", str(exc)) from None
+    cache_dir = None
+    if pool_table.get("state_cache_dir"):
+        cache_dir = Path(pool_table["state_cache_dir"]).expanduser()
+        if not cache_dir.is_absolute():
+            cache_dir = path.parent / cache_dir
     pool = PoolSpec(
         queue_size=pool_table.get("queue_size", 16),
         slice_tokens=pool_table.get("slice_tokens", 32),
         seqs_per_model=pool_table.get("seqs_per_model", 3),
         decode_mode=pool_table.get("decode_mode", "auto"),
         devices=tuple(devices),
+        state_cache_bytes=cache_sizes["state_cache"],
+        state_cache_dir=cache_dir,
+        state_cache_disk_bytes=cache_sizes["state_cache_disk"] or 8 * 1024**3,
     )
     sentinel, sentinel_model = _build_sentinel(path, data, models)
     db = data.get("storage", {}).get("db", "")

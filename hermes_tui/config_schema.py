@@ -67,6 +67,9 @@ CONFIG_SCHEMA = {
                 "slice_tokens": {"type": "integer", "minimum": 1},
                 "seqs_per_model": {"type": "integer", "minimum": 1, "maximum": 64},
                 "decode_mode": {"enum": ["auto", "batched", "interleaved"]},
+                "state_cache": _SIZE,
+                "state_cache_dir": {"type": "string", "minLength": 1},
+                "state_cache_disk": _SIZE,
                 "devices": {
                     "type": "array",
                     "items": {

@@ -25,6 +25,7 @@ from agents.pool.queue import AdmissionQueue, NeverFitsError, PoolBusyError, Que
 from agents.pool.remote_gate import RemoteGate, SeatCancelled
 from agents.pool.runner import Job, SeqRunner
 from agents.pool.scheduler import PoolEvent, Scheduler, slot_key
+from agents.pool.state_cache import StateCache
 from agents.specs import ModelSpec, PoolSpec
 
 __all__ = [
@@ -141,6 +142,21 @@ class PoolSnapshot:
     queue: list[QueuedInfo]
     saved_states: list[tuple[str, str, int]]  # (model, persona, bytes)
     events: list[PoolEvent]
+    cache: StateCacheInfo | None = None
+
+
+@dataclass(frozen=True)
+class StateCacheInfo:
+    """The saved-KV-state cache in numbers (the dashboard's cache line)."""
+
+    states: int
+    memory_bytes: int
+    budget_bytes: int | None  # None: bounded by the host device's budget only
+    disk_states: int
+    disk_bytes: int
+    hits: int
+    restores: int
+    reprefills: int
 
 
 class ModelPool:
@@ -176,6 +192,11 @@ class ModelPool:
             self._event,
             seqs=self.seqs,
             decode_mode=decode_mode,
+            state_cache=StateCache(
+                self.spec.state_cache_bytes,
+                self.spec.state_cache_dir,
+                self.spec.state_cache_disk_bytes,
+            ),
         )
         self._estimates: dict[str, int] = {}
         self._placements: dict[str, dict[str, int]] = {}
@@ -395,8 +416,23 @@ class ModelPool:
             lambda r: self.models[r.model].device,
         )
         queue += self.remote.waiting()
-        states = [(sch._name(k), p, st.nbytes) for (k, p), st in sch.states.items()]
-        return PoolSnapshot(devices, resident, running, queue, states, list(self.events))
+        cache = sch.cache
+        entries = cache.entries()
+        states = [
+            (sch._name(e.key), e.label + (" (disk)" if e.on_disk else ""), e.nbytes)
+            for e in entries
+        ]
+        info = StateCacheInfo(
+            states=len(entries),
+            memory_bytes=cache.memory_bytes,
+            budget_bytes=cache.budget,
+            disk_states=sum(1 for e in entries if e.on_disk),
+            disk_bytes=cache.disk_bytes,
+            hits=cache.hits,
+            restores=sch.restores,
+            reprefills=sch.reprefills,
+        )
+        return PoolSnapshot(devices, resident, running, queue, states, list(self.events), info)
 
     async def close(self) -> None:
         await self.scheduler.close()

@@ -36,7 +36,6 @@ import concurrent.futures
 import contextlib
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Any
 from agents.engine import DONE, EngineError
 from agents.pool.queue import AdmissionQueue
 from agents.pool.runner import Flags, Job, ModelStats, SavedState, SeqRunner, lcp
+from agents.pool.state_cache import CachedState, StateCache
 from agents.specs import ModelSpec
 
 MIN_STATE_TOKENS = 16  # contexts shorter than this are cheaper to re-prefill than to save
@@ -132,6 +132,7 @@ class Scheduler:
         host_device: str | None = "cpu",
         seqs: int = 3,
         decode_mode: str = "auto",
+        state_cache: StateCache | None = None,
     ) -> None:
         if decode_mode not in DECODE_MODES:
             raise ValueError(f"decode_mode must be one of {DECODE_MODES}, not {decode_mode!r}")
@@ -143,8 +144,10 @@ class Scheduler:
         self.seqs = max(1, seqs)
         self.decode_mode = decode_mode
         self.slots: dict[str, Slot] = {}
-        self.states: OrderedDict[tuple[str, str], SavedState] = OrderedDict()
-        self.state_reserved = 0  # bytes reserved for saves in flight
+        # Saved KV states, matched by longest common token prefix (state_cache.py).
+        self.cache = state_cache if state_cache is not None else StateCache()
+        self.state_reserved = 0  # bytes reserved for saves (and reads from disk) in flight
+        self.disk_read_bps: float | None = None  # measured reads of spilled states
         self.stats: dict[str, ModelStats] = {}
         self.peak: dict[str, int] = dict.fromkeys(budgets, 0)
         self.restores = 0
@@ -156,8 +159,14 @@ class Scheduler:
         self._placements: Callable[[str], dict[str, int]] | None = None
 
     # -- accounting ----------------------------------------------------------------------
+    @property
+    def states(self) -> StateCache:
+        """The saved KV states (``len``, ``clear()``, ``entries()``)."""
+        return self.cache
+
     def state_bytes(self) -> int:
-        return sum(s.nbytes for s in self.states.values()) + self.state_reserved
+        """Host memory held by saved states: counted once, in the host device's ``used``."""
+        return self.cache.memory_bytes + self.state_reserved
 
     def used(self, device: str) -> int:
         total = sum(s.placement.get(device, 0) for s in self.slots.values())
@@ -237,14 +246,14 @@ class Scheduler:
             free += slot.placement[device]
         for slot in victims:
             self._start_evict(slot, "memory")
-        saved = sum(st.nbytes for st in self.states.values())
+        saved = sum(e.nbytes for e in self.cache.entries() if not e.on_disk and not e.spilling)
         if device == self.host_device and free < need <= free + saved:
             # Saved KV states are a cache: a model that must load matters more (a persona
             # whose state is dropped re-prefills its history on its next turn). Only when
             # dropping them is enough: otherwise a busy model has to yield first anyway.
-            while free < need and self.states:
-                (key, persona), old = self.states.popitem(last=False)
-                self.on_event("drop_state", self._name(key), persona, f"{old.nbytes} bytes")
+            while free < need and (old := self.cache.oldest_in_memory()) is not None:
+                self.cache.drop(old)
+                self.on_event("drop_state", self._name(old.key), old.label, f"{old.nbytes} bytes")
                 free += old.nbytes
         if free < need:
             for slot in on_device:
@@ -373,80 +382,186 @@ class Scheduler:
         return True
 
     # -- KV state ------------------------------------------------------------------------
-    def _reserve_state(self, nbytes: int) -> bool:
-        """Make room for a state save in host memory by dropping the oldest saved states."""
-        if self.host_device is None:
-            return True
-        while self.free(self.host_device) < nbytes and self.states:
-            (key, persona), old = self.states.popitem(last=False)
-            self.on_event("drop_state", self._name(key), persona, f"{old.nbytes} bytes")
-        if self.free(self.host_device) < nbytes:
+    async def _reserve_state(self, nbytes: int, cached: bool = True) -> bool:
+        """Make room for ``nbytes`` of saved state in host memory: the oldest saved states go
+        to disk (when a spill directory has room) or are dropped, until the host budget (and,
+        for a state that will stay in the cache, the cache's own budget) holds ``nbytes``
+        more."""
+        if cached and not self.cache.room(nbytes):
+            return False
+        host = self.host_device
+
+        def short() -> bool:
+            over = cached and self.cache.over_budget(nbytes)
+            return over or (host is not None and self.free(host) < nbytes)
+
+        while short():
+            old = self.cache.oldest_in_memory()
+            if old is None:
+                break
+            if self.cache.can_spill(old):
+                await self._spill(old)
+            else:
+                self.cache.drop(old)
+                self.on_event("drop_state", self._name(old.key), old.label, f"{old.nbytes} bytes")
+        if short():
             return False
         self.state_reserved += nbytes
-        self._note_peak(self.host_device)
+        if host is not None:
+            self._note_peak(host)
         return True
 
+    async def _spill(self, entry: CachedState) -> None:
+        """Move one saved state's bytes to the spill directory (file I/O off the loop)."""
+        entry.spilling = True
+        try:
+            path = await asyncio.to_thread(self.cache.write_spill, entry)
+        except OSError as exc:
+            entry.spilling = False
+            self.cache.drop(entry)
+            self.on_event("drop_state", self._name(entry.key), entry.label, f"spill failed: {exc}")
+            return
+        entry.spilling = False
+        if entry not in self.cache:  # restored or dropped while it was being written
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return
+        self.cache.spilled_to(entry, path)
+        self.on_event(
+            "spill_state", self._name(entry.key), entry.label, f"{entry.nbytes} bytes to disk"
+        )
+
     async def _save(self, slot: Slot, seq: int) -> None:
-        """Copy ``seq``'s KV state (its owner's conversation) into host memory, if room."""
+        """Copy ``seq``'s KV state (its owner's conversation) into the state cache, if room."""
         persona = slot.owner[seq]
         slot.dirty.discard(persona)
         n_tokens = len(slot.runner.seq_tokens[seq])
         if n_tokens < MIN_STATE_TOKENS or slot.runner.llama is None:
             return
         size = await slot.call(slot.runner.seq_state_size, seq)
-        self.states.pop((slot.key, persona), None)
-        if not self._reserve_state(size):
+        if not await self._reserve_state(size):
             self.on_event("drop_state", slot.name, persona, f"no room for {size} bytes")
             return
         try:
             saved: SavedState = await slot.call(slot.runner.save, seq)
         finally:
             self.state_reserved -= size
-        self.states[(slot.key, persona)] = saved
+        entry = CachedState(slot.key, persona, saved.tokens, saved.nbytes, saved.state)
+        for gone in self.cache.put(entry):
+            self.on_event("drop_state", slot.name, gone.label, "superseded by a longer state")
         self.on_event("save_state", slot.name, persona, f"{n_tokens} tokens, {saved.nbytes} bytes")
 
     async def _seat(self, slot: Slot, job: Job) -> None:
-        """Give the job's persona a KV sequence: its own, a free one, or the LRU idle one's."""
+        """Give the job's persona a KV sequence: its own; else the free or idle one that holds
+        the longest prefix of its prompt (another client's request continuing the same
+        conversation); else a free one, or the least recently used idle one's."""
         seq = slot.seq_of(job.persona)
         if seq is None:
+            busy = {j.persona for j in slot.jobs if j is not job}
             free = [s for s in range(slot.seqs) if s not in slot.owner]
-            if free:
+            idle = [s for s, p in slot.owner.items() if p not in busy]
+            wanted = (job.prompt or []) + job.generated
+            # Only a sequence this job continues (all of it, give or take a re-tokenised
+            # tail) is taken over as it is: one that merely shares a system prompt belongs to
+            # another conversation, which keeps it (the saved-state cache shares prefixes).
+            shared = {
+                s: n
+                for s in free + idle
+                if (n := lcp(slot.runner.seq_tokens[s], wanted))
+                >= len(slot.runner.seq_tokens[s]) - MIN_STATE_TOKENS
+            }
+            best = max(shared, key=lambda s: shared[s], default=None)
+            cached = self.cache.best(slot.key, wanted) if job.prompt is not None else None
+            keep = (
+                best is not None
+                and shared[best] >= MIN_STATE_TOKENS
+                and shared[best] >= (cached[1] if cached else 0)
+            )
+            if keep and best is not None:
+                seq = best
+            elif free:
                 seq = free[0]
             else:
-                busy = {j.persona for j in slot.jobs if j is not job}
-                idle = [s for s, p in slot.owner.items() if p not in busy]
                 seq = min(idle, key=lambda s: slot.seq_used.get(s, 0.0))
-                if slot.owner[seq] in slot.dirty:
+            owner = slot.owner.pop(seq, None)
+            # The previous owner's conversation is lost with the sequence unless this job
+            # continues all of it: save it first.
+            if owner is not None and owner in slot.dirty:
+                if not keep or shared[seq] < len(slot.runner.seq_tokens[seq]):
+                    slot.owner[seq] = owner
                     await self._save(slot, seq)
-                del slot.owner[seq]
-            await slot.call(slot.runner.clear_seq, seq)
+                    del slot.owner[seq]
+                slot.dirty.discard(owner)
             slot.owner[seq] = job.persona
-            await self._maybe_restore(slot, job, seq)
+            if not keep:
+                await slot.call(slot.runner.clear_seq, seq)
+                await self._maybe_restore(slot, job, seq)
         job.seq = seq
         slot.seq_used[seq] = time.monotonic()
         slot.dirty.add(job.persona)
 
     async def _maybe_restore(self, slot: Slot, job: Job, seq: int) -> None:
-        saved = self.states.get((slot.key, job.persona))
-        if saved is None or job.prompt is None:
+        """Restore the saved state sharing the longest prefix with the job's prompt, when
+        that measures cheaper than prefilling the shared tokens again."""
+        if job.prompt is None:
             return
         wanted = job.prompt + job.generated
-        gain = lcp(saved.tokens, wanted)
+        found = self.cache.best(slot.key, wanted)
+        if found is None or found[1] < MIN_STATE_TOKENS:  # a chat template's first tokens
+            self.cache.misses += 1
+            return
+        entry, gain = found
         # Both sides are measured costs of this model on its device: on a CPU a restore is
         # ~20x cheaper than re-prefilling; on a GPU a long re-prefill can be the cheaper one.
-        restore_s = slot.stats.restore_s(saved.nbytes)
+        restore_s = slot.stats.restore_s(entry.nbytes)
+        if entry.on_disk:
+            restore_s += entry.nbytes / (self.disk_read_bps or 5e8)
         prefill_s = slot.stats.reprefill_s(gain)
-        costs = f"~{restore_s * 1e3:.1f} ms restore vs ~{prefill_s * 1e3:.1f} ms re-prefill"
-        if gain > 0 and restore_s < prefill_s and await slot.call(slot.runner.restore, saved, seq):
-            self.states.pop((slot.key, job.persona), None)
+        where = " from disk" if entry.on_disk else ""
+        costs = f"~{restore_s * 1e3:.1f} ms restore{where} vs ~{prefill_s * 1e3:.1f} ms re-prefill"
+        if restore_s >= prefill_s:
+            self.reprefills += 1
+            if gain >= MIN_STATE_TOKENS:
+                self.on_event("reprefill", slot.name, job.persona, f"{gain} tokens ({costs})")
+            return
+        saved = await self._load_entry(entry)
+        if saved is not None and await slot.call(slot.runner.restore, saved, seq):
+            # A state this job continues in full now lives in its sequence; one it shares only
+            # a prefix with stays cached (its own conversation may come back).
+            if entry in self.cache and gain == len(entry.tokens):
+                self.cache.hit(entry)
+            else:
+                self.cache.hits += 1
             self.restores += 1
-            self.on_event(
-                "restore_state", slot.name, job.persona, f"{len(saved.tokens)} tokens ({costs})"
-            )
+            detail = f"{gain} of {len(entry.tokens)} tokens{where} ({costs})"
+            if entry.label != job.persona:
+                detail += f"; saved by {entry.label}"
+            self.on_event("restore_state", slot.name, job.persona, detail)
         else:
             self.reprefills += 1
-            if gain > 0 and prefill_s <= restore_s:
-                self.on_event("reprefill", slot.name, job.persona, f"{gain} tokens ({costs})")
+
+    async def _load_entry(self, entry: CachedState) -> SavedState | None:
+        """The entry's bytes in memory (read back from disk when spilled), or None."""
+        if not entry.on_disk:
+            return SavedState(entry.tokens, entry.state, entry.nbytes)
+        if not await self._reserve_state(entry.nbytes, cached=False):
+            self.on_event("reprefill", self._name(entry.key), entry.label, "no room to read back")
+            return None
+        try:
+            t0 = time.perf_counter()
+            buf = await asyncio.to_thread(self.cache.read_spill, entry)
+            dt = time.perf_counter() - t0
+            if dt > 0:
+                rate = entry.nbytes / dt
+                old = self.disk_read_bps
+                self.disk_read_bps = rate if old is None else 0.7 * old + 0.3 * rate
+        except OSError as exc:
+            self.cache.drop(entry)
+            self.on_event("drop_state", self._name(entry.key), entry.label, f"unreadable: {exc}")
+            return None
+        finally:
+            self.state_reserved -= entry.nbytes
+        return SavedState(entry.tokens, buf, entry.nbytes)
 
     # -- running jobs --------------------------------------------------------------------
     def _spec_of(self, job: Job) -> ModelSpec:

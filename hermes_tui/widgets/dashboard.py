@@ -203,6 +203,9 @@ class PoolDashboard(VerticalScroll):
             if size:
                 line += f" ({human_bytes(size)})"
             lines.append(line)
+        cache = cache_line(field_of(snap, "cache", None) if snap is not None else None)
+        if cache:
+            lines.append(cache)
         self.query_one("#resident", Static).update("\n".join(lines) or "none loaded yet")
 
     def _show_queue(self, snap: Any) -> None:
@@ -215,6 +218,25 @@ class PoolDashboard(VerticalScroll):
                 str(field_of(q, "model", "?")),
                 f"{wait:.1f} s" if isinstance(wait, int | float) else "?",
             )
+
+
+def cache_line(cache: Any) -> str:
+    """One line on the saved-KV-state cache (``PoolSnapshot.cache``), or "" when unused."""
+    if cache is None:
+        return ""
+    states = int(field_of(cache, "states", 0) or 0)
+    restores = int(field_of(cache, "restores", 0) or 0)
+    reprefills = int(field_of(cache, "reprefills", 0) or 0)
+    if not (states or restores or reprefills):
+        return ""
+    budget = field_of(cache, "budget_bytes", None)
+    line = f"KV cache: {states} saved, {human_bytes(field_of(cache, 'memory_bytes', 0))}"
+    if budget:
+        line += f" of {human_bytes(budget)}"
+    disk = int(field_of(cache, "disk_states", 0) or 0)
+    if disk:
+        line += f", {disk} on disk ({human_bytes(field_of(cache, 'disk_bytes', 0))})"
+    return line + f"; {restores} restored, {reprefills} re-prefilled"
 
 
 def _who(entry: Any) -> str:
