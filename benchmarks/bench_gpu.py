@@ -720,7 +720,7 @@ def raw_cap(ll, a) -> dict:
     }
 
 
-def pool_batched_round(a, path: Path, n_tokens: int) -> dict:
+def pool_batched_round(a, path: Path, n_tokens: int, temperature: float = 0.7) -> dict:
     """Three personas batched in the pool; the second round is measured: decode tok/s over
     the steps where all three ran (first such step's start to last one's end: the time
     between steps counts), the same from the steps' own durations, and the round's wall rate."""
@@ -736,7 +736,7 @@ def pool_batched_round(a, path: Path, n_tokens: int) -> dict:
 
     async def persona(who: str) -> int:
         msgs = [{"role": "user", "content": f"hello from {who}"}]
-        params = SamplingParams(max_tokens=n_tokens, temperature=0.7, seed=1)
+        params = SamplingParams(max_tokens=n_tokens, temperature=temperature, seed=1)
         n = 0
         async for _ in pool.generate(who, "m", msgs, params):
             n += 1
@@ -868,6 +868,44 @@ def sec_peer(a, nvml, res) -> None:
     res["peer"] = out
 
 
+def sec_sampler(a, nvml, res) -> None:
+    """Where the pool's gap to the raw cap goes: the same batched round with the default
+    sampler chain (top-k/p, min-p, temperature 0.7) and with greedy sampling, the cap, and the
+    host cost of one sampler call (the pool samples each persona after every step on the
+    host; the cap and llama-batched-bench sample nothing). 3 runs per model, alternated."""
+    import gpu_probe
+    import llama_cpp
+
+    out: dict = {}
+    models = {
+        "f16_0.85B": model_file(a.work, "0.85B" if not a.smoke else "0.5B", a.smoke, 0, True),
+        "q8_0_1.5B": q8_model(a),
+    }
+    for name, path in models.items():
+        cap_ll = llama_cpp.Llama(str(path), n_ctx=64, n_gpu_layers=a.ngl, verbose=False)
+        cap_ll._ctx.close()
+        rows = []
+        for _ in range(3):
+            chain = pool_batched_round(a, path, a.tokens, 0.7)["decode_tps"]
+            greedy = pool_batched_round(a, path, a.tokens, 0.0)["decode_tps"]
+            cap = raw_cap(cap_ll, a)["three_seq_tps"]
+            rows.append({"chain_tps": chain, "greedy_tps": greedy, "cap3_tps": cap})
+            print("sampler", name, rows[-1], flush=True)
+        v = dict(unified=True, fa=True, n_batch=2048, threads=None)
+        st = gpu_probe.Stepper(gpu_probe.make_ctx(cap_ll, 3, 2048, v), 512)
+        host = gpu_probe.time_sampler(st)
+        st.close()
+        cap_ll.close()
+        out[name] = {
+            "runs": rows,
+            "chain_vs_cap3": _spread([r["chain_tps"] / r["cap3_tps"] for r in rows]),
+            "greedy_vs_cap3": _spread([r["greedy_tps"] / r["cap3_tps"] for r in rows]),
+            "host_sampler_us": host,
+        }
+        print("sampler", name, out[name], flush=True)
+    res["sampler"] = out
+
+
 # -- first turn after a load (issue #18) ----------------------------------------------------
 def first_turn_child(a, warm: bool) -> dict:
     """In a fresh process (cold CUDA context, like hermes starting): load the model ahead of
@@ -980,6 +1018,7 @@ SECTIONS = {
     "paired_q8": sec_paired_q8,
     "peer": sec_peer,
     "first_turn": sec_first_turn,
+    "sampler": sec_sampler,
 }
 
 

@@ -174,6 +174,7 @@ def doctor(a, primary: Path, judge: Path) -> dict:
     )
     return {
         "rc": p.returncode,
+        "stdout": p.stdout[-3000:],
         "sentinel_lines": [
             ln for ln in p.stdout.splitlines() if ln.startswith(("sentinel", "llama.cpp", "gpu"))
         ],
@@ -366,6 +367,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--judgements", type=int, default=8)
+    ap.add_argument("--only-doctor", action="store_true", help="hermes doctor and devices only")
     ap.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "vulkan_judge.json"
     )
@@ -388,6 +390,14 @@ def main() -> None:
         }
     }
     t0 = time.time()
+    if a.only_doctor:
+        primary = gguf(a.work, "primary", TINY if a.smoke else PRIMARY)
+        judge = gguf(a.work, "judge", TINY if a.smoke else JUDGE)
+        res["judge_devices"] = judge_devices(a.judge_device, a.judge_llama_cpp)
+        res["doctor"] = doctor(a, primary, judge)
+        a.out.write_text(json.dumps(res, indent=2) + "\n")
+        print(json.dumps(res, indent=1))
+        return
     try:
         asyncio.run(run(a, res, nvml))
     except Exception as exc:

@@ -3,6 +3,9 @@
 # keeps /tmp between calls only while it stays warm). From the checkout root, gpucarry/ carried:
 #   bash benchmarks/gpu_session.sh build   # both builds (+ synthetic models meanwhile), then paired_f16
 #   bash benchmarks/gpu_session.sh rest    # paired_q8, peer, first_turn, the Vulkan judge
+#   bash benchmarks/gpu_session.sh extra   # both builds again (a fresh machine), the sampler
+#                                          # section, `hermes doctor` with the judge on Vulkan
+#                                          # (needs .whl/: jsonschema and friends, carried)
 # Results and logs go to $OUT (or /tmp/out).
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
@@ -48,6 +51,19 @@ case ${1:-} in
       | grep -v '^ \|^{\|^}' | tee "$O/rest.log"
     timeout 250 python3 benchmarks/bench_vulkan_judge.py --judge-llama-cpp /tmp/llama-vulkan \
       --out "$O/vulkan_judge.json" 2>&1 | tee "$O/vulkan.log" | grep -v '^ ' | head -c 5000 ;;
-  *) echo "usage: gpu_session.sh build|rest"; exit 2 ;;
+  extra)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site gpucarry/whl/*.whl .whl/*.whl
+    gen >"$O/gen.log" 2>&1 &
+    bash scripts/build_llama_gpu.sh cuda vulkan 2>&1 | tee "$O/build.log"
+    wait
+    export PYTHONPATH=/tmp/llama-cuda:/tmp/site:$PWD
+    . gpucarry/vk/vulkan-env.sh >/dev/null 2>&1
+    PYTHONPATH=/tmp/llama-vulkan:/tmp/site:$PWD timeout 60 python3 benchmarks/bench_vulkan_judge.py \
+      --only-doctor --judge-llama-cpp /tmp/llama-vulkan --out "$O/doctor_vulkan.json" 2>&1 | tail -40
+    left=$(( 570 - ($(date +%s) - T0) ))
+    echo "time left for sampler: $left s"
+    timeout $left python3 benchmarks/bench_gpu.py --sections sampler --tokens 256 \
+      --out "$O/gpu_sampler.json" 2>&1 | grep -v '^ \|^{\|^}' | tee "$O/sampler.log" ;;
+  *) echo "usage: gpu_session.sh build|rest|extra"; exit 2 ;;
 esac
 echo "stage ${1:-} took $(( $(date +%s) - T0 )) s"
