@@ -6,6 +6,13 @@ keyboard-only user over SSH can find each action by name.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import signal
+import sys
+import termios
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -36,8 +43,10 @@ class HermesApp(App):
         review: bool = False,
         runtime_factory: RuntimeFactory | None = None,
         autostart: bool = True,
+        resume: int | None = None,
     ) -> None:
         super().__init__()
+        self.resume = resume
         self.config = config
         self.db_path = db_path
         self.review_only = review or config is None
@@ -55,6 +64,7 @@ class HermesApp(App):
             db_path=self.db_path,
             runtime_factory=self.runtime_factory,
             autostart=self.autostart,
+            resume=self.resume,
         )
 
     @property
@@ -74,6 +84,45 @@ class HermesApp(App):
             help_text = f"{_doc(screen, action)} ({binding.key})"
             yield SystemCommand(title, help_text, _runner(screen, action))
 
+    hung_up = False  # the terminal went away (SIGHUP, or the tty stopped answering)
+
+    def on_mount(self) -> None:
+        import asyncio
+
+        # Not on every platform or thread (the terminal is then polled only).
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hang_up)
+        if _terminal_fd() is not None:
+            self.set_interval(HANGUP_POLL_S, self._check_terminal, name="terminal-watch")
+
+    def _check_terminal(self) -> None:
+        fd = _terminal_fd()
+        if fd is None:
+            return
+        try:
+            termios.tcgetattr(fd)  # a hung-up tty answers EIO (its reads only give EOF)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            gone = any(ev & (select.POLLHUP | select.POLLNVAL) for _, ev in poller.poll(0))
+        except (termios.error, OSError):
+            gone = True
+        if gone:  # the other side of the terminal closed (an SSH client that vanished)
+            self.hang_up()
+
+    def hang_up(self) -> None:
+        """The terminal is gone: end the running turn as interrupted and exit within a
+        second, the judge with us (a watchdog makes sure of it if closing stalls)."""
+        if self.hung_up:
+            return
+        self.hung_up = True
+        chat = self.chat
+        runtime = getattr(chat, "runtime", None) if chat else None
+        if runtime is not None:
+            runtime.interrupted = True
+        judge = getattr(runtime, "judge", None)
+        _start_watchdog(getattr(judge, "pid", None))
+        self.exit(return_code=EXIT_HANGUP)
+
     def on_ready(self, event: events.Ready) -> None:
         gc_pauses.settle()  # the first screen is up: keep later full collections short
 
@@ -85,6 +134,45 @@ class HermesApp(App):
             chat._cancel.set()  # stop the running turn before the runtime closes
         if runtime is not None:
             await runtime.close()
+
+
+EXIT_HANGUP = 129  # 128 + SIGHUP, as a shell reports a process ended by it
+HANGUP_POLL_S = 0.5
+HANGUP_DEADLINE_S = 0.8  # after this, the watchdog ends hermes (and its judge) the hard way
+
+
+def _terminal_fd() -> int | None:
+    """The terminal Textual reads from, if it is one (not under the web driver)."""
+    stream = sys.__stdin__
+    try:
+        fd = stream.fileno() if stream is not None else -1
+    except (OSError, ValueError):
+        return None
+    return fd if fd >= 0 and os.isatty(fd) else None
+
+
+def _start_watchdog(judge_pid: int | None) -> None:
+    def run() -> None:
+        threading.Event().wait(HANGUP_DEADLINE_S)
+        if judge_pid:
+            with contextlib.suppress(OSError):
+                os.kill(judge_pid, signal.SIGKILL)
+        os._exit(EXIT_HANGUP)
+
+    threading.Thread(target=run, name="hangup-watchdog", daemon=True).start()
+
+
+def needs_terminal() -> str | None:
+    """Why the TUI cannot run here (no terminal on stdin or stderr), or None."""
+    if os.environ.get("TEXTUAL_DRIVER"):  # textual-serve / a custom driver draws elsewhere
+        return None
+    for stream in (sys.__stdin__, sys.__stderr__):
+        try:
+            if stream is None or not os.isatty(stream.fileno()):
+                return "hermes needs a terminal; use ssh -t, or hermes batch"
+        except (OSError, ValueError):
+            return "hermes needs a terminal; use ssh -t, or hermes batch"
+    return None
 
 
 def _doc(screen: Screen, action: str) -> str:
@@ -100,11 +188,20 @@ def _runner(screen: Screen, action: str) -> Any:
     return run
 
 
-def run_chat(config: Config, db_path: Path | None = None) -> None:
-    """``hermes chat``: open the chat screen (returns when the user quits)."""
-    HermesApp(config, db_path=db_path).run()
+def _run(app: HermesApp) -> Any:
+    result = app.run()
+    if app.hung_up:
+        os._exit(EXIT_HANGUP)  # nothing left to say to a terminal that is gone
+    return result
 
 
-def run_review(db_path: Path | None = None) -> None:
-    """``hermes review [--db PATH]``: open the review screen on a database, read-only."""
-    HermesApp(None, db_path=db_path, review=True).run()
+def run_chat(config: Config, db_path: Path | None = None, resume: int | None = None) -> None:
+    """``hermes chat``: open the chat screen (returns when the user quits); ``resume``
+    continues that stored session."""
+    _run(HermesApp(config, db_path=db_path, resume=resume))
+
+
+def run_review(db_path: Path | None = None) -> Any:
+    """``hermes review [--db PATH]``: open the review screen on a database, read-only.
+    Returns ``("continue", ID)`` when the user chose to continue a session."""
+    return _run(HermesApp(None, db_path=db_path, review=True))

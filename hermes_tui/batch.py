@@ -56,6 +56,11 @@ def _turn(where: str, item: Any) -> Turn:
         to = [to]
     if not isinstance(to, list) or not all(isinstance(t, str) and t for t in to):
         raise ScriptError(f'{where}.to: expected a persona name, a list of names, or "all"')
+    if "to" in item and not to:  # an empty list would quietly go to the default persona
+        raise ScriptError(
+            f'{where}.to: empty list (name a persona, a list of them, or "all"; '
+            "leave 'to' out for the default persona)"
+        )
     return Turn(to=to, text=text)
 
 
@@ -142,6 +147,9 @@ class JsonlWriter:
         self.first_error = ""
         self.progress = sys.stderr.isatty()
         self._corrections: set[int] = set()  # turns that answer a hidden correction request
+        self.script_turn = 0  # the script's turn being run (from 1); set by the runner
+        self.script_turns = 0
+        self._verdicts: dict[int, list[str]] = {}  # event turn -> codes, for progress lines
 
     def write(self, record: dict) -> None:
         self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -153,15 +161,17 @@ class JsonlWriter:
                 self._corrections.add(event.turn_id)
             if self.progress:
                 kind = "correction for" if event.hidden else "turn:"
-                print(f"… {kind} {event.persona}", file=sys.stderr, flush=True)
+                print(f"… {self._where()}{kind} {event.persona}", file=sys.stderr, flush=True)
         elif isinstance(event, VerdictRaised):
             v = event.verdict
             self.critical |= v.severity == "critical"
+            self._verdicts.setdefault(event.turn_id, []).append(v.code)
             self.write(
                 {
                     "event": "verdict",
                     "session": self.session_id,
                     "turn": event.turn_id,  # the message event with this turn is its message
+                    "script_turn": self.script_turn,
                     "persona": event.persona,
                     **v.as_dict(),
                 }
@@ -176,6 +186,7 @@ class JsonlWriter:
                 "event": "message",
                 "session": self.session_id,
                 "turn": event.turn_id,
+                "script_turn": self.script_turn,
                 "persona": event.persona,
                 "text": event.text,
                 "tokens": event.tokens,
@@ -187,3 +198,22 @@ class JsonlWriter:
             if event.detail:
                 record["detail"] = event.detail
             self.write(record)
+            if self.progress:
+                print(self._outcome(event), file=sys.stderr, flush=True)
+
+    def _where(self) -> str:
+        return f"[{self.script_turn}/{self.script_turns}] " if self.script_turns else ""
+
+    def _outcome(self, event: TurnEnded) -> str:
+        """One progress line per message: how it ended and what the sentinel found."""
+        icon = {"done": "✓", "halted": "✖", "error": "✗", "cancelled": "⊘"}.get(event.status, "·")
+        line = f"{icon} {self._where()}{event.persona} {event.status}, {event.tokens} tok"
+        if event.code:
+            line += f" ({event.code})"
+        codes = self._verdicts.pop(event.turn_id, [])
+        if codes:
+            counts = {c: codes.count(c) for c in dict.fromkeys(codes)}
+            line += "; " + ", ".join(f"{c}×{n}" if n > 1 else c for c, n in counts.items())
+        if event.turn_id in self._corrections:
+            line += " (after a correction)"
+        return line

@@ -134,13 +134,49 @@ def main(ctx: click.Context, config_path: str | None, db_path: str | None) -> No
 @main.command()
 @config_option
 @db_option
+@click.option("--continue", "-c", "cont", is_flag=True, help="Continue the latest session.")
+@click.option(
+    "--resume",
+    type=click.IntRange(1, 2**63 - 1),
+    default=None,
+    metavar="ID",
+    help="Continue session ID (see `hermes log`).",
+)
 @friendly
-def chat(config_path: str | None, db_path: str | None) -> None:
+def chat(config_path: str | None, db_path: str | None, cont: bool, resume: int | None) -> None:
     """Open the chat screen (the default command)."""
-    config = load_config(config_path)
-    from hermes_tui.app import run_chat
+    from hermes_tui.app import needs_terminal, run_chat
 
-    run_chat(config, Path(db_path) if db_path else None)
+    if (why := needs_terminal()) is not None:
+        raise Fail(why, EXIT_USAGE)
+    if cont and resume is not None:
+        raise Fail("--continue and --resume ID: choose one", EXIT_USAGE)
+    config = load_config(config_path)
+    db = Path(db_path) if db_path else None
+    session = None
+    if cont or resume is not None:
+        session = asyncio.run(_session_to_continue(db or _db(config_path, None), resume))
+    run_chat(config, db, resume=session)
+
+
+async def _session_to_continue(db: Path, resume: int | None) -> int:
+    """The session ``--continue`` / ``--resume ID`` means, checked before anything starts."""
+    from hermes_tui.resume import ResumeError, latest
+    from hermes_tui.store import Store
+
+    if not db.exists():
+        raise Fail(f"no session to continue: {db} does not exist", EXIT_USAGE)
+    store = await Store.open(db, readonly=True)
+    try:
+        if resume is None:
+            return await latest(store)
+        if await store.get_session(resume) is None:
+            raise ResumeError(f"no session {resume} in {db} (`hermes log` lists them)")
+        return resume
+    except ResumeError as exc:
+        raise Fail(str(exc), EXIT_USAGE) from None
+    finally:
+        await store.close()
 
 
 @main.command()
@@ -150,6 +186,13 @@ def chat(config_path: str | None, db_path: str | None) -> None:
 @click.option("--out", default="-", help="Where JSONL events go (default: stdout).")
 @click.option("--seed", type=int, default=None, help="Sampling seed, for repeatable runs.")
 @click.option("--no-judge", is_flag=True, help="Run the deterministic checks only.")
+@click.option(
+    "--resume",
+    type=click.IntRange(1, 2**63 - 1),
+    default=None,
+    metavar="ID",
+    help="Append the script's turns to session ID (its histories restored).",
+)
 @friendly
 def batch(
     script: Path,
@@ -158,6 +201,7 @@ def batch(
     out: str,
     seed: int | None,
     no_judge: bool,
+    resume: int | None,
 ) -> None:
     """Run a scripted session headless (TOML or JSONL SCRIPT); events as JSONL.
 
@@ -169,8 +213,12 @@ def batch(
     check_personas(parsed, config, script)
     if out != "-" and Path(out).resolve() == script.resolve():
         raise Fail(f"--out {out} is the script itself; write the events somewhere else", 2)
+    if resume is not None:
+        asyncio.run(
+            _session_to_continue(Path(db_path) if db_path else _db(config_path, None), resume)
+        )
     try:
-        code = asyncio.run(_run_batch(config, parsed, db_path, out, seed, not no_judge))
+        code = asyncio.run(_run_batch(config, parsed, db_path, out, seed, not no_judge, resume))
     except asyncio.CancelledError:  # SIGTERM (see _run_batch): the turn ended as cancelled
         click.echo("hermes: terminated", err=True)
         sys.exit(143)
@@ -188,7 +236,7 @@ def _open_out(out: str) -> IO[str]:
     return os.fdopen(fd, "w", encoding="utf-8")
 
 
-async def _run_batch(config, script, db_path, out: str, seed, judge) -> int:
+async def _run_batch(config, script, db_path, out: str, seed, judge, resume=None) -> int:
     from hermes_tui.runtime import Runtime
 
     # SIGTERM ends a batch run like Ctrl-C does (asyncio.run turns SIGINT into this itself):
@@ -208,6 +256,7 @@ async def _run_batch(config, script, db_path, out: str, seed, judge) -> int:
             listener=writer,
             judge=judge,
             seed=seed,
+            resume=resume,
         )
         try:
             if writer.out is not sys.stdout:
@@ -229,18 +278,22 @@ async def _run_turns(runtime, writer, script, config) -> int:
                 "the other checks still run",
                 err=True,
             )
+    await runtime.ensure_session(script.turns[0].text if script.turns else "")
     writer.session_id = runtime.session_id
     writer.write(
         {
             "event": "session",
             "session": runtime.session_id,
-            "title": script.title,
+            "resumed": runtime.restored is not None,
+            "title": runtime.title,
             "workflow": script.workflow or config.workflow,
             "db": str(runtime.store.path),
             "config": str(config.path),
         }
     )
-    for turn in script.turns:
+    writer.script_turns = len(script.turns)
+    for n, turn in enumerate(script.turns, start=1):
+        writer.script_turn = n
         await runtime.send(as_message(turn), workflow=script.workflow)
     if writer.failed:
         click.echo(f"hermes: {writer.first_error}", err=True)
@@ -324,7 +377,10 @@ def log_search(ctx, query: str, config_path, db_path, as_json: bool) -> None:
 @friendly
 def review(config_path: str | None, db_path: str | None) -> None:
     """Review past sessions: filter by verdict, search, export."""
-    from hermes_tui.app import run_review
+    from hermes_tui.app import needs_terminal, run_review
+
+    if (why := needs_terminal()) is not None:
+        raise Fail(why, EXIT_USAGE)
 
     run_review(_db(config_path, db_path))
 

@@ -38,8 +38,15 @@ def contract_for(persona: Persona, system_prompt: str, canary: str | None) -> Co
 class Recorder:
     """Writes a session's events to the store: messages checkpointed while they stream."""
 
-    def __init__(self, store: Store, session_id: int, redact_secrets: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        session_id: int,
+        redact_secrets: bool = True,
+        interrupted: Any = lambda: False,
+    ) -> None:
         self.store = store
+        self.interrupted = interrupted  # () -> bool: the terminal went away (see app.hang_up)
         # Secrets are hidden before anything reaches the database (same length, so verdict
         # spans stay true); the sentinel has already reported them as E_SECRET.
         self.clean = (lambda t: redact(t, keep_offsets=True)) if redact_secrets else (lambda t: t)
@@ -86,11 +93,14 @@ class Recorder:
             )
         elif isinstance(event, TurnEnded):
             t = event.turn_id
+            status = event.status
+            if status == "cancelled" and self.interrupted():
+                status = "interrupted"  # nobody cancelled it: hermes lost its terminal
             await self.store.finish_message(
                 self._message.pop(t),
                 self.clean(event.text),
                 event.tokens,
-                event.status,
+                status,
                 error_code=event.code,
             )
             self._text.pop(t, None)
@@ -110,8 +120,12 @@ class Runtime:
         self.judge = judge
         self.judge_start: asyncio.Future[None] | None = None
         self.listener: Listener | None = None
-        self.session_id = 0
+        self.session_id = 0  # 0 until the session is stored (at its first message)
         self.session: Session
+        self.title = ""
+        self.spoke: list[str] = []  # personas that answered in this session, config order
+        self.restored: Any = None  # hermes_tui.resume.Restored when continuing a session
+        self.interrupted = False  # the terminal went away: a cut-off turn is "interrupted"
         self.mode = "chat"
         self.seed = seed
         self.priority = "interactive"
@@ -144,7 +158,10 @@ class Runtime:
         judge: bool = True,
         seed: int | None = None,
         priority: str | None = None,
+        resume: int | None = None,
     ) -> Runtime:
+        """Start hermes. A new session is stored at its first message (``send``) or by
+        ``ensure_session``; ``resume=ID`` continues session ID (see ``hermes_tui.resume``)."""
         store = await Store.open(db_path or config.db_path or default_db_path())
         pool = ModelPool(
             config.models,
@@ -179,7 +196,14 @@ class Runtime:
         runtime.mode = mode
         runtime.listener = listener
         runtime.priority = priority or ("batch" if mode == "batch" else "interactive")
-        await runtime.new_session(title)
+        try:
+            if resume is not None:
+                await runtime.resume(resume)
+            else:
+                await runtime.new_session(title)
+        except BaseException:
+            await runtime.close()
+            raise
         return runtime
 
     def _watcher(self, persona: Persona, on_verdict) -> Monitor:
@@ -193,21 +217,71 @@ class Runtime:
         )
 
     async def new_session(self, title: str = "") -> int:
+        """Start over with fresh histories; the session is stored at its first message.
+        Returns the id of the session stored so far (0 until then)."""
+        self.session_id, self.title, self.spoke, self.restored = 0, title, [], None
+        self.session = self._new_session_object()
+        return self.session_id
+
+    async def resume(self, session_id: int) -> Any:
+        """Continue stored session ``session_id``: histories, workflow, title and speakers
+        restored. Returns the ``Restored`` record (its messages are what to show)."""
+        from hermes_tui.resume import restore
+
+        restored = await restore(self.store, session_id, list(self.personas))
+        session = self._new_session_object()
+        for name, history in restored.histories.items():
+            session.histories[name].extend(history)
+        if restored.workflow:
+            session.workflow = restored.workflow
+        self.session = session
+        self.session_id, self.title, self.spoke = session_id, restored.title, restored.spoke
+        self.restored = restored
+        self._recorder = self._make_recorder()
+        return restored
+
+    async def ensure_session(self, first_message: str = "") -> int:
+        """Store the session now if it is not yet (titled from its first message)."""
+        if self.session_id:
+            return self.session_id
+        from hermes_tui.resume import title_from
+
+        if not self.title and first_message:
+            shown = redact(first_message) if self.config.redact_secrets else first_message
+            self.title = title_from(shown)
         self.session_id = await self.store.create_session(
-            self.mode,
-            title=title,
-            config_hash=self.config.digest,
-            personas=list(self.config.personas),
+            self.mode, title=self.title, config_hash=self.config.digest, personas=[]
         )
-        recorder = Recorder(self.store, self.session_id, self.config.redact_secrets)
+        self._recorder = self._make_recorder()
+        return self.session_id
+
+    async def set_title(self, title: str) -> None:
+        """Rename the session (stored now, or at its first message)."""
+        self.title = " ".join(title.split())
+        if self.config.redact_secrets:
+            self.title = redact(self.title)
+        if self.session_id:
+            await self.store.update_session(self.session_id, title=self.title)
+
+    def _make_recorder(self) -> Recorder:
+        return Recorder(
+            self.store, self.session_id, self.config.redact_secrets, lambda: self.interrupted
+        )
+
+    def _new_session_object(self) -> Session:
+        self._recorder: Recorder | None = None
         outer = self.listener
 
         async def listen(event: Event) -> None:
-            await recorder(event)
+            if self._recorder is not None:
+                await self._recorder(event)
+            if isinstance(event, TurnEnded) and event.text and event.persona not in self.spoke:
+                self.spoke = [p for p in self.personas if p in {*self.spoke, event.persona}]
+                await self.store.update_session(self.session_id, personas=self.spoke)
             if outer is not None:
                 await outer(event)
 
-        self.session = Session(
+        return Session(
             self.personas,
             self.pool,
             default_persona=self.config.default_persona,
@@ -218,12 +292,12 @@ class Runtime:
             priority=self.priority,
             seed=self.seed,
         )
-        return self.session_id
 
     async def send(
         self, text: str, *, workflow: str | None = None, cancel: asyncio.Event | None = None
     ) -> list[TurnResult]:
         targets, _ = self.session.route(text)  # raises UnknownPersonaError before storing
+        await self.ensure_session(text)
         stored = redact(text) if self.config.redact_secrets else text
         await self.store.add_message(self.session_id, ",".join(targets), "user", stored)
         return await self.session.send(text, workflow=workflow, cancel=cancel)

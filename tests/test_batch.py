@@ -192,6 +192,11 @@ def test_sigkill_mid_stream_leaves_a_sound_db_with_the_partial_message(tmp_path)
         ),
         ('[[turn]]\nto = "coder"\n', "turn 1.text: expected a non-empty string"),
         (
+            '[[turn]]\nto = []\ntext = "hi"\n',
+            'turn 1.to: empty list (name a persona, a list of them, or "all"; '
+            "leave 'to' out for the default persona)",
+        ),
+        (
             "[[turn]\n",
             "invalid TOML: Expected ']]' at the end of an array declaration (at line 1, column 7)",
         ),
@@ -320,3 +325,51 @@ def test_the_same_seed_gives_the_same_answers(tmp_path):
         evs = events(run(argv).stdout)
         texts.append([(e["persona"], e["text"]) for e in evs if e["event"] == "message"])
     assert texts[0] == texts[1] and len(texts[0]) >= 3
+
+
+def test_resume_appends_a_scripts_turns_and_events_carry_the_script_turn(tmp_path):
+    config = text_contract_config(tmp_path)
+    db = tmp_path / "r.db"
+    first = tmp_path / "one.toml"
+    first.write_text('[[turn]]\nto = "coder"\ntext = "Say hello."\n')
+    a = run(["batch", str(first), "--config", str(config), "--db", str(db), "--no-judge"])
+    assert a.returncode in (0, 1), a.stderr
+    session = events(a.stdout)[0]
+    assert session["title"] == "one" and session["resumed"] is False
+    second = tmp_path / "two.toml"
+    second.write_text(
+        '[[turn]]\nto = "critic"\ntext = "Say bye."\n[[turn]]\nto = "coder"\ntext = "Again."\n'
+    )
+    args = ["batch", str(second), "--config", str(config), "--db", str(db), "--no-judge"]
+    b = run([*args, "--resume", str(session["session"])])
+    assert b.returncode in (0, 1), b.stderr
+    evs = events(b.stdout)
+    assert evs[0]["session"] == session["session"] and evs[0]["resumed"] is True
+    messages = [e for e in evs if e["event"] == "message"]
+    assert [(m["script_turn"], m["persona"]) for m in messages if not m["correction"]] == [
+        (1, "critic"),
+        (2, "coder"),
+    ]
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*) FROM sessions").fetchone() == (1,)
+    users = con.execute("SELECT content FROM messages WHERE role = 'user' ORDER BY id").fetchall()
+    assert [u[0].split(" ", 1)[1] for u in users] == ["Say hello.", "Say bye.", "Again."]
+    missing = run([*args, "--resume", "99"])
+    assert missing.returncode == 2 and missing.stderr.startswith("hermes: no session 99 in ")
+
+
+def test_progress_says_how_each_turn_ended():
+    import io
+
+    from agents.events import TurnEnded, TurnStarted, VerdictRaised
+    from hermes_tui.batch import JsonlWriter
+    from sentinel.verdict import Verdict
+
+    writer = JsonlWriter(io.StringIO(), 1)
+    writer.script_turn, writer.script_turns = 2, 3
+    asyncio_run = __import__("asyncio").run
+    v = Verdict("json", "minor", "E_JSON_BROKEN", (1, 2), "x")
+    asyncio_run(writer(TurnStarted(5, "coder", "hi")))
+    asyncio_run(writer(VerdictRaised(5, "coder", v)))
+    line = writer._outcome(TurnEnded(5, "coder", "text", 12, "halted", "E_LOOP"))
+    assert line == "✖ [2/3] coder halted, 12 tok (E_LOOP); E_JSON_BROKEN"

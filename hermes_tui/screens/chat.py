@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -28,7 +29,7 @@ from agents.session import UnknownPersonaError, parse_mentions
 from hermes_tui.config import Config
 from hermes_tui.widgets.dashboard import PoolDashboard
 from hermes_tui.widgets.prompt import PromptInput
-from hermes_tui.widgets.records import ChatMessage
+from hermes_tui.widgets.records import ChatMessage, records_from_rows
 from hermes_tui.widgets.transcript import WIDE_AT, Transcript
 
 RuntimeFactory = Callable[[Callable[[Any], Awaitable[None]]], Awaitable[Any]]
@@ -42,6 +43,15 @@ class SessionEvent(Message):
     def __init__(self, event: Any) -> None:
         super().__init__()
         self.event = event
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Personas a cancelled multi-persona turn never reached (queued with the session's
+    events, so it shows after the cancelled answer)."""
+
+    personas: tuple[str, ...]
+    cancelled: tuple[str, ...]
 
 
 class RuntimeReady(Message):
@@ -61,6 +71,12 @@ class ChatScreen(Screen):
         Binding("f4", "review", "Review"),
         Binding("f5", "toggle_workflow", "Flow"),
         Binding("ctrl+y", "copy_last", "Copy", show=False),
+        Binding("ctrl+t", "edit_title", "Title", show=False),
+        Binding("f1", "legend", "Keys"),
+        Binding("pageup", "scroll('page_up')", "Scroll up", show=False),
+        Binding("pagedown", "scroll('page_down')", "Scroll down", show=False),
+        Binding("ctrl+home", "scroll('home')", "Oldest", show=False),
+        Binding("ctrl+end", "scroll('end')", "Newest", show=False),
     ]
 
     def __init__(
@@ -70,9 +86,11 @@ class ChatScreen(Screen):
         db_path: Path | None = None,
         runtime_factory: RuntimeFactory | None = None,
         autostart: bool = True,
+        resume: int | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        self.resume = resume  # a stored session to continue once the runtime is up
         self.db_path = db_path
         self.runtime_factory = runtime_factory
         self.autostart = autostart
@@ -90,6 +108,9 @@ class ChatScreen(Screen):
         self._status_line = ""  # what #status shows now
         self._pending: list[Any] = []
         self._flush_scheduled = False
+        self._targets: list[str] = []  # who the running turn was addressed to
+        self._started: set[str] = set()  # ... and who of them has started answering
+        self._notes = 0
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -136,6 +157,8 @@ class ChatScreen(Screen):
                 runtime = await Runtime.start(
                     self.config, db_path=self.db_path, mode="chat", listener=self._listener
                 )
+            if self.resume is not None:
+                await runtime.resume(self.resume)
         except Exception as exc:  # shown, never a crash: the user can still read and review
             self._start_error = str(exc)
             self._state = "could not start (Enter shows why)"  # the whole error fits no line
@@ -153,10 +176,52 @@ class ChatScreen(Screen):
             timeout=30,
         )
 
-    def on_runtime_ready(self, message: RuntimeReady) -> None:
+    async def on_runtime_ready(self, message: RuntimeReady) -> None:
         self.runtime = message.runtime
         self._state = "ready"
         self._show_loading(False)
+        if self.runtime.restored is not None:
+            await self._show_restored(self.runtime.restored)
+        self._update_status()
+
+    async def _show_restored(self, restored: Any) -> None:
+        """A continued session: its messages on screen, its workflow, and the prompt
+        addressed to the personas the last message went to."""
+        transcript = self.query_one(Transcript)
+        await transcript.clear()
+        self.records.clear()
+        self.streaming.clear()
+        await transcript.add_all(records_from_rows(restored.messages))
+        self.workflow = restored.workflow or self.workflow
+        targets = restored.last_targets
+        prompt = self.query_one("#prompt", PromptInput)
+        if targets and targets != [self.config.default_persona] and not prompt.value:
+            if targets == list(self.personas) and len(targets) > 1:
+                prompt.value = "@all "
+            else:
+                prompt.value = "".join(f"@{t} " for t in targets)
+            prompt.cursor_position = len(prompt.value)
+        for row in reversed(restored.messages):  # ↑ recalls what you said in this session
+            if row.role == "user":
+                prompt.history.insert(0, row.content)
+        prompt.remember("")
+        n = sum(1 for m in restored.messages if not m.hidden)
+        self.notify(f"continuing session {restored.session_id} ({n} messages)", timeout=3)
+
+    async def continue_session(self, session_id: int) -> None:
+        """Continue a stored session here (from the review screen's session view)."""
+        if self.runtime is None:
+            self.notify("still starting; try again in a moment", severity="warning")
+            return
+        if self._busy:
+            self.notify("a turn is running: Esc cancels it first", severity="warning")
+            return
+        try:
+            restored = await self.runtime.resume(session_id)
+        except Exception as exc:
+            self.notify(str(exc), title="cannot continue", severity="error")
+            return
+        await self._show_restored(restored)
         self._update_status()
 
     async def on_resize(self, event: Resize) -> None:
@@ -172,7 +237,14 @@ class ChatScreen(Screen):
             to = " ".join(f"@{t}" for t in targets)
         except UnknownPersonaError as exc:
             to = f"⚠ {exc}"
-        session = f"session {self.runtime.session_id}" if self.runtime else "no session"
+        if self.runtime is None:
+            session = "no session"
+        elif self.runtime.session_id:
+            title = self.runtime.title
+            title = title if len(title) <= 24 else title[:23] + "…"
+            session = f"session {self.runtime.session_id}" + (f" “{title}”" if title else "")
+        else:
+            session = "new session"
         running = " ".join(f"@{p}" for p in self.streaming)
         state = self._state + (f" · streaming {running}" if running else "")
         line = f"to {to} · {self.workflow} · {state} · {session}"
@@ -219,11 +291,19 @@ class ChatScreen(Screen):
         await self.query_one(Transcript).add(record)
         self._busy = True
         self._cancel = asyncio.Event()
-        self.run_worker(self._send(text, self._cancel), name="send", exclusive=False)
+        self._targets = list(targets)
+        self._started = set()
+        self.run_worker(self._send(text, self._cancel, targets), name="send", exclusive=False)
 
-    async def _send(self, text: str, cancel: asyncio.Event) -> None:
+    async def _send(self, text: str, cancel: asyncio.Event, targets: list[str]) -> None:
         try:
-            await self.runtime.send(text, workflow=self.workflow, cancel=cancel)
+            results = await self.runtime.send(text, workflow=self.workflow, cancel=cancel)
+            if cancel.is_set():
+                answered = {r.persona for r in results}
+                skipped = tuple(t for t in targets if t not in answered)
+                cancelled = tuple(r.persona for r in results if r.status == "cancelled")
+                if skipped:
+                    await self._listener(Skipped(skipped, cancelled))
         except Exception as exc:
             self.notify(f"{type(exc).__name__}: {exc}", title="turn failed", severity="error")
         finally:
@@ -287,6 +367,15 @@ class ChatScreen(Screen):
         dashboard = self.query_one(PoolDashboard)
         if isinstance(event, TokenReceived):
             await self._show_tokens({event.turn_id: [event.text]})
+        elif isinstance(event, Skipped):
+            names = " ".join(f"@{p}" for p in event.personas)
+            who = " ".join(f"@{p}" for p in event.cancelled) or "the turn"
+            self._notes += 1
+            note = f"⊘ cancelled {who}: {names} skipped (not asked)"
+            await transcript.add(
+                ChatMessage(f"n{self._notes}", "note", "hermes", note, event.personas, "done")
+            )
+            dashboard.note_event(f"{time.strftime('%H:%M:%S')} skipped {names}")
         elif isinstance(event, TurnStarted):
             await self._turn_started(event, transcript)
             dashboard.note_event(f"{time.strftime('%H:%M:%S')} @{event.persona} started")
@@ -347,6 +436,7 @@ class ChatScreen(Screen):
         )
         self.records[event.turn_id] = record
         self.streaming[event.persona] = record
+        self._started.add(event.persona)
         self.waiting_first_token.add(event.turn_id)
         self._show_loading(True)
         await transcript.add(record)
@@ -359,19 +449,65 @@ class ChatScreen(Screen):
             return
         if self._cancel is not None and not self._cancel.is_set():
             self._cancel.set()
-            self.notify("cancelling the running turn", timeout=2)
+            running = list(self.streaming)
+            waiting = [t for t in self._targets if t not in self._started]
+            what = " ".join(f"@{p}" for p in running) or "the turn"
+            more = f"; {' '.join(f'@{p}' for p in waiting)} will be skipped" if waiting else ""
+            self.notify(f"cancelling {what}{more}", timeout=3)
 
     async def action_new_session(self) -> None:
         if self.runtime is None:
             return
         if self._cancel is not None:
             self._cancel.set()
-        session_id = await self.runtime.new_session()
+        await self.runtime.new_session()
         await self.query_one(Transcript).clear()
         self.records.clear()
         self.streaming.clear()
-        self.notify(f"new session {session_id}", timeout=2)
+        self.query_one("#prompt", PromptInput).focus()
+        self.notify("new session (stored with its first message)", timeout=2)
         self._update_status()
+
+    def action_scroll(self, how: str) -> None:
+        """Scroll the transcript (PageUp/PageDown; Home/End on an empty prompt)."""
+        self.query_one(Transcript).scroll_panes(how)
+
+    def on_key(self, event: events.Key) -> None:
+        """A printable key typed while the transcript has focus goes to the prompt (except
+        the focused message's own keys, c and m)."""
+        focused = self.focused
+        prompt = self.query_one("#prompt", PromptInput)
+        if focused is None or focused is prompt or not event.is_printable or not event.character:
+            return
+        if not any(focused is w or w in focused.ancestors for w in self.query(Transcript)):
+            return
+        if any(event.key == b.key for b in getattr(focused, "BINDINGS", ())):
+            return
+        event.stop()
+        event.prevent_default()
+        prompt.focus()
+        prompt.insert_text_at_cursor(event.character)
+
+    def action_legend(self) -> None:
+        """Every key, and what each glyph and mark style means."""
+        from hermes_tui.screens.dialogs import LegendScreen
+
+        self.app.push_screen(LegendScreen())
+
+    def action_edit_title(self) -> None:
+        """Rename this session."""
+        from hermes_tui.screens.dialogs import TitleScreen
+
+        if self.runtime is None:
+            return
+
+        async def done(title: str | None) -> None:
+            if title is not None and self.runtime is not None:
+                await self.runtime.set_title(title)
+                self._status_line = ""
+                self._update_status()
+
+        self.app.push_screen(TitleScreen(self.runtime.title), done)
 
     def action_toggle_dashboard(self) -> None:
         dashboard = self.query_one(PoolDashboard)

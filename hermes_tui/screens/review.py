@@ -66,6 +66,15 @@ def fmt_time(ts: float, short: bool = False) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M")
 
 
+def _shown(name: str, value: Any) -> str:
+    """A filter as the user typed it: dates as YYYY-MM-DD, not timestamps."""
+    if name == "since":
+        return dt.datetime.fromtimestamp(value).strftime("%Y-%m-%d")
+    if name == "until":  # stored exclusive (the next midnight); typed inclusive
+        return dt.datetime.fromtimestamp(value - 86400).strftime("%Y-%m-%d")
+    return str(value)
+
+
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -235,7 +244,7 @@ class ReviewScreen(Screen):
                 spark_text(timeline),
                 key=str(row.id),
             )
-        label = ", ".join(f"{k}={v}" for k, v in self.filters().items()) or "none"
+        label = ", ".join(f"{k}={_shown(k, v)}" for k, v in self.filters().items()) or "none"
         bad = [
             f"{name} {field.value.strip()!r} is not a date (YYYY-MM-DD)"
             for name in ("since", "until")
@@ -282,11 +291,17 @@ class ReviewScreen(Screen):
 
     # -- actions --------------------------------------------------------------------------
     def action_back(self) -> None:
-        """Back to the chat (or quit when review was opened on its own)."""
-        if self.standalone:
-            self.app.exit()
-        else:
+        """Back to the chat (or, asked first, quit when review was opened on its own)."""
+        if not self.standalone:
             self.app.pop_screen()
+            return
+        from hermes_tui.screens.dialogs import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.exit()
+
+        self.app.push_screen(ConfirmScreen("Quit hermes review?"), answered)
 
     def action_focus_search(self) -> None:
         """Full-text search over messages and verdict details."""
@@ -339,6 +354,7 @@ class SessionScreen(Screen):
         Binding("ctrl+e", "export('markdown')", "Export .md"),
         Binding("ctrl+j", "export('json')", "Export .json"),
         Binding("f3", "toggle_hidden", "Hidden"),
+        Binding("c", "continue_session", "Continue"),
     ]
 
     def __init__(
@@ -423,8 +439,8 @@ class SessionScreen(Screen):
         if block is not None:
             self.query_one("#messages", VerticalScroll).scroll_to_widget(block, top=True)
 
-    def jump_to(self, verdict_row: Any) -> None:
-        """Scroll to the verdict's message, highlight its span and put the span in view."""
+    def jump_to(self, verdict_row: Any, tries: int = 5) -> None:
+        """Highlight the verdict's span and scroll it into view, wherever it is."""
         block = self._block(verdict_row.message_id)
         if block is None:
             self.notify("that verdict's message is hidden: F3 shows hidden turns")
@@ -436,11 +452,20 @@ class SessionScreen(Screen):
             (i for i, v in enumerate(block.message.verdicts) if v.id == verdict_row.id), -1
         )
         marked.activate(index)
-        # The span's line inside the message (wrapping aside) so long messages scroll to it.
-        line = block.message.content[: verdict_row.span_start].count("\n")
         scroll = self.query_one("#messages", VerticalScroll)
-        scroll.scroll_to_widget(block, top=True, animate=False)
-        scroll.scroll_relative(y=max(0, line - 2), animate=False)
+        if not marked.size.width or not scroll.size.height:
+            if tries:  # not laid out yet (the session just opened): after the next refresh
+                self.call_after_refresh(self.jump_to, verdict_row, tries - 1)
+            return
+        # The span's row inside the wrapped text, then its row in the scrolled content.
+        line = marked.line_of(index)
+        top = marked.virtual_region.y + line  # relative to the scroll's content
+        node = marked.parent
+        while node is not None and node is not scroll:
+            top += node.virtual_region.y
+            node = node.parent
+        wanted = max(0, top - min(3, scroll.size.height // 3))
+        scroll.scroll_to(y=wanted, animate=False, immediate=True)
 
     @on(DataTable.RowHighlighted, "#verdicts")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -450,6 +475,16 @@ class SessionScreen(Screen):
     def action_back(self) -> None:
         """Back to the session list."""
         self.app.pop_screen()
+
+    async def action_continue_session(self) -> None:
+        """Continue this session in the chat (its histories restored)."""
+        chat = getattr(self.app, "chat", None)
+        if chat is None:  # `hermes review` on its own: the CLI opens the chat on it
+            self.app.exit(result=("continue", self.session_id))
+            return
+        while len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+        await chat.continue_session(self.session_id)
 
     async def action_toggle_hidden(self) -> None:
         """Show or hide the sentinel's hidden correction turns."""

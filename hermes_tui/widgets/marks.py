@@ -127,6 +127,17 @@ class MarkedText(Widget):
         self.active = index
         self.refresh()
 
+    def line_of(self, index: int) -> int:
+        """The row (0 = first) on which verdict ``index``'s span starts, as wrapped now."""
+        if not (0 <= index < len(self.verdicts)) or not self.content_size.width:
+            return 0
+        # Wrapped as render() wraps it, with only this span styled, so it can be found.
+        content = marked_content(self.text, [self.verdicts[index]], {"active": "reverse"}, 0)
+        for row, line in enumerate(content.wrap(self.content_size.width)):
+            if any(span.style == "reverse" for span in line.spans):
+                return row
+        return 0
+
     def render(self) -> Content:
         styles = {
             name: self.get_visual_style(f"marked--{name}")

@@ -23,6 +23,7 @@ STATUS_ICON = {
     "halted": "✖",
     "error": "✗",
     "cancelled": "⊘",
+    "interrupted": "↯",
 }
 
 
@@ -35,7 +36,10 @@ class MessageView(Vertical, can_focus=True):
     ]
     DEFAULT_CSS = """
     MessageView { height: auto; margin: 0 0 1 0; padding: 0 0 0 1; border-left: wide $panel; }
-    MessageView:focus { background: $boost; border-left: wide $accent; }
+    MessageView:focus { background: $boost; border-left: thick $accent; }
+    MessageView:focus > .msg-header { text-style: bold reverse; }
+    MessageView.-note { border-left: none; margin: 0 0 1 1; }
+    MessageView.-note > .msg-header { color: $text-warning; text-style: italic; }
     MessageView.-user { border-left: wide $secondary; color: $text-muted; }
     MessageView.hidden-turn { border-left: dashed $warning; opacity: 80%; }
     MessageView > .msg-header { height: 1; text-style: bold; }
@@ -49,7 +53,9 @@ class MessageView(Vertical, can_focus=True):
 
     def __init__(self, record: ChatMessage, *, color: str = "white") -> None:
         classes = f"persona-{record.persona}"
-        if record.role != "assistant":
+        if record.role == "note":
+            classes += " -note"
+        elif record.role != "assistant":
             classes += " -user"
         if record.hidden:
             classes += " hidden-turn"
@@ -61,6 +67,8 @@ class MessageView(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="msg-header", markup=False)
+        if self.record.role == "note":
+            return
         if self.record.role != "assistant":
             yield Static(sanitize_for_terminal(self.record.text), markup=False)
             return
@@ -73,7 +81,8 @@ class MessageView(Vertical, can_focus=True):
                 yield VerdictMark(v, self.record.text, correction=self.record.correction)
 
     def on_mount(self) -> None:
-        self.styles.border_left = ("wide", self.color)
+        if self.record.role != "note":
+            self.styles.border_left = ("wide", self.color)
         if self.record.finished:  # rebuilt (a layout switch): show where it stopped again
             self._show_halt()
         self._refresh_status()
@@ -82,9 +91,14 @@ class MessageView(Vertical, can_focus=True):
         """Under a halted, failed or cancelled answer: where and why it stopped."""
         r = self.record
         halts = self.query(".halt-code")
-        if r.status not in ("halted", "error", "cancelled") or not halts:
+        if r.status not in ("halted", "error", "cancelled", "interrupted") or not halts:
             return
-        label = {"halted": "✖ halted", "error": "✗ error", "cancelled": "⊘ cancelled"}
+        label = {
+            "halted": "✖ halted",
+            "error": "✗ error",
+            "cancelled": "⊘ cancelled",
+            "interrupted": "↯ interrupted",
+        }
         where = f"{label[r.status]} here" + (f": {r.code}" if r.code else "")
         if r.detail:
             where += f" — {sanitize_for_terminal(r.detail)}"
@@ -100,6 +114,8 @@ class MessageView(Vertical, can_focus=True):
             return f"you → {to}" if to else "you"
         if r.role == "sentinel":
             return f"sentinel → {to} (hidden correction request)"
+        if r.role == "note":  # something hermes says about the turn (what was skipped)
+            return r.text
         parts = [r.persona]
         if r.retry:
             parts.append("(after a correction)")

@@ -48,6 +48,9 @@ class PromptInput(Input):
     virtual_size = Reactive(Size(0, 0), layout=False)
 
     def __init__(self, personas: list[str], **kwargs) -> None:
+        # No select-all on focus: a key typed from the transcript lands here, and the next
+        # one must not replace it.
+        kwargs.setdefault("select_on_focus", False)
         super().__init__(suggester=PersonaSuggester(personas), **kwargs)
         self.history: list[str] = []
         self._index = 0
@@ -66,6 +69,20 @@ class PromptInput(Input):
             self.insert_text_at_cursor(text)
         else:
             self.replace(text, *self.selection)
+
+    def action_home(self, select: bool = False) -> None:
+        """Home: the start of the draft, or the oldest message when the draft is empty."""
+        if not self.value and not select:
+            self.call_later(self.screen.run_action, "scroll('home')")  # the chat scrolls
+            return
+        super().action_home(select)
+
+    def action_end(self, select: bool = False) -> None:
+        """End: the end of the draft, or the newest message when the draft is empty."""
+        if not self.value and not select:
+            self.call_later(self.screen.run_action, "scroll('end')")
+            return
+        super().action_end(select)
 
     def remember(self, text: str) -> None:
         if text and (not self.history or self.history[-1] != text):

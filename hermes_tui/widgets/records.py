@@ -39,3 +39,45 @@ class ChatMessage:
         if any(v.severity == "critical" for v in self.verdicts):
             return "critical"
         return "minor" if self.verdicts else None
+
+
+def records_from_rows(rows: list[Any]) -> list[ChatMessage]:
+    """What the chat shows for a stored transcript (``Store.get_transcript`` rows, hidden
+    correction turns included): the correction requests hidden, the answers after them marked
+    as retries, each answer with its verdicts and the correction it was sent."""
+    out: list[ChatMessage] = []
+    last_answer: dict[str, ChatMessage] = {}
+    corrected: set[str] = set()  # personas whose next answer follows a correction
+    for m in rows:
+        key = f"m{m.id}"
+        if m.role == "user":
+            targets = tuple(p for p in m.persona.split(",") if p)
+            out.append(ChatMessage(key, "user", "you", m.content, targets, "done"))
+            continue
+        if m.role == "sentinel":
+            out.append(
+                ChatMessage(
+                    key, "sentinel", "sentinel", m.content, (m.persona,), "done", hidden=True
+                )
+            )
+            earlier = last_answer.get(m.persona)
+            if earlier is not None:
+                earlier.correction = m.content
+            corrected.add(m.persona)
+            continue
+        status = m.status if m.status != "streaming" else "interrupted"
+        record = ChatMessage(
+            key,
+            "assistant",
+            m.persona,
+            m.content,
+            status=status,
+            code=m.error_code,
+            tokens=m.tokens,
+            retry=m.persona in corrected,
+            verdicts=[v.to_verdict() for v in m.verdicts],
+        )
+        corrected.discard(m.persona)
+        last_answer[m.persona] = record
+        out.append(record)
+    return out

@@ -91,7 +91,7 @@ class Transcript(Container):
     def _panes_for(self, record: ChatMessage) -> list[PersonaPane]:
         if not self.wide:
             return [self.query_one("#pane-all", PersonaPane)]
-        names = record.targets if record.role == "user" else (record.persona,)
+        names = record.targets if record.role in ("user", "note") else (record.persona,)
         return [self.query_one(f"#pane-{n}", PersonaPane) for n in names if n in self.personas]
 
     def _view(self, record: ChatMessage) -> MessageView:
@@ -129,6 +129,26 @@ class Transcript(Container):
             for record in records:
                 await self._add(record)
             self.on_mount()
+
+    async def add_all(self, records: list[ChatMessage]) -> None:
+        """Show many messages at once (a continued session), newest in view."""
+        async with self._layout_lock:
+            for record in records:
+                await self._add(record)
+            for pane in self.query(PersonaPane):
+                pane.anchor()
+
+    def scroll_panes(self, how: str) -> None:
+        """PageUp/PageDown/Home/End from the prompt: every pane scrolls."""
+        for pane in self.query(PersonaPane):
+            if how == "page_up":
+                pane.scroll_page_up(animate=False)
+            elif how == "page_down":
+                pane.scroll_page_down(animate=False)
+            elif how == "home":
+                pane.scroll_home(animate=False)
+            else:
+                pane.scroll_end(animate=False)
 
     async def clear(self) -> None:
         """Forget every message (a new session)."""

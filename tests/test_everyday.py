@@ -1,0 +1,423 @@
+"""Everyday use: continue a session, cancel @all, type with the transcript focused, review
+jumps, and a terminal that is missing or goes away. Real session, sentinel, store and processes;
+the model is a replay (``tests.replay``) where a turn must be a known text or last long."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+from textual.widgets import DataTable
+
+from hermes_tui.app import HermesApp
+from hermes_tui.config import load_config
+from hermes_tui.resume import rebuild, restore
+from hermes_tui.runtime import Runtime
+from hermes_tui.screens.review import ReviewScreen, SessionScreen
+from hermes_tui.store import Store
+from hermes_tui.widgets.marks import MarkedText
+from hermes_tui.widgets.message import MessageView
+from hermes_tui.widgets.transcript import Transcript
+from sentinel.verdict import Verdict
+from tests.conftest import ROOT, hermes_env, write_small_config
+from tests.replay import BROKEN_JSON, FIXED_JSON, ReplayEngine, install, replay_config
+from tests.test_tui import send, started, until
+
+CODE = ["```python\n", "from collections import deque\n", "q = deque()\n", "```\n"]
+CODE2 = ["```python\n", "x = 1\n", "```\n"]
+
+
+def replay_app(config, db: Path, engine: ReplayEngine, **kwargs) -> HermesApp:
+    async def start(listener):
+        runtime = await Runtime.start(config, db_path=db, listener=listener, judge=False)
+        install(runtime, engine)
+        return runtime
+
+    return HermesApp(config, db_path=db, runtime_factory=start, **kwargs)
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+# -- continue / resume ------------------------------------------------------------------------
+async def test_a_continued_session_shows_its_messages_and_each_persona_remembers(tmp_path):
+    config = replay_config(load_config(write_small_config(tmp_path)))
+    db = tmp_path / "c.db"
+    engine = ReplayEngine([BROKEN_JSON, FIXED_JSON, CODE])
+    app = replay_app(config, db, engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        chat = await started(pilot)
+        assert rows(db, "SELECT count(*) FROM sessions") == [(0,)]  # nothing stored at launch
+        await send(pilot, "@architect plan the release")
+        await until(pilot, lambda: chat.idle and engine.calls == 2, what="answer + correction")
+        await send(pilot, "@coder how do I make a queue?")
+        await until(pilot, lambda: chat.idle and engine.calls == 3, what="coder")
+    ((sid, title, personas),) = rows(db, "SELECT id, title, personas FROM sessions")
+    assert title == "plan the release"  # titled from the first message
+    assert json.loads(personas) == ["architect", "coder"]  # who spoke, not all three
+
+    # A new hermes continues it: the messages are back, the correction hidden, and what each
+    # persona is sent next starts with its own history.
+    seen: list[list[dict]] = []
+
+    class Spy(ReplayEngine):
+        async def stream(self, messages, params, cancel=None):
+            seen.append(list(messages))
+            async for piece in super().stream(messages, params, cancel):
+                yield piece
+
+    spy = Spy([FIXED_JSON])
+    app = replay_app(config, db, spy, resume=sid)
+    async with app.run_test(size=(100, 30)) as pilot:
+        chat = await started(pilot)
+        transcript = chat.query_one(Transcript)
+        await until(pilot, lambda: len(transcript.records) >= 5, what="restored messages")
+        roles = [(r.role, r.persona) for r in transcript.records]
+        assert roles == [
+            ("user", "you"),
+            ("assistant", "architect"),
+            ("sentinel", "sentinel"),
+            ("assistant", "architect"),
+            ("user", "you"),
+            ("assistant", "coder"),
+        ]
+        first = transcript.records[1]
+        assert [v.code for v in first.verdicts] == ["E_JSON_BROKEN"]
+        hidden = next(v for v in transcript.query(MessageView) if v.record.role == "sentinel")
+        assert hidden.region.height == 0  # the correction request stays hidden
+        prompt = chat.query_one("#prompt")
+        assert prompt.value == "@coder "  # addressed like the last message
+        assert f"session {sid}" in str(chat.query_one("#status").render())
+        await send(pilot, "@architect when do we ship?")
+        await until(pilot, lambda: chat.idle and spy.calls == 1, what="architect again")
+    sent = seen[0]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert sent[1]["content"] == "plan the release"
+    assert "E_JSON_BROKEN" in sent[3]["content"]  # the hidden correction, as it was sent
+    assert sent[-1]["content"] == "when do we ship?"
+    assert all("queue" not in m["content"] for m in sent)  # the coder's exchange is not its
+    assert rows(db, "SELECT count(*) FROM sessions") == [(1,)]  # appended, not a new session
+
+
+async def test_restore_rebuilds_a_pipelines_prompts_and_workflow(tmp_path):
+    db = tmp_path / "p.db"
+    store = await Store.open(db)
+    try:
+        sid = await store.create_session("chat", title="t")
+        await store.add_message(sid, "architect,coder", "user", "@architect @coder build it")
+        a = await store.add_message(sid, "architect", "assistant", "Plan: A.")
+        await store.finish_message(a, "Plan: A.", 3, "done")
+        await store.flush()
+        time.sleep(0.01)
+        await store.add_message(sid, "coder", "assistant", "def a(): ...")
+        await store.flush()
+        restored = await restore(store, sid, ["architect", "coder", "critic"])
+    finally:
+        await store.close()
+    assert restored.workflow == "pipeline"
+    assert restored.last_targets == ["architect", "coder"]
+    assert restored.spoke == ["architect", "coder"]
+    coder = restored.histories["coder"]
+    assert coder[0]["content"] == "build it\n\nThe architect answered:\nPlan: A."
+    assert restored.histories["critic"] == []
+    assert rebuild([], ["coder"]).histories == {"coder": []}
+
+
+async def test_review_c_continues_the_session_in_the_chat(tmp_path):
+    config = replay_config(load_config(write_small_config(tmp_path)))
+    db = tmp_path / "r.db"
+    engine = ReplayEngine([CODE, CODE2])
+    app = replay_app(config, db, engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        chat = await started(pilot)
+        await send(pilot, "@coder first")
+        await until(pilot, lambda: chat.idle and engine.calls == 1, what="first")
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.1)
+        await send(pilot, "@coder other")
+        await until(pilot, lambda: chat.idle and engine.calls == 2, what="second")
+        first_id = min(r[0] for r in rows(db, "SELECT id FROM sessions"))
+        await pilot.press("f4")
+        await until(pilot, lambda: isinstance(app.screen, ReviewScreen), what="review")
+        review = app.screen
+        await until(pilot, lambda: review.query_one(DataTable).row_count == 2, what="rows")
+        table = review.query_one(DataTable)
+        table.move_cursor(row=1)  # the older session
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, SessionScreen), what="session view")
+        await pilot.pause(0.2)
+        await pilot.press("c")
+        await until(pilot, lambda: app.screen is chat, what="back in the chat")
+        records = chat.query_one(Transcript).records
+        await until(pilot, lambda: len(records) == 2, what="restored")
+        assert [r.text for r in records] == ["@coder first", "".join(CODE)]
+        assert chat.runtime.session_id == first_id
+
+
+def test_chat_continue_and_resume_errors_are_one_line(tmp_path):
+    db = tmp_path / "none.db"
+    for args in (["chat", "--continue"], ["chat", "--resume", "7"]):
+        proc = _in_pty([sys.executable, "-m", "hermes_tui.cli", *args, "--db", str(db)])
+        assert proc[0] == 2, proc
+        assert "no session to continue" in proc[1]
+
+
+# -- cancel @all ------------------------------------------------------------------------------
+async def test_escape_during_all_says_who_was_cancelled_and_who_was_skipped(tmp_path):
+    config = replay_config(load_config(write_small_config(tmp_path, max_tokens=400)))
+    slow = [f"word{i} " for i in range(400)]
+    engine = ReplayEngine([slow], tokens_per_s=40)
+    app = replay_app(config, tmp_path / "a.db", engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        chat = await started(pilot)
+        await send(pilot, "@all review this")  # pipeline: architect, then coder, then critic
+        transcript = chat.query_one(Transcript)
+        await until(pilot, lambda: "architect" in chat.streaming, what="architect streaming")
+        await pilot.press("escape")
+        await until(pilot, lambda: chat.idle, what="cancelled")
+        await pilot.pause(0.2)
+        answers = [r for r in transcript.records if r.role == "assistant"]
+        assert [(r.persona, r.status) for r in answers] == [("architect", "cancelled")]
+        note = next(r for r in transcript.records if r.role == "note")
+        assert "@coder @critic skipped" in note.text and "cancelled @architect" in note.text
+        view = next(v for v in transcript.query(MessageView) if v.record is note)
+        assert view.region.height > 0  # on screen, not only in a toast
+
+
+# -- keyboard -----------------------------------------------------------------------------------
+async def test_keys_typed_with_the_transcript_focused_reach_the_prompt(tmp_path):
+    long = [f"Line {i} of a long answer.\n\n" for i in range(60)]
+    config = replay_config(load_config(write_small_config(tmp_path, max_tokens=200)))
+    app = replay_app(config, tmp_path / "k.db", ReplayEngine([long]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = await started(pilot)
+        await send(pilot, "@coder tell me")
+        await until(pilot, lambda: chat.idle, what="answer")
+        await pilot.pause(0.2)
+        prompt = chat.query_one("#prompt")
+        pane = chat.query_one("#pane-all")
+        bottom = pane.scroll_y
+        assert bottom > 0
+        await pilot.press("pageup")  # from the prompt
+        await pilot.pause(0.1)
+        assert pane.scroll_y < bottom and prompt.has_focus
+        await pilot.press("home")  # empty prompt: the oldest message
+        await pilot.pause(0.1)
+        assert pane.scroll_y == 0
+        await pilot.press("end")
+        await pilot.pause(0.1)
+        assert pane.scroll_y == pane.max_scroll_y
+        await pilot.press("tab", "tab")  # into the transcript: its pane, then a message
+        await pilot.pause(0.05)
+        assert isinstance(app.focused, MessageView)
+        header = app.focused.query_one(".msg-header")
+        assert "reverse" in str(header.styles.text_style)  # the focused message stands out
+        await pilot.press("h", "i")
+        await pilot.pause(0.05)
+        assert prompt.has_focus and prompt.value == "hi"
+
+
+async def test_f1_shows_every_key_and_glyph(tmp_path):
+    app = HermesApp(load_config(write_small_config(tmp_path)), autostart=False)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("f1")
+        await pilot.pause(0.1)
+        text = str(app.screen.query_one("#legend").render())
+        for key in ("Ctrl+Y", "Ctrl+T", "PageUp", "Tab", "F5", "Esc"):
+            assert key in text
+        for glyph in ("⚑", "✖", "⊘", "↯", "underlined", "reversed"):
+            assert glyph in text
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.screen.query("#prompt")
+
+
+# -- review -------------------------------------------------------------------------------------
+async def test_choosing_a_verdict_scrolls_its_span_into_view(tmp_path):
+    db = tmp_path / "v.db"
+    store = await Store.open(db)
+    try:
+        sid = await store.create_session("chat", title="long", personas=["coder"])
+        targets = []
+        for i in range(23):
+            text = "\n".join(f"message {i} line {j} " + "words " * 20 for j in range(30))
+            mid = await store.add_message(sid, "coder", "assistant", text)
+            if i in (3, 20):
+                at = text.index("line 27")
+                v = Verdict("loops", "minor", "E_LOOP", (at, at + 7), f"loop in {i}")
+                await store.add_verdict(sid, mid, "coder", v)
+                targets.append(i)
+        await store.flush()
+    finally:
+        await store.close()
+    app = HermesApp(None, db_path=db, review=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.screen.query_one(DataTable).row_count == 1, what="list")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, SessionScreen), what="session")
+        screen = app.screen
+        await until(pilot, lambda: len(screen.verdict_rows) == 2, what="verdicts")
+        scroll = screen.query_one("#messages")
+        for row in (1, 0, 1):
+            screen.query_one("#verdicts", DataTable).move_cursor(row=row)
+            await pilot.pause(0.3)
+            marked = next(m for m in screen.query(MarkedText) if m.active >= 0)
+            line = marked.line_of(marked.active)
+            y = marked.region.y + line
+            assert scroll.region.y <= y < scroll.region.bottom, (row, y, scroll.region)
+        await pilot.press("escape")  # session -> list
+        await until(pilot, lambda: isinstance(app.screen, ReviewScreen), what="list again")
+        await pilot.press("escape")  # standalone: asks first
+        await pilot.pause(0.1)
+        assert "Quit hermes review?" in str(app.screen.query_one("Static").render())
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ReviewScreen)
+
+
+# -- terminal -----------------------------------------------------------------------------------
+def _in_pty(argv: list[str], timeout: float = 30) -> tuple[int, str]:
+    """Run argv on a pseudo-terminal; (exit code, everything it wrote)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=hermes_env())
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=10), out.decode("utf-8", "replace")
+
+
+def test_hermes_without_a_terminal_says_so_in_one_line(tmp_path):
+    config = write_small_config(tmp_path)
+    for argv in (["hermes_tui.cli"], ["hermes_tui.cli", "chat"], ["hermes_tui.cli", "review"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", *argv, "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=hermes_env(),
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc
+        assert proc.stderr == "hermes: hermes needs a terminal; use ssh -t, or hermes batch\n"
+        assert "\x1b" not in proc.stdout + proc.stderr  # no TUI drawn into a pipe
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _own_terminal() -> None:
+    """In the child: a new session whose controlling terminal is the pty (as under sshd)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _hang_up_mid_turn(tmp_path: Path, how: str) -> None:
+    config = write_small_config(tmp_path, max_tokens=2000, judge=True)
+    db = tmp_path / "hup.db"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hermes_tui.cli", "chat", "--config", str(config), "--db", str(db)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**hermes_env(), "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"},
+        preexec_fn=_own_terminal,
+        cwd=ROOT,
+    )
+    os.close(slave)
+
+    def drain(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if select.select([master], [], [], 0.05)[0]:
+                try:
+                    os.read(master, 65536)
+                except OSError:
+                    return
+
+    try:
+        drain(4)
+        os.write(master, b"@coder write a very long story about a lighthouse keeper\r")
+        deadline = time.monotonic() + 120
+        judge = []
+        while time.monotonic() < deadline:
+            drain(0.3)
+            streaming = db.exists() and rows(
+                db, "SELECT count(*) FROM messages WHERE status = 'streaming' AND content != ''"
+            ) == [(1,)]
+            judge = _children(proc.pid)
+            if streaming and judge:
+                break
+        else:
+            raise AssertionError("the turn never started streaming")
+        if how == "sighup":
+            os.killpg(proc.pid, signal.SIGHUP)
+            os.close(master)
+        else:  # the terminal vanishes: its master side is closed (an SSH client gone)
+            os.close(master)
+        t0 = time.monotonic()
+        code = proc.wait(timeout=10)
+        took = time.monotonic() - t0
+        time.sleep(0.3)
+        assert took < 1.5, f"hermes took {took:.2f} s to end"
+        assert code in (129, -signal.SIGHUP), code
+        assert not [p for p in judge if _alive(p)], "the judge outlived hermes"
+        ((status,),) = rows(db, "SELECT status FROM messages WHERE role = 'assistant'")
+        assert status == "interrupted"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_sighup_ends_hermes_and_its_judge_within_a_second(tmp_path):
+    _hang_up_mid_turn(tmp_path, "sighup")
+
+
+def test_a_vanished_terminal_ends_hermes_and_its_judge(tmp_path):
+    _hang_up_mid_turn(tmp_path, "close")
