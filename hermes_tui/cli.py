@@ -103,6 +103,26 @@ db_option = click.option(
 )
 
 
+def _use_server(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--server URL (or 'off') reaches Runtime.start (see ``server.client.locate``)."""
+    if value:
+        from hermes_tui.server import client
+
+        client.CLI_SERVER = value
+    return value
+
+
+server_option = click.option(
+    "--server",
+    default=None,
+    metavar="URL",
+    expose_value=False,
+    callback=_use_server,
+    help="hermes serve to use: unix:/path or http://host:port ('off': in-process). "
+    "Default: $HERMES_SERVER, [server] url, else the default socket if a server runs.",
+)
+
+
 def _db(config_path: str | None, db_path: str | None, need_config: bool = False) -> Path:
     from hermes_tui.store import default_db_path
 
@@ -142,6 +162,7 @@ def main(ctx: click.Context, config_path: str | None, db_path: str | None) -> No
     metavar="ID",
     help="Continue session ID (see `hermes log`).",
 )
+@server_option
 @friendly
 def chat(config_path: str | None, db_path: str | None, cont: bool, resume: int | None) -> None:
     """Open the chat screen (the default command)."""
@@ -193,6 +214,7 @@ async def _session_to_continue(db: Path, resume: int | None) -> int:
     metavar="ID",
     help="Append the script's turns to session ID (its histories restored).",
 )
+@server_option
 @friendly
 def batch(
     script: Path,

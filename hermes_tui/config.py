@@ -56,6 +56,8 @@ class Config:
     workflow: str
     digest: str = field(default="")
     redact_secrets: bool = True
+    server_url: str | None = None  # [server] url: the hermes serve that clients use
+    server_priorities: tuple[str, ...] = ()  # [server] priorities: admission order
 
 
 def user_config_path() -> Path:
@@ -377,4 +379,6 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         workflow=data.get("workflow", "pipeline"),
         digest=digest,
         redact_secrets=data.get("storage", {}).get("redact_secrets", True),
+        server_url=data.get("server", {}).get("url") or None,
+        server_priorities=tuple(data.get("server", {}).get("priorities", ())),
     )

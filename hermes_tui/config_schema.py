@@ -105,6 +105,21 @@ CONFIG_SCHEMA = {
             "additionalProperties": False,
             "properties": {"db": {"type": "string"}, "redact_secrets": {"type": "boolean"}},
         },
+        # hermes serve: where clients find it, and the admission order of its queue.
+        "server": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "url": {"type": "string", "minLength": 1},
+                "priorities": {
+                    "type": "array",
+                    "items": {"enum": ["interactive", "api", "batch"]},
+                    "minItems": 3,
+                    "maxItems": 3,
+                    "uniqueItems": True,
+                },
+            },
+        },
     },
 }
 

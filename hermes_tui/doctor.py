@@ -146,6 +146,9 @@ def collect(config_path: str | None, db_path: str | None) -> dict[str, Any]:
                 f"{config.sentinel.device!r}) but this llama-cpp-python is a CPU-only build "
                 "(reinstall with CMAKE_ARGS, see README)"
             )
+    report["server"] = server_status(config)
+    if report["server"].get("problem"):
+        problems.append(report["server"]["problem"])
     report["gpus"] = [g.__dict__ if hasattr(g, "__dict__") else g for g in detect_nvidia_gpus()]
     db = Path(db_path) if db_path else (config.db_path if config and config.db_path else None)
     db = (db or default_db_path()).expanduser()
@@ -156,6 +159,27 @@ def collect(config_path: str | None, db_path: str | None) -> dict[str, Any]:
     report["problems"] = problems
     report["ok"] = not problems
     return report
+
+
+def server_status(config: Any) -> dict[str, Any]:
+    """Which pool chat and batch will use: a running ``hermes serve`` or in-process."""
+    import asyncio
+
+    from hermes_tui.errors import Fail
+    from hermes_tui.server.client import locate, probe
+
+    try:
+        address = locate(None, config.server_url if config is not None else None)
+    except Fail as exc:
+        return {"uses": "in-process", "problem": str(exc)}
+    if address is None:
+        return {"uses": "in-process", "detail": "no hermes serve running"}
+    why = asyncio.run(probe(address))
+    if why is None:
+        return {"uses": "server", "address": address.shown, "source": address.source}
+    if address.source == "default socket":
+        return {"uses": "in-process", "detail": why}
+    return {"uses": "in-process", "address": address.shown, "problem": f"{why} ({address.source})"}
 
 
 def _size(n: int | None) -> str:
@@ -198,6 +222,11 @@ def render(report: dict[str, Any]) -> str:
                     f"sentinel      judge sees {d['name']}: {d['description']} "
                     f"({_size(d['total_bytes'])}, {_size(d['free_bytes'])} free)"
                 )
+    srv = report.get("server", {})
+    if srv.get("uses") == "server":
+        lines.append(f"pool          hermes serve at {srv['address']} ({srv['source']})")
+    else:
+        lines.append(f"pool          in-process ({srv.get('detail') or srv.get('problem', '')})")
     db = report["database"]
     if not db["exists"]:
         state = "will be created"

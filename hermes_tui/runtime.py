@@ -108,6 +108,16 @@ class Recorder:
             self._last.pop(t, None)
 
 
+def local_pool(config: Config) -> ModelPool:
+    """The in-process pool (no hermes serve running, or it went away)."""
+    return ModelPool(
+        config.models,
+        config.pool,
+        seqs_per_model=config.pool.seqs_per_model,
+        decode_mode=config.pool.decode_mode,
+    )
+
+
 class Runtime:
     """Everything a running hermes needs, started from one Config."""
 
@@ -159,16 +169,21 @@ class Runtime:
         seed: int | None = None,
         priority: str | None = None,
         resume: int | None = None,
+        server: str | None = None,
     ) -> Runtime:
         """Start hermes. A new session is stored at its first message (``send``) or by
-        ``ensure_session``; ``resume=ID`` continues session ID (see ``hermes_tui.resume``)."""
+        ``ensure_session``; ``resume=ID`` continues session ID (see ``hermes_tui.resume``).
+        ``server``: --server (else $HERMES_SERVER, [server] url, the default socket; see
+        ``hermes_tui.server.client.locate``); with none running, the pool runs in-process."""
+        from hermes_tui.server.client import RemoteJudge, connect, locate
+
         store = await Store.open(db_path or config.db_path or default_db_path())
-        pool = ModelPool(
-            config.models,
-            config.pool,
-            seqs_per_model=config.pool.seqs_per_model,
-            decode_mode=config.pool.decode_mode,
-        )
+        try:
+            remote = await connect(locate(server, config.server_url), lambda: local_pool(config))
+        except BaseException:
+            await store.close()
+            raise
+        pool = remote or local_pool(config)
 
         async def persist(event) -> None:  # pool events → the store's pool_events table
             await store.add_pool_event(
@@ -181,7 +196,9 @@ class Runtime:
 
         pool.add_listener(persist)
         worker = None
-        if judge and config.sentinel.judge_model_path:
+        if judge and remote is not None and config.sentinel.judge_model_path:
+            worker = RemoteJudge(remote.address)  # the server's judge: one for the machine
+        elif judge and config.sentinel.judge_model_path:
             from sentinel.judge import JudgeWorker
 
             worker = JudgeWorker(
@@ -190,7 +207,7 @@ class Runtime:
                 llama_cpp_path=config.sentinel.judge_llama_cpp_path,
             )
         runtime = cls(config, store, pool, worker, seed)
-        if worker is not None:
+        if worker is not None and remote is None:
             # Loads in its own process, off the UI path; a failure becomes E_SENTINEL_DOWN.
             runtime.judge_start = asyncio.ensure_future(worker.start_in_background())
         runtime.mode = mode

@@ -17,6 +17,9 @@ def isolated_dirs(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    # No test may find a hermes serve someone runs on this machine (the default socket).
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
+    monkeypatch.delenv("HERMES_SERVER", raising=False)
     monkeypatch.delenv("HERMES_CONFIG", raising=False)
     monkeypatch.delenv("NO_COLOR", raising=False)
     yield

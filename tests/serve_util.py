@@ -82,9 +82,9 @@ class ServeProc:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def uds_client(self, **kw) -> httpx2.Client:
+    def uds_client(self, timeout: float = 120, **kw) -> httpx2.Client:
         transport = httpx2.HTTPTransport(uds=str(self.socket))
-        return httpx2.Client(transport=transport, base_url="http://hermes", **kw)
+        return httpx2.Client(transport=transport, base_url="http://hermes", timeout=timeout, **kw)
 
     def openai(self, tcp: bool = False, **kw):
         import openai

@@ -25,7 +25,7 @@ CASES = [
     (
         "unknown top key",
         lambda s: "colour = 1\n" + s,
-        "colour: unknown key (expected one of: default_persona, models, personas, pool, sentinel, storage, workflow)",
+        "colour: unknown key (expected one of: default_persona, models, personas, pool, sentinel, server, storage, workflow)",
     ),
     (
         "unknown persona key",

@@ -92,6 +92,25 @@ class App:
         snap["clients"] = sorted({c.client for c in self.core.active})
         return JSONResponse(snap)
 
+    async def judge(self, request: Request) -> Response:
+        """The sentinel's judge for hermes clients' monitors (``client.RemoteJudge``)."""
+        self.check_auth(request)
+        from sentinel.judge import JudgeRequest
+
+        judge = self.core.judge
+        try:
+            data = json.loads(await request.body())
+            req = JudgeRequest(
+                str(data["contract_kind"]),
+                str(data["instructions"]),
+                str(data["text"]),
+                int(data.get("offset", 0)),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ApiError(400, f"invalid judge request: {exc}") from None
+        result = await judge.judge(req) if judge is not None else None
+        return JSONResponse(dataclasses.asdict(result) if result is not None else None)
+
     async def chat_completions(self, request: Request) -> Response:
         client = self.check_auth(request)
         body = await request.body()
@@ -166,6 +185,7 @@ def build_app(core: ServerCore, token: str | None) -> Starlette:
         Route("/v1/models", app.models, methods=["GET"]),
         Route("/v1/chat/completions", app.chat_completions, methods=["POST"]),
         Route("/hermes/pool", app.pool, methods=["GET"]),
+        Route("/hermes/judge", app.judge, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

@@ -36,6 +36,8 @@ def runtime_dir() -> Path:
     Without a usable runtime directory (no ``XDG_RUNTIME_DIR``, e.g. a container), a private
     directory in the system temp dir named after the user id.
     """
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"]) / APP_NAME
     base = Path(platformdirs.user_runtime_dir(APP_NAME, ensure_exists=False))
     if base.parent.is_dir() and os.access(base.parent, os.W_OK | os.X_OK):
         return base

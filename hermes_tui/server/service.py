@@ -152,7 +152,11 @@ class ServerCore:
         elif judge and config.sentinel.judge_model_path:
             from sentinel.judge import JudgeWorker
 
-            worker = JudgeWorker(config.sentinel.judge_model_path, config.sentinel.device)
+            worker = JudgeWorker(
+                config.sentinel.judge_model_path,
+                config.sentinel.device,
+                llama_cpp_path=config.sentinel.judge_llama_cpp_path,
+            )
         # The judge runs on the same memory: the pool gets what it leaves of each device.
         devices = tuple(
             DeviceSpec(name, budget - reserved.get(name, 0)) for name, budget in budgets.items()
