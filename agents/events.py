@@ -4,7 +4,15 @@ nothing in ``agents`` knows who listens."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
+
+# What becomes of a message: the one list the store's schema, the events and the widgets use.
+# ``streaming`` while tokens arrive; ``interrupted`` when the process that wrote it died.
+MessageStatus = Literal["streaming", "done", "halted", "error", "cancelled", "interrupted"]
+# How a turn can end (``TurnEnded.status``).
+EndStatus = Literal["done", "halted", "error", "cancelled"]
+MESSAGE_STATUSES: tuple[MessageStatus, ...] = get_args(MessageStatus)
+FINAL_STATUSES: tuple[MessageStatus, ...] = MESSAGE_STATUSES[1:]  # every status but streaming
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class TurnEnded:
     persona: str
     text: str
     tokens: int
-    status: str  # done | halted | error | cancelled
+    status: EndStatus
     code: str | None = None  # error code of a halt (E_...) or engine error
     detail: str = ""
 

@@ -32,6 +32,8 @@ from hermes_tui.batch import (
 )
 from hermes_tui.config import ConfigError, load_config
 from hermes_tui.errors import Fail
+from sentinel.registry import CHECK_NAMES
+from sentinel.verdict import SEVERITIES
 
 
 def friendly(fn):
@@ -336,8 +338,13 @@ async def _run_turns(runtime, writer, script, config) -> int:
 )
 @click.option("--persona", default=None, help="Sessions in which this persona wrote.")
 @click.option("--code", default=None, metavar="E_CODE", help="Sessions with this verdict code.")
-@click.option("--check", default=None, help="Sessions with a verdict from this check.")
-@click.option("--severity", type=click.Choice(["minor", "critical"]), default=None)
+@click.option(
+    "--check",
+    type=click.Choice(CHECK_NAMES),
+    default=None,
+    help="Sessions with a verdict from this check.",
+)
+@click.option("--severity", type=click.Choice(SEVERITIES), default=None)
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="From this day.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, help="To this day.")
 @click.pass_context

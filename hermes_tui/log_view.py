@@ -10,7 +10,7 @@ from typing import Any
 
 from hermes_tui.errors import Fail
 from hermes_tui.export import export_session
-from hermes_tui.store import Store
+from hermes_tui.store import Store, day_range
 from hermes_tui.widgets.sanitize import sanitize_for_terminal
 
 
@@ -24,8 +24,7 @@ async def sessions(
     """The session list; ``filters`` are ``Store.list_sessions`` keyword arguments, except
     that ``until`` is a day included in the range (as in the review screen)."""
     query = dict(filters or {})
-    if query.get("until") is not None:
-        query["until"] += dt.timedelta(days=1)  # up to the next midnight
+    query["since"], query["until"] = day_range(query.get("since"), query.get("until"))
     store = await Store.open(db, readonly=True)
     try:
         rows = await store.list_sessions(limit=limit, **query)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 Severity = Literal["minor", "critical"]
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)  # mildest first
 
 # Every code the sentinel can raise, with its default severity (the seed's policy: broken
 # JSON, loops and drift start as a correction; unsafe output is critical at once).

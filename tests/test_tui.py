@@ -373,7 +373,7 @@ async def seed_store(path: Path) -> dict[str, int]:
             ids["secret"],
             mid,
             "coder",
-            Verdict("secret", "critical", "E_SECRET", (24, 44), "an AWS access key"),
+            Verdict("secrets", "critical", "E_SECRET", (24, 44), "an AWS access key"),
         )
         await store.flush()
     finally:

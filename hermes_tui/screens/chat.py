@@ -538,4 +538,5 @@ class ChatScreen(Screen):
 
         store = getattr(self.runtime, "store", None)
         db = self.db_path or self.config.db_path
-        self.app.push_screen(ReviewScreen(store=store, db_path=db))
+        personas = tuple(self.config.personas)
+        self.app.push_screen(ReviewScreen(store=store, db_path=db, personas=personas))

@@ -22,26 +22,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Select, Sparkline, Static
 
+from hermes_tui.store.times import day_range
 from hermes_tui.widgets.marks import MarkedText
 from hermes_tui.widgets.sanitize import sanitize_for_terminal
-from sentinel.verdict import CODES
+from sentinel.registry import CHECK_NAMES
+from sentinel.verdict import CODES, SEVERITIES
 
 BARS = "▁▂▃▄▅▆▇█"
-CHECKS = (
-    "json",
-    "schema",
-    "pattern",
-    "loop",
-    "stall",
-    "drift",
-    "length",
-    "imports",
-    "unsafe",
-    "secret",
-    "prompt_leak",
-    "judge",
-)
-SEVERITIES = ("minor", "critical")
 
 
 def spark_text(values: list[int]) -> str:
@@ -54,12 +41,12 @@ def spark_text(values: list[int]) -> str:
     return "".join(BARS[min(7, round(v / top * 7))] for v in values)
 
 
-def parse_day(text: str) -> float | None:
-    """'2025-01-31' -> that day's local midnight as a timestamp; '' -> None."""
+def parse_day(text: str) -> dt.date | None:
+    """'2025-01-31' -> that day; '' -> None; anything else raises ValueError."""
     text = text.strip()
     if not text:
         return None
-    return dt.datetime.strptime(text, "%Y-%m-%d").timestamp()
+    return dt.datetime.strptime(text, "%Y-%m-%d").date()
 
 
 def fmt_time(ts: float, short: bool = False) -> str:
@@ -96,15 +83,16 @@ class ReviewScreen(Screen):
         db_path: Path | None = None,
         *,
         standalone: bool = False,
-        checks: tuple[str, ...] = CHECKS,
-        personas: tuple[str, ...] = ("architect", "coder", "critic"),
+        personas: tuple[str, ...] = (),
     ) -> None:
+        """``personas``: the configured ones, offered in the persona filter together with
+        every persona that wrote in the database."""
         super().__init__()
         self.store = store
         self.db_path = db_path
         self.standalone = standalone
         self._own_store = False
-        self.checks = checks
+        self.checks = CHECK_NAMES
         self.personas = personas
         self.rows: list[Any] = []  # SessionRow or SearchHit, in table order
         self.mode = "sessions"
@@ -146,7 +134,20 @@ class ReviewScreen(Screen):
                 self.query_one("#summary", Static).update(f"cannot open the database: {exc}")
                 return
         self.query_one("#sessions", DataTable).focus()
+        await self._offer_personas()
         await self.reload()
+
+    async def _offer_personas(self) -> None:
+        """The persona filter offers the configured personas and every one that wrote here."""
+        assert self.store is not None
+        try:
+            stored = await self.store.persona_names()
+        except Exception:  # the list still works with the configured names
+            stored = []
+        names = tuple(dict.fromkeys([*self.personas, *stored]))
+        if names != self.personas:
+            self.personas = names
+            self.query_one("#persona", Select).set_options([(p, p) for p in names])
 
     async def on_unmount(self) -> None:
         if self._own_store and self.store is not None:
@@ -160,16 +161,20 @@ class ReviewScreen(Screen):
             select = self.query_one(f"#{name}", Select)
             if not select.is_blank():
                 out[name] = select.value
+        days: dict[str, dt.date | None] = {}
         for name in ("since", "until"):
             field = self.query_one(f"#{name}", Input)
             try:
-                when = parse_day(field.value)
+                days[name] = parse_day(field.value)
             except ValueError:
                 field.add_class("-invalid")
+                days[name] = None
                 continue
             field.remove_class("-invalid")
+        since, until = day_range(days["since"], days["until"])  # until is inclusive
+        for name, when in (("since", since), ("until", until)):
             if when is not None:
-                out[name] = when + (86400 if name == "until" else 0)  # until is inclusive
+                out[name] = when
         return out
 
     @on(Select.Changed)

@@ -39,15 +39,13 @@ Design, and why:
   SQLite's ``immutable=1`` when that is safe (see ``files.immutable_uri``).
 """
 
+from agents.events import FINAL_STATUSES, MESSAGE_STATUSES, MessageStatus
 from hermes_tui.store.database import DEFAULT_BUSY_TIMEOUT_MS, Store
 from hermes_tui.store.errors import StoreError
 from hermes_tui.store.files import default_db_path
 from hermes_tui.store.inspect import inspect_database
 from hermes_tui.store.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from hermes_tui.store.rows import (
-    FINAL_STATUSES,
-    MESSAGE_STATUSES,
-    SEVERITIES,
     MessageRow,
     PoolEventRow,
     SearchHit,
@@ -55,8 +53,9 @@ from hermes_tui.store.rows import (
     VerdictRow,
 )
 from hermes_tui.store.search import SEARCH_WINDOW, fts_query
-from hermes_tui.store.times import TimeLike
+from hermes_tui.store.times import TimeLike, day_range
 from hermes_tui.store.writer import MAX_BATCH
+from sentinel.verdict import SEVERITIES
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_MS",
@@ -68,6 +67,7 @@ __all__ = [
     "SEARCH_WINDOW",
     "SEVERITIES",
     "MessageRow",
+    "MessageStatus",
     "PoolEventRow",
     "SearchHit",
     "SessionRow",
@@ -75,6 +75,7 @@ __all__ = [
     "StoreError",
     "TimeLike",
     "VerdictRow",
+    "day_range",
     "default_db_path",
     "fts_query",
     "inspect_database",

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import aiosqlite
 
+from agents.events import FINAL_STATUSES
 from hermes_tui.store.errors import DB_ERRORS, StoreError, map_error
 from hermes_tui.store.files import WritersLock, default_db_path, immutable_uri, prepare_file, uri
 from hermes_tui.store.inspect import FIRST_TABLE_SQL, schema_problem
 from hermes_tui.store.migrations import SCHEMA_VERSION, migrate, too_new, user_version
 from hermes_tui.store.queries import Queries
-from hermes_tui.store.rows import FINAL_STATUSES
 from hermes_tui.store.search import Search
 from hermes_tui.store.times import TimeLike, to_ts
 from hermes_tui.store.writer import Writer, exec_fn, insert_fn

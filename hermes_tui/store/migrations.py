@@ -11,8 +11,8 @@ from pathlib import Path
 
 import aiosqlite
 
+from agents.events import MESSAGE_STATUSES
 from hermes_tui.store.errors import StoreError
-from hermes_tui.store.rows import MESSAGE_STATUSES
 
 log = logging.getLogger(__name__)
 

@@ -110,6 +110,13 @@ class Queries(ReadBase):
         rows = await self._fetchall(sql, (*params, int(limit), int(offset)))
         return [SessionRow.from_row(r) for r in rows]
 
+    async def persona_names(self) -> list[str]:
+        """Every persona that answered in this database, by name."""
+        rows = await self._fetchall(
+            "SELECT DISTINCT persona FROM messages WHERE role = 'assistant' ORDER BY persona"
+        )
+        return [r["persona"] for r in rows]
+
     async def verdict_timeline(self, session_id: int, buckets: int = 20) -> list[int]:
         """Verdict counts across the session's messages in order, for a sparkline.
 

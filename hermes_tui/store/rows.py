@@ -11,18 +11,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from sentinel.verdict import Verdict
-
-MESSAGE_STATUSES: tuple[str, ...] = (
-    "streaming",
-    "done",
-    "halted",
-    "error",
-    "cancelled",
-    "interrupted",
-)
-FINAL_STATUSES: tuple[str, ...] = MESSAGE_STATUSES[1:]
-SEVERITIES: tuple[str, ...] = ("minor", "critical")
+from agents.events import MessageStatus
+from sentinel.verdict import Severity, Verdict
 
 
 def columns(names: tuple[str, ...], alias: str = "") -> str:
@@ -84,7 +74,7 @@ class VerdictRow:
     session_id: int
     persona: str
     check_name: str
-    severity: str
+    severity: Severity
     code: str
     span_start: int
     span_end: int
@@ -113,7 +103,7 @@ class VerdictRow:
         """The sentinel's own record for this row."""
         return Verdict(
             check=self.check_name,
-            severity=self.severity,  # type: ignore[arg-type]
+            severity=self.severity,
             code=self.code,
             span=(self.span_start, self.span_end),
             detail=self.detail,
@@ -132,7 +122,7 @@ class MessageRow:
     started: float
     finished: float | None
     tokens: int
-    status: str
+    status: MessageStatus
     hidden: bool
     error_code: str | None
     verdicts: list[VerdictRow] = field(default_factory=list)

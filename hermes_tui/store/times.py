@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import datetime
 from typing import Any
 
@@ -30,3 +31,16 @@ def time_range(
     if until is not None:
         where.append(f"{column} < ?")
         params.append(to_ts(until))
+
+
+def day_range(since: dt.date | None, until: dt.date | None) -> tuple[float | None, float | None]:
+    """The ``since``/``until`` filters for a range of whole days as a user types them: from
+    ``since``'s local midnight up to the midnight after ``until`` (both days included). The
+    review screen and ``hermes log`` both use this, so "until" means the same everywhere."""
+    start = to_ts(_midnight(since)) if since is not None else None
+    end = to_ts(_midnight(until) + dt.timedelta(days=1)) if until is not None else None
+    return start, end
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day)  # naive: local time

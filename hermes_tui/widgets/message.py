@@ -12,12 +12,13 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from agents.events import MessageStatus
 from hermes_tui.widgets.markdown_body import MarkdownBody
 from hermes_tui.widgets.marks import VerdictMark
 from hermes_tui.widgets.records import ChatMessage
 from hermes_tui.widgets.sanitize import sanitize_for_terminal, split_unfinished
 
-STATUS_ICON = {
+STATUS_ICON: dict[MessageStatus, str] = {
     "streaming": "…",
     "done": "✓",
     "halted": "✖",

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.events import MessageStatus
+
 
 @dataclass
 class ChatMessage:
@@ -19,7 +21,7 @@ class ChatMessage:
     persona: str  # the persona answering (or "you")
     text: str = ""
     targets: tuple[str, ...] = ()  # for a user message: who it was addressed to
-    status: str = "streaming"  # streaming | done | halted | error | cancelled
+    status: MessageStatus = "streaming"
     code: str | None = None
     detail: str = ""
     tokens: int = 0
