@@ -1,4 +1,4 @@
-"""The ``hermes`` command: chat (default), batch, log, review, plan, doctor, web.
+"""The ``hermes`` command: chat (default), batch, log, review, plan, doctor, web, serve.
 
 Every expected failure is one line on stderr and an exit code (2 usage/config, 3 runtime);
 never a traceback.
@@ -521,6 +521,14 @@ def web(
     load_config(config_path)  # fail early, in this terminal, on a bad config
     web_server.serve(host, port, config_path, db_path, max_sessions, new_token)
 
+
+def _add_serve() -> None:
+    from hermes_tui.server.command import serve_command
+
+    main.add_command(serve_command)  # `hermes serve`: the machine-wide pool (hermes_tui/server)
+
+
+_add_serve()
 
 if __name__ == "__main__":
     main()

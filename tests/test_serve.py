@@ -196,7 +196,7 @@ def test_no_auth_only_with_tcp_and_warns(tmp_path):
 def test_show_token_prints_the_stored_token(tmp_path):
     proc = ServeProc(tmp_path / "unused.toml", tmp_path / "s.db")
     out = subprocess.run(
-        [sys.executable, "-m", "hermes_tui.server", "--show-token"],
+        [sys.executable, "-m", "hermes_tui.cli", "serve", "--show-token"],
         env=proc.env,
         capture_output=True,
         text=True,
@@ -205,3 +205,41 @@ def test_show_token_prints_the_stored_token(tmp_path):
     assert out.returncode == 0
     assert out.stdout.strip() == proc.token
     assert stat.S_IMODE(os.stat(proc.token_path).st_mode) == 0o600
+
+
+def test_full_queue_is_429_with_retry_after_and_never_fits_is_400(tmp_path):
+    cfg = write_small_config(tmp_path, max_tokens=40)
+    text = cfg.read_text().replace("queue_size = 16", "queue_size = 1")
+    text = text.replace('memory = "8GiB"', 'memory = "600MiB"')
+    text += '\n[models.huge]\npath = "embedded:smollm2-135m"\nn_ctx = 131072\n'
+    cfg.write_text(text)
+    proc = ServeProc(cfg, tmp_path / "s.db", "--no-judge").start()
+    try:
+        with proc.uds_client() as http:
+            huge = http.post("/v1/chat/completions", json={"model": "huge", "messages": PROMPT})
+            assert huge.status_code == 400
+            err = huge.json()["error"]
+            assert err["code"] == "E_NEVER_FITS"
+            assert "needs about" in err["message"] and "budget of 600.0 MiB" in err["message"]
+
+        import concurrent.futures
+
+        def ask(i: int):
+            with proc.uds_client() as http:
+                body = {"model": "smollm2", "messages": PROMPT, "max_tokens": 40}
+                return http.post(
+                    "/v1/chat/completions", json=body, headers={"user-agent": f"c{i}/1"}
+                )
+
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            answers = list(ex.map(ask, range(8)))
+        codes = sorted(a.status_code for a in answers)
+        assert set(codes) == {200, 429}, codes
+        busy = next(a for a in answers if a.status_code == 429)
+        assert busy.headers["retry-after"] == "2"
+        assert busy.json()["error"]["code"] == "E_POOL_BUSY"
+        assert busy.json()["error"]["type"] == "rate_limit_error"
+        sdk = proc.openai(max_retries=0)
+        assert sdk.chat.completions.create(model="smollm2", messages=PROMPT, max_tokens=2)
+    finally:
+        proc.cleanup()

@@ -26,8 +26,20 @@ EXIT_RUNTIME = 3
 @click.option("--show-token", is_flag=True, help="Print the TCP bearer token and exit.")
 @click.option("--log-prompts", is_flag=True, help="Log each request's last user message.")
 @click.option("--no-judge", is_flag=True, help="Run the sentinel's deterministic checks only.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="config.toml to use (default: $HERMES_CONFIG, ./config.toml, user config, packaged).",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite database for API requests (default: the config's).",
+)
 def serve_command(
     socket_path: Path | None,
     host: str | None,
@@ -39,12 +51,41 @@ def serve_command(
     config_path: str | None,
     db_path: Path | None,
 ) -> None:
-    """Serve the model pool to every hermes process and OpenAI-compatible client.
+    """Serve the model pool to every hermes process and OpenAI-compatible client (the
+    OpenAI API at unix:SOCKET and, with --host/--port, http://HOST:PORT/v1).
 
     Listens on a Unix socket (mode 0600) in the user runtime directory; --host/--port add
     TCP (loopback unless another address is given) with a bearer token. Exit codes: 0 stopped
     by SIGINT/SIGTERM, 2 usage or config error, 3 cannot listen (e.g. already running).
     """
+    try:
+        _serve(
+            socket_path,
+            host,
+            port,
+            no_auth,
+            show_token,
+            log_prompts,
+            no_judge,
+            config_path,
+            db_path,
+        )
+    except Fail as exc:
+        click.echo(f"hermes: {exc}", err=True)
+        sys.exit(exc.code)
+
+
+def _serve(
+    socket_path: Path | None,
+    host: str | None,
+    port: int | None,
+    no_auth: bool,
+    show_token: bool,
+    log_prompts: bool,
+    no_judge: bool,
+    config_path: str | None,
+    db_path: Path | None,
+) -> None:
     from hermes_tui.config import ConfigError, load_config
     from hermes_tui.server.auth import load_or_create_token, token_path
     from hermes_tui.server.listener import ListenError
@@ -56,7 +97,7 @@ def serve_command(
         click.echo(f"(stored in {token_path()})", err=True)
         return
     if no_auth and host is None and port is None:
-        raise click.UsageError("--no-auth only applies to TCP (--host/--port)")
+        raise Fail("--no-auth only applies to TCP (--host/--port)", 2)
     try:
         config = load_config(config_path)
     except ConfigError as exc:
