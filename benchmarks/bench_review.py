@@ -29,6 +29,7 @@ from pathlib import Path
 
 from hermes_tui.export import export_session
 from hermes_tui.store import SCHEMA_VERSION, Store
+from sentinel.registry import checks_raising
 from sentinel.verdict import DEFAULT_SEVERITY
 
 TARGET_MS = 300.0
@@ -49,20 +50,8 @@ CODE_WEIGHTS = {
     "E_PROMPT_LEAK": 1.5,
     "E_SENTINEL_DOWN": 0.5,
 }
-CHECK_NAME = {
-    "E_JSON_SCHEMA": "json_schema",
-    "E_JSON_BROKEN": "json_syntax",
-    "E_PATTERN": "pattern",
-    "E_LOOP": "loop",
-    "E_LENGTH": "length",
-    "E_DRIFT": "drift",
-    "E_STALL": "stall",
-    "E_BANNED_IMPORT": "imports",
-    "E_UNSAFE_COMMAND": "unsafe_command",
-    "E_SECRET": "secrets",
-    "E_PROMPT_LEAK": "prompt_leak",
-    "E_SENTINEL_DOWN": "sentinel",
-}
+# The name of the check that raises each code, from the sentinel's registry.
+CHECK_NAME = {code: checks_raising(code)[0] for code in CODE_WEIGHTS}
 FIELDS = ("name", "path", "args", "steps", "language", "tests", "summary", "risk", "files")
 MODULES = ("subprocess", "os", "socket", "ctypes", "pickle", "shutil", "requests")
 COMMANDS = ("rm -rf /", "curl | sh", "chmod 777", "dd if=/dev/zero", "mkfs.ext4", "sudo su")
@@ -251,13 +240,11 @@ async def measure(db: Path) -> dict[str, dict[str, float]]:
             "list_sessions_since_last_week": lambda: store.list_sessions(
                 since=time.time() - 7 * 86400, severity="critical"
             ),
-            "list_verdicts_code": lambda: store.list_verdicts(code="E_SECRET"),
-            "list_verdicts_severity": lambda: store.list_verdicts(severity="critical"),
-            "list_verdicts_persona": lambda: store.list_verdicts(persona="critic"),
-            "list_verdicts_code_severity_persona": lambda: store.list_verdicts(
-                code="E_LOOP", severity="critical", persona="architect"
+            "list_sessions_check_rare": lambda: store.list_sessions(
+                check=CHECK_NAME["E_SENTINEL_DOWN"]
             ),
-            "list_verdicts_check_rare": lambda: store.list_verdicts(check="sentinel"),
+            "persona_names": lambda: store.persona_names(),
+            "search_error_code": lambda: store.search("E_SECRET"),
             "verdict_timeline_biggest_session": lambda: store.verdict_timeline(big),
             "get_transcript_biggest_session": lambda: store.get_transcript(big),
             "search_rare_term": lambda: store.search("ctypes"),

@@ -47,7 +47,6 @@ from hermes_tui.store.inspect import inspect_database
 from hermes_tui.store.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from hermes_tui.store.rows import (
     MessageRow,
-    PoolEventRow,
     SearchHit,
     SessionRow,
     VerdictRow,
@@ -68,7 +67,6 @@ __all__ = [
     "SEVERITIES",
     "MessageRow",
     "MessageStatus",
-    "PoolEventRow",
     "SearchHit",
     "SessionRow",
     "Store",

@@ -116,8 +116,8 @@ async def _v3_review_indexes(conn: aiosqlite.Connection) -> None:
     """Indexes that keep the review screen fast with a million verdicts.
 
     ``(session_id, …)`` indexes answer per-session counts and the EXISTS probes of
-    ``list_sessions`` filters with one seek per session; ``(…, at)`` indexes answer
-    ``list_verdicts`` filters already in time order so LIMIT stops early.
+    ``list_sessions`` filters with one seek per session; the ``(…, at)`` indexes served a
+    verdict listing that only tests used (v4 drops all of them but ``verdicts_code_at``).
     """
     await _run_all(
         conn,
@@ -137,10 +137,26 @@ async def _v3_review_indexes(conn: aiosqlite.Connection) -> None:
     )
 
 
+async def _v4_drop_unread_indexes(conn: aiosqlite.Connection) -> None:
+    """Drop the indexes no product query reads (they served ``list_verdicts`` and
+    ``list_pool_events``, which only tests and benchmarks called): every verdict insert paid
+    for four of them. ``verdicts_code_at`` stays: searching for an error code (E_SECRET)
+    lists that code's verdicts newest first through it."""
+    await _run_all(
+        conn,
+        "DROP INDEX IF EXISTS verdicts_severity_at",
+        "DROP INDEX IF EXISTS verdicts_persona_at",
+        "DROP INDEX IF EXISTS verdicts_check_at",
+        "DROP INDEX IF EXISTS verdicts_at",
+        "DROP INDEX IF EXISTS pool_events_at",
+    )
+
+
 MIGRATIONS: list[tuple[str, Step]] = [
     ("core tables", _v1_core_tables),
     ("full-text search", _v2_full_text_search),
     ("review indexes", _v3_review_indexes),
+    ("drop unread indexes", _v4_drop_unread_indexes),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,4 +1,4 @@
-"""Reads: sessions, transcripts, verdicts and pool events, with the review screen's filters
+"""Reads: sessions and transcripts with their verdicts, with the review screen's filters
 pushed into SQL. Mixed into ``Store``; every row is read through the reader connection."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import aiosqlite
 
 from hermes_tui.store.errors import DB_ERRORS, map_error
 from hermes_tui.store.files import WritersLock
-from hermes_tui.store.rows import MessageRow, PoolEventRow, SessionRow, VerdictRow, columns
+from hermes_tui.store.rows import MessageRow, SessionRow, VerdictRow, columns
 from hermes_tui.store.times import TimeLike, time_range
 
 _SESSION_COLS = columns(SessionRow.COLUMNS, "s")
@@ -51,7 +51,7 @@ class ReadBase:
 
 
 class Queries(ReadBase):
-    """Sessions, transcripts, verdicts and pool events."""
+    """Sessions, their transcripts with verdicts, and who wrote in them."""
 
     async def get_session(self, session_id: int) -> SessionRow | None:
         """One session with its counts, or None."""
@@ -111,11 +111,14 @@ class Queries(ReadBase):
         return [SessionRow.from_row(r) for r in rows]
 
     async def persona_names(self) -> list[str]:
-        """Every persona that answered in this database, by name."""
-        rows = await self._fetchall(
-            "SELECT DISTINCT persona FROM messages WHERE role = 'assistant' ORDER BY persona"
-        )
-        return [r["persona"] for r in rows]
+        """Every persona that answered or was addressed in this database, sorted.
+
+        Reads the covering ``(session_id, persona)`` index, not the messages: a user
+        message's persona is whom it was sent to, comma-separated, or ``user``.
+        """
+        rows = await self._fetchall("SELECT DISTINCT persona FROM messages")
+        names = {p for r in rows for p in str(r["persona"]).split(",")}
+        return sorted(names - {"", "user"})
 
     async def verdict_timeline(self, session_id: int, buckets: int = 20) -> list[int]:
         """Verdict counts across the session's messages in order, for a sparkline.
@@ -165,52 +168,3 @@ class Queries(ReadBase):
                 replace(m, status="interrupted") if m.status == "streaming" else m for m in rows
             ]
         return rows
-
-    async def list_verdicts(
-        self,
-        limit: int = 100,
-        offset: int = 0,
-        *,
-        session_id: int | None = None,
-        message_id: int | None = None,
-        persona: str | None = None,
-        check: str | None = None,
-        code: str | None = None,
-        severity: str | None = None,
-        since: TimeLike | None = None,
-        until: TimeLike | None = None,
-    ) -> list[VerdictRow]:
-        """Verdicts matching all given filters, newest first."""
-        where: list[str] = []
-        params: list[Any] = []
-        for col, val in (
-            ("session_id", session_id),
-            ("message_id", message_id),
-            ("persona", persona),
-            ("check_name", check),
-            ("code", code),
-            ("severity", severity),
-        ):
-            if val is not None:
-                where.append(f"{col} = ?")
-                params.append(val)
-        time_range(where, params, "at", since, until)
-        sql = f"SELECT {_VERDICT_COLS} FROM verdicts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
-        rows = await self._fetchall(sql, (*params, int(limit), int(offset)))
-        return [VerdictRow.from_row(r) for r in rows]
-
-    async def list_pool_events(
-        self, limit: int = 100, *, kind: str | None = None
-    ) -> list[PoolEventRow]:
-        """Recent pool events, newest first."""
-        sql = f"SELECT {columns(PoolEventRow.COLUMNS)} FROM pool_events"
-        params: list[Any] = []
-        if kind is not None:
-            sql += " WHERE kind = ?"
-            params.append(kind)
-        sql += " ORDER BY at DESC, id DESC LIMIT ?"
-        rows = await self._fetchall(sql, (*params, int(limit)))
-        return [PoolEventRow.from_row(r) for r in rows]

@@ -180,32 +180,3 @@ class SearchHit:
             persona=r["persona"],
             code=r["code"] if "code" in keys else None,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class PoolEventRow:
-    """One model-pool event (load, evict, wait, ...)."""
-
-    id: int
-    at: float
-    kind: str
-    model: str
-    persona: str
-    bytes: int
-    wait_ms: float
-    detail: str
-
-    COLUMNS: ClassVar[tuple[str, ...]] = (
-        "id",
-        "at",
-        "kind",
-        "model",
-        "persona",
-        "bytes",
-        "wait_ms",
-        "detail",
-    )
-
-    @classmethod
-    def from_row(cls, r: sqlite3.Row) -> PoolEventRow:
-        return cls(**{k: r[k] for k in cls.COLUMNS})
