@@ -56,9 +56,16 @@ class Engine(ABC):
 
 
 def _quiet_llama(**kwargs: Any):
-    """Create a ``llama_cpp.Llama`` with its C-level logging silenced."""
+    """Create a ``llama_cpp.Llama`` with its C-level logging silenced.
+
+    The weights are read into memory, not mapped (``use_mmap=False``): with a live mapping a
+    GGUF truncated while hermes runs killed it with SIGBUS, and one overwritten in place
+    silently turned every later answer into garbage. Read once, the loaded model is immune to
+    what happens to the file; a later load of a broken file is the usual load error.
+    """
     import llama_cpp
 
+    kwargs.setdefault("use_mmap", False)
     return llama_cpp.Llama(verbose=False, **kwargs)
 
 

@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import socket
 import ssl
 import threading
@@ -41,6 +42,26 @@ def chat_path(base_path: str) -> str:
     if not (path.endswith("/v1") or "/v1/" in path + "/"):
         path += "/v1"
     return path + "/chat/completions"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def join_surrogates(held: str, piece: str) -> tuple[str, str]:
+    """(text to emit, high surrogate to hold) for one streamed piece.
+
+    A server may escape an emoji as ``\\ud83d\\ude00`` and split the pair across two
+    events; each half alone is not text (UTF-8 cannot encode it, so storing it failed). A
+    trailing high surrogate waits for the next piece; pairs are joined and any surrogate
+    still alone becomes U+FFFD.
+    """
+    text = held + piece
+    held = ""
+    if text and "\ud800" <= text[-1] <= "\udbff":
+        text, held = text[:-1], text[-1]
+    if _SURROGATE.search(text):
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text, held
 
 
 class RemoteEngine(Engine):
@@ -140,6 +161,7 @@ class RemoteEngine(Engine):
                 raise EngineError(
                     f"{self.name}: HTTP {resp.status} {resp.reason} from {self.url}: {detail}"
                 )
+            held = ""  # a high surrogate whose low half is in the next event
             while not stop_flag.is_set():
                 raw = resp.readline()
                 if not raw:
@@ -152,7 +174,11 @@ class RemoteEngine(Engine):
                     break
                 piece = self._piece(data)
                 if piece:
-                    emit(piece)
+                    piece, held = join_surrogates(held, piece)
+                    if piece:
+                        emit(piece)
+            if held:
+                emit("\ufffd")  # the pair never completed
         except EngineError as exc:
             emit(exc)
         except ConnectionRefusedError as exc:
@@ -184,6 +210,8 @@ class RemoteEngine(Engine):
             emit(DONE)
 
     def _piece(self, data: str) -> str | None:
+        """The text of one event (JSON ``\\ud83d`` escapes may leave lone surrogates: see
+        ``join_surrogates``)."""
         try:
             event = json.loads(data)
         except json.JSONDecodeError as exc:

@@ -48,6 +48,10 @@ class HermesApp(App):
         super().__init__()
         self.resume = resume
         self.config = config
+        if config is not None:
+            from hermes_tui import outbound
+
+            outbound.set_redaction(config.redact_secrets)  # the screen and the clipboard
         self.db_path = db_path
         self.review_only = review or config is None
         self.runtime_factory = runtime_factory

@@ -16,6 +16,8 @@ from typing import IO, Any
 from agents.events import Event, TurnEnded, TurnStarted, VerdictRaised
 from agents.session import UnknownPersonaError, parse_mentions
 from hermes_tui.config import Config, tomllib
+from hermes_tui.outbound import dumps
+from hermes_tui.readfile import InputFileError, read_limited
 
 EXIT_OK, EXIT_CRITICAL, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 MAX_SCRIPT_BYTES = 10 * 2**20
@@ -67,11 +69,11 @@ def _turn(where: str, item: Any) -> Turn:
 def parse_script(path: Path) -> Script:
     """Read and check a batch script; raise ScriptError with one line on any problem."""
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path, MAX_SCRIPT_BYTES)
+    except InputFileError as exc:
+        raise ScriptError(f"{path}: script {exc}") from None
     except OSError as exc:
         raise ScriptError(f"{path}: cannot read script: {exc.strerror}") from None
-    if len(raw) > MAX_SCRIPT_BYTES:
-        raise ScriptError(f"{path}: script is larger than {MAX_SCRIPT_BYTES // 2**20} MiB")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -152,7 +154,7 @@ class JsonlWriter:
         self._verdicts: dict[int, list[str]] = {}  # event turn -> codes, for progress lines
 
     def write(self, record: dict) -> None:
-        self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.out.write(dumps(record) + "\n")  # secrets hidden, controls escaped
         self.out.flush()
 
     async def __call__(self, event: Event) -> None:

@@ -11,14 +11,17 @@ import contextlib
 import errno
 import functools
 import json
+import logging
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
+from hermes_tui import outbound
 from hermes_tui.batch import (
     EXIT_CRITICAL,
     EXIT_OK,
@@ -30,10 +33,18 @@ from hermes_tui.batch import (
     check_personas,
     parse_script,
 )
-from hermes_tui.config import ConfigError, load_config
+from hermes_tui.config import Config, ConfigError
+from hermes_tui.config import load_config as _load_config
 from hermes_tui.errors import Fail
 from sentinel.registry import CHECK_NAMES
 from sentinel.verdict import SEVERITIES
+
+
+def load_config(path: str | None) -> Config:
+    """The config, and what leaves the process follows its ``redact_secrets``."""
+    config = _load_config(path)
+    outbound.set_redaction(config.redact_secrets)
+    return config
 
 
 def friendly(fn):
@@ -149,6 +160,10 @@ def main(ctx: click.Context, config_path: str | None, db_path: str | None) -> No
 
     With no command, opens the chat.
     """
+    # The store logs a failed background write and raises it again at the next flush, where
+    # the command says it once ("cannot write database ..."): without a handler, Python's
+    # last-resort one printed each of them on stderr too (a full disk repeated it 8 times).
+    logging.getLogger("hermes_tui.store").addHandler(logging.NullHandler())
     if ctx.invoked_subcommand is None:
         ctx.invoke(chat, config_path=config_path, db_path=db_path)
 
@@ -250,14 +265,26 @@ def batch(
 
 
 def _open_out(out: str) -> IO[str]:
-    """Open --out for writing without truncating it yet (see ``_run_batch``)."""
+    """Open --out for writing without truncating it yet (see ``_run_batch``).
+
+    A new file is created 0600 (its text is as private as the database); a pipe, a FIFO,
+    /dev/null or /dev/stdout is written as it is (a FIFO waits here for its reader, before
+    anything is created in the database)."""
     if out == "-":
         return sys.stdout
     try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise Fail(f"--out {out}: cannot write there ({exc.strerror})", 2) from None
     return os.fdopen(fd, "w", encoding="utf-8")
+
+
+def _empty_if_file(out: IO[str]) -> None:
+    """Empty a regular file (an earlier run's events); anything else cannot be truncated."""
+    if out is sys.stdout:
+        return
+    if stat.S_ISREG(os.fstat(out.fileno()).st_mode):
+        out.truncate(0)
 
 
 async def _run_batch(config, script, db_path, out: str, seed, judge, resume=None) -> int:
@@ -283,8 +310,7 @@ async def _run_batch(config, script, db_path, out: str, seed, judge, resume=None
             resume=resume,
         )
         try:
-            if writer.out is not sys.stdout:
-                writer.out.truncate(0)
+            _empty_if_file(writer.out)
             return await _run_turns(runtime, writer, script, config)
         finally:
             await runtime.close()

@@ -22,6 +22,7 @@ from agents.persona import Persona
 from agents.pool.devices import parse_size
 from agents.specs import DeviceSpec, ModelSpec, PoolSpec
 from hermes_tui.config_schema import CONFIG_SCHEMA, SIZE_DESC, TYPE_WORDS
+from hermes_tui.readfile import InputFileError, read_limited
 from sentinel.settings import SentinelSettings
 from sentinel.verdict import CODES
 
@@ -131,13 +132,17 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
     return key, error.message
 
 
+MAX_CONFIG_BYTES = 2**20  # a config or a JSON Schema file: far more than any real one
+MAX_SCHEMA_BYTES = 2**20
+
+
 def _read_toml(path: Path) -> dict:
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise ConfigError(path, "", "config file not found") from None
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot read config file: {exc.strerror}") from None
+    except InputFileError as exc:
+        raise ConfigError(path, "", f"config file {exc}") from None
     try:
         return tomllib.loads(raw.decode("utf-8-sig"))  # a leading BOM is harmless
     except UnicodeDecodeError:
@@ -175,9 +180,11 @@ def _load_schema(path: Path, persona: str, table: dict) -> dict | None:
     if "schema_file" in table:
         file = (path.parent / table["schema_file"]).expanduser()
         try:
-            schema = json.loads(file.read_text(encoding="utf-8"))
+            schema = json.loads(read_limited(file, MAX_SCHEMA_BYTES).decode("utf-8"))
         except OSError:
             raise ConfigError(path, key + ".schema_file", f"file not found: {file}") from None
+        except InputFileError as exc:
+            raise ConfigError(path, key + ".schema_file", f"{file} {exc}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 path, key + ".schema_file", f"expected a JSON Schema file, {file}: {exc}"
@@ -252,7 +259,7 @@ def _build_personas(path: Path, data: dict, models: dict) -> dict[str, Persona]:
             banned_imports=tuple(table.get("banned_imports", ())),
             temperature=table.get("temperature", 0.7),
             max_tokens=table.get("max_tokens", 256),
-            color=table.get("color", "white"),
+            color=_colour(path, name, table.get("color", "white")),
         )
     return personas
 
@@ -267,6 +274,23 @@ def _llama_cpp_path(path: Path, value: str) -> str | None:
     if not (where / "llama_cpp").is_dir():
         raise ConfigError(path, "sentinel.llama_cpp_path", f"no llama_cpp package in {where}")
     return str(where.resolve())
+
+
+def _colour(path: Path, persona: str, value: str) -> str:
+    """A colour Textual can draw (a typo used to pass here and kill the chat later)."""
+    from textual.color import Color, ColorParseError
+
+    try:
+        Color.parse(value)
+    except ColorParseError as exc:
+        hint = str(exc).split("; ", 1)[1] if "; " in str(exc) else ""
+        raise ConfigError(
+            path,
+            f"personas.{persona}.color",
+            f"expected a colour (a name such as 'cyan', '#rrggbb' or 'rgb(r,g,b)'), "
+            f"got {json.dumps(value)}" + (f"; {hint}" if hint else ""),
+        ) from None
+    return value
 
 
 def _build_sentinel(path: Path, data: dict, models: dict) -> tuple[SentinelSettings, str | None]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
 from hermes_tui.errors import Fail
 from hermes_tui.export import export_session
+from hermes_tui.outbound import display as sanitize_for_terminal
+from hermes_tui.outbound import dumps, export
 from hermes_tui.store import Store, day_range
-from hermes_tui.widgets.sanitize import sanitize_for_terminal
 
 
 def _when(ts: float) -> str:
@@ -31,7 +31,7 @@ async def sessions(
     finally:
         await store.close()
     if as_json:
-        return "".join(json.dumps(dataclasses.asdict(r)) + "\n" for r in rows)
+        return "".join(dumps(dataclasses.asdict(r), ensure_ascii=True) + "\n" for r in rows)
     if not rows:
         matching = " matching " + _describe(filters) if filters else ""
         return f"no sessions{matching} in {db}\n"
@@ -59,9 +59,10 @@ async def show(db: Path, session_id: int, as_json: bool, hidden: bool) -> str:
         if await store.get_session(session_id) is None:
             raise Fail(f"no session {session_id} in {db} (see `hermes log`)", 2)
         if as_json:
-            return await export_session(store, session_id, "json", include_hidden=hidden) + "\n"
+            text = await export_session(store, session_id, "json", include_hidden=hidden)
+            return export(text, "json")
         text = await export_session(store, session_id, "markdown", include_hidden=hidden)
-        return sanitize_for_terminal(text)  # stored model text must not drive the terminal
+        return export(text, "markdown")  # stored model text must not drive the terminal
     finally:
         await store.close()
 
@@ -73,7 +74,7 @@ async def search(db: Path, query: str, as_json: bool) -> str:
     finally:
         await store.close()
     if as_json:
-        return "".join(json.dumps(dataclasses.asdict(h)) + "\n" for h in hits)
+        return "".join(dumps(dataclasses.asdict(h), ensure_ascii=True) + "\n" for h in hits)
     if not hits:
         return "no matches\n"
     return sanitize_for_terminal(

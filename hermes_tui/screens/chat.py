@@ -528,9 +528,9 @@ class ChatScreen(Screen):
         if record is None:
             self.notify("nothing to copy yet", timeout=2)
             return
-        from hermes_tui.widgets.sanitize import sanitize_for_terminal
+        from hermes_tui.outbound import display
 
-        self.app.copy_to_clipboard(sanitize_for_terminal(record.text))
+        self.app.copy_to_clipboard(display(record.text))
         self.notify(f"copied @{record.persona}'s last answer", timeout=2)
 
     def action_review(self) -> None:

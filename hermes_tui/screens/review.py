@@ -22,9 +22,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Select, Sparkline, Static
 
+from hermes_tui.outbound import display as sanitize_for_terminal
+from hermes_tui.outbound import export as export_safe
 from hermes_tui.store.times import day_range
 from hermes_tui.widgets.marks import MarkedText
-from hermes_tui.widgets.sanitize import sanitize_for_terminal
 from sentinel.registry import CHECK_NAMES
 from sentinel.verdict import CODES, SEVERITIES
 
@@ -500,7 +501,7 @@ class SessionScreen(Screen):
         """Export this session as Markdown or JSON into the current directory."""
         from hermes_tui.export import export_session
 
-        text = await export_session(self.store, self.session_id, fmt)
+        text = export_safe(await export_session(self.store, self.session_id, fmt), fmt)
         suffix = "json" if fmt == "json" else "md"
         folder = self.export_dir or Path.cwd()
         try:

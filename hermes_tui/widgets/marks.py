@@ -13,17 +13,18 @@ from typing import Any
 from textual.content import Content
 from textual.widget import Widget
 
-from hermes_tui.widgets.sanitize import escape_controls
+from hermes_tui.outbound import inline, scrub
 
 CONTEXT = 24  # characters of context either side of a quoted span
 
 
 def _one_line(text: str) -> str:
-    return escape_controls(text).replace("\n", "⏎").replace("\t", " ")
+    return inline(text).replace("\n", "⏎").replace("\t", " ")
 
 
 def quote(text: str, span: tuple[int, int]) -> tuple[str, str, str]:
     """(before, span, after) on one line, the context trimmed to CONTEXT characters."""
+    text = scrub(text)  # whole, before slicing: a secret cut in two still matches
     start, end = max(0, span[0]), max(span[0], min(span[1], len(text)))
     before = text[max(0, start - CONTEXT) : start]
     marked = text[start:end] or "∅"
@@ -96,7 +97,7 @@ def marked_content(
     text: str, verdicts: list[Any], styles: dict[str, Any], active: int = -1
 ) -> Content:
     """``text`` with each verdict span styled by severity (``styles`` maps severity -> style)."""
-    content = Content(escape_controls(text))
+    content = Content(inline(text))
     for i, v in enumerate(verdicts):
         start, end = v.span
         end = max(end, start + 1)  # a zero-width mark still shows one cell

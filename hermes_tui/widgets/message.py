@@ -13,10 +13,16 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from agents.events import MessageStatus
+from hermes_tui.outbound import display as sanitize_for_terminal
+from hermes_tui.outbound import redaction, scrub
 from hermes_tui.widgets.markdown_body import MarkdownBody
 from hermes_tui.widgets.marks import VerdictMark
 from hermes_tui.widgets.records import ChatMessage
-from hermes_tui.widgets.sanitize import sanitize_for_terminal, split_unfinished
+from hermes_tui.widgets.sanitize import split_unfinished
+
+# How far back a secret may start before the painted end and still be caught when it
+# completes (a key's longest shape is well under this; a PEM block re-renders).
+SECRET_LOOKBACK = 512
 
 STATUS_ICON: dict[MessageStatus, str] = {
     "streaming": "…",
@@ -65,6 +71,7 @@ class MessageView(Vertical, can_focus=True):
         self.color = color
         self._unpainted: list[str] = []
         self._held = ""  # the end of the painted text that may continue (see split_unfinished)
+        self._painted = 0  # raw characters of the record's text shown so far
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="msg-header", markup=False)
@@ -153,12 +160,44 @@ class MessageView(Vertical, can_focus=True):
         """Show the pieces taken since the last paint (the transcript decides when)."""
         raw, self._unpainted = self._held + "".join(self._unpainted), []
         ready, self._held = split_unfinished(raw)  # a \r\n or an escape split across paints
+        if redaction():
+            ready = self._paint_redacted(ready)
+            if ready is None:
+                return
+        self._painted += len(ready)
         for body in self.query(MarkdownBody):  # none before compose(), which uses the record
             body.append(sanitize_for_terminal(ready))
+
+    def _paint_redacted(self, ready: str) -> str | None:
+        """``ready`` with secrets hidden, judged with the text painted before it; None when a
+        secret reaches back into painted text (then the whole body is drawn again, hidden).
+
+        The last word is held back until it ends: a key still arriving is never shown in part.
+        """
+        lo = max(0, len(ready) - SECRET_LOOKBACK)  # a longer word is no key: show it
+        cut = max(ready.rfind(" ", lo), ready.rfind("\n", lo), ready.rfind("\t", lo)) + 1
+        cut = cut or lo
+        ready, self._held = ready[:cut], ready[cut:] + self._held
+        if not ready:
+            return ""
+        text = self.record.text
+        start = max(0, self._painted - SECRET_LOOKBACK)
+        window = text[start : self._painted] + ready
+        hidden = scrub(window)
+        if hidden == window:
+            return ready
+        before = self._painted - start
+        if hidden[:before] == window[:before]:
+            return hidden[before:]  # same length: the new part's secrets only
+        self._painted += len(ready)
+        for body in self.query(MarkdownBody):
+            body.update(sanitize_for_terminal(text[: self._painted]))
+        return None
 
     async def finish(self) -> None:
         """The turn ended: render the final text once and show a halt code."""
         self._unpainted, self._held = [], ""  # the final render below shows the whole text
+        self._painted = len(self.record.text)
         r = self.record
         bodies = self.query(MarkdownBody)
         if r.role != "assistant" or not bodies:
@@ -186,7 +225,7 @@ class MessageView(Vertical, can_focus=True):
 
     # -- actions ------------------------------------------------------------------------
     def action_copy(self) -> None:
-        self.app.copy_to_clipboard(sanitize_for_terminal(self.record.text))
+        self.app.copy_to_clipboard(sanitize_for_terminal(self.record.text))  # redacted
         self.notify(f"copied {len(self.record.text)} characters", timeout=2)
 
     def action_marks(self) -> None:

@@ -1,0 +1,90 @@
+"""Everything that leaves the process goes through here: the chat screen, the clipboard, the
+batch JSONL, exports and ``hermes log`` output.
+
+Two things happen to text on its way out, always in this order:
+
+1. **Secrets are hidden** (``scrub``), with the detector of :mod:`hermes_tui.redact`, when
+   ``[storage] redact_secrets`` is on (the default). The database already holds redacted
+   text; this catches what never went through it (the live screen, the JSONL, a copy) and
+   what was stored before the detector knew a shape. Markers keep the secret's length, so
+   verdict spans (character offsets) still point at the same text.
+2. **Terminal controls are neutralised**, the same way for every output: text for a
+   terminal or a Markdown file loses escape sequences, C0/C1 controls and bidi overrides
+   (``display``); one-line quotes keep their offsets with U+FFFD in their place
+   (``inline``); JSON keeps every character but writes C1 controls, bidi overrides and line
+   separators as ``\\uXXXX`` escapes (``dumps``), so no JSON line can drive a terminal that
+   ``cat``\\s it and tools still get the exact value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from hermes_tui.redact import redact
+from hermes_tui.widgets.sanitize import escape_controls, sanitize_for_terminal
+
+__all__ = ["display", "dumps", "export", "inline", "redaction", "scrub", "set_redaction"]
+
+_state = {"redact": True}
+
+# What json.dumps(ensure_ascii=False) leaves raw that a terminal would act on or reorder.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def set_redaction(enabled: bool) -> None:
+    """Follow the config's ``[storage] redact_secrets`` (the commands call this once)."""
+    _state["redact"] = bool(enabled)
+
+
+def redaction() -> bool:
+    return _state["redact"]
+
+
+def scrub(text: str) -> str:
+    """The one place secrets are hidden on the way out (same length: offsets stay true)."""
+    if not _state["redact"] or not text:
+        return text
+    return redact(text, keep_offsets=True)
+
+
+def display(text: str) -> str:
+    """For a terminal, the clipboard, a Markdown file: secrets hidden, controls removed."""
+    return sanitize_for_terminal(scrub(text))
+
+
+def inline(text: str) -> str:
+    """For quoting spans: secrets hidden, each control one U+FFFD (offsets kept)."""
+    return escape_controls(scrub(text))
+
+
+def scrub_value(value: Any) -> Any:
+    """Every string inside ``value`` (dict values, list items) scrubbed; keys kept."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_value(v) for v in value]
+    return value
+
+
+def _escape(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group()):04x}"
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """JSON for a machine-readable output: secrets hidden, unsafe characters ``\\u``-escaped.
+
+    Only string contents can hold these characters, so escaping them in the dumped text is
+    valid JSON that decodes to the same value."""
+    kwargs.setdefault("ensure_ascii", False)
+    return _JSON_UNSAFE.sub(_escape, json.dumps(scrub_value(value), **kwargs))
+
+
+def export(text: str, fmt: str) -> str:
+    """An export made by the store (``markdown`` or ``json``), made safe to leave."""
+    if fmt == "json":
+        return dumps(json.loads(text), indent=2) + "\n"
+    return display(text)

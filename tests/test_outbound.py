@@ -1,0 +1,332 @@
+"""What leaves the process: secrets hidden and controls neutralised at every exit point
+(screen, clipboard, batch JSONL, exports, `hermes log`), engines' invalid Unicode repaired,
+and `--out` to anything writable.
+
+The model output here is a replay (a real HTTP server process sending recorded server-sent
+events, `tests/sse_replay.py`): the 135M model cannot be made to print a GitHub token, a lone
+surrogate or a C1 control on demand. Everything after it is real: `hermes batch` and
+`hermes log` as subprocesses, the pool, session, sentinel and store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from hermes_tui import outbound
+from tests.conftest import ROOT, hermes_env, write_small_config
+
+TOKEN = "ghp_" + "Zq8vX2mPn4Rt7Kw1Ls5Hj9Dc3Fb6Gy0Ua2Ei"  # the GitHub token shape (40 chars)
+AWS = "AKIA" + "QX7ZP2LMN4RT6WVB"
+HOSTILE = "csi \u009b2J bidi \u202egnp.exe rtl esc \x1b]0;title\x07 end"
+
+
+class Replay:
+    """``python -m tests.sse_replay``: a server process that replays recorded SSE streams."""
+
+    def __init__(self, tmp_path: Path, recordings: list[list[str]]):
+        file = tmp_path / "recordings.json"
+        file.write_text(json.dumps(recordings))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.sse_replay", str(file)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=hermes_env(),
+        )
+        self.port = int(self.proc.stdout.readline())
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def lit(text: str) -> str:
+    """A JSON string literal as a server sends it (non-ASCII as \\u escapes)."""
+    return json.dumps(text)
+
+
+def replay_config(tmp_path: Path, port: int, redact: bool = True) -> Path:
+    path = write_small_config(tmp_path, max_tokens=64)
+    text = path.read_text()
+    text = text.replace(
+        'path = "embedded:smollm2-135m"',
+        f'url = "http://127.0.0.1:{port}/v1"\nremote_model = "replay"',
+    )
+    text = text.replace('contract = "json"', 'contract = "text"')
+    text = text.replace('contract = "code"', 'contract = "text"')
+    if not redact:
+        text = text.replace("redact_secrets = true", "redact_secrets = false")
+    path.write_text(text)
+    return path
+
+
+def hermes(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hermes_tui.cli", *args],
+        capture_output=True,
+        env=hermes_env(),
+        cwd=kw.pop("cwd", ROOT),
+        timeout=kw.pop("timeout", 180),
+        stdin=subprocess.DEVNULL,
+        **kw,
+    )
+
+
+def script(tmp_path: Path, *texts: str) -> Path:
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps({"to": "critic", "text": t}) + "\n" for t in texts))
+    return path
+
+
+@pytest.fixture
+def leaky(tmp_path):
+    """A model that prints a GitHub token split over three events, an AWS key id, and
+    terminal controls."""
+    pieces = ["Your key: ", TOKEN[:10], TOKEN[10:25], TOKEN[25:], " and ", AWS, ". ", HOSTILE]
+    server = Replay(tmp_path, [[lit(p) for p in pieces]])
+    yield server
+    server.stop()
+
+
+def _no_raw_controls(data: bytes) -> None:
+    text = data.decode("utf-8")
+    for ch in ("\x1b", "\x9b", "\u202e", "\x07"):
+        assert ch not in text, f"raw {ch!r} in the output"
+
+
+def test_batch_jsonl_hides_secrets_escapes_controls_and_is_0600(tmp_path, leaky):
+    config = replay_config(tmp_path, leaky.port)
+    out = tmp_path / "events.jsonl"
+    result = hermes(
+        "batch",
+        str(script(tmp_path, "hi")),
+        "--config",
+        str(config),
+        "--db",
+        str(tmp_path / "h.db"),
+        "--no-judge",
+        "--out",
+        str(out),
+    )
+    assert result.returncode in (0, 1), result.stderr
+    data = out.read_bytes()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert TOKEN.encode() not in data and AWS.encode() not in data
+    assert TOKEN[4:14].encode() not in data  # not even a part of it
+    _no_raw_controls(data)
+    message = next(e for e in map(json.loads, data.splitlines()) if e["event"] == "message")
+    assert "[REDACTED" in message["text"]
+    assert "\u009b2J" in message["text"] and "\u202e" in message["text"]  # kept, escaped
+
+
+def test_log_and_exports_hide_what_the_database_kept(tmp_path, leaky):
+    """A database written with redact_secrets = false (or before the detector knew a shape)
+    holds the key; every `hermes log` output under a redacting config hides it."""
+    db = tmp_path / "h.db"
+    plain = replay_config(tmp_path, leaky.port, redact=False)
+    result = hermes("batch", str(script(tmp_path, "hi")), "--config", str(plain), "--db", str(db))
+    assert result.returncode in (0, 1), result.stderr
+    assert TOKEN.encode() in result.stdout  # redaction off: the user asked for it
+    redacting = tmp_path / "redacting"
+    redacting.mkdir()
+    config = replay_config(redacting, leaky.port)
+    sid = json.loads(result.stdout.splitlines()[0])["session"]
+    for args in (
+        ["log", "show", str(sid)],
+        ["log", "show", str(sid), "--json"],
+        ["log", "search", "key"],
+        ["log", "search", "key", "--json"],
+        ["log", "--json"],
+    ):
+        shown = hermes(*args, "--config", str(config), "--db", str(db))
+        assert shown.returncode == 0, (args, shown.stderr)
+        assert TOKEN[4:14].encode() not in shown.stdout, args
+        assert AWS.encode() not in shown.stdout, args
+        _no_raw_controls(shown.stdout)
+    exported = json.loads(hermes("log", "show", str(sid), "--json", "--db", str(db)).stdout)
+    answer = next(m for m in exported["messages"] if m["role"] == "assistant")
+    assert "\u202e" in answer["content"]  # JSON keeps the character, escaped
+
+
+def test_dumps_round_trips_what_it_escapes():
+    value = {"text": HOSTILE + " \u2028 \u0085", "n": 3}
+    dumped = outbound.dumps(value)
+    assert all(ch not in dumped for ch in "\x9b\u202e\u2028\x85\x1b")
+    assert json.loads(dumped) == value
+
+
+def _emoji_script(tmp_path: Path) -> Path:
+    return script(tmp_path, "first", "second")
+
+
+def test_lone_and_split_surrogates_from_a_server_are_repaired(tmp_path):
+    # Raw JSON literals: the emoji's two halves in two events, then a lone low surrogate.
+    server = Replay(tmp_path, [['"A\\ud83d"', '"\\ude00 ok"', '" lone \\udc00 end"']])
+    try:
+        config = replay_config(tmp_path, server.port)
+        result = hermes(
+            "batch",
+            str(_emoji_script(tmp_path)),
+            "--config",
+            str(config),
+            "--db",
+            str(tmp_path / "u.db"),
+            "--no-judge",
+        )
+    finally:
+        server.stop()
+    assert result.returncode in (0, 1), result.stderr
+    messages = [e for e in map(json.loads, result.stdout.splitlines()) if e["event"] == "message"]
+    assert len(messages) == 2  # the script's later turn ran too
+    assert all(m["status"] != "error" for m in messages), messages
+    assert messages[0]["text"] == "A\U0001f600 ok lone \ufffd end"
+
+
+@pytest.fixture
+def quiet(tmp_path):
+    server = Replay(tmp_path, [[lit("Fine, thanks.")]])
+    yield replay_config(tmp_path, server.port)
+    server.stop()
+
+
+def _batch_to(tmp_path: Path, config: Path, out: str, **kw) -> subprocess.CompletedProcess:
+    return hermes(
+        "batch",
+        str(script(tmp_path, "hi")),
+        "--config",
+        str(config),
+        "--db",
+        str(tmp_path / "o.db"),
+        "--no-judge",
+        "--out",
+        out,
+        **kw,
+    )
+
+
+def test_out_dev_null_and_dev_stdout_into_a_pipe(tmp_path, quiet):
+    result = _batch_to(tmp_path, quiet, os.devnull)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    result = _batch_to(tmp_path, quiet, "/dev/stdout")  # stdout is a pipe here
+    assert result.returncode == 0, result.stderr
+    assert b'"event": "message"' in result.stdout
+
+
+def test_out_a_fifo_waits_for_its_reader_and_creates_nothing_before(tmp_path, quiet):
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    db = tmp_path / "o.db"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hermes_tui.cli",
+            "batch",
+            str(script(tmp_path, "hi")),
+            "--config",
+            str(quiet),
+            "--db",
+            str(db),
+            "--no-judge",
+            "--out",
+            str(fifo),
+        ],
+        env=hermes_env(),
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(3)  # waiting for a reader ...
+        assert not db.exists()  # ... with nothing created in the database
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+        reader.start()
+        assert proc.wait(120) == 0, proc.stderr.read()
+        reader.join(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert b'"event": "message"' in got[0]
+
+
+# -- the chat screen, the clipboard and the review export (Textual's Pilot) ----------------------
+async def test_the_screen_and_the_clipboard_never_show_a_streamed_key(small_config, tmp_path):
+    from hermes_tui.app import HermesApp
+    from hermes_tui.config import load_config
+    from hermes_tui.widgets.markdown_body import MarkdownBody
+    from tests.replay import ReplayEngine, replay_config
+    from tests.test_tui import replay_runtime, send, started, until
+
+    # A replay: the key arrives in four pieces, paced, so the screen paints between them.
+    pieces = ["Use ", "this: ", TOKEN[:6], TOKEN[6:20], TOKEN[20:], " to log in.\n", HOSTILE]
+    engine = ReplayEngine([pieces], tokens_per_s=20)
+    config = replay_config(load_config(small_config))
+    app = HermesApp(config, runtime_factory=replay_runtime(config, tmp_path / "c.db", engine))
+    shown: list[str] = []
+    copied: list[str] = []
+    original_append, original_update = MarkdownBody.append, MarkdownBody.update
+
+    def append(self, piece):
+        shown.append(piece)
+        return original_append(self, piece)
+
+    def update(self, text):
+        shown.append(text)
+        return original_update(self, text)
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        MarkdownBody.append, MarkdownBody.update = append, update
+        try:
+            app.copy_to_clipboard = copied.append
+            chat = await started(pilot)
+            await send(pilot, "@critic what is my key")
+            await until(pilot, lambda: chat.idle and len(shown) > 2, what="turn end")
+            await pilot.press("ctrl+y")
+            await pilot.pause(0.1)
+        finally:
+            MarkdownBody.append, MarkdownBody.update = original_append, original_update
+        screen_text = "".join(shown)
+        assert "[REDACTED" in screen_text
+        for part in (TOKEN[4:12], TOKEN[12:20], TOKEN[20:28], TOKEN[28:]):
+            assert part not in screen_text, "a piece of the key was painted"
+        assert copied and "[REDACTED" in copied[0] and TOKEN[4:12] not in copied[0]
+        assert all(ch not in copied[0] for ch in "\x1b\x9b\u202e")
+
+
+async def test_review_exports_hide_secrets_and_controls(tmp_path):
+    from hermes_tui.app import HermesApp
+    from hermes_tui.screens.review import SessionScreen
+    from hermes_tui.store import Store
+    from tests.test_tui import until
+
+    db = tmp_path / "r.db"
+    store = await Store.open(db)  # stored raw: redaction was off, or the shape was new
+    sid = await store.create_session("chat", title="leaky \x1b]0;t\x07", personas=["coder"])
+    await store.add_message(sid, "coder", "assistant", f"key {TOKEN}\n{HOSTILE}\n")
+    await store.flush()
+    await store.close()
+    app = HermesApp(None, db_path=db, review=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, SessionScreen), what="session")
+        session = app.screen
+        session.export_dir = tmp_path
+        await session.action_export("markdown")
+        await session.action_export("json")
+    md = (tmp_path / f"hermes-session-{sid}.md").read_bytes()
+    js = (tmp_path / f"hermes-session-{sid}.json").read_bytes()
+    for data in (md, js):
+        assert TOKEN[4:14].encode() not in data
+        _no_raw_controls(data)
+    assert "\u202e" in json.loads(js)["messages"][0]["content"]
