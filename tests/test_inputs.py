@@ -18,12 +18,12 @@ from tests.conftest import ROOT, hermes_env
 SCRIPT = '[[turn]]\nto = "architect"\ntext = "hi"\n'
 
 
-def hermes(*args: str, stdin=subprocess.DEVNULL, input=None, timeout=60):
+def hermes(*args: str, stdin=subprocess.DEVNULL, input=None, timeout=60, env=None):
     return subprocess.run(
         [sys.executable, "-m", "hermes_tui.cli", *args],
         capture_output=True,
         text=True,
-        env=hermes_env(),
+        env={**hermes_env(), **(env or {})},
         cwd=ROOT,
         timeout=timeout,  # a hang fails the test instead of holding it
         stdin=None if input is not None else stdin,
@@ -102,8 +102,10 @@ EXPECTED = (
 
 
 def test_a_colour_typo_is_a_config_error_for_chat_batch_and_doctor(typo, script):
+    # chat as `hermes web` starts it (textual-serve's driver: no terminal needed here)
+    web = {"TEXTUAL_DRIVER": "textual.drivers.web_driver:WebDriver"}
     for args in (["chat"], ["batch", str(script)]):
-        result = hermes(*args, "--config", str(typo))
+        result = hermes(*args, "--config", str(typo), env=web)
         assert result.returncode == 2, (args, result.stderr)  # chat: a traceback and exit 0
         assert one_line(result) == f"hermes: {typo}: {EXPECTED}"
     doctor = hermes("doctor", "--json", "--config", str(typo))
