@@ -23,6 +23,11 @@ from sentinel.verdict import Verdict
 
 VerdictCallback = Callable[[Verdict], Awaitable[None] | None]
 
+# The checks see at most this many characters per call, and the consumer yields to the event
+# loop between such slices: a 5 MB piece (coalesced overflow, or one huge token) never holds
+# the loop for more than one slice's worth of work (benchmarks/bench_sentinel_stall.py).
+CHUNK_CHARS = 256
+
 
 class Monitor:
     """Watches one message. Create, ``start()``, ``feed()`` each piece, ``await finish()``."""
@@ -128,6 +133,15 @@ class Monitor:
             await self._check(piece)
 
     async def _check(self, piece: str) -> None:
+        if len(piece) > CHUNK_CHARS:
+            for i in range(0, len(piece), CHUNK_CHARS):
+                if i:
+                    await asyncio.sleep(0)
+                await self._check_one(piece[i : i + CHUNK_CHARS])
+            return
+        await self._check_one(piece)
+
+    async def _check_one(self, piece: str) -> None:
         self.stats["pieces"] += 1
         self._seen.append(piece)
         self.seen_chars += len(piece)

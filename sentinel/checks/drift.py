@@ -17,6 +17,7 @@ from sentinel.verdict import Verdict
 
 _PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[,.!?:;]?")
 _CODE_START = re.compile(r"\s|#|//|/\*|\*|--|<|[{}()\[\];]")
+_MAX_WORDS = 200  # words of one line looked at (bounds the work on a 1 MB line)
 
 
 class ContractDriftCheck:
@@ -131,7 +132,8 @@ class ContractDriftCheck:
     def _code_line(self, line) -> list[Verdict]:  # noqa: ANN001 - patterns.Line
         if line.kind != "prose" or _CODE_START.match(line.text):
             return []
-        words = line.text.split()
+        # a bounded look (the first _MAX_WORDS words): a longer line is judged by its start
+        words = line.text[: _MAX_WORDS * 24].split()[:_MAX_WORDS]
         if len(words) < 3:
             return []
         plain = sum(1 for w in words if _PLAIN_WORD.fullmatch(w))
@@ -145,7 +147,7 @@ class ContractDriftCheck:
         # span: the word that crossed the budget, to the end of its line
         idx = self.max_prose_words - before
         col = 0
-        for k, m in enumerate(re.finditer(r"\S+", line.text)):
+        for k, m in enumerate(re.finditer(r"\S+", line.text[: _MAX_WORDS * 24])):
             if k == idx:
                 col = m.start()
                 break

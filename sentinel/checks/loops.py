@@ -36,6 +36,19 @@ _TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
 _PUNCT = re.compile(r"[^\w\s]")
 _SENT_END = re.compile(r"[.!?]+\s|\n")
 _LIST_OR_TABLE = re.compile(r"\s*(?:[-*+]\s|\d+[.)]\s|\||>|#)")
+_WORD_RUN = re.compile(r"\w+")
+_SPACE_RUN = re.compile(r"\s+")
+_ALPHA = re.compile(r"[^\W\d_]")
+# Sentences longer than this are not compared for near-duplicates (rapidfuzz's ratio is
+# O(n*m)); a 1 MB "sentence" is a flood, which the token detector and E_DRIFT report.
+_MAX_SENTENCE = 2000
+# At most this many candidate periods stay live (the smallest): on pathological periodic text
+# ("a a a a ...") every multiple of the period is live, and checking them all cost O(600) per
+# token. A loop is found through its smallest period, which always stays.
+_MAX_CANDIDATES = 48
+_GRAM_GEN = 4096
+_KEEP = 8192  # tokens of history kept (>= 8 x max_period); see LoopCheck._rebase
+_REBASE_AT = 16384
 _MOD = (1 << 61) - 1
 _BASE = 1_000_003
 
@@ -67,6 +80,8 @@ class LoopCheck:
             raise ValueError("need 2 <= minor_repeats <= critical_repeats")
         self.minor_repeats = minor_repeats
         self.critical_repeats = critical_repeats
+        if max_period > _KEEP // 8:
+            raise ValueError(f"max_period must be at most {_KEEP // 8}")
         self.max_period = max_period
         self.k = k
         self.min_loop_chars = min_loop_chars
@@ -79,7 +94,11 @@ class LoopCheck:
         self._sev_critical = crit.pop("E_LOOP_CRITICAL", "critical")
         # text position
         self._pos = 0
-        self._pending = ""  # an unfinished word or whitespace run
+        # an unfinished word or whitespace run: its parts, length, kind and last characters
+        self._pend_parts: list[str] = []
+        self._pend_len = 0
+        self._pend_word = False
+        self._pend_tail = ""
         self._pending_start = 0
         # tokens
         self._ids: list[int] = []
@@ -87,11 +106,21 @@ class LoopCheck:
         self._ends: list[int] = []
         self._alpha: list[bool] = []
         self._code: list[bool] = []
-        self._vocab: dict[str, int] = {}
+        # a token's id is its hash (no vocabulary dict: a dict of millions of distinct tokens
+        # resized in one go, holding the event loop for ~50 ms); _toks keeps the tokens
+        self._toks: list[str] = []
         self._hash_pow = pow(_BASE, k - 1, _MOD)
         self._hash = 0
-        self._grams: dict[int, list[int]] = {}
+        # k-gram hash -> last token index with it; _prev[i] -> the index before i with the same
+        # k-gram (-1: none). Plain ints only: a dict of lists held one garbage-collected object
+        # per distinct k-gram, and a full GC pass over a 5 MB answer's lists took 1 s.
+        # Two generations of at most _GRAM_GEN entries each (only the last max_period tokens
+        # matter), so the dicts never grow, and never resize, with the message.
+        self._grams: dict[int, int] = {}
+        self._grams_old: dict[int, int] = {}
+        self._prev: list[int] = []
         self._cands: dict[int, int] = {}  # period -> index where the run of matches began
+        self._cand_alpha: dict[int, bool] = {}  # period -> its block has a word (cached)
         # line state (fences, list numbers)
         self._line_tokens = 0  # non-space tokens on the current line
         self._line_backticks = 0
@@ -104,6 +133,7 @@ class LoopCheck:
         self._stutter_done: set[str] = set()
         # near-duplicate sentences
         self._sent_parts: list[str] = []
+        self._sent_len = 0
         self._sent_start = 0
         self._sent_code = False
         self._prev_tok = ""
@@ -115,33 +145,58 @@ class LoopCheck:
 
     # ----------------------------------------------------------------- streaming
     def feed(self, piece: str) -> list[Verdict]:
+        """O(len(piece)): the unfinished word or whitespace run is extended, never re-read."""
         if not piece:
             return []
         out: list[Verdict] = []
-        text = self._pending + piece
-        base = self._pending_start if self._pending else self._pos
-        matches = list(_TOKEN.finditer(text))
-        last = matches[-1]
-        hold = last.end() == len(text) and not _PUNCT.fullmatch(last.group())
-        for m in matches[:-1] if hold else matches:
-            out.extend(self._token(m.group(), base + m.start(), base + m.end(), text, m.end()))
-        if hold:
-            self._pending = last.group()
-            self._pending_start = base + last.start()
-            out.extend(self._stutter(self._pending, self._pending_start))
-        else:
-            self._pending = ""
-        self._pos += len(piece)
+        n = len(piece)
+        i = 0
+        if self._pend_len:
+            m = (_WORD_RUN if self._pend_word else _SPACE_RUN).match(piece)
+            j = m.end() if m else 0
+            if j:
+                out.extend(self._pend_extend(piece[:j]))
+            if j == n:
+                self._pos += n
+                return out
+            tok, start = "".join(self._pend_parts), self._pending_start
+            self._pend_parts, self._pend_len, self._pend_tail = [], 0, ""
+            out.extend(self._token(tok, start, start + len(tok), piece, j))
+            i = j
+        base = self._pos
+        for m in _TOKEN.finditer(piece, i):
+            tok = m.group()
+            if m.end() == n and not _PUNCT.fullmatch(tok):
+                # an unfinished word or whitespace run: decided when the next character comes
+                self._pending_start = base + m.start()
+                self._pend_word = not tok[0].isspace()
+                out.extend(self._pend_extend(tok))
+                break
+            out.extend(self._token(tok, base + m.start(), base + m.end(), piece, m.end()))
+        self._pos += n
+        return out
+
+    def _pend_extend(self, part: str) -> list[Verdict]:
+        self._pend_parts.append(part)
+        self._pend_len += len(part)
+        if not self._pend_word:
+            return []
+        # the stutter detector needs at most the last 400 characters before each threshold
+        buf = self._pend_tail + part
+        off = self._pend_len - len(buf)
+        out = self._stutter_buf(buf, off, self._pending_start)
+        keep = min(len(buf), 408)
+        self._pend_tail = buf[len(buf) - keep :]
         return out
 
     def finish(self) -> list[Verdict]:
         out: list[Verdict] = []
-        if self._pending:
-            tok, self._pending = self._pending, ""
+        if self._pend_len:
+            tok = "".join(self._pend_parts)
+            self._pend_parts, self._pend_len, self._pend_tail = [], 0, ""
             out.extend(self._token(tok, self._pending_start, self._pending_start + len(tok), "", 0))
         if self._sent_parts:
-            out.extend(self._sentence("".join(self._sent_parts), self._sent_start))
-            self._sent_parts = []
+            out.extend(self._end_sentence())
         return out
 
     # ----------------------------------------------------------------- tokens
@@ -166,15 +221,18 @@ class LoopCheck:
                     self._in_code = not self._in_code
             self._line_tokens += 1
             if not _PUNCT.fullmatch(tok):
-                stutter = self._stutter(tok, start)
+                stutter = self._stutter_buf(tok, 0, start)
                 self._stutter_next = self.stutter_chars
                 self._stutter_done.clear()
-        tid = self._vocab.setdefault(key, len(self._vocab))
+        tid = hash(key)
+        if len(self._ids) >= _REBASE_AT:
+            self._rebase()
+        self._toks.append(key)
         i = len(self._ids)
         self._ids.append(tid)
         self._starts.append(start)
         self._ends.append(end)
-        self._alpha.append(any(c.isalpha() for c in tok))
+        self._alpha.append(_ALPHA.search(tok) is not None)
         self._code.append(self._in_code)
         out = self._periods(i)
         if not first.isspace() and not _PUNCT.fullmatch(tok):
@@ -182,17 +240,30 @@ class LoopCheck:
         # sentences end at [.!?] followed by whitespace, or at a newline
         if first.isspace():
             if self._sent_parts and ("\n" in tok or self._prev_tok in ".!?"):
-                out.extend(self._sentence("".join(self._sent_parts), self._sent_start))
-                self._sent_parts = []
+                out.extend(self._end_sentence())
             elif self._sent_parts:
-                self._sent_parts.append(tok)
+                self._sent_add(tok)
         else:
             if not self._sent_parts:
                 self._sent_start = start
                 self._sent_code = self._in_code
-            self._sent_parts.append(tok)
+            self._sent_add(tok)
         self._prev_tok = tok
         return out
+
+    def _sent_add(self, tok: str) -> None:
+        if self._sent_len <= _MAX_SENTENCE:
+            self._sent_parts.append(tok)
+        self._sent_len += len(tok)
+
+    def _end_sentence(self) -> list[Verdict]:
+        sent, n = "".join(self._sent_parts), self._sent_len
+        self._sent_parts, self._sent_len = [], 0
+        if n > _MAX_SENTENCE:
+            self._chain = 0
+            self._prev_sent = ""
+            return []
+        return self._sentence(sent, self._sent_start)
 
     def _periods(self, i: int) -> list[Verdict]:
         ids = self._ids
@@ -207,20 +278,27 @@ class LoopCheck:
         if i >= k:
             self._hash = (self._hash - (ids[i - k] + 1) * self._hash_pow) % _MOD
         self._hash = (self._hash * _BASE + tid + 1) % _MOD
+        prev = self._prev
         if i >= k - 1:
-            seen = self._grams.get(self._hash)
-            if seen is None:
-                self._grams[self._hash] = [i]
-            else:
-                for j in reversed(seen):
-                    p = i - j
-                    if p > self.max_period:
-                        break
-                    if p not in self._cands and ids[j - k + 1 : j + 1] == ids[i - k + 1 : i + 1]:
-                        self._cands[p] = i - k + 1
-                seen.append(i)
-                if len(seen) > 8:
-                    del seen[0]
+            j = self._grams.get(self._hash, -1)
+            if j < 0:
+                j = self._grams_old.get(self._hash, -1)
+            prev.append(j)
+            if len(self._grams) >= max(_GRAM_GEN, self.max_period + 8):
+                self._grams_old, self._grams = self._grams, {}
+            self._grams[self._hash] = i
+            for _ in range(8):  # the last 8 earlier occurrences of this k-gram
+                if j < 0:
+                    break
+                p = i - j
+                if p > self.max_period:
+                    break
+                if p not in self._cands and ids[j - k + 1 : j + 1] == ids[i - k + 1 : i + 1]:
+                    self._cands[p] = i - k + 1
+                    self._cand_alpha.pop(p, None)
+                j = prev[j]
+        else:
+            prev.append(-1)
         # continuing episodes extend what they cover
         for sev in ("minor", "critical"):
             ep = self._episode[sev]
@@ -229,9 +307,33 @@ class LoopCheck:
                     self._covered[sev] = max(self._covered[sev], self._ends[i])
                 else:
                     self._episode[sev] = None
+        if len(self._cands) > _MAX_CANDIDATES:
+            for p in sorted(self._cands)[_MAX_CANDIDATES:]:
+                del self._cands[p]
+        if self._episode["minor"] is not None and self._episode["critical"] is not None:
+            return out  # both levels already reported for this loop: nothing new to judge
         for p in sorted(self._cands):
             out.extend(self._judge_period(p, self._cands[p], i))
         return out
+
+    def _rebase(self) -> None:
+        """Forget all but the last _KEEP tokens (indices shift down by the number dropped).
+
+        The per-token lists would otherwise grow with the message, and each time CPython
+        grew a list of a million entries it copied it (10-25 ms, holding the event loop).
+        What is kept covers every live period many times over (max_period <= _KEEP / 8).
+        """
+        drop = len(self._ids) - _KEEP
+        for name in ("_ids", "_starts", "_ends", "_alpha", "_code", "_toks"):
+            setattr(self, name, getattr(self, name)[drop:])
+        self._prev = [j - drop if j >= drop else -1 for j in self._prev[drop:]]
+        for gen in ("_grams", "_grams_old"):
+            setattr(self, gen, {h: j - drop for h, j in getattr(self, gen).items() if j >= drop})
+        self._cands = {p: max(rs - drop, p) for p, rs in self._cands.items()}
+        for sev in ("minor", "critical"):
+            ep = self._episode[sev]
+            if ep is not None:
+                self._episode[sev] = (ep[0], max(ep[1] - drop, ep[0]))
 
     def _judge_period(self, p: int, run_start: int, i: int) -> list[Verdict]:
         onset = run_start - p
@@ -240,7 +342,9 @@ class LoopCheck:
         copies_raw = (i + 1 - onset) / p
         if copies_raw < self.minor_repeats:
             return []
-        block_alpha = any(self._alpha[onset : onset + p])
+        block_alpha = self._cand_alpha.get(p)
+        if block_alpha is None:
+            block_alpha = self._cand_alpha[p] = any(self._alpha[onset : onset + p])
         if not block_alpha:
             return []
         block_chars = self._ends[onset + p - 1] - self._starts[onset]
@@ -273,45 +377,59 @@ class LoopCheck:
         return Verdict(self.name, severity, "E_LOOP", span, detail)  # type: ignore[arg-type]
 
     def _text_of(self, a: int, b: int) -> list[str]:
-        inv = getattr(self, "_inv", None)
-        if inv is None or len(inv) != len(self._vocab):
-            inv = self._inv = {v: key for key, v in self._vocab.items()}
-        return [inv[t] if not inv[t].startswith("\x00") else "N" for t in self._ids[a:b]]
+        return [t if not t.startswith("\x00") else "N" for t in self._toks[a:b]]
 
     # ----------------------------------------------------------------- stutter in a word
-    def _stutter(self, word: str, start: int) -> list[Verdict]:
-        """Check an unfinished word at fixed length thresholds (split-invariant)."""
+    def _stutter_buf(self, buf: str, off: int, start: int) -> list[Verdict]:
+        """Check an unfinished word at fixed length thresholds (split-invariant).
+
+        ``buf`` holds the word's characters from offset ``off`` to its current end, and at
+        least the 400 before each threshold not checked yet: each check sees a bounded input.
+        """
         out: list[Verdict] = []
-        if word[0].isspace():
+        if not buf or buf[0].isspace():
             return out
-        while len(word) >= self._stutter_next:
-            out.extend(self._stutter_at(word[: self._stutter_next], start))
+        end = off + len(buf)
+        while end >= self._stutter_next:
+            if len(self._stutter_done) == 2:
+                self._stutter_next = end // 8 * 8 + 8
+                break
+            t = self._stutter_next - off
+            tail = buf[max(0, t - 400) : t]
+            if _periodic_tail(tail, max(1, min(32, self.stutter_chars - 8))):
+                out.extend(self._stutter_at(tail, start + self._stutter_next - len(tail)))
             self._stutter_next += 8
         return out
 
-    _STUTTER = re.compile(r"(\w{1,8}?)\1+\Z")
-
-    def _stutter_at(self, prefix: str, start: int) -> list[Verdict]:
-        tail = prefix[-400:]
-        m = self._STUTTER.search(tail)
-        if not m or not any(c.isalpha() for c in m.group(1)):
+    def _stutter_at(self, tail: str, tail_start: int) -> list[Verdict]:
+        """The longest run at the end of ``tail`` of one unit (1-8 characters) repeated."""
+        rev = tail[::-1]
+        best = None
+        for unit in range(1, 9):
+            m = _REPEATS[unit].match(rev)
+            if m and (best is None or m.end() > best[0]):
+                best = (m.end(), unit)
+        if best is None:
             return []
-        length = m.end() - m.start()
-        abs_start = start + len(prefix) - len(tail) + m.start()
-        abs_end = start + len(prefix)
+        length, unit = best
+        seed = tail[len(tail) - unit :]
+        if not any(c.isalpha() for c in seed):
+            return []
+        abs_start = tail_start + len(tail) - length
+        abs_end = tail_start + len(tail)
         out = []
         for sev, factor in (("minor", 1.0), ("critical", 2.5)):
             if sev in self._stutter_done or length < self.stutter_chars * factor:
                 continue
-            if abs_start < self._covered[sev]:
-                continue
             self._stutter_done.add(sev)
+            if abs_start < self._covered[sev]:
+                continue  # already inside a reported loop (the run's start never moves)
             self._covered[sev] = abs_end
             out.append(
                 self._verdict(
                     sev,
                     (abs_start, abs_end),
-                    f"stutter: {m.group(1)!r} repeated {length // len(m.group(1))}x",
+                    f"stutter: {seed!r} repeated {length // unit}x",
                 )
             )
         return out
@@ -354,3 +472,13 @@ class LoopCheck:
                 )
             )
         return out
+
+
+_REPEATS = {u: re.compile(rf"(\w{{{u}}})\1+") for u in range(1, 9)}
+
+
+def _periodic_tail(tail: str, probe: int) -> bool:
+    """Cheap test before the regexes: do the last ``probe`` characters repeat with a period of
+    at most 8 (a run of ``probe + 8`` or more characters of one unit always does)?"""
+    last = tail[-probe:]
+    return any(len(tail) >= probe + u and last == tail[-probe - u : -u] for u in range(1, 9))

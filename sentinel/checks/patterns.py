@@ -115,12 +115,17 @@ class PatternSpec:
 
     ``in_code``: also judge tokens inside fenced code and inline code (`` ` ``).
     ``placeholders``: treat ``<name>``, ``{name}`` and ``$VAR`` as valid fillers.
+    ``anchors``: substrings one of which every trigger match contains; when given, the trigger
+    is only searched near the first one (``reach`` characters before it), so the search sees a
+    bounded input whatever the token's length.
     """
 
     trigger: str
     strict: str
     in_code: bool = False
     placeholders: bool = True
+    anchors: tuple[str, ...] = ()
+    reach: int = 64
 
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -147,11 +152,23 @@ DEFAULT_PATTERNS: dict[str, PatternSpec] = {
         trigger=r"\b[A-Za-z][\w+.-]+:/+|\bhttps?//|\bwww\.",
         strict=_URL_STRICT,
         in_code=True,
+        anchors=(":/", "//", "www."),
+        reach=40,
     ),
-    "email": PatternSpec(trigger=r"[\w.%+-]*\w@[\w@.-]*\.[\w.-]*", strict=_EMAIL_STRICT),
+    "email": PatternSpec(
+        trigger=r"[\w.%+-]*\w@[\w@.-]*\.[\w.-]*",
+        strict=_EMAIL_STRICT,
+        anchors=("@",),
+        reach=64,
+    ),
     "path": PatternSpec(trigger=r"^(?:~|\.{1,2})?/[\w.-]+[/\\]|^[A-Za-z]:\\", strict=_PATH_STRICT),
 }
 _ALIASES = {"urls": "url", "link": "url", "e-mail": "email", "mail": "email", "file": "path"}
+
+# A token longer than this is not a URL, e-mail address or path anybody can use (browsers stop
+# near 2,000 characters for URLs, RFC 5321 at 254 for addresses); it is not judged, so no
+# regex ever sees more than this many characters (issue #12: one long token froze the check).
+MAX_TOKEN = 2048
 
 _LEAD = "([\"'*_<"
 _TRAIL = ".,;:!?)]}>\"'*_"
@@ -164,6 +181,18 @@ class _Compiled(NamedTuple):
     strict: re.Pattern[str]
     in_code: bool
     placeholders: bool
+    anchors: tuple[str, ...]
+    reach: int
+
+    def search(self, token: str) -> re.Match[str] | None:
+        """The trigger's first match, searched near the first anchor only (bounded input)."""
+        if not self.anchors:
+            return self.trigger.search(token)
+        found = [i for i in (token.find(a) for a in self.anchors) if i >= 0]
+        if not found:
+            return None
+        at = min(found)
+        return self.trigger.search(token, max(0, at - self.reach), at + self.reach + 8)
 
 
 def _strip(candidate: str) -> str:
@@ -204,13 +233,22 @@ class PatternCheck:
                     f"pattern {key!r}: give (trigger, strict) for names other than url/email/path"
                 )
         self._specs = [
-            _Compiled(n, re.compile(s.trigger), re.compile(s.strict), s.in_code, s.placeholders)
+            _Compiled(
+                n,
+                re.compile(s.trigger),
+                re.compile(s.strict),
+                s.in_code,
+                s.placeholders,
+                s.anchors,
+                s.reach,
+            )
             for n, s in specs.items()
         ]
         self._sev = severity_for("E_PATTERN", severity)
         self._lines = LineStream()
         self._pos = 0
         self._tok: list[str] = []
+        self._tok_len = 0
         self._tok_start = 0
 
     def feed(self, piece: str) -> list[Verdict]:
@@ -220,29 +258,35 @@ class PatternCheck:
             for m in _RUNS.finditer(seg):
                 text = m.group()
                 if text[0].isspace():
-                    if self._tok:
-                        tok, self._tok = "".join(self._tok), []
-                        out.extend(self._judge(tok, self._tok_start, in_code))
+                    out.extend(self._end_token(in_code))
                 else:
-                    if not self._tok:
+                    if not self._tok_len:
                         self._tok_start = self._pos + m.start()
-                    self._tok.append(text)
+                    if self._tok_len <= MAX_TOKEN:
+                        self._tok.append(text)
+                    self._tok_len += len(text)
             self._lines.feed(seg)
             self._pos += len(seg)
         return out
 
     def finish(self) -> list[Verdict]:
-        if self._tok:
-            tok, self._tok = "".join(self._tok), []
-            return self._judge(tok, self._tok_start, self._lines.in_code)
-        return []
+        return self._end_token(self._lines.in_code)
+
+    def _end_token(self, in_code: bool) -> list[Verdict]:
+        if not self._tok_len:
+            return []
+        tok, n = "".join(self._tok), self._tok_len
+        self._tok, self._tok_len = [], 0
+        if n > MAX_TOKEN:
+            return []  # too long to be a usable URL/address/path (see MAX_TOKEN)
+        return self._judge(tok, self._tok_start, in_code)
 
     def _judge(self, token: str, start: int, in_code: bool) -> list[Verdict]:
         inline_code = "`" in token
         for spec in self._specs:
             if (in_code or inline_code) and not spec.in_code:
                 continue
-            m = spec.trigger.search(token)
+            m = spec.search(token)
             if not m:
                 continue
             if spec.name == "email" and ("/" in token or ":" in token):

@@ -8,9 +8,11 @@ reported once (keyed by its span).
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import Counter
+from collections.abc import Iterator
 
 from rapidfuzz import fuzz
 
@@ -28,22 +30,24 @@ UNSAFE_COMMANDS: dict[str, str] = {
         rf"{_END}"
     ),
     "mkfs on a device": r"\bmkfs(?:\.\w+)?\s+(?:-\S+\s+)*/dev/\w+",
-    "dd onto a disk": rf"\bdd\s+[^\n]*\bof={_DISK}",
+    "dd onto a disk": rf"\bdd\s+(?:\S+\s+){{0,8}}of={_DISK}",
     "write to a raw disk": rf"(?<![<\w])>{{1,2}}\s*{_DISK}",
     "shred/wipefs a disk": rf"\b(?:shred|wipefs)\s+(?:-\S+\s+)*{_DISK}",
     "pipe a download into a shell": (
-        r"\b(?:curl|wget)\b[^\n|]*\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|z|k|da|c|tc)?sh\b"
+        r"\b(?:curl|wget)\b[^\n|]{0,300}\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|z|k|da|c|tc)?sh\b"
     ),
     "fork bomb": r":\s*\(\s*\)\s*\{\s*:\s*\|\s*:\s*&\s*\}\s*;\s*:",
     "chmod/chown -R of /": (
         rf"\b(?:chmod|chown)\s+(?:-\S+\s+)*-[a-zA-Z]*R[a-zA-Z]*\s+(?:-\S+\s+)*\S+\s+/\*?{_END}"
     ),
     "move home to /dev/null": r"\bmv\s+(?:~|\$HOME|/)\s+/dev/null\b",
-    "find / -delete": r"\bfind\s+/\s+(?:[^\n]*\s)?-delete\b",
+    "find / -delete": r"\bfind\s+/\s+(?:[^\n]{0,200}\s)?-delete\b",
     "kill every process": rf"\bkill\s+-(?:9|KILL|SIGKILL)\s+-1{_END}",
     "format a Windows drive": r"(?i)\bformat\s+[a-z]:(?:\s|$)",
     "delete a Windows drive": r"(?i)\b(?:rd|rmdir|del)\s+(?:/[sqf]\s+)+[a-z]:\\?(?:\*)?(?:\s|$)",
-    "Remove-Item a drive": r"(?i)\bRemove-Item\s+[^\n]*-Recurse[^\n]*\s[a-z]:\\(?:\*)?(?:\s|$)",
+    "Remove-Item a drive": (
+        r"(?i)\bRemove-Item\s+[^\n]{0,100}-Recurse[^\n]{0,100}\s[a-z]:\\(?:\*)?(?:\s|$)"
+    ),
     "overwrite system files": r"(?<![<\w])>\s*/etc/(?:passwd|shadow|sudoers)\b",
 }
 
@@ -61,7 +65,7 @@ SECRET_PATTERNS: dict[str, tuple[str, bool]] = {
     "Google API key": (r"\b(?P<v>AIza[0-9A-Za-z_-]{35})(?![\w-])", False),
     "generic credential": (
         r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?key|auth[_-]?token|token|password"
-        r"|passwd|client[_-]?secret)\w*['\"]?\s*[:=]\s*['\"](?P<v>[^'\"\s]{16,})['\"]",
+        r"|passwd|client[_-]?secret)\w{0,40}['\"]?\s{0,8}[:=]\s{0,8}['\"](?P<v>[^'\"\s]{16,300})['\"]",
         True,
     ),
 }
@@ -97,46 +101,96 @@ def _looks_random(value: str) -> bool:
 
 
 class _LineScanner:
-    """Yields ``(text, text_start, complete)`` for each completed line and, after each piece,
-    for the tail of the current partial line (at most ``window`` characters before the piece),
-    so rescanning a growing line costs O(window + piece), not O(line)."""
+    """Yields ``(text, text_start, complete, fresh)`` windows of the stream, each at most
+    ``2 * window`` characters, so that no regex ever sees more than that (whatever the line's
+    length) and the work per piece is O(window + piece).
+
+    After each piece the tail of the current partial line is yielded (the last ``window``
+    characters before the piece, then the piece): a key is caught before its line ends. A
+    long stretch is cut into windows that overlap by ``window`` characters; ``complete`` is
+    true only for the window that ends a line. A window that does not begin at a line start
+    hides its first ``margin`` characters (see ``starts_ok``): a match there would lack the
+    context before it (``\b``), and it was seen whole by the previous window. So a match up to
+    ``window - margin`` characters long is always seen whole. ``fresh`` says the window begins
+    at its line's start.
+    """
 
     window = 400
+    margin = 64
 
-    def __init__(self) -> None:
+    def __init__(self, trigger: re.Pattern[str] | None = None) -> None:
+        """``trigger``: every match begins with a match of it; a window with no trigger in it
+        is not yielded (so a line without one costs O(piece) per piece, not O(window))."""
         self._pos = 0
-        self._line: list[str] = []
         self._line_start = 0
         self._tail = ""
         self._tail_start = 0
+        self._trigger = trigger
+        self._triggers: list[int] = []  # trigger starts in the current line, ascending
+        self.force = False  # yield every window (a check waiting for the next line)
 
-    def lines(self, piece: str) -> list[tuple[str, int, bool]]:
-        out: list[tuple[str, int, bool]] = []
+    def lines(self, piece: str) -> Iterator[tuple[str, int, bool, bool]]:
+        """The windows to scan after ``piece`` (lazily: a check may set ``force`` meanwhile)."""
         start = 0
+        pos = self._pos
+        self._pos += len(piece)
         while (nl := piece.find("\n", start)) >= 0:
-            self._line.append(piece[start : nl + 1])
-            out.append(("".join(self._line), self._line_start, True))
-            self._line = []
-            self._line_start = self._pos + nl + 1
+            yield from self._windows(piece[start : nl + 1], True)
+            self._line_start = pos + nl + 1
             self._tail = ""
             self._tail_start = self._line_start
             start = nl + 1
         if start < len(piece):
-            rest = piece[start:]
-            self._line.append(rest)
-            tail = self._tail + rest
-            out.append((tail, self._tail_start, False))
-            cut = max(0, len(tail) - self.window)
-            self._tail = tail[cut:]
-            self._tail_start += cut
-        self._pos += len(piece)
-        return out
+            yield from self._windows(piece[start:], False)
 
-    def finish(self) -> list[tuple[str, int, bool]]:
-        if not self._line:
+    def _windows(self, seg: str, complete: bool) -> Iterator[tuple[str, int, bool, bool]]:
+        text = self._tail + seg
+        base = self._tail_start
+        w = self.window
+        if self._trigger is not None:
+            # triggers in the new text (plus a little before it, for one that straddles)
+            back = min(len(text) - len(seg), 24)
+            offset = len(text) - len(seg) - back
+            trig = self._triggers
+            if trig and trig[0] < base:
+                del trig[: bisect.bisect_left(trig, base)]
+            for m in self._trigger.finditer(text, offset):
+                at = base + m.start()
+                if not trig or at > trig[-1]:
+                    trig.append(at)
+        k = 0
+        while len(text) - k > 2 * w:
+            if self._wanted(base + k, base + k + 2 * w):
+                yield (text[k : k + 2 * w], base + k, False, base + k == self._line_start)
+            k += w
+        fresh = base + k == self._line_start
+        want = self._wanted(base + k, base + len(text))
+        if complete:
+            self._triggers = []
+        else:
+            cut = max(0, len(text) - w)
+            self._tail = text[cut:]
+            self._tail_start = base + cut
+        if want:
+            yield (text[k:], base + k, complete, fresh)
+
+    def _wanted(self, start: int, end: int) -> bool:
+        if self._trigger is None or self.force:
+            return True
+        i = bisect.bisect_left(self._triggers, start)
+        return i < len(self._triggers) and self._triggers[i] < end
+
+    def finish(self) -> list[tuple[str, int, bool, bool]]:
+        if self._pos == self._line_start:
             return []
-        text, self._line = "".join(self._line) + "\n", []
-        return [(text, self._line_start, True)]
+        out: list[tuple[str, int, bool, bool]] = []
+        if self._wanted(self._tail_start, self._pos):
+            fresh = self._tail_start == self._line_start
+            out.append((self._tail + "\n", self._tail_start, True, fresh))
+        self._line_start = self._pos
+        self._tail = ""
+        self._tail_start = self._pos
+        return out
 
 
 def _overlaps(span: tuple[int, int], seen: list[tuple[int, int]]) -> bool:
@@ -148,21 +202,35 @@ class _LineCheck:
     ``_check(line, start, complete)``."""
 
     _scan: _LineScanner
+    _min_start = 0  # matches starting before this offset of the window do not count
 
     def _check(self, text: str, start: int, complete: bool) -> list[Verdict]:
         raise NotImplementedError
 
     def feed(self, piece: str) -> list[Verdict]:
         out: list[Verdict] = []
-        for text, start, complete in self._scan.lines(piece):
+        for text, start, complete, fresh in self._scan.lines(piece):
+            self._min_start = 0 if fresh else self._scan.margin
             out.extend(self._check(text, start, complete))
         return out
 
     def finish(self) -> list[Verdict]:
         out: list[Verdict] = []
-        for text, start, complete in self._scan.finish():
+        for text, start, complete, fresh in self._scan.finish():
+            self._min_start = 0 if fresh else self._scan.margin
             out.extend(self._check(text, start, complete))
         return out
+
+
+# Every UNSAFE_COMMANDS match begins with one of these (a line without any is not scanned).
+_COMMAND_TRIGGER = re.compile(
+    r"(?i)\b(?:rm|rd|rmdir|del|mkfs|dd|shred|wipefs|curl|wget|chmod|chown|mv|find|kill|format"
+    r"|remove-item)\b|>|:\s*\("
+)
+# Every SECRET_PATTERNS match (and a PEM header) contains one of these.
+_SECRET_TRIGGER = re.compile(
+    r"(?i)akia|asia|gh[pousr]_|github_pat_|sk-|_live_|xox|aiza|key|secret|token|passw|-----begin"
+)
 
 
 class UnsafeCommandCheck(_LineCheck):
@@ -183,14 +251,14 @@ class UnsafeCommandCheck(_LineCheck):
         pats.update(extra or {})
         self._pats = [(n, re.compile(p)) for n, p in pats.items()]
         self._sev = severity_for("E_UNSAFE_COMMAND", severity)
-        self._scan = _LineScanner()
+        self._scan = _LineScanner(None if extra else _COMMAND_TRIGGER)
         self._seen: list[tuple[int, int]] = []
 
     def _check(self, text: str, start: int, complete: bool) -> list[Verdict]:
         out: list[Verdict] = []
         body = text.rstrip("\n")
         for name, pat in self._pats:
-            for m in pat.finditer(text if complete else body):
+            for m in pat.finditer(text if complete else body, self._min_start):
                 end = m.end()
                 if end > len(body):
                     end = len(body)
@@ -216,7 +284,7 @@ class SecretCheck(_LineCheck):
     def __init__(self, severity: dict[str, str] | None = None) -> None:
         self._pats = [(n, re.compile(p), ent) for n, (p, ent) in SECRET_PATTERNS.items()]
         self._sev = severity_for("E_SECRET", severity)
-        self._scan = _LineScanner()
+        self._scan = _LineScanner(_SECRET_TRIGGER)
         self._seen: list[tuple[int, int]] = []
         self._pem_start: int | None = None
 
@@ -237,8 +305,9 @@ class SecretCheck(_LineCheck):
             m = _PEM_BEGIN.search(body)
             if m:
                 self._pem_start = start + m.start()
+            self._scan.force = self._pem_start is not None  # the body line has no trigger
         for name, pat, needs_entropy in self._pats:
-            for m in pat.finditer(text if complete else body):
+            for m in pat.finditer(text if complete else body, self._min_start):
                 if not complete and m.end() >= len(body):
                     continue  # the value may still grow
                 value = m.group("v")
