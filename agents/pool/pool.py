@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 from agents.engine import Engine, Message, SamplingParams, relay
 from agents.pool.queue import AdmissionQueue, NeverFitsError, PoolBusyError, QueuedInfo, Request
@@ -267,6 +268,8 @@ class ModelPool:
         *,
         client: str = "",
         info: GenerationInfo | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
     ) -> AsyncIterator[str]:
         """Stream a completion for ``persona`` on ``model`` (admission and scheduling inside).
 
@@ -276,6 +279,12 @@ class ModelPool:
         """
         spec = self._spec(model)
         if spec.remote:
+            if tools or any(m.get("role") == "tool" or m.get("tool_calls") for m in messages):
+                # Remote servers get the tools in the prompt (the documented fallback); their
+                # tool-call text is parsed and checked like a local model's.
+                from agents.tool_prompt import render_messages
+
+                messages = render_messages(list(messages), tools, tool_choice, False)[0]
             async for piece in self._generate_remote(
                 persona, spec, messages, params, cancel, priority, client, info
             ):
@@ -289,6 +298,7 @@ class ModelPool:
             raise
         loop = asyncio.get_running_loop()
         job = Job(persona, model, slot_key(spec), list(messages), params, loop)
+        job.tools, job.tool_choice = tools, tool_choice
         job.request = Request(
             persona, model, priority, params.max_tokens, payload=job, client=client
         )

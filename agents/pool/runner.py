@@ -143,6 +143,10 @@ class Job:
     messages: list[Message]
     params: SamplingParams
     loop: asyncio.AbstractEventLoop
+    # OpenAI ``tools`` / ``tool_choice`` of an API request (agents/tool_prompt.py puts them in
+    # the prompt); None: no tools.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
     out: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
     request: Request | None = None
@@ -424,7 +428,14 @@ class SeqRunner:
 
         if self.formatter is None:
             raise EngineError(f"{self.spec.name}: no chat formatter for this model")
-        result = self.formatter(messages=job.messages)
+        messages: list[Any] = job.messages
+        extra: dict[str, Any] = {}
+        if job.tools or any(m.get("role") == "tool" or m.get("tool_calls") for m in messages):
+            from agents.tool_prompt import render_messages, template_uses_tools
+
+            native = template_uses_tools(getattr(self.formatter, "template", "") or "")
+            messages, extra = render_messages(messages, job.tools, job.tool_choice, native)
+        result = self.formatter(messages=messages, **extra)
         job.prompt = self.llama.tokenize(
             result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
         )

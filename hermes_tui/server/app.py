@@ -129,9 +129,15 @@ class App:
             record=headers.get("x-hermes-record", "server") != "client",
             seq_key=headers.get("x-hermes-seq"),
         )
+        # Through the gateway (tool calls, in-band verdicts, corrections): gateway_http.py.
+        from hermes_tui.server.gateway_http import stream_events, whole_answer
+
         if req.stream:
-            return EventSourceResponse(self._events(completion), ping=15)
-        return await self._whole(completion)
+            return EventSourceResponse(stream_events(completion), ping=15)
+        try:
+            return JSONResponse(await whole_answer(completion))
+        except ApiError as exc:
+            return error_response(exc)
 
     async def _whole(self, c: Completion) -> Response:
         cid, created = oa.completion_id(), int(time.time())

@@ -65,7 +65,10 @@ class PromptRenderer:
     """
 
     def render(self, request: ChatRequest, target: Target) -> list[Message]:
-        messages = list(request.messages)
+        from hermes_tui.server.gateway import wire_messages
+
+        # The body's own messages: tool calls and tool results kept (gateway.py).
+        messages: list[Any] = wire_messages(request.raw) if request.raw else list(request.messages)
         if target.persona is not None:
             return [{"role": "system", "content": target.persona.system_prompt}, *messages]
         return messages
@@ -263,20 +266,34 @@ class ServerCore:
         request: ChatRequest,
         on_verdict: Callable[[Any], Awaitable[None]],
     ) -> Any:
-        """Seam: the watcher a completion's tokens pass through (None: no watcher)."""
-        if target.persona is None:
-            return None
+        """Seam: the watcher a completion's tokens pass through: the gateway (tool calls,
+        the sentinel on content and tool calls, in-band verdicts; hermes_tui/server/gateway.py).
+        """
         from hermes_tui.runtime import contract_for
+        from hermes_tui.server.gateway import Gateway, contract_for_request, options_from
+        from sentinel.contract import Contract
         from sentinel.monitor import Monitor
 
-        original = self.config.personas[target.name].system_prompt
-        return Monitor(
-            contract_for(target.persona, original, self.canary),
-            self.config.sentinel,
-            on_verdict=on_verdict,
-            judge=self.judge,
-            instructions=original,
+        opts = options_from(request.raw, self.config.sentinel)
+        if target.persona is not None:
+            original = self.config.personas[target.name].system_prompt
+            base = contract_for(target.persona, original, self.canary)
+            judge, instructions = self.judge, original
+        else:
+            base, judge, instructions = Contract(), None, ""
+        contract = contract_for_request(base, opts)
+        gateway = Gateway(
+            opts, None, on_verdict, self.config.sentinel, contract, stream=request.stream
         )
+        if gateway.checking:
+            gateway.monitor = Monitor(
+                contract,
+                self.config.sentinel,
+                on_verdict=gateway.noted,
+                judge=judge,
+                instructions=instructions,
+            )
+        return gateway
 
     def lane(self, base: str) -> str:
         """A free KV-sequence key for ``base`` (client and target): requests of one client
@@ -327,9 +344,19 @@ class Completion:
         self.client = client
         self.priority = priority if priority in core.pool.queue.priorities else "api"
         self.record = record
+        from hermes_tui.server.gateway import options_from
+
+        # Checked first, so a malformed tools / response_format / hermes field is a 400.
+        self.options = options_from(request.raw, core.config.sentinel)
         self.seq_key = core.lane(seq_key or f"{client}:{target.name}")
         self.params = request.sampling(target.sampling())
         self.messages = core.renderer.render(request, target)
+        self.watcher: Any = None
+        self.corrections_used = 0  # > 0: a hidden correction / Fix_Syntax turn
+        self.hidden_prompt = ""  # ... and the message that asked for it
+        self.parent_session: int | None = None  # ... recorded in the first turn's session
+        self.halt_code: str | None = None
+        self.halt_detail = ""
         self.info = GenerationInfo()
         self.cancel = asyncio.Event()
         self.stopped: str | None = None
@@ -358,6 +385,13 @@ class Completion:
         if not self.record:
             return
         store, target = self.core.store, self.target
+        if self.parent_session is not None:  # a hidden turn of the same request
+            self.session_id = self.parent_session
+            await store.add_message(
+                self.session_id, target.name, "user", self._clean(self.hidden_prompt), hidden=True
+            )
+            self._message_id = await store.start_message(self.session_id, target.name)
+            return
         self.session_id = await store.create_session(
             "api",
             title=f"{self.client} → {target.name}",
@@ -389,11 +423,16 @@ class Completion:
         if core.stopping:  # arrived while the server began to stop
             self.stop("shutdown")
         watcher = None
+        halter: asyncio.Future[None] | None = None
         try:
             await self._start_record()
-            watcher = core.watch_for(self.target, self.request, self._on_verdict)
+            watcher = self.watcher = core.watch_for(self.target, self.request, self._on_verdict)
             if watcher is not None:
                 watcher.start()
+                halter = asyncio.ensure_future(self._halt_on(watcher))
+            from agents.tool_prompt import offered_tools
+
+            tools = offered_tools(self.options.tools, self.options.tool_choice) or None
             last_ckpt = time.monotonic()
             async for piece in core.pool.generate(
                 self.seq_key,
@@ -404,6 +443,8 @@ class Completion:
                 self.priority,
                 client=self.client,
                 info=self.info,
+                tools=tools,
+                tool_choice=self.options.tool_choice if tools else None,
             ):
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - self.t0
@@ -418,7 +459,9 @@ class Completion:
                     await core.store.checkpoint_message(
                         self._message_id, self._clean(self.text), self.tokens
                     )
-            if self.stopped == "shutdown":
+            if self.stopped == "halted":
+                self.status, self.code = "halted", self.halt_code
+            elif self.stopped == "shutdown":
                 self.status, self.code = "interrupted", "E_SERVER_DOWN"
                 self.error = ApiError(
                     503,
@@ -441,16 +484,26 @@ class Completion:
             self.status, self.code = "cancelled", "E_CLIENT_GONE"
             raise
         finally:
+            if halter is not None:
+                halter.cancel()
             await asyncio.shield(self._finish(watcher))
         if self.error is not None:
             raise self.error
+
+    async def _halt_on(self, watcher: Any) -> None:
+        """A critical verdict stops generation at once (finish_reason content_filter)."""
+        await watcher.halt.wait()
+        verdict = getattr(watcher, "halt_verdict", None)
+        self.halt_code = getattr(verdict, "code", None) or "E_HALTED"
+        self.halt_detail = getattr(verdict, "detail", "")
+        self.stop("halted")
 
     async def _finish(self, watcher: Any) -> None:
         core = self.core
         try:
             if watcher is not None:
-                if self.status == "done":
-                    decision = await watcher.finish(0)
+                if self.status in ("done", "halted"):
+                    decision = await watcher.finish(self.corrections_used)
                     if getattr(decision, "escalated", None) is not None:
                         await self._on_verdict(decision.escalated)
                 else:

@@ -1,0 +1,83 @@
+"""A replay engine: an OpenAI-compatible endpoint that streams scripted token pieces.
+
+The model cannot produce broken JSON, a broken tool call or ``rm -rf /`` on demand, so tests
+configure a remote model pointing here and ``hermes serve`` runs these recorded streams
+through its real pipeline (the gateway, the sentinel, the store). A request's script is
+chosen by the ``case:NAME`` word in its first user message; a hidden correction or Fix_Syntax
+turn (the last user message comes from the sentinel) gets the case's ``fixed`` script.
+
+Run: ``python tests/replay_server.py PORT_FILE``; it writes the port it listens on there.
+Standard library only (a test fixture, not part of hermes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SHELL = '<tool_call>{"name": "run_shell", "arguments": '
+SCRIPTS: dict[str, dict[str, str]] = {
+    "json-broken": {"first": '{"answer": 42,, "more": true}', "fixed": '{"answer": 42}'},
+    "json-unsafe": {"first": '{"step": "run rm -rf / now", "then": "more text here"}'},
+    "text": {"first": "Plain words, nothing to see."},
+    "args-break": {
+        "first": "Checking.\n" + SHELL + '{"command": "ls" "-la"}}</tool_call>',
+        "fixed": SHELL + '{"command": "ls -la"}}</tool_call>',
+    },
+    "schema": {
+        "first": SHELL + '{"command": 42}}</tool_call>',
+        "fixed": SHELL + '{"command": 43}}</tool_call>',  # still wrong: never delivered
+    },
+    "rm-rf": {"first": SHELL + '{"command": "rm -rf /"}}</tool_call>'},
+    "loop": {"first": SHELL + '{"command": "cat notes.txt"}}</tool_call>'},
+    "good-call": {"first": SHELL + '{"command": "ls"}}</tool_call>'},
+}
+_CASE = re.compile(r"case:([\w-]+)")
+_FROM_SENTINEL = ("The sentinel found problems", "The sentinel rejected your tool call")
+
+
+def pieces(text: str) -> list[str]:
+    """Token-like pieces (3 characters), so checks see the stream cut mid-word."""
+    return [text[i : i + 3] for i in range(0, len(text), 3)]
+
+
+def script_for(messages: list[dict]) -> str:
+    users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+    found = next((m.group(1) for u in users if (m := _CASE.search(u))), "text")
+    script = SCRIPTS.get(found, SCRIPTS["text"])
+    hidden = users and users[-1].startswith(_FROM_SENTINEL)
+    return script.get("fixed", script["first"]) if hidden else script["first"]
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = script_for(body.get("messages", []))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for p in pieces(text):
+            chunk = {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(0.002)
+        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+        self.wfile.flush()
+
+
+def main() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with open(sys.argv[1], "w") as fh:
+        fh.write(str(server.server_address[1]))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

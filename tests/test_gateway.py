@@ -1,0 +1,312 @@
+"""The gateway on ``hermes serve`` (issue #15): a real server process, the official ``openai``
+SDK as the client. Broken JSON, broken tool calls, ``rm -rf /`` and loops come from a replay
+engine (tests/replay_server.py: a remote OpenAI endpoint streaming recorded pieces), run
+through the real pipeline; the prompt-prefix KV cache and tools in the template use the real
+model."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import ROOT, write_small_config
+from tests.serve_util import ServeProc
+
+SHELL_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "run_shell",
+        "description": "Run a shell command",
+        "parameters": {
+            "type": "object",
+            "properties": {"command": {"type": "string"}},
+            "required": ["command"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory):
+    port_file = tmp_path_factory.mktemp("replay") / "port"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "replay_server.py"), port_file])
+    for _ in range(200):
+        if port_file.exists() and port_file.read_text():
+            break
+        time.sleep(0.02)
+    yield int(port_file.read_text())
+    proc.terminate()
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, replay):
+    tmp = tmp_path_factory.mktemp("gateway")
+    config = write_small_config(tmp)
+    text = (
+        config.read_text()
+        + f"""
+[models.replay]
+url = "http://127.0.0.1:{replay}/v1"
+remote_model = "replay"
+max_concurrency = 4
+
+[personas.planner]
+model = "replay"
+contract = "json"
+temperature = 0.0
+max_tokens = 64
+system_prompt = "Answer with one JSON object."
+
+[personas.planner.schema]
+type = "object"
+required = ["answer"]
+"""
+    )
+    config.write_text(text)
+    proc = ServeProc(config, tmp / "serve.db", "--no-judge")
+    proc.start()
+    yield proc
+    proc.cleanup()
+
+
+def hermes(obj: Any) -> dict[str, Any]:
+    extra = getattr(obj, "model_extra", None) or {}
+    return extra.get("hermes") or {}
+
+
+def stream(server, **kw) -> dict[str, Any]:
+    """Stream one completion; return its text, assembled tool calls, verdicts, end."""
+    chunks = list(server.openai().chat.completions.create(stream=True, **kw))
+    text, calls, verdicts = "", {}, []
+    for c in chunks:
+        verdicts += hermes(c).get("verdicts", [])
+        if not c.choices:
+            continue
+        delta = c.choices[0].delta
+        text += delta.content or ""
+        for tc in delta.tool_calls or []:
+            call = calls.setdefault(tc.index, {"id": None, "name": None, "arguments": ""})
+            call["id"] = tc.id or call["id"]
+            if tc.function is not None:
+                call["name"] = tc.function.name or call["name"]
+                call["arguments"] += tc.function.arguments or ""
+    last = [c for c in chunks if c.choices][-1]
+    return {
+        "text": text,
+        "calls": [calls[i] for i in sorted(calls)],
+        "verdicts": verdicts,
+        "finish": last.choices[0].finish_reason,
+        "end": hermes(last),
+    }
+
+
+def codes(verdicts: list[dict[str, Any]]) -> list[str]:
+    return [v["code"] for v in verdicts]
+
+
+def user(case: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": f"case:{case} please"}]
+
+
+def test_json_persona_streaming_broken_json_gets_the_verdict_in_band(server) -> None:
+    got = stream(server, model="planner", messages=user("json-broken"))
+    assert got["text"] == '{"answer": 42,, "more": true}'  # minor: annotated, not stopped
+    assert "E_JSON_BROKEN" in codes(got["verdicts"])
+    broken = next(v for v in got["verdicts"] if v["code"] == "E_JSON_BROKEN")
+    assert broken["span"][0] == len('{"answer": 42,')  # the first impossible character
+    assert got["finish"] == "stop" and got["end"]["sentinel"] == "enforce"
+
+
+def test_a_critical_verdict_ends_the_stream_with_content_filter(server) -> None:
+    got = stream(server, model="planner", messages=user("json-unsafe"))
+    assert got["finish"] == "content_filter"
+    assert got["end"]["code"] == "E_UNSAFE_COMMAND" and "rm -rf /" in got["end"]["detail"]
+    assert "more text here" not in got["text"]  # generation stopped at once
+
+
+def test_non_streaming_minor_verdict_is_corrected_inside_the_server(server) -> None:
+    whole = server.openai().chat.completions.create(model="planner", messages=user("json-broken"))
+    assert whole.choices[0].message.content == '{"answer": 42}'
+    meta = hermes(whole)
+    assert meta["corrections"] == 1 and "E_JSON_BROKEN" in codes(meta["verdicts"])
+    assert whole.choices[0].finish_reason == "stop"
+    db = sqlite3.connect(server.db)
+    hidden = db.execute(
+        "SELECT content FROM messages WHERE hidden = 1 ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert hidden and hidden[0].startswith("The sentinel found problems")
+
+
+def test_opt_out_per_request(server) -> None:
+    off = stream(
+        server,
+        model="planner",
+        messages=user("json-unsafe"),
+        extra_body={"hermes": {"sentinel": "off"}},
+    )
+    assert off["finish"] == "stop" and off["verdicts"] == []
+    assert "more text here" in off["text"]
+    annotate = stream(
+        server,
+        model="planner",
+        messages=user("json-unsafe"),
+        extra_body={"hermes": {"sentinel": "annotate"}},
+    )
+    assert annotate["finish"] == "stop" and "E_UNSAFE_COMMAND" in codes(annotate["verdicts"])
+    with pytest.raises(openai.BadRequestError, match="hermes.sentinel"):
+        server.openai().chat.completions.create(
+            model="planner", messages=user("text"), extra_body={"hermes": {"sentinel": "x"}}
+        )
+
+
+def test_tool_call_breaking_mid_stream_is_fixed_and_never_delivered_broken(server) -> None:
+    got = stream(server, model="replay", messages=user("args-break"), tools=[SHELL_TOOL])
+    assert got["text"] == "Checking.\n"
+    assert got["calls"] == [
+        {"id": got["calls"][0]["id"], "name": "run_shell", "arguments": '{"command": "ls -la"}'}
+    ]
+    args = next(v for v in got["verdicts"] if v["code"] == "E_TOOL_ARGS")
+    assert args["span"][0] == len('{"command": "ls" ')  # flagged at the first impossible byte
+    assert got["finish"] == "tool_calls" and got["end"]["corrections"] == 1
+    # annotate: the call goes out as the model wrote it, with its verdict.
+    raw = stream(
+        server,
+        model="replay",
+        messages=user("args-break"),
+        tools=[SHELL_TOOL],
+        extra_body={"hermes": {"sentinel": "annotate"}},
+    )
+    assert raw["calls"][0]["arguments"] == '{"command": "ls" "-la"}'
+    assert "E_TOOL_ARGS" in codes(raw["verdicts"])
+
+
+def test_schema_violating_call_ends_with_content_filter(server) -> None:
+    got = stream(server, model="replay", messages=user("schema"), tools=[SHELL_TOOL])
+    assert got["calls"] == [] and got["finish"] == "content_filter"
+    assert got["end"]["code"] == "E_TOOL_SCHEMA"
+    assert "/command" in got["end"]["detail"]
+    whole = server.openai().chat.completions.create(
+        model="replay", messages=user("schema"), tools=[SHELL_TOOL]
+    )
+    assert whole.choices[0].finish_reason == "content_filter"
+    assert not whole.choices[0].message.tool_calls
+    assert hermes(whole)["code"] == "E_TOOL_SCHEMA" and hermes(whole)["corrections"] == 2
+
+
+def test_rm_rf_root_in_a_command_argument_is_stopped(server) -> None:
+    got = stream(server, model="replay", messages=user("rm-rf"), tools=[SHELL_TOOL])
+    assert got["calls"] == [] and got["finish"] == "content_filter"
+    assert got["end"]["code"] == "E_UNSAFE_COMMAND"
+
+
+def test_a_loop_of_identical_calls_across_five_requests(server) -> None:
+    messages = user("loop")
+    outcomes = []
+    for _ in range(5):
+        whole = server.openai().chat.completions.create(
+            model="replay", messages=messages, tools=[SHELL_TOOL]
+        )
+        choice = whole.choices[0]
+        loops = [v for v in hermes(whole)["verdicts"] if v["code"] == "E_TOOL_LOOP"]
+        outcomes.append((choice.finish_reason, [v["severity"] for v in loops]))
+        calls = choice.message.tool_calls or []
+        if not calls:
+            break
+        messages = [
+            *messages,
+            {"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in calls]},
+            {"role": "tool", "tool_call_id": calls[0].id, "content": "notes"},
+        ]
+    assert outcomes == [
+        ("tool_calls", []),
+        ("tool_calls", []),
+        ("tool_calls", ["minor"]),
+        ("tool_calls", ["minor"]),
+        ("content_filter", ["critical"]),
+    ]
+    # An exempt tool is never a loop.
+    whole = server.openai().chat.completions.create(
+        model="replay",
+        messages=messages,
+        tools=[SHELL_TOOL],
+        extra_body={"hermes": {"loop_exempt": ["run_shell"]}},
+    )
+    assert whole.choices[0].finish_reason == "tool_calls"
+
+
+def test_bad_tools_are_a_400(server) -> None:
+    bad = {"type": "function", "function": {"name": "f", "parameters": {"type": "strnig"}}}
+    with pytest.raises(openai.BadRequestError, match="invalid JSON Schema"):
+        server.openai().chat.completions.create(model="replay", messages=user("text"), tools=[bad])
+
+
+def test_real_model_with_tools_answers_through_its_template(server) -> None:
+    """SmolLM2's template has no tools: the documented fallback prompt; whatever it answers
+    comes back as content or as checked tool calls, never as a broken call."""
+    got = stream(
+        server,
+        model="smollm2",
+        messages=[{"role": "user", "content": "List the files in this directory."}],
+        tools=[SHELL_TOOL],
+        max_tokens=40,
+        temperature=0,
+    )
+    assert got["finish"] in ("stop", "length", "tool_calls", "content_filter")
+    import json
+
+    for call in got["calls"]:
+        assert isinstance(json.loads(call["arguments"]), dict)
+
+
+def test_conversation_continued_after_eviction_restores_its_kv(tmp_path) -> None:
+    """Two models, a budget that holds one: a conversation on A, a request on B (A is
+    evicted, its state saved), then A's conversation continued: restored, not re-prefilled."""
+    from agents.models import resolve_model_path
+    from agents.pool.pool import ModelPool
+    from agents.specs import ModelSpec, PoolSpec
+
+    copy = tmp_path / "other.gguf"
+    shutil.copy(resolve_model_path("embedded:smollm2-135m"), copy)
+    spec = ModelSpec("a", resolve_model_path("embedded:smollm2-135m"), n_ctx=1024)
+    need = ModelPool({"a": spec}, PoolSpec(), seqs_per_model=3).estimate("a")
+    config = write_small_config(tmp_path)
+    text = config.read_text().replace('memory = "8GiB"', f'memory = "{int(need * 1.6)}B"')
+    text = text.replace("n_ctx = 2048", "n_ctx = 1024")
+    text += f'\n[models.other]\npath = "{copy}"\nn_ctx = 1024\n'
+    config.write_text(text)
+    proc = ServeProc(config, tmp_path / "serve.db", "--no-judge").start()
+    try:
+        client = proc.openai()
+        history = [
+            {"role": "system", "content": "You are a patient teacher. " * 20},
+            {"role": "user", "content": "Name a colour."},
+        ]
+        first = client.chat.completions.create(
+            model="smollm2", messages=history, max_tokens=8, temperature=0
+        )
+        client.chat.completions.create(
+            model="other", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+        more = [
+            *history,
+            {"role": "assistant", "content": first.choices[0].message.content},
+            {"role": "user", "content": "Another one?"},
+        ]
+        client.chat.completions.create(model="smollm2", messages=more, max_tokens=4)
+        events = proc.uds_client().get("/hermes/pool").json()["events"]
+        kinds = [(e["kind"], e["model"]) for e in events]
+        assert ("evict", "smollm2") in kinds and ("save_state", "smollm2") in kinds
+        restores = [e for e in events if e["kind"] == "restore_state"]
+        assert [e["model"] for e in restores] == ["smollm2"], kinds
+        assert "re-prefill" in restores[0]["detail"]  # the measured costs it chose by
+    finally:
+        proc.cleanup()
