@@ -89,6 +89,7 @@ class _CallObject:
         self.args_ended = False
         self.junk = False
         self.first_key = ""
+        self.gap = ""  # blanks after the arguments value (kept if junk follows them)
 
     @property
     def done(self) -> bool:
@@ -123,6 +124,13 @@ class _CallObject:
                 elif c not in _WS:
                     self.junk = True
             elif st in (_W_KEY_OR_END, _W_AFTER):
+                if st == _W_AFTER and c in _WS and self.value_kind == "args":
+                    self.gap += c
+                    continue
+                if st == _W_AFTER and c not in _WS and c not in ",}":
+                    self.junk = True
+                    continue
+                self.gap = ""
                 if c == "}":
                     self.state = _W_DONE
                 elif c == "," and st == _W_AFTER:
@@ -246,6 +254,7 @@ class ToolCallParser:
         self._started = False  # the current call's CallStart was sent
         self._pending_args: list[str] = []  # arguments that came before the name
         self._fence = False  # the plain call(s) sit in a ``` fence
+        self._junk_seen = False  # text after a tagged call's wrapper (see _TAG_TAIL)
         self.calls = 0
 
     # -- helpers -------------------------------------------------------------------------
@@ -306,13 +315,25 @@ class ToolCallParser:
         if mode == _TAG_CALL:
             return self._step_tag_call(text, out)
         if mode == _TAG_TAIL:
-            # Between the wrapper's end and </tool_call>: whitespace (or stray junk) only.
+            # Between the wrapper's end and </tool_call>: whitespace. Anything else (an extra
+            # '}', more keys) means the model's call was not the JSON it looked like: it is
+            # appended to the arguments, so the check rejects the call at that character.
             stop = text.find(CLOSE_TAG)
+            part = text if stop < 0 else text[:stop]
+            hold = 0 if stop >= 0 else _partial_suffix(part, CLOSE_TAG)
+            chunk = part[: len(part) - hold]
+            if self._obj is not None:
+                junk = chunk.lstrip(_WS) if not self._junk_seen else chunk
+                if junk:
+                    self._junk_seen = True
+                    out.append(ArgsDelta(self._index, junk))
             if stop >= 0:
+                if self._obj is not None:
+                    self._end_call(out)
+                self._junk_seen = False
                 self.mode = _TEXT
                 return text[stop + len(CLOSE_TAG) :]
-            hold = _partial_suffix(text, CLOSE_TAG)
-            self._held = text[len(text) - hold :] if hold else ""
+            self._held = part[len(part) - hold :] if hold else ""
             return ""
         if mode == _PLAIN_CALL:
             return self._step_plain_call(text, out)
@@ -345,13 +366,12 @@ class ToolCallParser:
         if obj.junk:
             # Not a {"name", "arguments"} wrapper: what follows is handed over as the call's
             # arguments, so the sentinel judges (and rejects) it; nothing is guessed.
-            obj.args_out.append(chunk[used - 1 :])
+            obj.args_out.append(obj.gap + chunk[used - 1 :])
             self._end_call(out)
             self.mode = _TAG_TAIL
             return text[len(chunk) :]
         self._flush_call(out)
-        if obj.done:
-            self._end_call(out)
+        if obj.done:  # the call ends at its close tag (see _TAG_TAIL)
             self.mode = _TAG_TAIL
             return text[used:]
         if stop >= 0:  # the tag closed before the wrapper did: a truncated call
@@ -438,7 +458,9 @@ class ToolCallParser:
         out: list[ToolEvent] = []
         held, self._held = self._held, ""
         mode = self.mode
-        if mode == _TAG_CALL or (mode == _PLAIN_CALL and self._started):
+        if mode == _TAG_TAIL and self._obj is not None:
+            self._end_call(out)
+        elif mode == _TAG_CALL or (mode == _PLAIN_CALL and self._started):
             assert self._obj is not None
             if held:
                 self._obj.feed(held)

@@ -373,6 +373,12 @@ async def _run_turns(runtime, writer, script, config) -> int:
 @click.option("--severity", type=click.Choice(SEVERITIES), default=None)
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="From this day.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, help="To this day.")
+@click.option(
+    "--mode",
+    type=click.Choice(["chat", "batch", "api"]),
+    default=None,
+    help="One kind of session (api: requests to hermes serve).",
+)
 @click.pass_context
 @friendly
 def log(ctx, config_path, db_path, as_json: bool, limit: int, **filters: Any) -> None:

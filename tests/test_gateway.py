@@ -310,3 +310,18 @@ def test_conversation_continued_after_eviction_restores_its_kv(tmp_path) -> None
         assert "re-prefill" in restores[0]["detail"]  # the measured costs it chose by
     finally:
         proc.cleanup()
+
+
+def test_api_requests_show_in_hermes_log_with_their_verdicts(server) -> None:
+    from click.testing import CliRunner
+
+    from hermes_tui.cli import main
+
+    stream(server, model="replay", messages=user("rm-rf"), tools=[SHELL_TOOL])
+    result = CliRunner().invoke(main, ["log", "--mode", "api", "--db", str(server.db), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [__import__("json").loads(line) for line in result.output.splitlines()]
+    assert rows and {r["mode"] for r in rows} == {"api"}
+    assert any(r["critical"] >= 1 for r in rows)  # the rm -rf / call's verdict is stored
+    none = CliRunner().invoke(main, ["log", "--mode", "batch", "--db", str(server.db)])
+    assert none.exit_code == 0 and "no sessions matching mode=batch" in none.output

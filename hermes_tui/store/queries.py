@@ -71,13 +71,15 @@ class Queries(ReadBase):
         severity: str | None = None,
         since: TimeLike | None = None,
         until: TimeLike | None = None,
+        mode: str | None = None,
     ) -> list[SessionRow]:
         """Sessions, newest first, with message count and verdict counts by severity.
 
         ``check``/``code``/``severity`` keep sessions having at least one verdict matching
         all of them (and ``persona`` too, when given with them). ``persona`` alone keeps
         sessions in which that persona wrote a message. ``since``/``until`` bound the
-        session's start (``until`` exclusive).
+        session's start (``until`` exclusive). ``mode`` keeps one kind of session (chat,
+        batch, api).
         """
         where: list[str] = []
         params: list[Any] = []
@@ -103,6 +105,9 @@ class Queries(ReadBase):
             )
             params.append(persona)
         time_range(where, params, "s.started", since, until)
+        if mode is not None:
+            where.append("s.mode = ?")
+            params.append(mode)
         sql = f"SELECT {_SESSION_COLS}, {_COUNTS} FROM sessions s"
         if where:
             sql += " WHERE " + " AND ".join(where)
