@@ -185,11 +185,11 @@ def chat(config_path: str | None, db_path: str | None, cont: bool, resume: int |
     """Open the chat screen (the default command)."""
     from hermes_tui.app import needs_terminal, run_chat
 
-    if (why := needs_terminal()) is not None:
-        raise Fail(why, EXIT_USAGE)
     if cont and resume is not None:
         raise Fail("--continue and --resume ID: choose one", EXIT_USAGE)
-    config = load_config(config_path)
+    config = load_config(config_path)  # a config mistake is named first, terminal or not
+    if (why := needs_terminal()) is not None:
+        raise Fail(why, EXIT_USAGE)
     db = Path(db_path) if db_path else None
     session = None
     if cont or resume is not None:
