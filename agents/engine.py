@@ -55,7 +55,7 @@ class Engine(ABC):
         """Release the model's memory."""
 
 
-def _quiet_llama(**kwargs: Any):
+def _quiet_llama(**kwargs: Any) -> Any:  # llama_cpp.Llama (imported lazily)
     """Create a ``llama_cpp.Llama`` with its C-level logging silenced.
 
     The weights are read into memory, not mapped (``use_mmap=False``): with a live mapping a

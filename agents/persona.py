@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from agents.engine import SamplingParams
 
@@ -16,7 +16,7 @@ class Persona:
     model: str
     system_prompt: str
     contract: ContractKind = "text"
-    schema: dict | None = None
+    schema: dict[str, Any] | None = None
     max_words: int | None = None
     banned_imports: tuple[str, ...] = ()
     temperature: float = 0.7

@@ -223,7 +223,8 @@ class RemoteEngine(Engine):
         except (KeyError, IndexError, TypeError):
             return None
         delta = choice.get("delta") or {}
-        return delta.get("content") or choice.get("text")
+        text = delta.get("content") or choice.get("text")
+        return str(text) if text is not None else None
 
     async def stream(
         self,

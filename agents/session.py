@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agents.engine import EngineError, Message
-from agents.events import Event, TokenReceived, TurnEnded, TurnStarted, VerdictRaised
+from agents.events import EndStatus, Event, TokenReceived, TurnEnded, TurnStarted, VerdictRaised
 from agents.persona import Persona
 
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z_][\w-]*)")
@@ -62,7 +62,7 @@ class TurnResult:
     status: str
     code: str | None = None
     corrections: int = 0
-    verdicts: list = field(default_factory=list)
+    verdicts: list[Any] = field(default_factory=list)
 
 
 def parse_mentions(text: str, personas: list[str], default: str) -> tuple[list[str], str]:
@@ -168,7 +168,7 @@ class Session:
         persona = self.personas[name]
         corrections = 0
         hidden = False
-        all_verdicts: list = []
+        all_verdicts: list[Any] = []
         while True:
             self.histories[name].append({"role": "user", "content": prompt})
             result, decision = await self._one_pass(persona, prompt, hidden, corrections, cancel)
@@ -195,7 +195,7 @@ class Session:
     ) -> tuple[TurnResult, Any]:
         turn_id = next(self._turn_ids)
         await self._emit(TurnStarted(turn_id, persona.name, prompt, hidden))
-        verdicts: list = []
+        verdicts: list[Any] = []
 
         async def on_verdict(verdict: Any) -> None:
             verdicts.append(verdict)
@@ -204,7 +204,8 @@ class Session:
         watcher = self.watcher_factory(persona, on_verdict) if self.watcher_factory else None
         stop = asyncio.Event()
         relay = asyncio.ensure_future(_relay(cancel, watcher, stop))
-        text, tokens, status, code, detail = "", 0, "done", None, ""
+        status: EndStatus = "done"
+        text, tokens, code, detail = "", 0, None, ""
         if watcher:
             watcher.start()
         try:

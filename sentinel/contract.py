@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 ContractKind = Literal["text", "code", "json"]
 
@@ -13,7 +13,7 @@ class Contract:
     """The rules one persona's output must follow."""
 
     kind: ContractKind = "text"
-    schema: dict | None = None  # JSON Schema for contract "json" (or fenced json blocks)
+    schema: dict[str, Any] | None = None  # JSON Schema for contract "json" (or fenced json blocks)
     max_words: int | None = None
     banned_imports: tuple[str, ...] = ()
     system_prompt: str = ""

@@ -21,9 +21,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sentinel.judge_worker import MAX_TEXT_CHARS, device_settings
 from sentinel.verdict import Verdict
@@ -396,8 +397,8 @@ class JudgeWorker:
         self._track(self._read_loop(proc))
         self._track(self._watchdog(proc))
 
-    def _track(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -484,7 +485,7 @@ class JudgeWorker:
                 entry.future.set_result(None)
 
 
-def _parse_line(raw: bytes) -> dict:
+def _parse_line(raw: bytes) -> dict[str, Any]:
     try:
         message = json.loads(raw.decode("utf-8", "replace"))
     except ValueError:

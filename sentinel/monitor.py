@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from sentinel.checks import build_checks
 from sentinel.checks.base import Check
@@ -20,6 +21,9 @@ from sentinel.contract import Contract
 from sentinel.decision import Decision, decide
 from sentinel.settings import SentinelSettings
 from sentinel.verdict import Verdict
+
+if TYPE_CHECKING:
+    from sentinel.judge import JudgeWorker
 
 VerdictCallback = Callable[[Verdict], Awaitable[None] | None]
 
@@ -37,7 +41,7 @@ class Monitor:
         contract: Contract,
         settings: SentinelSettings,
         on_verdict: VerdictCallback | None = None,
-        judge=None,  # sentinel.judge.JudgeWorker | None
+        judge: JudgeWorker | None = None,
         instructions: str = "",
         checks: list[Check] | None = None,
     ) -> None:
@@ -53,9 +57,9 @@ class Monitor:
         self.seen_chars = 0
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=settings.queue_size)
         self._overflow: list[str] = []
-        self._consumer: asyncio.Task | None = None
-        self._watchdog_task: asyncio.Task | None = None
-        self._judge_task: asyncio.Task | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._watchdog_task: asyncio.Task[None] | None = None
+        self._judge_task: asyncio.Task[None] | None = None
         self._judged_upto = 0
         self._received = 0  # characters fed by the producer
         self.watchdog = StallWatchdog(settings.stall_warn_s, settings.stall_halt_s)
@@ -149,7 +153,7 @@ class Monitor:
             await self._emit_all(self._safe(check.feed, check, piece))
         self._maybe_judge()
 
-    def _safe(self, fn, check: Check, *args) -> list[Verdict]:
+    def _safe(self, fn: Callable[..., list[Verdict]], check: Check, *args: Any) -> list[Verdict]:
         """A bug in one check must not take the stream down: report it as E_SENTINEL_DOWN."""
         try:
             return fn(*args)
@@ -198,6 +202,7 @@ class Monitor:
     async def _ask_judge(self, upto: int) -> None:
         from sentinel.judge import JudgeRequest, to_verdict
 
+        assert self.judge is not None  # only asked when there is a judge
         request = JudgeRequest.tail(self.contract.kind, self.instructions, self.text[:upto])
         result = await self.judge.judge(request)
         # A judge that died or hung answers None; its outage verdicts are reported here, on

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 Severity = Literal["minor", "critical"]
 SEVERITIES: tuple[Severity, ...] = get_args(Severity)  # mildest first
@@ -47,7 +47,7 @@ class Verdict:
     span: tuple[int, int]
     detail: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "check": self.check,
             "severity": self.severity,

@@ -113,7 +113,8 @@ def _scalar(reader: gguf.GGUFReader, key: str) -> int | float | str | None:
     if f.types and f.types[0] == gguf.GGUFValueType.ARRAY:
         return None
     value = f.parts[f.data[0]][0]
-    return value.item() if hasattr(value, "item") else value
+    out: int | float | str | None = value.item() if hasattr(value, "item") else value
+    return out
 
 
 def _int(reader: gguf.GGUFReader, key: str) -> int | None:
@@ -201,9 +202,9 @@ def read_gguf_info(path: str | os.PathLike[str]) -> GGUFInfo:
     _check_range("feed_forward_length", n_ff, 0, MAX_FF, path)
 
     n_vocab = 0
-    for t in tensors:
-        if t.name == "token_embd.weight" and len(t.shape) >= 2:
-            n_vocab = t.shape[1]
+    for info in tensors:
+        if info.name == "token_embd.weight" and len(info.shape) >= 2:
+            n_vocab = info.shape[1]
     if not n_vocab:
         n_vocab = _int(reader, f"{arch}.vocab_size") or 0
     if not n_vocab:

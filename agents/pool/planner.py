@@ -16,6 +16,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from agents.pool.devices import Device, format_size
 from agents.pool.estimate import DeviceEstimate, MemoryEstimate, estimate
@@ -146,7 +147,9 @@ def _split_for(counts: Sequence[int], output: bool) -> tuple[int, list[float]]:
 
 
 class _Pricer:
-    def __init__(self, info: GGUFInfo, gpus: Sequence[Device], n_ctx: int, kw: dict) -> None:
+    def __init__(
+        self, info: GGUFInfo, gpus: Sequence[Device], n_ctx: int, kw: dict[str, Any]
+    ) -> None:
         self.info, self.gpus, self.n_ctx, self.kw = info, gpus, n_ctx, kw
         self.limits = [max(g.usable_bytes - safety_margin(g.usable_bytes), 0) for g in gpus]
 

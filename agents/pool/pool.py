@@ -183,7 +183,7 @@ class ModelPool:
         self.budgets = budgets
         self.events: deque[PoolEvent] = deque(maxlen=50)
         self._listeners: list[EventListener] = []
-        self._listener_tasks: set[asyncio.Task] = set()
+        self._listener_tasks: set[asyncio.Task[Any]] = set()
         self.queue = AdmissionQueue(self.spec.queue_size, *([priorities] if priorities else []))
         self.seqs = max(1, seqs_per_model)
         self.scheduler = Scheduler(

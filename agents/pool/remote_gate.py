@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from agents.pool.queue import AdmissionQueue, QueuedInfo, Request
+
+
+def _constant(value: float) -> Callable[[str], float]:
+    return lambda _group: value
+
 
 DEFAULT_TPS = 20.0  # tokens/s assumed for an endpoint before anything was measured
 FIRST = asyncio.FIRST_COMPLETED
@@ -132,7 +137,7 @@ class RemoteGate:
         out: list[QueuedInfo] = []
         for ep in self.endpoints.values():
             busy = ep.busy_s()
-            out += ep.queue.estimates(ep.seconds_for, lambda _group, b=busy: b, lambda _r: "")
+            out += ep.queue.estimates(ep.seconds_for, _constant(busy), lambda _r: "")
         return out
 
     def waiting_count(self) -> int:

@@ -147,11 +147,11 @@ class Job:
     # the prompt); None: no tools.
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
-    out: asyncio.Queue = field(default_factory=asyncio.Queue)
+    out: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
     request: Request | None = None
-    granted: asyncio.Future | None = None
-    turn: asyncio.Future | None = None  # True: finished; False: gave its seat up (re-queue)
+    granted: asyncio.Future[Any] | None = None
+    turn: asyncio.Future[bool] | None = None  # True: finished; False: gave its seat up (re-queue)
     prompt: list[int] | None = None
     stop_ids: frozenset[int] = frozenset()
     text: TextStream | None = None
@@ -483,7 +483,7 @@ class SeqRunner:
 
         t0 = time.perf_counter()
         self.clear_seq(seq)
-        ok = llama_cpp.llama_state_seq_set_data(self.ctx, saved.state, saved.nbytes, seq) > 0
+        ok = bool(llama_cpp.llama_state_seq_set_data(self.ctx, saved.state, saved.nbytes, seq) > 0)
         if ok:
             self.seq_tokens[seq] = list(saved.tokens)
             self.stats.add_restore(saved.nbytes, time.perf_counter() - t0)

@@ -102,7 +102,7 @@ class Slot:
         self.seq_used: dict[int, float] = {}  # sequence -> last time its persona ran
         self.dirty: set[str] = set()  # personas whose KV changed since their last save
         self.flags = Flags()
-        self.driver: asyncio.Task | None = None
+        self.driver: asyncio.Task[None] | None = None
         self.last_used = time.monotonic()
         self.models: set[str] = {spec.name}
         self.timer: asyncio.TimerHandle | None = None
@@ -152,7 +152,7 @@ class Scheduler:
         self.peak: dict[str, int] = dict.fromkeys(budgets, 0)
         self.restores = 0
         self.reprefills = 0
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._specs: dict[str, ModelSpec] = {}
         self._estimates: dict[str, int] = {}
@@ -187,7 +187,7 @@ class Scheduler:
         return self.stats.setdefault(key, ModelStats())
 
     # -- tasks ---------------------------------------------------------------------------
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -205,8 +205,9 @@ class Scheduler:
             job: Job = req.payload
             if job.granted is None or job.granted.done():
                 continue  # admitted, but its driver has not started waiting yet
-            slot = self.slots.get(job.key)
-            if slot is not None:
+            found = self.slots.get(job.key)
+            if found is not None:
+                slot = found
                 if slot.state != "ready":
                     continue
                 if any(j.persona == job.persona for j in slot.jobs):
@@ -641,7 +642,8 @@ class Scheduler:
         job.request.work_tokens = job.remaining_tokens
         self.dispatch()
         try:
-            return await job.granted
+            slot: Slot = await job.granted
+            return slot
         except asyncio.CancelledError:
             self.queue.remove(job.request)
             self.dispatch()

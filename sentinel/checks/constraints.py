@@ -227,9 +227,9 @@ class BannedImportCheck:
                 if stripped == ")":
                     self._go_group = False
                 else:
-                    m = _GO_BLOCK_LINE.match(text)
-                    if m:
-                        out.extend(self._from_match(line, m))
+                    block = _GO_BLOCK_LINE.match(text)
+                    if block:
+                        out.extend(self._from_match(line, block))
         return out
 
     def _from_match(self, line: Line, m: re.Match[str]) -> list[Verdict]:
@@ -293,6 +293,7 @@ class BannedImportCheck:
                     if line.text[col : col + len(mod)] == mod:
                         out.extend(self._report(line, col, mod, b))
                         break
+                assert isinstance(node, ast.Import | ast.ImportFrom)
                 line = lines[node.lineno - 1]
                 shown = mod.split(".")[0] if "." in mod and mod not in line.text else mod
                 col = line.text.find(shown)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from sentinel.checks.patterns import LineStream, severity_for
+from sentinel.checks.patterns import Line, LineStream, severity_for
 from sentinel.verdict import Verdict
 
 _PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[,.!?:;]?")
@@ -129,7 +129,7 @@ class ContractDriftCheck:
         ]
 
     # -- code: count prose words outside fences
-    def _code_line(self, line) -> list[Verdict]:  # noqa: ANN001 - patterns.Line
+    def _code_line(self, line: Line) -> list[Verdict]:
         if line.kind != "prose" or _CODE_START.match(line.text):
             return []
         # a bounded look (the first _MAX_WORDS words): a longer line is judged by its start

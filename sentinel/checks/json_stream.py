@@ -360,7 +360,7 @@ class JsonPushParser:
         return self._break(offset, f"{why}: {self._expect(state)}")
 
 
-class _Pairs(list):
+class _Pairs(list[Any]):
     """An object as its (key, value) pairs, to walk values in source order (duplicates too)."""
 
 
@@ -380,7 +380,7 @@ class JsonStreamCheck:
     name = "json"
 
     def __init__(
-        self, schema: dict | None = None, mode: Literal["whole", "fenced"] = "whole"
+        self, schema: dict[str, Any] | None = None, mode: Literal["whole", "fenced"] = "whole"
     ) -> None:
         if mode not in ("whole", "fenced"):
             raise ValueError(f"mode must be 'whole' or 'fenced', not {mode!r}")
@@ -701,12 +701,12 @@ class JsonStreamCheck:
         return out
 
 
-def _span_map(pairs: Any, spans: list[list[int]]) -> dict[tuple, tuple[int, int]]:
+def _span_map(pairs: Any, spans: list[list[int]]) -> dict[tuple[Any, ...], tuple[int, int]]:
     """Map each value's path to its span, walking the tree in the parser's (pre-)order."""
-    result: dict[tuple, tuple[int, int]] = {}
+    result: dict[tuple[Any, ...], tuple[int, int]] = {}
     if not spans:
         return result
-    stack: list[tuple[Any, tuple]] = [(pairs, ())]
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(pairs, ())]
     k = 0
     while stack:
         node, path = stack.pop()

@@ -12,6 +12,7 @@ The helpers ``severity_for`` and ``LineStream`` live here because several checks
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -215,7 +216,7 @@ class PatternCheck:
 
     def __init__(
         self,
-        patterns: dict[str, str | tuple[str, str] | PatternSpec] | None = None,
+        patterns: Mapping[str, str | tuple[str, str] | PatternSpec] | None = None,
         severity: dict[str, str] | None = None,
     ) -> None:
         specs: dict[str, PatternSpec] = dict(DEFAULT_PATTERNS)
