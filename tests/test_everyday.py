@@ -434,3 +434,86 @@ def test_sighup_ends_hermes_and_its_judge_within_a_second(tmp_path):
 
 def test_a_vanished_terminal_ends_hermes_and_its_judge(tmp_path):
     _hang_up_mid_turn(tmp_path, "close")
+
+
+# -- marks inside the text ----------------------------------------------------------------------
+def _styles_at(body, placement) -> list:
+    strip = body._lines(body.content_size.width)[placement.line]
+    cells, out = 0, []
+    for seg in strip:
+        end = cells + seg.cell_length
+        if cells < placement.end and end > placement.start and seg.text.strip():
+            out.append(seg.style)
+        cells = end
+    return out
+
+
+async def test_a_span_is_marked_inside_the_text_while_it_streams(tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")  # underline vs reverse must tell them apart alone
+    config = replay_config(load_config(write_small_config(tmp_path, max_tokens=80)))
+    broken = ['{"goal": ', '"ship it"', "}}", *[f" more{i}" for i in range(40)]]
+    engine = ReplayEngine([broken, FIXED_JSON], tokens_per_s=12)
+    app = replay_app(config, tmp_path / "m.db", engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        chat = await started(pilot)
+        await send(pilot, "@architect plan it")
+        transcript = chat.query_one(Transcript)
+
+        def body():
+            records = [r for r in transcript.records if r.role == "assistant"]
+            view = transcript.view(records[0].key) if records else None
+            return (records[0], view.query_one("MarkdownBody")) if view else (None, None)
+
+        def broken():
+            record, markdown = body()
+            if markdown is None:
+                return None
+            codes = [v.code for v in record.verdicts]
+            if "E_JSON_BROKEN" not in codes:
+                return None
+            i = codes.index("E_JSON_BROKEN")
+            return next((p for p in markdown.placements if p.mark.index == i), None)
+
+        await until(pilot, lambda: broken() is not None, what="inline mark")
+        record, markdown = body()
+        assert record.status == "streaming"  # marked while the text is still arriving
+        placement = broken()
+        line = markdown._lines(markdown.content_size.width)[placement.line].text
+        assert line[placement.start : placement.end] == "}"  # the stray brace itself
+        assert all(s is not None and s.underline for s in _styles_at(markdown, placement))
+        await until(pilot, lambda: chat.idle and engine.calls == 2, what="turn end")
+        await pilot.pause(0.2)
+        _, markdown = body()
+        assert markdown.placements  # still marked after the final render
+        # Focusing its entry under the message explains it and shows the span as active.
+        view = transcript.view(record.key)
+        view.focus()
+        await pilot.press("m")
+        await pilot.pause(0.1)
+        assert markdown.active_mark == 0  # the first mark's span is shown as the active one
+        await pilot.press("tab")  # the next mark
+        await pilot.pause(0.1)
+        assert markdown.active_mark == 1
+        text = str(app.focused.render())
+        assert "E_JSON_BROKEN" in text and "check: json" in text and "correction sent" in text
+        # Hovering the span in the text explains it too.
+        p = broken()
+        assert "E_JSON_BROKEN" in view.describe_mark(markdown.mark_at(p.start, p.line))
+
+
+async def test_a_critical_span_is_reversed_in_the_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    config = replay_config(load_config(write_small_config(tmp_path)))
+    leak = ["Sure. ", "Run ", "`rm -rf /`", " to clean up", " everything."]
+    app = replay_app(config, tmp_path / "k.db", ReplayEngine([leak]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        chat = await started(pilot)
+        await send(pilot, "@coder how do I clean my disk")
+        await until(pilot, lambda: chat.idle, what="halt")
+        await pilot.pause(0.2)
+        record = next(r for r in chat.query_one(Transcript).records if r.role == "assistant")
+        markdown = chat.query_one(Transcript).view(record.key).query_one("MarkdownBody")
+        critical = [p for p in markdown.placements if p.mark.severity == "critical"]
+        assert critical, markdown.placements
+        styles = _styles_at(markdown, critical[0])
+        assert styles and all(s.reverse and not s.underline for s in styles)

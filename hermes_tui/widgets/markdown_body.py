@@ -20,20 +20,40 @@ and multiplexer setups); control characters are removed before text gets here.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.markdown import Markdown as RichMarkdown
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
 from hermes_tui.fences import fence_after
+from hermes_tui.widgets.inline_marks import (
+    InlineMark,
+    Placement,
+    index_lines,
+    locate,
+    style_lines,
+)
 
 
 class MarkdownBody(Widget):
-    """Markdown text as cached lines; ``append`` while streaming, ``update`` when done."""
+    """Markdown text as cached lines; ``append`` while streaming, ``update`` when done.
 
-    DEFAULT_CSS = "MarkdownBody { height: auto; }"
+    ``set_marks`` styles the sentinel's spans inside the rendered text: a minor verdict's
+    span underlined, a critical one reversed (both readable with NO_COLOR), the focused one
+    as the active mark (see ``hermes_tui.widgets.inline_marks``)."""
+
+    COMPONENT_CLASSES = {"mark--minor", "mark--critical", "mark--active"}
+    DEFAULT_CSS = """
+    MarkdownBody { height: auto; }
+    MarkdownBody > .mark--minor { color: $text-warning; text-style: underline; }
+    MarkdownBody > .mark--critical { color: $text-error; text-style: bold reverse; }
+    MarkdownBody > .mark--active { color: $text-accent; text-style: bold reverse underline; }
+    """
 
     def __init__(self, text: str = "", *, streaming: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -49,6 +69,18 @@ class MarkdownBody(Widget):
         self._tail: list[Strip] = []
         self._all: list[Strip] | None = None
         self._style: Style | None = None
+        self._marks: list[InlineMark] = []
+        self.active_mark = -1  # the verdict index shown as the active mark
+        self.placements: list[Placement] = []  # where the marks are on the lines now
+        # The frozen lines' text and mark index, kept while they only grow (a paint then
+        # indexes only the new lines and the tail; a long answer is not re-scanned).
+        self._frozen_index: tuple[int, int, list[str], str, list[tuple[int, int]]] = (
+            0,
+            0,
+            [],
+            "",
+            [],
+        )
         if streaming:
             self._source = text
             self._cut()
@@ -124,6 +156,67 @@ class MarkdownBody(Widget):
         self._frozen_upto = cut
         return True
 
+    def set_marks(self, marks: list[InlineMark], active: int = -1) -> None:
+        """Style these verdict spans in the text (replacing the earlier marks)."""
+        if marks == self._marks and active == self.active_mark:
+            return
+        self._marks, self.active_mark = list(marks), active
+        self._all = None
+        self.refresh()
+
+    def _marked(self, lines: list[Strip]) -> list[Strip]:
+        if not self._marks:
+            self.placements = []
+            return lines
+        texts, index = self._indexed(lines)
+        self.placements = locate(texts, self._marks, index)
+        styles = {
+            name: self.get_component_rich_style(f"mark--{name}", partial=True)
+            for name in ("minor", "critical", "active")
+        }
+        if self.active_mark >= 0:
+            placements = [
+                Placement(p.line, p.start, p.end, _as_active(p.mark))
+                if p.mark.index == self.active_mark
+                else p
+                for p in self.placements
+            ]
+        else:
+            placements = self.placements
+        return style_lines(lines, placements, styles)
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        """Hovering a marked span explains it (a tooltip)."""
+        index = self.mark_at(event.x, event.y)
+        describe = getattr(self.parent, "describe_mark", None)
+        tip = describe(index) if index >= 0 and describe is not None else None
+        if tip != self.tooltip:
+            self.tooltip = tip
+
+    def _indexed(self, lines: list[Strip]) -> tuple[list[str], Any]:
+        """(texts, index) for ``lines`` = frozen lines, a gap, the tail: the frozen part
+        from the cache (extended when it grew), the rest indexed now."""
+        frozen = len(self._frozen) if lines and len(lines) >= len(self._frozen) else 0
+        width, count, texts, dense, where = self._frozen_index
+        if width != self._width or count > frozen or texts[:1] != [line.text for line in lines[:1]]:
+            width, count, texts, dense, where = self._width, 0, [], "", []
+        if count < frozen:
+            more = [line.text for line in lines[count:frozen]]
+            d, w = index_lines(more, count)
+            texts, dense, where = texts + more, dense + d, where + w
+            count = frozen
+        self._frozen_index = (width, count, texts, dense, where)
+        rest = [line.text for line in lines[frozen:]]
+        d, w = index_lines(rest, frozen)
+        return texts + rest, (dense + d, where + w)
+
+    def mark_at(self, x: int, y: int) -> int:
+        """The verdict index of the mark at content cell (x, y), or -1."""
+        for p in self.placements:
+            if p.line == y and p.start <= x < p.end:
+                return p.mark.index
+        return -1
+
     # -- rendering --------------------------------------------------------------------
     def _render(self, text: str, width: int) -> list[Strip]:
         if not text.strip():
@@ -162,7 +255,7 @@ class MarkdownBody(Widget):
             self._all = None
         if self._all is None:
             gap = [Strip.blank(width)] if self._frozen and self._tail else []
-            self._all = [*self._frozen, *gap, *self._tail]
+            self._all = self._marked([*self._frozen, *gap, *self._tail])
         return self._all
 
     def _height(self) -> int:
@@ -194,3 +287,7 @@ class MarkdownBody(Widget):
         if y >= len(lines):
             return Strip.blank(width, style)
         return lines[y].apply_style(style)
+
+
+def _as_active(mark: InlineMark) -> InlineMark:
+    return InlineMark(mark.needle, mark.at, "active", mark.index)

@@ -1,9 +1,9 @@
 """Sentinel verdict marks: a quoted span styled by severity, and text with marked spans.
 
-A message body renders Markdown and cannot style an arbitrary character range, so it keeps its
-Markdown rendering and the marks are listed under it, each quoting the offending span in
-context with the span itself highlighted. The review screen shows whole messages as plain
-text with every span highlighted (``MarkedText``).
+In the chat each span is styled inside the message body (``inline_marks``) and the verdicts
+are also listed under it, each quoting the offending span in context; focusing or hovering
+one explains it and shows its span in the body as the active mark. The review screen shows
+whole messages as plain text with every span highlighted (``MarkedText``).
 """
 
 from __future__ import annotations
@@ -64,12 +64,33 @@ class VerdictMark(Widget, can_focus=True):
         self.text, self.correction = text, correction
         self.refresh(layout=True)
 
+    hovered = False
+
     def on_focus(self) -> None:
         self.refresh(layout=True)
         self.scroll_visible()
+        self._tell_message()
 
     def on_blur(self) -> None:
         self.refresh(layout=True)
+        self._tell_message()
+
+    def on_enter(self) -> None:
+        self.hovered = True
+        self.refresh(layout=True)
+        self._tell_message()
+
+    def on_leave(self) -> None:
+        self.hovered = False
+        self.refresh(layout=True)
+        self._tell_message()
+
+    def _tell_message(self) -> None:
+        for node in self.ancestors:
+            sync = getattr(node, "sync_marks", None)
+            if sync is not None:
+                sync()
+                return
 
     def render(self) -> Content:
         v = self.verdict
@@ -82,15 +103,22 @@ class VerdictMark(Widget, can_focus=True):
             (marked, self.get_visual_style("verdict-mark--span")),
             after,
         )
-        if self.has_focus:
-            lines = [
-                f"\n  check: {v.check}   severity: {v.severity}   span: {v.span[0]}-{v.span[1]}",
-                f"\n  {_one_line(v.detail)}",
-            ]
-            if self.correction:
-                lines.append(f"\n  correction sent: {_one_line(self.correction)}")
-            content = content.append("".join(lines))
+        if self.has_focus or self.hovered:
+            body = describe(v, self.correction).replace("\n", "\n  ")
+            content = content.append("\n  " + body)
         return content
+
+
+def describe(verdict: Any, correction: str = "") -> str:
+    """A verdict explained: check, code, severity, span, detail and the correction sent."""
+    v = verdict
+    lines = [
+        f"{v.code}  check: {v.check}   severity: {v.severity}   span: {v.span[0]}-{v.span[1]}",
+        _one_line(v.detail),
+    ]
+    if correction:
+        lines.append(f"correction sent: {_one_line(correction)}")
+    return "\n".join(lines)
 
 
 def marked_content(

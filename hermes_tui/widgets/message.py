@@ -15,8 +15,9 @@ from textual.widgets import Static
 from agents.events import MessageStatus
 from hermes_tui.outbound import display as sanitize_for_terminal
 from hermes_tui.outbound import redaction, scrub
+from hermes_tui.widgets.inline_marks import inline_mark
 from hermes_tui.widgets.markdown_body import MarkdownBody
-from hermes_tui.widgets.marks import VerdictMark
+from hermes_tui.widgets.marks import VerdictMark, describe
 from hermes_tui.widgets.records import ChatMessage
 from hermes_tui.widgets.sanitize import split_unfinished
 
@@ -94,6 +95,27 @@ class MessageView(Vertical, can_focus=True):
         if self.record.finished:  # rebuilt (a layout switch): show where it stopped again
             self._show_halt()
         self._refresh_status()
+        self.sync_marks()
+
+    def sync_marks(self) -> None:
+        """Style every verdict's span inside the body; the focused or hovered mark's as active."""
+        r = self.record
+        bodies = self.query(MarkdownBody)
+        if r.role != "assistant" or not bodies:
+            return
+        focused = self.screen.focused if self.is_attached else None
+        active = next(
+            (i for i, m in enumerate(self.query(VerdictMark)) if m is focused or m.hovered), -1
+        )
+        shown = scrub(r.text)  # what the body shows (same length: spans stay true)
+        marks = [inline_mark(shown, v.span, v.severity, i) for i, v in enumerate(r.verdicts)]
+        bodies.first().set_marks(marks, active)
+
+    def describe_mark(self, index: int) -> str:
+        """What a mark means (the body's tooltip when the mouse is over its span)."""
+        if not (0 <= index < len(self.record.verdicts)):
+            return ""
+        return describe(self.record.verdicts[index], self.record.correction)
 
     def _show_halt(self) -> None:
         """Under a halted, failed or cancelled answer: where and why it stopped."""
@@ -203,6 +225,7 @@ class MessageView(Vertical, can_focus=True):
         if r.role != "assistant" or not bodies:
             return
         bodies.first().update(sanitize_for_terminal(r.text))
+        self.sync_marks()
         self._show_halt()
         for mark in self.query(VerdictMark):
             mark.update_context(r.text, r.correction)
@@ -217,6 +240,7 @@ class MessageView(Vertical, can_focus=True):
             return
         mark = VerdictMark(verdict, self.record.text, correction=self.record.correction)
         await containers.first(Vertical).mount(mark)
+        self.sync_marks()
         self._refresh_status()
 
     def show_correction(self) -> None:
