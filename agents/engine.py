@@ -16,13 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.errors import HermesError
+
 Message = dict[str, str]  # {"role": ..., "content": ...}
 
 DONE = object()  # what a worker thread puts in its queue after the last piece
 
 
-class EngineError(Exception):
+class EngineError(HermesError):
     """A model that failed to load or a generation that failed mid-stream."""
+
+    code = "E_ENGINE"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ nothing in ``agents`` knows who listens."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, Protocol, get_args
 
 # What becomes of a message: the one list the store's schema, the events and the widgets use.
 # ``streaming`` while tokens arrive; ``interrupted`` when the process that wrote it died.
@@ -13,6 +13,26 @@ MessageStatus = Literal["streaming", "done", "halted", "error", "cancelled", "in
 EndStatus = Literal["done", "halted", "error", "cancelled"]
 MESSAGE_STATUSES: tuple[MessageStatus, ...] = get_args(MessageStatus)
 FINAL_STATUSES: tuple[MessageStatus, ...] = MESSAGE_STATUSES[1:]  # every status but streaming
+
+
+class VerdictLike(Protocol):
+    """A sentinel verdict as agents sees it (``sentinel.verdict.Verdict``; agents does not
+    import sentinel)."""
+
+    @property
+    def check(self) -> str: ...
+
+    @property
+    def severity(self) -> str: ...
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def span(self) -> tuple[int, int]: ...
+
+    @property
+    def detail(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +55,7 @@ class TokenReceived:
 class VerdictRaised:
     turn_id: int
     persona: str
-    verdict: Any  # sentinel.verdict.Verdict (agents does not import sentinel)
+    verdict: VerdictLike
 
 
 @dataclass(frozen=True)

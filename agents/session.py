@@ -12,12 +12,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from agents.engine import EngineError, Message
-from agents.events import EndStatus, Event, TokenReceived, TurnEnded, TurnStarted, VerdictRaised
+from agents.engine import EngineError, Message, SamplingParams
+from agents.errors import HermesError
+from agents.events import (
+    EndStatus,
+    Event,
+    TokenReceived,
+    TurnEnded,
+    TurnStarted,
+    VerdictLike,
+    VerdictRaised,
+)
 from agents.persona import Persona
 
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z_][\w-]*)")
@@ -32,8 +41,39 @@ def approx_tokens(text: str) -> int:
     return ascii_chars // 3 + 1 + len(text.encode("utf-8", "replace")) - ascii_chars
 
 
-class UnknownPersonaError(ValueError):
+class UnknownPersonaError(HermesError, ValueError):
     """A message addressed a persona that the config does not define."""
+
+
+class Outcome(Protocol):
+    """What the sentinel decided about a finished answer (``sentinel.decision.Decision``)."""
+
+    @property
+    def action(self) -> str: ...  # "pass" | "correct" | "halt"
+
+    @property
+    def code(self) -> str | None: ...  # the error code of a halt
+
+    @property
+    def correction(self) -> str | None: ...  # the hidden message sent back to the persona
+
+    @property
+    def escalated(self) -> VerdictLike | None: ...  # a minor problem that became critical
+
+
+class TurnPool(Protocol):
+    """The model pool as the session sees it (``agents.pool.pool.ModelPool``, or the client
+    of a running ``hermes serve``). A pool may also offer ``prefetch(model)``."""
+
+    def generate(
+        self,
+        persona: str,
+        model: str,
+        messages: list[Message],
+        params: SamplingParams,
+        cancel: asyncio.Event | None = None,
+        priority: str = "interactive",
+    ) -> AsyncIterator[str]: ...
 
 
 class Watcher(Protocol):
@@ -45,12 +85,12 @@ class Watcher(Protocol):
 
     def feed(self, piece: str) -> None: ...
 
-    async def finish(self, corrections_used: int = 0) -> Any: ...  # -> Decision
+    async def finish(self, corrections_used: int = 0) -> Outcome: ...
 
     async def cancel(self) -> None: ...
 
 
-WatcherFactory = Callable[[Persona, Callable[[Any], Awaitable[None]]], Watcher]
+WatcherFactory = Callable[[Persona, Callable[[VerdictLike], Awaitable[None]]], Watcher]
 Listener = Callable[[Event], Awaitable[None]]
 
 
@@ -62,7 +102,7 @@ class TurnResult:
     status: str
     code: str | None = None
     corrections: int = 0
-    verdicts: list[Any] = field(default_factory=list)
+    verdicts: list[VerdictLike] = field(default_factory=list)
 
 
 def parse_mentions(text: str, personas: list[str], default: str) -> tuple[list[str], str]:
@@ -89,7 +129,7 @@ class Session:
     def __init__(
         self,
         personas: dict[str, Persona],
-        pool: Any,  # agents.pool.pool.ModelPool (anything with .generate)
+        pool: TurnPool,
         *,
         default_persona: str,
         workflow: str = "pipeline",
@@ -130,9 +170,9 @@ class Session:
             return list(await asyncio.gather(*(self._answer(p, body, cancel) for p in targets)))
         results: list[TurnResult] = []
         for i, name in enumerate(targets):
-            if i + 1 < len(targets) and hasattr(self.pool, "prefetch"):
-                nxt = self.personas[targets[i + 1]].model
-                asyncio.ensure_future(self.pool.prefetch(nxt))
+            prefetch = getattr(self.pool, "prefetch", None)
+            if i + 1 < len(targets) and prefetch is not None:
+                asyncio.ensure_future(prefetch(self.personas[targets[i + 1]].model))
             prompt = body
             if results:
                 earlier = "\n\n".join(
@@ -168,7 +208,7 @@ class Session:
         persona = self.personas[name]
         corrections = 0
         hidden = False
-        all_verdicts: list[Any] = []
+        all_verdicts: list[VerdictLike] = []
         while True:
             self.histories[name].append({"role": "user", "content": prompt})
             result, decision = await self._one_pass(persona, prompt, hidden, corrections, cancel)
@@ -180,7 +220,7 @@ class Session:
                 result.status, result.code = "halted", decision.code
                 break
             corrections += 1
-            prompt, hidden = decision.correction, True
+            prompt, hidden = decision.correction or "", True
         result.corrections = corrections
         result.verdicts = all_verdicts
         return result
@@ -192,12 +232,12 @@ class Session:
         hidden: bool,
         corrections: int,
         cancel: asyncio.Event | None,
-    ) -> tuple[TurnResult, Any]:
+    ) -> tuple[TurnResult, Outcome | None]:
         turn_id = next(self._turn_ids)
         await self._emit(TurnStarted(turn_id, persona.name, prompt, hidden))
-        verdicts: list[Any] = []
+        verdicts: list[VerdictLike] = []
 
-        async def on_verdict(verdict: Any) -> None:
+        async def on_verdict(verdict: VerdictLike) -> None:
             verdicts.append(verdict)
             await self._emit(VerdictRaised(turn_id, persona.name, verdict))
 
@@ -233,32 +273,54 @@ class Session:
             await asyncio.shield(self._emit(ended))
             raise
         except Exception as exc:  # the pool's busy / never-fits errors end this turn only
-            code = getattr(exc, "code", None)  # E_POOL_BUSY, E_NEVER_FITS, E_MODEL_FILE
             status, detail = "error", str(exc)
-            code = code if isinstance(code, str) else f"E_{type(exc).__name__.upper()}"
+            # E_POOL_BUSY, E_NEVER_FITS, E_MODEL_FILE, E_SERVER_DOWN...; else named after it
+            code = exc.code if isinstance(exc, HermesError) else f"E_{type(exc).__name__.upper()}"
         finally:
             relay.cancel()
         if stop.is_set() and status == "done":
             user_cancelled = cancel is not None and cancel.is_set()
             status = "cancelled" if user_cancelled else "halted"
-        decision = None
+        decision: Outcome | None = None
         if watcher and status in ("error", "cancelled"):
             # No answer came, or the user cut it off: nothing to correct or halt.
             await watcher.cancel()
         elif watcher:
             decision = await watcher.finish(corrections)
             if status == "halted" and decision.action != "halt":
-                decision.action = "halt"
+                decision = _Halted(decision)  # the stream was stopped: a halt whatever it said
             if decision.action == "halt":
                 status, code = "halted", decision.code
-            if getattr(decision, "escalated", None) is not None:
+            if decision.escalated is not None:
                 await on_verdict(decision.escalated)
         await self._emit(TurnEnded(turn_id, persona.name, text, tokens, status, code, detail))
         result = TurnResult(persona.name, text, tokens, status, code, verdicts=verdicts)
         return result, decision
 
 
-async def _relay(cancel: asyncio.Event | None, watcher: Any, stop: asyncio.Event) -> None:
+@dataclass(frozen=True)
+class _Halted:
+    """A decision turned into a halt (the stream had already been stopped)."""
+
+    of: Outcome
+    action: str = "halt"
+
+    @property
+    def code(self) -> str | None:
+        return self.of.code
+
+    @property
+    def correction(self) -> str | None:
+        return None
+
+    @property
+    def escalated(self) -> VerdictLike | None:
+        return self.of.escalated
+
+
+async def _relay(
+    cancel: asyncio.Event | None, watcher: Watcher | None, stop: asyncio.Event
+) -> None:
     """Stop generation when the user cancels or the watcher raises a critical verdict."""
     waits = []
     if cancel is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from agents.errors import HermesError
 from agents.events import Event, TurnEnded, TurnStarted, VerdictRaised
 from agents.session import UnknownPersonaError, parse_mentions
 from hermes_tui.config import Config, tomllib
@@ -23,8 +24,11 @@ EXIT_OK, EXIT_CRITICAL, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 MAX_SCRIPT_BYTES = 10 * 2**20
 
 
-class ScriptError(Exception):
+class ScriptError(HermesError):
     """A batch script problem, phrased as one line (exit 2)."""
+
+    code = "E_SCRIPT"
+    exit_status = 2
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def friendly(fn):
             sys.exit(EXIT_RUNTIME)
         except Fail as exc:
             click.echo(f"hermes: {exc}", err=True)
-            sys.exit(exc.code)
+            sys.exit(exc.exit_status)
         except KeyboardInterrupt:
             click.echo("hermes: interrupted", err=True)
             sys.exit(130)

@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 import platformdirs
 
+from agents.errors import HermesError
 from agents.models import ModelFileError, resolve_model_path
 from agents.persona import Persona
 from agents.pool.devices import parse_size
@@ -35,8 +36,11 @@ APP_NAME = "hermes-tui"
 PACKAGED_CONFIG = Path(__file__).with_name("default_config.toml")
 
 
-class ConfigError(Exception):
+class ConfigError(HermesError):
     """A config problem, already phrased as one line for the user."""
+
+    code = "E_CONFIG"
+    exit_status = 2
 
     def __init__(self, file: Path | str, key: str, message: str) -> None:
         self.file, self.key, self.message = str(file), key, message

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import stat
 
+from agents.errors import HermesError
+
 __all__ = ["InputFileError", "read_limited"]
 
 
-class InputFileError(Exception):
+class InputFileError(HermesError):
     """Why the file cannot be read, as one phrase ('is a device, not a file')."""
 
 

@@ -20,12 +20,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.errors import HermesError
+
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z_][\w-]*)")
 
 Message = dict[str, str]
 
 
-class ResumeError(Exception):
+class ResumeError(HermesError):
     """The session to continue does not exist (or has nothing in it)."""
 
 

@@ -33,7 +33,12 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 class JudgeError(Exception):
-    """The judge could not be started (bad model path, bad device, child failed to load)."""
+    """The judge could not be started (bad model path, bad device, child failed to load).
+
+    Not a ``agents.errors.HermesError``: the sentinel imports nothing of hermes.
+    """
+
+    code = "E_JUDGE"
 
 
 @dataclass(frozen=True, slots=True)

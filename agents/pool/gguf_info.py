@@ -15,6 +15,8 @@ from pathlib import Path
 
 import gguf
 
+from agents.errors import HermesError
+
 MAX_LAYERS = 10_000
 MAX_CTX = 1 << 24  # 16M tokens: well above any real model's training context
 MAX_EMBD = 1 << 20
@@ -24,7 +26,7 @@ MAX_VOCAB = 1 << 24
 _BLOCK_RE = re.compile(r"^blk\.(\d+)\.")
 
 
-class GGUFInfoError(Exception):
+class GGUFInfoError(HermesError):
     """The file is not a usable GGUF model; the message is one line, fit for a status bar."""
 
     code = "E_MODEL_FILE"

@@ -15,18 +15,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.errors import HermesError
+
 # Served in this order by default: a person waiting at the chat, then API clients of
 # ``hermes serve``, then scripted batch runs ([server] priorities changes the order).
 PRIORITIES = ("interactive", "api", "batch")
 
 
-class PoolBusyError(Exception):
+class PoolBusyError(HermesError):
     """The admission queue is full: try again later (batch mode exits 3)."""
 
     code = "E_POOL_BUSY"
 
 
-class NeverFitsError(Exception):
+class NeverFitsError(HermesError):
     """The request can never fit in the configured memory budget."""
 
     code = "E_NEVER_FITS"

@@ -24,6 +24,7 @@ from typing import Any
 import httpx2
 
 from agents.engine import DONE, EngineError, Message, SamplingParams, relay
+from agents.errors import HermesError
 from agents.pool.queue import NeverFitsError, PoolBusyError
 from hermes_tui.server.auth import read_token
 from hermes_tui.server.listener import default_socket_path
@@ -35,7 +36,7 @@ PROBE_TIMEOUT_S = 1.0
 CLI_SERVER: str | None = None  # --server of the running command (set by the CLI)
 
 
-class ServerDownError(Exception):
+class ServerDownError(HermesError):
     """The server went away (or cannot be reached) during a turn."""
 
     code = "E_SERVER_DOWN"

@@ -72,7 +72,7 @@ def serve_command(
         )
     except Fail as exc:
         click.echo(f"hermes: {exc}", err=True)
-        sys.exit(exc.code)
+        sys.exit(exc.exit_status)
 
 
 def _serve(
@@ -114,5 +114,5 @@ def _serve(
     try:
         code = serve(config, options)
     except ListenError as exc:
-        raise Fail(str(exc), exc.code) from None
+        raise Fail(str(exc), exc.exit_status) from None
     sys.exit(code)

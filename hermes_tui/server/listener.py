@@ -17,17 +17,21 @@ from pathlib import Path
 
 import platformdirs
 
+from agents.errors import HermesError
+
 APP_NAME = "hermes-tui"
 SOCKET_NAME = "serve.sock"
 _MAX_SUN_PATH = 107  # sockaddr_un.sun_path holds 108 bytes, NUL included
 
 
-class ListenError(Exception):
+class ListenError(HermesError):
     """A listener that cannot be opened, phrased as one line (exit 3, or 2 for usage)."""
 
-    def __init__(self, message: str, code: int = 3) -> None:
+    code = "E_LISTEN"
+
+    def __init__(self, message: str, exit_status: int = 3) -> None:
         super().__init__(message)
-        self.code = code
+        self.exit_status = exit_status
 
 
 def runtime_dir() -> Path:
@@ -96,7 +100,7 @@ def bind_unix(path: Path) -> socket.socket:
     one cannot exist (its server would hold the lock).
     """
     if len(os.fsencode(path)) > _MAX_SUN_PATH:
-        raise ListenError(f"socket path is too long for a Unix socket: {path}", code=2)
+        raise ListenError(f"socket path is too long for a Unix socket: {path}", exit_status=2)
     private_dir(path.parent)
     with contextlib.suppress(FileNotFoundError):
         if not stat.S_ISSOCK(path.lstat().st_mode):
@@ -122,7 +126,7 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise ListenError(f"--host {host}: {exc.strerror}", code=2) from None
+        raise ListenError(f"--host {host}: {exc.strerror}", exit_status=2) from None
     family, _, _, _, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

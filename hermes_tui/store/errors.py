@@ -5,14 +5,18 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from agents.errors import HermesError
+
 # What reading a damaged database can raise besides sqlite3.Error: Python's sqlite3 decodes
 # SQLite's own error message as UTF-8, and a corrupt schema page puts raw page bytes into that
 # message ("malformed database schema (…\xba…)"), so execute() itself raises this.
 DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 
 
-class StoreError(Exception):
+class StoreError(HermesError):
     """A problem with the database file, as one line saying what happened and what to do."""
+
+    code = "E_STORE"
 
 
 def printable(text: str, limit: int = 200) -> str:
