@@ -73,17 +73,85 @@ def test_secrets_are_critical_with_exact_spans() -> None:
         f'aws {aws}\ntoken {ghp} ok\nOPENAI_API_KEY="{oai}"\nuse {goog}\n{slack}\n'
         f'secret: "{generic}"\n{pem}\n-----END RSA PRIVATE KEY-----\n'
     )
-    assert sorted(spans(SecretCheck, text)) == sorted([aws, ghp, oai, goog, slack, generic, pem])
+    header = pem.split("\n")[0]  # a header alone on its line is critical at once
+    assert sorted(spans(SecretCheck, text)) == sorted([aws, ghp, oai, goog, slack, generic, header])
 
 
-def test_placeholders_and_documented_examples_are_not_secrets() -> None:
+def test_placeholders_and_templates_are_not_secrets() -> None:
     text = (
-        'AWS example: AKIAIOSFODNN7EXAMPLE\napi_key = "your_api_key_here_please"\n'
+        'api_key = "your_api_key_here_please"\n'
         "export OPENAI_API_KEY=sk-xxxxxxxxxxxxxxxxxxxxxxxx\n"
-        "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n"
         'password = "<your password goes here>"\n'
+        "password: ${DB_PASSWORD}\npassword = os.environ['DB_PASSWORD']\n"
+        "postgres://app:${PGPASS}@db:5432/app\npassword: required\n"
+        "The file starts with -----BEGIN RSA PRIVATE KEY----- and ends with its END line.\n"
+        "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n"
+        "-----END PUBLIC KEY-----\n-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIE\n"
     )
     assert spans(SecretCheck, text) == []
+
+
+@pytest.mark.parametrize(
+    "text,secret",
+    [
+        # documentation examples count (README: the sentinel cannot tell them from real keys)
+        ("AWS example: AKIAIOSFODNN7EXAMPLE\n", "AKIAIOSFODNN7EXAMPLE"),
+        (
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+        ("DATABASE_URL=postgres://admin:s3cr3tPw@db.internal:5432/app\n", "s3cr3tPw"),
+        ("password: hunter2x\n", "hunter2x"),
+        (
+            "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n",
+            "-----BEGIN PRIVATE KEY-----",
+        ),
+        (
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBGXx\n",
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----",
+        ),
+        (
+            "token eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+            "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U ok\n",
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+            "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        ),
+        ("GITLAB_TOKEN=glpat-Zx8Kq2LmN4pR6sT9vW1y\n", "glpat-Zx8Kq2LmN4pR6sT9vW1y"),
+        (
+            "url = https://hooks.slack.com/services/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\n",
+            "https://hooks.slack.com/services/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",
+        ),
+        (
+            "SENDGRID=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 x\n",
+            "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",
+        ),
+        (
+            "pypi-AgEIcHlwaS5vcmcCJDU3OTM5NjQ1LWE0MjctNDVhMy04ZDE4LTY5NWNjNmYwNTA3YgACJXsicGVybWlzc2lvbnM \n",
+            "pypi-AgEIcHlwaS5vcmcCJDU3OTM5NjQ1LWE0MjctNDVhMy04ZDE4LTY5NWNjNmYwNTA3YgACJXsicGVybWlzc2lvbnM",
+        ),
+        (
+            "NPM_TOKEN=npm_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7c\n",
+            "npm_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7c",
+        ),
+        (
+            "bot MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs ok\n",
+            "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs",
+        ),
+        (
+            "TELEGRAM=110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1 \n",
+            "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1",
+        ),
+    ],
+)
+def test_secret_shapes_beyond_the_big_four_are_critical(text: str, secret: str) -> None:
+    assert spans(SecretCheck, text) == [secret]
+
+
+def test_an_azure_storage_key_is_critical() -> None:
+    key = "Zm9v" * 20 + "YmFyYmE="  # 88 characters
+    text = f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={key};EndpointSuffix=x\n"
+    found = spans(SecretCheck, text)
+    assert len(found) == 1 and key in found[0]
 
 
 SYSTEM = (

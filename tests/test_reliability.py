@@ -423,8 +423,9 @@ def test_redact_replaces_each_secret_with_its_kind(text, kind):
 def test_redact_leaves_placeholders_and_prose_alone():
     from hermes_tui.redact import redact
 
+    # AWS's documented example key is a secret (README, sentinel table): redacted
+    assert redact("AKIAIOSFODNN7EXAMPLE") == "[REDACTED:aws-access-key-id]"
     for text in (
-        "AKIAIOSFODNN7EXAMPLE",
         "sk-your-key-here-xxxxxxxxxxxxxxxx",
         'password = "changeme-changeme-1"',
         "plain prose, nothing secret",

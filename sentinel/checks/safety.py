@@ -9,13 +9,12 @@ reported once (keyed by its span).
 from __future__ import annotations
 
 import bisect
-import math
 import re
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from rapidfuzz import fuzz
 
+from sentinel import secrets
 from sentinel.checks.patterns import severity_for
 from sentinel.verdict import Verdict
 
@@ -51,53 +50,7 @@ UNSAFE_COMMANDS: dict[str, str] = {
     "overwrite system files": r"(?<![<\w])>\s*/etc/(?:passwd|shadow|sudoers)\b",
 }
 
-# name -> (regex, needs an entropy check on group "v")
-SECRET_PATTERNS: dict[str, tuple[str, bool]] = {
-    "AWS access key id": (r"\b(?P<v>(?:AKIA|ASIA)[0-9A-Z]{16})\b", False),
-    "GitHub token": (r"\b(?P<v>gh[pousr]_[A-Za-z0-9]{36,})\b", False),
-    "GitHub fine-grained token": (r"\b(?P<v>github_pat_[A-Za-z0-9_]{50,})\b", False),
-    "OpenAI/Anthropic key": (
-        r"(?<![\w-])(?P<v>sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,})(?![\w-])",
-        True,
-    ),
-    "Stripe key": (r"\b(?P<v>[sr]k_live_[A-Za-z0-9]{20,})\b", False),
-    "Slack token": (r"\b(?P<v>xox[abposr]-[A-Za-z0-9-]{10,})(?![\w-])", True),
-    "Google API key": (r"\b(?P<v>AIza[0-9A-Za-z_-]{35})(?![\w-])", False),
-    "generic credential": (
-        r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?key|auth[_-]?token|token|password"
-        r"|passwd|client[_-]?secret)\w{0,40}['\"]?\s{0,8}[:=]\s{0,8}['\"](?P<v>[^'\"\s]{16,300})['\"]",
-        True,
-    ),
-}
-_KNOWN_PREFIXES = (
-    "AKIA",
-    "ASIA",
-    "gh",
-    "github_pat_",
-    "sk-",
-    "sk_live_",
-    "rk_live_",
-    "xox",
-    "AIza",
-)
-_PEM_BEGIN = re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----")
-_PEM_BODY = re.compile(r"^\s*[A-Za-z0-9+/=]{40,}\s*$")
-_PLACEHOLDER_WORDS = ("example", "your", "xxxx", "placeholder", "changeme", "dummy", "redacted")
-
-
-def _entropy(s: str) -> float:
-    counts = Counter(s)
-    n = len(s)
-    return -sum(c / n * math.log2(c / n) for c in counts.values())
-
-
-def _looks_random(value: str) -> bool:
-    """Real keys are high-entropy mixes of classes; placeholders are not."""
-    low = value.lower()
-    if any(w in low for w in _PLACEHOLDER_WORDS) or "..." in value or "<" in value:
-        return False
-    classes = sum(1 for pat in (r"[a-z]", r"[A-Z]", r"\d") if re.search(pat, value))
-    return classes >= 2 and re.search(r"\d", value) is not None and _entropy(value) >= 3.5
+_PEM_BODY = re.compile(r"^\s*[A-Za-z0-9+/=]{16,}\s*$")
 
 
 class _LineScanner:
@@ -118,15 +71,17 @@ class _LineScanner:
     window = 400
     margin = 64
 
-    def __init__(self, trigger: re.Pattern[str] | None = None) -> None:
-        """``trigger``: every match begins with a match of it; a window with no trigger in it
-        is not yielded (so a line without one costs O(piece) per piece, not O(window))."""
+    def __init__(self, trigger: Callable[[str, int], list[tuple[int, int]]] | None = None) -> None:
+        """``trigger(text, pos)``: the ``(offset, tag)`` of each trigger in ``text[pos:]``;
+        every match contains one, so a window with no trigger in it is not yielded (a line
+        without one costs O(piece) per piece, not O(window))."""
         self._pos = 0
         self._line_start = 0
         self._tail = ""
         self._tail_start = 0
         self._trigger = trigger
         self._triggers: list[int] = []  # trigger starts in the current line, ascending
+        self._tags: list[int] = []  # their tags
         self.force = False  # yield every window (a check waiting for the next line)
 
     def lines(self, piece: str) -> Iterator[tuple[str, int, bool, bool]]:
@@ -151,13 +106,17 @@ class _LineScanner:
             # triggers in the new text (plus a little before it, for one that straddles)
             back = min(len(text) - len(seg), 24)
             offset = len(text) - len(seg) - back
-            trig = self._triggers
+            trig, tags = self._triggers, self._tags
             if trig and trig[0] < base:
-                del trig[: bisect.bisect_left(trig, base)]
-            for m in self._trigger.finditer(text, offset):
-                at = base + m.start()
-                if not trig or at > trig[-1]:
-                    trig.append(at)
+                cut = bisect.bisect_left(trig, base)
+                del trig[:cut], tags[:cut]
+            for off, tag in self._trigger(text, offset):
+                at = base + off
+                i = bisect.bisect_left(trig, at)
+                j = bisect.bisect_right(trig, at, i)
+                if tag not in tags[i:j]:  # the overlap finds some again
+                    trig.insert(j, at)
+                    tags.insert(j, tag)
         k = 0
         while len(text) - k > 2 * w:
             if self._wanted(base + k, base + k + 2 * w):
@@ -165,14 +124,20 @@ class _LineScanner:
             k += w
         fresh = base + k == self._line_start
         want = self._wanted(base + k, base + len(text))
-        if complete:
-            self._triggers = []
-        else:
+        if not complete:
             cut = max(0, len(text) - w)
             self._tail = text[cut:]
             self._tail_start = base + cut
         if want:
             yield (text[k:], base + k, complete, fresh)
+        if complete:
+            self._triggers, self._tags = [], []
+
+    def tags_in(self, start: int, end: int) -> set[int]:
+        """The tags of the triggers that start in ``[start, end)`` of the current line."""
+        i = bisect.bisect_left(self._triggers, start)
+        j = bisect.bisect_left(self._triggers, end)
+        return set(self._tags[i:j])
 
     def _wanted(self, start: int, end: int) -> bool:
         if self._trigger is None or self.force:
@@ -227,10 +192,10 @@ _COMMAND_TRIGGER = re.compile(
     r"(?i)\b(?:rm|rd|rmdir|del|mkfs|dd|shred|wipefs|curl|wget|chmod|chown|mv|find|kill|format"
     r"|remove-item)\b|>|:\s*\("
 )
-# Every SECRET_PATTERNS match (and a PEM header) contains one of these.
-_SECRET_TRIGGER = re.compile(
-    r"(?i)akia|asia|gh[pousr]_|github_pat_|sk-|_live_|xox|aiza|key|secret|token|passw|-----begin"
-)
+
+
+def _command_triggers(text: str, pos: int) -> list[tuple[int, int]]:
+    return [(m.start(), 0) for m in _COMMAND_TRIGGER.finditer(text, pos)]
 
 
 class UnsafeCommandCheck(_LineCheck):
@@ -251,7 +216,7 @@ class UnsafeCommandCheck(_LineCheck):
         pats.update(extra or {})
         self._pats = [(n, re.compile(p)) for n, p in pats.items()]
         self._sev = severity_for("E_UNSAFE_COMMAND", severity)
-        self._scan = _LineScanner(None if extra else _COMMAND_TRIGGER)
+        self._scan = _LineScanner(None if extra else _command_triggers)
         self._seen: list[tuple[int, int]] = []
 
     def _check(self, text: str, start: int, complete: bool) -> list[Verdict]:
@@ -277,16 +242,17 @@ class UnsafeCommandCheck(_LineCheck):
 
 
 class SecretCheck(_LineCheck):
-    """E_SECRET (critical): private keys, cloud/API tokens, high-entropy credentials."""
+    """E_SECRET (critical): what ``sentinel.secrets`` calls a secret (the detector the
+    redactor shares), found in bounded windows near a trigger, and private-key headers that
+    start a block (at once) or that a key body follows."""
 
     name = "secrets"
 
     def __init__(self, severity: dict[str, str] | None = None) -> None:
-        self._pats = [(n, re.compile(p), ent) for n, (p, ent) in SECRET_PATTERNS.items()]
         self._sev = severity_for("E_SECRET", severity)
-        self._scan = _LineScanner(_SECRET_TRIGGER)
+        self._scan = _LineScanner(secrets.secret_triggers)
         self._seen: list[tuple[int, int]] = []
-        self._pem_start: int | None = None
+        self._pem_start: int | None = None  # a header inside a sentence: is a body next?
 
     def _emit(self, span: tuple[int, int], what: str) -> list[Verdict]:
         if _overlaps(span, self._seen):
@@ -300,25 +266,21 @@ class SecretCheck(_LineCheck):
         if complete:
             if self._pem_start is not None:
                 if _PEM_BODY.match(body):
-                    out.extend(self._emit((self._pem_start, start + len(body)), "PEM private key"))
+                    out.extend(self._emit((self._pem_start, start + len(body)), "Private Key"))
                 self._pem_start = None
-            m = _PEM_BEGIN.search(body)
-            if m:
-                self._pem_start = start + m.start()
+            for m in secrets.KEY_HEADER.finditer(body, self._min_start):
+                if secrets.key_header_alone(body, m) or body[m.end() :].startswith("\\n"):
+                    out.extend(self._emit((start + m.start(), start + m.end()), "Private Key"))
+                else:
+                    self._pem_start = start + m.start()
             self._scan.force = self._pem_start is not None  # the body line has no trigger
-        for name, pat, needs_entropy in self._pats:
-            for m in pat.finditer(text if complete else body, self._min_start):
-                if not complete and m.end() >= len(body):
-                    continue  # the value may still grow
-                value = m.group("v")
-                if needs_entropy and not _looks_random(value):
-                    continue
-                if name == "generic credential" and value.startswith(_KNOWN_PREFIXES):
-                    continue  # reported by its specific pattern
-                if name == "AWS access key id" and value.endswith("EXAMPLE"):
-                    continue  # the documented example key
-                vs = start + m.start("v")
-                out.extend(self._emit((vs, vs + len(value)), name))
+        tags = self._scan.tags_in(start - 24, start + len(text))
+        for s, e, kind in secrets.find_in_window(body, self._min_start, complete, tags):
+            if not complete and (e >= len(body) or kind == "Secret Keyword"):
+                # the value may still grow; a keyword's value is judged with its whole line
+                # (``password = os.environ[...]`` is a reference only once the line is read)
+                continue
+            out.extend(self._emit((start + s, start + e), kind))
         return out
 
 

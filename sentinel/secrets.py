@@ -1,0 +1,506 @@
+"""The one secret detector: the sentinel's E_SECRET check and hermes's redactor both call it.
+
+What counts as a secret comes from detect-secrets (Yelp's scanner), used as data: the compiled
+``denylist`` regexes of its token plugins (AWS, Azure storage, basic-auth URLs, Discord, GitHub,
+GitLab, JWT, Mailchimp, npm, OpenAI, private keys, PyPI, SendGrid, Slack tokens and webhooks,
+Square, Stripe, Telegram, Twilio, Artifactory) and its keyword detector's assignment regexes
+(``password: …``, ``aws_secret_access_key = …``, ``api_key = "…"``) with its heuristic filters
+(templated values, ``$VARIABLES``, indirect references such as ``os.environ["X"]``, sequential
+strings, ids). A few shapes it lacks are added here (newer OpenAI/Anthropic keys, GitHub
+fine-grained tokens, Google API keys, npm ``npm_`` tokens, Discord webhooks, PGP/PuTTY private
+keys).
+
+Decisions:
+
+* **Documentation examples count.** AWS's ``AKIAIOSFODNN7EXAMPLE`` (and any value with a
+  provider's exact shape) is a secret: the sentinel cannot tell a published example from a real
+  key, and an answer that pastes one is one edit away from pasting a real one. Values that are
+  not key-shaped are not: ``<YOUR_KEY>``, ``${TOKEN}``, ``sk-your-key-here``, ``xxxx``, ``***``.
+* **Keyword values** (``password: hunter2``) must look like a credential: one token, not a
+  template or a reference, at least 6 characters mixing two classes of characters (lower,
+  upper, digit, symbol), or 16+ characters of high entropy. ``password: required`` is not one.
+* **Private keys**: a ``BEGIN … PRIVATE KEY`` header (RSA, EC, DSA, OpenSSH, PKCS#8, encrypted,
+  PGP ``PRIVATE KEY BLOCK``, PuTTY) is a secret whatever follows it, unless it sits inside a
+  sentence (``the file starts with -----BEGIN RSA PRIVATE KEY-----``): then only if a body or
+  END line follows. Public keys and certificates are not secrets.
+
+Every regex here sees a bounded input: ``find_secrets`` cuts long lines into overlapping windows,
+and the sentinel's check scans windows of at most 800 characters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import NamedTuple
+
+__all__ = [
+    "MAX_SECRET_CHARS",
+    "secret_triggers",
+    "Secret",
+    "find_secrets",
+    "find_in_window",
+    "kind_slug",
+]
+
+# The longest secret (apart from PEM blocks) any detector reports whole. Longer candidates
+# are cut to this many characters by the windows.
+MAX_SECRET_CHARS = 320
+
+
+class Secret(NamedTuple):
+    """One secret found: ``text[start:end]``, and what it is (``"GitHub Token"``)."""
+
+    start: int
+    end: int
+    kind: str
+
+
+# The marker names hermes used before this detector, kept so stored markers stay consistent.
+_SLUGS = {
+    "AWS Access Key": "aws-access-key-id",
+    "Secret Keyword": "generic-credential",
+    "Private Key": "pem-private-key",
+    "OpenAI Token": "openai-anthropic-key",
+    "Stripe Access Key": "stripe-key",
+}
+
+
+def kind_slug(kind: str) -> str:
+    """'GitHub Token' -> 'github-token' (one token, for ``[REDACTED:…]`` markers)."""
+    return _SLUGS.get(kind) or re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-")
+
+
+# ------------------------------------------------------------------- detectors (as data)
+class _Detector(NamedTuple):
+    kind: str
+    pattern: re.Pattern[str]
+    group: int  # which group is the secret (0: the whole match)
+    trigger: str  # a regex every match contains (cheap pre-filter)
+    check: str  # "", "jwt", "random", "keyword", "url"
+
+
+def _plugin_patterns() -> list[_Detector]:
+    from detect_secrets.plugins import (
+        artifactory,
+        aws,
+        azure_storage_key,
+        basic_auth,
+        discord,
+        github_token,
+        gitlab_token,
+        jwt,
+        mailchimp,
+        npm,
+        openai,
+        pypi_token,
+        sendgrid,
+        slack,
+        square_oauth,
+        stripe,
+        telegram_token,
+        twilio,
+    )
+
+    # what every match of the plugin contains: literals ("|"-separated; "i:" = any case) or
+    # one regex ("re:")
+    triggers = {
+        aws.AWSKeyDetector: "A3T|ABIA|ACCA|AKIA|ASIA|i:aws",
+        azure_storage_key.AzureStorageKeyDetector: "AccountKey=",
+        basic_auth.BasicAuthDetector: "@",
+        discord.DiscordBotTokenDetector: r"re:\.[\w-]{6}\.",
+        github_token.GitHubTokenDetector: "ghp_|gho_|ghu_|ghs_|ghr_",
+        gitlab_token.GitLabTokenDetector: (
+            "glpat-|gldt-|glft-|glsoat-|glrt-|glcbt-|glimt-|glptt-|glagent-|gloas-|GR1348941"
+        ),
+        jwt.JwtTokenDetector: "eyJ",
+        mailchimp.MailchimpDetector: r"re:-us\d",
+        npm.NpmDetector: "_authToken",
+        openai.OpenAIDetector: "T3BlbkFJ",
+        pypi_token.PypiTokenDetector: "pypi-",
+        sendgrid.SendGridDetector: "SG.",
+        slack.SlackDetector: "i:xox|i:hooks.slack",
+        square_oauth.SquareOAuthDetector: "sq0csp-",
+        stripe.StripeDetector: "_live_",
+        telegram_token.TelegramBotTokenDetector: r"re:\d{8}:",
+        twilio.TwilioKeyDetector: r"re:(?:AC|SK)[a-z0-9]{8}",
+        artifactory.ArtifactoryDetector: r"re:AKC|AP[\dA-F]",
+    }
+    out: list[_Detector] = []
+    for plugin, trigger in triggers.items():
+        denylist: Iterable[re.Pattern[str]] = getattr(plugin, "denylist")  # noqa: B009
+        for pattern in denylist:
+            # the secret is group 1 only where the plugin captures it (AWS's secret access
+            # key, a basic-auth URL's password, npm's token); elsewhere groups are prefixes
+            secret_group = plugin in (aws.AWSKeyDetector, basic_auth.BasicAuthDetector)
+            group = 1 if pattern.groups and secret_group else 0
+            check = {
+                jwt.JwtTokenDetector: "jwt",
+                basic_auth.BasicAuthDetector: "url",
+            }.get(plugin, "")
+            kind = str(getattr(plugin, "secret_type"))  # noqa: B009
+            if plugin is aws.AWSKeyDetector and group:
+                kind = "AWS Secret Access Key"
+            if plugin is npm.NpmDetector:
+                group, check = 1, "npm"
+            out.append(_Detector(kind, pattern, group, trigger, check))
+    return out
+
+
+_EXTRA = [
+    # shapes detect-secrets lacks (gitleaks' published rules have them)
+    (
+        "OpenAI/Anthropic Key",
+        r"(?<![\w-])sk-(?:proj-|ant-(?:api\d\d-)?|svcacct-)?[\w-]{20,}",
+        "sk-",
+        "random",
+    ),
+    ("GitHub Token", r"\bgithub_pat_\w{50,}", "github_pat_", ""),
+    ("Google API Key", r"\bAIza[\w-]{35}(?![\w-])", "AIza", ""),
+    ("NPM tokens", r"\bnpm_[A-Za-z0-9]{36}\b", "npm_", ""),
+    ("Slack Token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", "i:xox", "random"),
+    ("Stripe Access Key", r"\b[rs]k_live_[0-9a-zA-Z]{20,}", "_live_", ""),
+    (
+        "Discord Webhook",
+        r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]{20,}",
+        "discord",
+        "",
+    ),
+    ("Azure Storage Account access key", r"AccountKey=[a-zA-Z0-9+/=]{86,88}", "AccountKey=", ""),
+]
+
+# detect-secrets' keyword assignments: CONFIG files (unquoted values) and code (quoted values)
+_KEYWORD_TRIGGER = "i:key|i:pass|i:pwd|i:secret|i:token|i:contrase"
+
+
+# Every keyword-rule match has a keyword followed (within a few characters) by ':', '=', '!',
+# '(' or '.assign', or a comparison before it, or a ';' (detect-secrets' quoted-and-semicolon
+# rule): a cheap test before its eleven slower regexes.
+_KEYWORD_GATE = re.compile(
+    r"(?i)(?:key|pass|pwd|secret|token|contrase)[\w\]'\"`\[\d]{0,40}\s*"
+    r"(?:[:=!]|\(\s*[\"']|\.assign)|[!=]=|[\"'`];"
+)
+
+
+def _keyword_patterns() -> list[_Detector]:
+    from detect_secrets.plugins import keyword as kw
+
+    out: list[_Detector] = []
+    seen: set[str] = set()
+    for table in (
+        kw.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
+        kw.CONFIG_DENYLIST_REGEX_TO_GROUP,
+        kw.GOLANG_DENYLIST_REGEX_TO_GROUP,
+    ):
+        for pattern, group in table.items():
+            if pattern.pattern in seen:
+                continue
+            seen.add(pattern.pattern)
+            out.append(_Detector("Secret Keyword", pattern, group, _KEYWORD_TRIGGER, "keyword"))
+    return out
+
+
+# Private keys: the headers detect-secrets' PrivateKeyDetector lists, plus encrypted PKCS#8.
+_KEY_HEADER = re.compile(
+    r"-----BEGIN (?:(?:RSA|DSA|EC|OPENSSH|ENCRYPTED|SSH2 ENCRYPTED) )?PRIVATE KEY-----"
+    r"|-----BEGIN PGP PRIVATE KEY BLOCK-----"
+    r"|PuTTY-User-Key-File-[23]: "
+)
+_KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|Private-MAC: \w+")
+_KEY_TRIGGER = "BEGIN|PuTTY"
+
+
+@lru_cache(maxsize=1)
+def _detectors() -> tuple[_Detector, ...]:
+    out = _plugin_patterns()
+    out += [_Detector(k, re.compile(p), 0, t, c) for k, p, t, c in _EXTRA]
+    out += _keyword_patterns()
+    return tuple(out)
+
+
+class _Triggers(NamedTuple):
+    literals: tuple[tuple[str, int], ...]  # (literal, tag), case-sensitive
+    lower: tuple[tuple[str, int], ...]  # (lowercase literal, tag), any case
+    regexes: tuple[tuple[re.Pattern[str], int], ...]
+    gates: tuple[tuple[int, ...], ...]  # tag -> the detectors it gates
+
+
+@lru_cache(maxsize=1)
+def _triggers() -> _Triggers:
+    specs: dict[str, list[int]] = {}
+    for i, d in enumerate(_detectors()):
+        specs.setdefault(d.trigger, []).append(i)
+    specs.setdefault(_KEY_TRIGGER, [])
+    lits: list[tuple[str, int]] = []
+    low: list[tuple[str, int]] = []
+    rxs: list[tuple[re.Pattern[str], int]] = []
+    for tag, spec in enumerate(specs):
+        if spec.startswith("re:"):
+            rxs.append((re.compile(spec[3:]), tag))
+            continue
+        for alt in spec.split("|"):
+            if alt.startswith("i:"):
+                low.append((alt[2:].lower(), tag))
+            else:
+                lits.append((alt, tag))
+    return _Triggers(tuple(lits), tuple(low), tuple(rxs), tuple(tuple(v) for v in specs.values()))
+
+
+def secret_triggers(text: str, pos: int = 0) -> list[tuple[int, int]]:
+    """``(offset, tag)`` of every trigger in ``text[pos:]``, ascending: each detector's
+    matches contain one of its triggers, so text without any has no secret. Costs a few
+    ``str.find`` calls and small regexes per character class, O(len(text) - pos)."""
+    t = _triggers()
+    out: list[tuple[int, int]] = []
+    for lit, tag in t.literals:
+        i = text.find(lit, pos)
+        while i >= 0:
+            out.append((i, tag))
+            i = text.find(lit, i + 1)
+    if t.lower:
+        low = text.lower() if pos == 0 else text[pos:].lower()
+        for lit, tag in t.lower:
+            i = low.find(lit)
+            while i >= 0:
+                out.append((i + pos, tag))
+                i = low.find(lit, i + 1)
+    for rx, tag in t.regexes:
+        out.extend((m.start(), tag) for m in rx.finditer(text, pos))
+    out.sort()
+    return out
+
+
+# ------------------------------------------------------------------- filters
+_PLACEHOLDER_WORDS = (
+    "your",
+    "xxxx",
+    "placeholder",
+    "changeme",
+    "change_me",
+    "dummy",
+    "redacted",
+    "sample",
+    "example",
+    "fake",
+    "foobar",
+    "secret",
+    "password",
+    "token",
+    "here",
+)
+_TEMPLATE = re.compile(r"^(?:\$\{.*\}|\$\(.*\)|\{\{.*\}\}|<.*>|%\(?\w*\)?s|\$[A-Za-z_]\w*|\{.*\})$")
+_MASKED = re.compile(r"^(?:[*xX•.#_-]{3,}|\.\.\.|…)$|\*{3,}|\.{3}|…|\[REDACTED")
+_REFERENCE = re.compile(r"^[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)+(?:\(.*\))?$|^[A-Za-z_]\w*\(.*\)$")
+
+
+def _entropy(s: str) -> float:
+    counts = Counter(s)
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in counts.values()) if n else 0.0
+
+
+def _classes(value: str) -> int:
+    return (
+        any(c.islower() for c in value)
+        + any(c.isupper() for c in value)
+        + any(c.isdigit() for c in value)
+        + any(not c.isalnum() for c in value)
+    )
+
+
+def looks_random(value: str) -> bool:
+    """A high-entropy mix of character classes (a real key), not a placeholder."""
+    low = value.lower()
+    if "..." in value or "<" in value or "xxxx" in low or "your" in low or "here" in low:
+        return False
+    if "example" in low and _entropy(value) < 4.0:
+        return False
+    return _classes(value) >= 2 and any(c.isdigit() for c in value) and _entropy(value) >= 3.5
+
+
+def _credential_value(value: str, line: str) -> bool:
+    """Whether a keyword assignment's value looks like a real credential."""
+    from detect_secrets.filters import heuristic as h
+
+    value = value.strip().strip("'\"`").rstrip(",;")
+    if len(value) < 6 or len(value) > MAX_SECRET_CHARS or any(c.isspace() for c in value):
+        return False
+    if _TEMPLATE.match(value) or _MASKED.search(value) or _REFERENCE.match(value):
+        return False
+    if h.is_templated_secret(value) or h.is_prefixed_with_dollar_sign(value):
+        return False
+    if h.is_sequential_string(value) or h.is_potential_uuid(value):
+        return False
+    if h.is_indirect_reference(line[:1000]) or h.is_likely_id_string(value, line[:1000]):
+        return False
+    if value.lower() in ("true", "false", "null", "none", "required", "optional", "string"):
+        return False
+    low = value.lower()
+    high = len(value) >= 16 and _entropy(value) >= 3.5
+    if any(w in low for w in _PLACEHOLDER_WORDS) and not high:
+        return False
+    return high or _classes(value) >= 2
+
+
+def _jwt_valid(token: str) -> bool:
+    parts = token.split(".")
+    if len(parts) < 2:
+        return False
+    for part in parts[:2]:
+        try:
+            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+            json.loads(raw)
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            return False
+    return True
+
+
+def _url_password(value: str) -> bool:
+    if not value or _MASKED.search(value) or _TEMPLATE.match(value):
+        return False
+    return not (value.startswith(("$", "{", "<", "%")) or value in ("*", "x"))
+
+
+_JWT_TAIL = re.compile(r"[A-Za-z0-9_=+/.-]*")
+
+
+# ------------------------------------------------------------------- scanning
+def find_in_window(
+    text: str, start: int = 0, keywords: bool = True, tags: set[int] | None = None
+) -> list[Secret]:
+    """Secrets in ``text`` (at most a few hundred characters: the caller bounds it), matched
+    at or after ``start``, overlapping ones merged. No PEM handling (see ``find_secrets``).
+    ``keywords=False`` skips the keyword assignments (judged on whole lines only); ``tags``:
+    the triggers present (``secret_triggers``), when the caller already knows them."""
+    gates = _triggers().gates
+    if tags is None:
+        tags = {tag for _, tag in secret_triggers(text, max(0, start - 24))}
+    wanted: set[int] = set()
+    for tag in tags:
+        wanted.update(gates[tag])
+    if not wanted:
+        return []
+    dets = _detectors()
+    found: list[Secret] = []
+    if keywords and not _KEYWORD_GATE.search(text):
+        keywords = False  # no keyword next to an assignment, comparison, call or ';'
+    for i in sorted(wanted):
+        d = dets[i]
+        if d.check == "keyword" and not keywords:
+            continue
+        for m in d.pattern.finditer(text, start):
+            g = d.group if d.group <= (d.pattern.groups or 0) else 0
+            s, e = m.span(g)
+            if s < 0 or s == e:
+                continue
+            value = text[s:e]
+            if d.check == "jwt":
+                e = _JWT_TAIL.match(text, s).end()  # type: ignore[union-attr]
+                if not _jwt_valid(text[s:e]):
+                    continue
+            elif d.check == "random" and not looks_random(value):
+                continue
+            elif d.check == "keyword":
+                if not _credential_value(value, text):
+                    continue
+                value = value.strip()
+                lead = len(value) - len(value.lstrip("'\"`"))
+                s = text.find(value, s) + lead
+                e = s + len(value.strip("'\"`").rstrip(",;"))
+            elif d.check == "url" and not _url_password(value):
+                continue
+            elif d.check == "npm":
+                value = value.split()[0] if value.split() else value
+                e = s + len(value)
+            found.append(Secret(s, e, d.kind))
+    # a shape (a provider's key format) wins over a keyword rule that overlaps it; nothing
+    # else is merged here, so what a streaming caller reports never depends on the split
+    shapes = [f for f in found if f.kind != "Secret Keyword"]
+    found = shapes + [
+        f
+        for f in found
+        if f.kind == "Secret Keyword"
+        and not any(f.start < x.end and x.start < f.end for x in shapes)
+    ]
+    found.sort(key=lambda x: (x.start, -x.end))
+    return found
+
+
+def _merge(found: list[Secret]) -> list[Secret]:
+    found.sort(key=lambda x: (x.start, -x.end))
+    out: list[Secret] = []
+    for sec in found:
+        if out and sec.start < out[-1].end:
+            if sec.end > out[-1].end:
+                out[-1] = Secret(out[-1].start, sec.end, out[-1].kind)
+            continue
+        out.append(sec)
+    return out
+
+
+def key_header_alone(line: str, m: re.Match[str]) -> bool:
+    """Whether the private-key header ``m`` in ``line`` starts a key block (it is the line's
+    content, possibly quoted, assigned or followed by an escaped newline) rather than a phrase
+    inside a sentence."""
+    before = line[: m.start()].strip(" \t>\"'`*#/-;=:([{")
+    after = line[m.end() :].strip()
+    return (not before or before.endswith(("=", ":"))) and (
+        not after or not re.match(r"[A-Za-z]", after)
+    )
+
+
+KEY_HEADER = _KEY_HEADER
+_BODY_NEXT = re.compile(r"[ \t]*(?:\\r)?(?:\\n|\r?\n)[ \t]*(?:[A-Za-z0-9+/=]{8}|[A-Z][\w-]+: )")
+
+
+def _pem_blocks(text: str) -> list[Secret]:
+    """Private-key blocks: header to END line (or to the end of the text while streaming)."""
+    out: list[Secret] = []
+    pos = 0
+    while (m := _KEY_HEADER.search(text, pos)) is not None:
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        nl = text.find("\n", m.end())
+        line = text[line_start : nl if nl >= 0 else len(text)]
+        hm = _KEY_HEADER.search(line, m.start() - line_start)
+        alone = hm is not None and key_header_alone(line, hm)
+        if not alone and not _BODY_NEXT.match(text, m.end()):
+            pos = m.end()
+            continue
+        end_m = _KEY_END.search(text, m.end())
+        end = end_m.end() if end_m else len(text)
+        out.append(Secret(m.start(), end, "Private Key"))
+        pos = end
+    return out
+
+
+_WINDOW = 2048
+_STEP = 1536
+
+
+def find_secrets(text: str) -> list[Secret]:
+    """Every secret in ``text``, in order, overlapping findings merged. Linear in ``len(text)``:
+    lines longer than 2,048 characters are read in overlapping windows."""
+    found = _pem_blocks(text)
+    pos = 0
+    n = len(text)
+    while pos < n:
+        nl = text.find("\n", pos)
+        end = n if nl < 0 else nl
+        if end - pos <= _WINDOW:
+            found.extend(Secret(s + pos, e + pos, k) for s, e, k in find_in_window(text[pos:end]))
+        else:
+            k0 = pos
+            while k0 < end:
+                chunk = text[k0 : min(end, k0 + _WINDOW)]
+                found.extend(Secret(s + k0, e + k0, k) for s, e, k in find_in_window(chunk))
+                if k0 + _WINDOW >= end:
+                    break
+                k0 += _STEP
+        pos = end + 1
+    return _merge(found)
