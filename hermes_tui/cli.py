@@ -422,14 +422,17 @@ def log_show(ctx, session_id: int, config_path, db_path, as_json: bool, hidden: 
 @config_option
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many matches."
+)
 @click.pass_context
 @friendly
-def log_search(ctx, query: str, config_path, db_path, as_json: bool) -> None:
-    """Full-text search over messages and verdict details."""
+def log_search(ctx, query: str, config_path, db_path, as_json: bool, limit: int) -> None:
+    """Full-text search over messages and verdict details (the last word is a prefix)."""
     from hermes_tui import log_view
 
     db = _sub_db(ctx, config_path, db_path)
-    click.echo(asyncio.run(log_view.search(db, query, as_json)), nl=False)
+    click.echo(asyncio.run(log_view.search(db, query, as_json, limit)), nl=False)
 
 
 @main.command()

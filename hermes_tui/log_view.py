@@ -67,20 +67,35 @@ async def show(db: Path, session_id: int, as_json: bool, hidden: bool) -> str:
         await store.close()
 
 
-async def search(db: Path, query: str, as_json: bool) -> str:
+async def search(db: Path, query: str, as_json: bool, limit: int = 50) -> str:
+    """``hermes log search``: one line per match, ``you → coder`` for your own messages;
+    identical lines folded into one (``×3``); a note when ``limit`` cut the list short."""
     store = await Store.open(db, readonly=True)
     try:
-        hits = await store.search(query, limit=50)
+        hits = await store.search(query, limit=limit + 1)
     finally:
         await store.close()
+    more, hits = len(hits) > limit, hits[:limit]
     if as_json:
         return "".join(dumps(dataclasses.asdict(h), ensure_ascii=True) + "\n" for h in hits)
     if not hits:
         return "no matches\n"
-    return sanitize_for_terminal(
-        "".join(
-            f"session {h.session_id}  {h.persona:10} {h.kind:7} {h.code or '':16} "
-            f"{' '.join(h.snippet.split())}\n"
-            for h in hits
-        )
-    )
+    folded: dict[tuple[str, str, str, str], list[int]] = {}
+    for h in hits:
+        who = f"you → {h.persona.replace(',', ' ')}" if h.role == "user" else h.persona
+        if h.role == "sentinel":
+            who = f"sentinel → {h.persona}"
+        key = (who, h.kind, h.code or "", " ".join(h.snippet.split()))
+        folded.setdefault(key, []).append(h.session_id)
+    lines = []
+    for (who, kind, code, snippet), sessions in folded.items():
+        where = f"session {sessions[0]}"
+        if len(sessions) > 1:
+            ids = sorted(set(sessions))
+            shown = ", ".join(map(str, ids[:5])) + (", …" if len(ids) > 5 else "")
+            where = f"sessions {shown}" if len(ids) > 1 else where
+            snippet += f"  (×{len(sessions)})"
+        lines.append(f"{where}  {who:16} {kind:7} {code:16} {snippet}\n")
+    if more:
+        lines.append(f"(the first {limit} matches; --limit N shows more)\n")
+    return sanitize_for_terminal("".join(lines))

@@ -144,6 +144,53 @@ def test_log_search_prints_one_line_per_match(tmp_path):
     assert line.startswith("session 1  coder") and "pickle" in line
 
 
+def test_log_search_says_who_wrote_it_folds_repeats_and_says_when_cut(tmp_path):
+    db = tmp_path / "h.db"
+
+    async def fill():
+        from hermes_tui.store import Store
+
+        async with await Store.open(db) as store:
+            sid = await store.create_session("chat")
+            await store.add_message(sid, "coder", "user", "@coder where is the password file")
+            await store.add_message(sid, "coder", "assistant", "The password is in vault.txt")
+            for _ in range(3):
+                await store.add_message(
+                    sid, "coder", "sentinel", "Fix the password leak", hidden=True
+                )
+            for i in range(4):
+                await store.add_message(sid, "critic", "assistant", f"passwords note {i}")
+
+    asyncio.run(fill())
+    out = CliRunner().invoke(main, ["log", "search", "passw", "--db", str(db)]).output
+    lines = out.splitlines()
+    assert any(" you → coder " in line and "where is" in line for line in lines)
+    assert any(line.startswith("session 1  coder ") and "vault" in line for line in lines)
+    assert len(lines) == 6  # prefix "passw" matched every message; none hidden shown twice
+    js = CliRunner().invoke(main, ["log", "search", "password", "--db", str(db), "--json"])
+    roles = {json.loads(line)["role"] for line in js.output.splitlines()}
+    assert roles == {"user", "assistant"}
+    cut = CliRunner().invoke(main, ["log", "search", "pass", "--db", str(db), "--limit", "2"])
+    assert cut.output.splitlines()[-1] == "(the first 2 matches; --limit N shows more)"
+
+
+def test_log_search_folds_identical_lines(tmp_path):
+    db = tmp_path / "h.db"
+
+    async def fill():
+        from hermes_tui.store import Store
+
+        async with await Store.open(db) as store:
+            for _ in range(3):
+                sid = await store.create_session("chat")
+                await store.add_message(sid, "coder", "assistant", "same answer again")
+
+    asyncio.run(fill())
+    out = CliRunner().invoke(main, ["log", "search", "same", "--db", str(db)]).output
+    [line] = out.splitlines()
+    assert line.startswith("sessions 1, 2, 3  coder") and line.endswith("(×3)")
+
+
 def test_unknown_command_is_usage_error():
     result = CliRunner().invoke(main, ["fly"])
     assert result.exit_code == 2

@@ -164,11 +164,14 @@ class SearchHit:
     verdict_id: int | None
     persona: str
     code: str | None
+    # Who wrote the matched message: "user" (persona = whom it was sent to), "assistant" or
+    # "sentinel" (a hidden correction request); a verdict is on an assistant's message.
+    role: str = "assistant"
 
     @classmethod
     def from_row(cls, kind: Literal["message", "verdict"], r: sqlite3.Row) -> SearchHit:
         """From a row with columns ``rank, snippet, session_id, message_id, persona`` and,
-        for verdicts, ``verdict_id, code``."""
+        for verdicts, ``verdict_id, code`` (for messages, ``role``)."""
         keys = r.keys()
         return cls(
             kind=kind,
@@ -179,4 +182,5 @@ class SearchHit:
             verdict_id=r["verdict_id"] if "verdict_id" in keys else None,
             persona=r["persona"],
             code=r["code"] if "code" in keys else None,
+            role=r["role"] if "role" in keys else "assistant",
         )

@@ -24,13 +24,14 @@ def fts_query(text: str) -> str | None:
 
     Every whitespace-separated term becomes a quoted FTS5 string (inner quotes doubled), so
     operators and punctuation (``foo"bar``, ``AND(``, ``NEAR``) are just text; a trailing
-    ``*`` keeps its meaning, a prefix (``pick*`` finds pickle). Terms without a letter or
-    digit would tokenize to nothing and are dropped. Returns None when nothing searchable is
-    left.
+    ``*`` keeps its meaning, a prefix (``pick*`` finds pickle), and the last term is always a
+    prefix (``passw`` finds password: the word being typed). Terms without a letter or digit
+    would tokenize to nothing and are dropped. Returns None when nothing searchable is left.
     """
     out = []
-    for term in text.split():
-        prefix = term.endswith("*")
+    terms = text.split()
+    for i, term in enumerate(terms):
+        prefix = term.endswith("*") or i == len(terms) - 1
         term = term.rstrip("*") if prefix else term
         if any(ch.isalnum() for ch in term):
             out.append('"' + term.replace('"', '""') + '"' + ("*" if prefix else ""))
@@ -70,8 +71,8 @@ class Search(ReadBase):
         hidden_cond = "" if include_hidden else " AND m.hidden = 0"
         msg_sql = (
             "SELECT f.rank AS rank, snippet(messages_fts, 0, ?, ?, '…', 12) AS snippet, "
-            "m.session_id AS session_id, m.id AS message_id, m.persona AS persona "
-            "FROM messages_fts f JOIN messages m ON m.id = f.rowid "
+            "m.session_id AS session_id, m.id AS message_id, m.persona AS persona, "
+            "m.role AS role FROM messages_fts f JOIN messages m ON m.id = f.rowid "
             f"WHERE messages_fts MATCH ? AND f.rowid >= ?{hidden_cond} "
             "ORDER BY f.rank, f.rowid DESC LIMIT ?"
         )
@@ -105,7 +106,7 @@ class Search(ReadBase):
         this is for what full-text search cannot find, not for words)."""
         hidden_cond = "" if include_hidden else " AND hidden = 0"
         rows = await self._fetchall(
-            "SELECT content, session_id, id, persona FROM messages "
+            "SELECT content, session_id, id, persona, role FROM messages "
             f"WHERE instr(content, ?) > 0{hidden_cond} ORDER BY id DESC LIMIT ?",
             (needle, int(limit)),
         )
@@ -133,6 +134,7 @@ class Search(ReadBase):
                     verdict_id=None,
                     persona=r["persona"],
                     code=None,
+                    role=r["role"],
                 )
             )
         return hits
