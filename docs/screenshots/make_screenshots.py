@@ -121,7 +121,41 @@ async def review(size: tuple[int, int], name: str, open_session: bool) -> None:
         convert(path)
 
 
+async def marks(size: tuple[int, int], name: str) -> None:
+    """A minor span underlined and a critical one reversed inside the text, one explained."""
+    tmp = Path(tempfile.mkdtemp())
+    config = replay_config(load_config(write_small_config(tmp, max_tokens=200)))
+    broken = ['{"goal": ', '"ship it"', ', "steps": ', '["build", ', '"test"]', "}}", "\n"]
+    wipe = ["Clean the build tree with ", "`rm -rf /`", " and start again."]
+    engine = ReplayEngine([broken, FIXED_JSON, wipe], tokens_per_s=40)
+
+    async def start(listener):
+        runtime = await Runtime.start(config, db_path=tmp / "m.db", listener=listener, judge=False)
+        install(runtime, engine)
+        return runtime
+
+    app = HermesApp(config, runtime_factory=start)
+    async with app.run_test(size=size) as pilot:
+        screen = app.screen
+        while screen.runtime is None:
+            await pilot.pause(0.05)
+        for text in ("@architect plan the release", "@coder how do I clean the build?"):
+            screen.query_one("#prompt").value = text
+            await pilot.press("enter")
+            await pilot.pause(0.3)
+            while not screen.idle:
+                await pilot.pause(0.05)
+        views = [v for v in screen.query("MessageView") if v.record.role == "assistant"]
+        views[0].focus()
+        await pilot.press("m")  # the first answer's mark: the JSON break, explained
+        await pilot.pause(0.3)
+        path = HERE / f"{name}.svg"
+        app.save_screenshot(str(path))
+        convert(path)
+
+
 async def main() -> None:
+    await marks((100, 30), "marks-100x30")
     await chat((200, 50), "chat-200x50")
     await chat((80, 24), "chat-80x24")
     await chat((120, 40), "dashboard-120x40", dashboard=True)
