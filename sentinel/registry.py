@@ -24,17 +24,46 @@ class CheckInfo:
 
 CHECKS: tuple[CheckInfo, ...] = (
     CheckInfo(
-        "json", ("E_JSON_BROKEN", "E_JSON_SCHEMA"), "JSON that cannot parse, or breaks the schema"
+        "json",
+        ("E_JSON_BROKEN", "E_JSON_SCHEMA"),
+        "the first character at which the text can no longer become valid JSON (contract"
+        ' "json", and fenced json blocks elsewhere); each schema violation of a completed value',
     ),
-    CheckInfo("patterns", ("E_PATTERN",), "the contract's required and forbidden patterns"),
-    CheckInfo("loops", ("E_LOOP",), "the same text repeated"),
-    CheckInfo("stall", ("E_STALL",), "a stream that stops producing tokens"),
-    CheckInfo("drift", ("E_DRIFT",), "output of the wrong kind or length for the contract"),
-    CheckInfo("word_limit", ("E_LENGTH",), "more words than the contract allows"),
-    CheckInfo("banned_imports", ("E_BANNED_IMPORT",), "code importing a banned module"),
-    CheckInfo("unsafe_commands", ("E_UNSAFE_COMMAND",), "destructive shell commands"),
-    CheckInfo("secrets", ("E_SECRET",), "keys, tokens and passwords"),
-    CheckInfo("prompt_leak", ("E_PROMPT_LEAK",), "the system prompt or its canary repeated"),
+    CheckInfo("patterns", ("E_PATTERN",), "malformed URLs, e-mail addresses and file paths"),
+    CheckInfo(
+        "loops",
+        ("E_LOOP",),
+        "repeated blocks of text (critical from loop_critical_repeats), stutter, near-duplicate"
+        " sentences; list items, table rows and similar code lines are not loops",
+    ),
+    CheckInfo(
+        "stall",
+        ("E_STALL",),
+        "no token for stall_warn_s once a stream has started (critical at stall_halt_s)",
+    ),
+    CheckInfo(
+        "drift",
+        ("E_DRIFT",),
+        "prose from a code-only persona, chat before a JSON persona's JSON, an answer far"
+        " longer than asked",
+    ),
+    CheckInfo("word_limit", ("E_LENGTH",), "the word that crosses the persona's max_words"),
+    CheckInfo(
+        "banned_imports",
+        ("E_BANNED_IMPORT",),
+        "a banned_imports module imported in code (never in prose)",
+    ),
+    CheckInfo(
+        "unsafe_commands",
+        ("E_UNSAFE_COMMAND",),
+        "rm -rf /, mkfs, dd of=/dev/..., curl ... | sh, fork bombs, chmod -R 777 / and more",
+    ),
+    CheckInfo("secrets", ("E_SECRET",), "private keys, API keys, tokens and passwords"),
+    CheckInfo(
+        "prompt_leak",
+        ("E_PROMPT_LEAK",),
+        "the persona's system prompt (fuzzy, over a sliding window) or the canary planted in it",
+    ),
     CheckInfo(
         "tool_call",
         (
@@ -45,11 +74,14 @@ CHECKS: tuple[CheckInfo, ...] = (
             "E_UNSAFE_COMMAND",
             "E_SECRET",
         ),
-        "a tool call: impossible or off-schema arguments, an undeclared tool, repeated calls,"
-        " unsafe commands and secrets in its arguments",
+        "a tool call's arguments as they stream: impossible or off-schema, an undeclared tool,"
+        " the same calls repeated; unsafe commands and secrets inside them",
     ),
     CheckInfo(
-        "judge", ("E_DRIFT", "E_SENTINEL_DOWN"), "the judge model: off task, or not answering"
+        "judge",
+        ("E_DRIFT", "E_SENTINEL_DOWN"),
+        "the judge model: an off-task answer (minor, never more); E_SENTINEL_DOWN when its"
+        " process died or hung",
     ),
 )
 
