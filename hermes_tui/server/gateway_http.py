@@ -10,6 +10,7 @@ mode), ``corrections`` and, when the stream ended with ``content_filter``, ``cod
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -84,10 +85,7 @@ def _end(
 
 async def stream_events(c: Completion) -> AsyncIterator[dict[str, Any]]:
     """The SSE events of a streamed completion through the gateway."""
-    cid, created, model = oa.completion_id(), 0, c.request.model
-    import time
-
-    created = int(time.time())
+    cid, created, model = oa.completion_id(), int(time.time()), c.request.model
 
     def data(obj: dict[str, Any]) -> dict[str, Any]:
         return {"data": json.dumps(obj, ensure_ascii=False)}
@@ -156,8 +154,6 @@ async def stream_events(c: Completion) -> AsyncIterator[dict[str, Any]]:
 
 async def whole_answer(c: Completion) -> dict[str, Any]:
     """A non-streamed answer: hidden correction / Fix_Syntax turns run inside the server."""
-    import time
-
     cid, created = oa.completion_id(), int(time.time())
     verdicts: list[Verdict] = []
     tokens = 0
