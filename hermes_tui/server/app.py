@@ -40,6 +40,22 @@ def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, refused (413) once it passes ``limit``: never read whole first."""
+    too_big = ApiError(413, f"request body larger than {limit // 2**20} MiB")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def is_unix(request: Request) -> bool:
     """uvicorn reports a Unix socket's server address as (path, None)."""
     server = request.scope.get("server")
@@ -99,7 +115,7 @@ class App:
 
         judge = self.core.judge
         try:
-            data = json.loads(await request.body())
+            data = json.loads(await read_body(request))
             req = JudgeRequest(
                 str(data["contract_kind"]),
                 str(data["instructions"]),
@@ -113,9 +129,7 @@ class App:
 
     async def chat_completions(self, request: Request) -> Response:
         client = self.check_auth(request)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise ApiError(413, f"request body larger than {MAX_BODY // 2**20} MiB")
+        body = await read_body(request)
         req = oa.parse_chat_request(body)
         target = self.core.resolve(req.model)
         self.core.admit(target)

@@ -63,7 +63,9 @@ def bearer_ok(header: str | None, token: str) -> bool:
     if not header:
         return False
     scheme, _, value = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+    # Bytes: compare_digest refuses a str with non-ASCII characters (a TypeError, a 500).
+    given = value.strip().encode("utf-8", "surrogateescape")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given, token.encode())
 
 
 def client_name(user_agent: str | None, fallback: str) -> str:

@@ -222,7 +222,7 @@ class ServerPool:
                         raw = await resp.aread()
                         with contextlib.suppress(ValueError):
                             raw = json.loads(raw)
-                        queue.put_nowait(_error_of(resp.status_code, raw, shown))
+                        self._fail(_error_of(resp.status_code, raw, shown), queue)
                         return
                     finished = False
                     async for event in httpx2.EventSource(resp):
@@ -231,7 +231,7 @@ class ServerPool:
                             break
                         data = json.loads(event.data)
                         if "error" in data:
-                            queue.put_nowait(_error_of(500, data, shown))
+                            self._fail(_error_of(500, data, shown), queue)
                             return
                         for choice in data.get("choices", ()):
                             piece = choice.get("delta", {}).get("content")
@@ -250,6 +250,13 @@ class ServerPool:
             queue.put_nowait(EngineError(f"hermes serve at {shown}: {type(exc).__name__}: {exc}"))
         finally:
             queue.put_nowait(DONE)
+
+    def _fail(self, exc: Exception, queue: asyncio.Queue[Any]) -> None:
+        # A server that says it is going away (shutting down, 503) is down as surely as one
+        # that vanished: the next turn probes it, then falls back in-process.
+        if isinstance(exc, ServerDownError):
+            self.down = True
+        queue.put_nowait(exc)
 
     # -- the dashboard -------------------------------------------------------------------
     def snapshot(self) -> Any:

@@ -52,13 +52,19 @@ def default_socket_path() -> Path:
     return runtime_dir() / SOCKET_NAME
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` mode 0700 (or check that an existing one is ours and private)."""
+def private_dir(path: Path, own: bool = True) -> Path:
+    """Create ``path`` mode 0700, or check that an existing one is ours.
+
+    ``own``: the directory is hermes's own (the runtime dir), so an existing one is made 0700
+    too. A directory the user named with ``--socket`` (their project, $HOME, /tmp) is never
+    re-moded: the socket in it is 0600 itself, which is what ``connect()`` checks.
+    """
+    existed = path.is_dir()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = path.stat()
     if st.st_uid != os.getuid():
         raise ListenError(f"{path} belongs to another user; refusing to put a socket there")
-    if stat.S_IMODE(st.st_mode) & 0o077:
+    if (own or not existed) and stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(path, 0o700)
     return path
 
@@ -71,7 +77,10 @@ class ServerLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:  # no symlink followed: --socket may name a directory others can write to
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise ListenError(f"cannot open {self.path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -93,7 +102,7 @@ class ServerLock:
             self._fd = None
 
 
-def bind_unix(path: Path) -> socket.socket:
+def bind_unix(path: Path, own_dir: bool = True) -> socket.socket:
     """A listening Unix socket at ``path``, mode 0600 from the start (umask while binding).
 
     Call with the ``ServerLock`` held: a socket file left by a dead server is removed, a live
@@ -101,7 +110,7 @@ def bind_unix(path: Path) -> socket.socket:
     """
     if len(os.fsencode(path)) > _MAX_SUN_PATH:
         raise ListenError(f"socket path is too long for a Unix socket: {path}", exit_status=2)
-    private_dir(path.parent)
+    private_dir(path.parent, own=own_dir)
     with contextlib.suppress(FileNotFoundError):
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise ListenError(f"{path} exists and is not a socket; refusing to replace it")

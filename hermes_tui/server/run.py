@@ -80,11 +80,12 @@ def serve(config: Config, options: ServeOptions) -> int:
         token = load_or_create_token()
     if tcp and not is_loopback(host):
         log.warning("listening on %s: reachable from other machines (bearer token required)", host)
-    private_dir(path.parent)
+    own_dir = options.socket_path is None  # --socket's directory is the user's, not ours
+    private_dir(path.parent, own=own_dir)
     lock = ServerLock(path)
     lock.acquire()
     try:
-        sockets = [bind_unix(path)]
+        sockets = [bind_unix(path, own_dir=own_dir)]
         if tcp:
             sockets.append(bind_tcp(host, port))
         return asyncio.run(_main(config, options, sockets, path, token, tcp))

@@ -1,0 +1,117 @@
+"""What QA found in ``hermes serve`` (a real server process; real clients; the real model where a
+turn runs): a bearer token no compare can take, bodies read whole before the size check, a
+``--socket`` directory re-moded, a shutdown that left the next turn without its fallback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import stat
+import time
+
+import httpx2
+
+from tests.conftest import write_small_config
+from tests.serve_util import ServeProc
+from tests.test_serve_clients import batch, pool_snapshot, script
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_non_ascii_bearer_token_is_401_not_a_500_with_a_traceback(tmp_path):
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--port", "0", "--no-judge")
+    proc.start()
+    try:
+        for value in ("Bearer ü".encode(), b"Bearer \xff\xfe", b"Bearer hermes-\xc3\xa9"):
+            resp = httpx2.get(f"{proc.url}/models", headers={"Authorization": value})
+            assert resp.status_code == 401, resp.text
+            assert resp.json()["error"]["type"] == "authentication_error"
+        ok = httpx2.get(f"{proc.url}/models", headers={"Authorization": f"Bearer {proc.token}"})
+        assert ok.status_code == 200
+        assert "Traceback" not in proc.log()
+    finally:
+        proc.cleanup()
+
+
+def test_a_body_over_the_limit_is_refused_without_reading_it_whole(tmp_path):
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
+    try:
+        # A declared 10 GiB body: 413 at once (it used to wait for all of it).
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(20)
+            s.connect(str(proc.socket))
+            s.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: 10737418240\r\n\r\n{"
+            )
+            assert s.recv(200).startswith(b"HTTP/1.1 413")
+        # 400 MiB streamed (chunked, no length): refused as it passes 8 MiB, memory flat.
+        before = peak_rss_kib(proc.proc.pid)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(60)
+            s.connect(str(proc.socket))
+            s.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            chunk = b"%x\r\n" % 2**20 + b"a" * 2**20 + b"\r\n"
+            try:
+                for _ in range(400):
+                    s.sendall(chunk)
+                s.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass  # the server answered and closed: the rest is never read
+            assert s.recv(200).startswith(b"HTTP/1.1 413")
+        assert peak_rss_kib(proc.proc.pid) - before < 100 * 1024
+        with proc.uds_client() as http:  # still serving
+            assert http.get("/health").json() == {"status": "ok"}
+    finally:
+        proc.cleanup()
+
+
+def test_socket_in_an_existing_directory_leaves_that_directory_as_it_was(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp: hermes serve --socket /tmp/hermes.sock
+    sock = shared / "s.sock"
+    proc = ServeProc(
+        write_small_config(tmp_path), tmp_path / "s.db", "--socket", str(sock), "--no-judge"
+    )
+    proc.socket = sock
+    proc.start()
+    try:
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        with proc.uds_client() as http:
+            assert http.get("/health").json() == {"status": "ok"}
+    finally:
+        proc.cleanup()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+
+
+def test_server_stopped_mid_turn_by_sigterm_then_the_next_turn_runs_in_process(tmp_path):
+    cfg = write_small_config(tmp_path, max_tokens=300)
+    proc = ServeProc(cfg, tmp_path / "server.db", "--no-judge").start()
+    long = "Tell a very long story about a lighthouse keeper and the sea."
+    run = batch(proc, script(tmp_path, turns=("coder", "critic"), text=long), tmp_path / "c.db")
+    try:
+        deadline = time.monotonic() + 120
+        while not pool_snapshot(proc)["running"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send(signal.SIGTERM)  # an orderly stop: the server says goodbye in-band
+        out, err = run.communicate(timeout=300)
+    finally:
+        proc.cleanup()
+    messages = [json.loads(line) for line in out.splitlines() if '"message"' in line]
+    first, second = messages[0], messages[-1]
+    assert (first["status"], first["code"]) == ("error", "E_SERVER_DOWN"), first
+    assert "shutting down" in first["detail"]
+    assert second["persona"] == "critic" and second["status"] in ("done", "halted"), second
+    assert run.returncode == 3, err
