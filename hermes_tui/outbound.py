@@ -29,6 +29,8 @@ __all__ = ["display", "dumps", "export", "inline", "redaction", "scrub", "set_re
 
 _state = {"redact": True}
 
+_PEM_END = re.compile(r"-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----")  # as redact.py's
+
 # What json.dumps(ensure_ascii=False) leaves raw that a terminal would act on or reorder.
 _JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
@@ -88,3 +90,62 @@ def export(text: str, fmt: str) -> str:
     if fmt == "json":
         return dumps(json.loads(text), indent=2) + "\n"
     return display(text)
+
+
+class StreamScrubber:
+    """``redact`` for a text that grows (a message while it streams), in time proportional
+    to what was added: redacting the whole message at every checkpoint made a long answer
+    quadratic (a 2.6 MB answer held the event loop for minutes).
+
+    Only the last ``LOOKBACK`` characters before the previous end are looked at again (a
+    secret is shorter than that; an unfinished PEM block is re-read from its BEGIN line), and
+    what an earlier call hid stays hidden. A text that does not continue the previous one is
+    redacted whole.
+    """
+
+    LOOKBACK = 512
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._raw = ""
+        self._clean = ""
+        self._pem_from = 0  # every "-----BEGIN" block before this is closed
+
+    def _pem_block_at(self, text: str, x: int) -> int | None:
+        """Where the PEM-like block holding position ``x`` begins (None: x is in none). Blocks
+        pair a BEGIN with the first END after it, as the redactor's pattern does."""
+        pos = self._pem_from
+        while True:
+            b = text.find("-----BEGIN ", pos)
+            if b == -1 or b > x:
+                return None
+            m = _PEM_END.search(text, b)
+            if m is None:
+                return b
+            end = m.end()
+            if end > x:
+                return b
+            pos = self._pem_from = end
+
+    def update(self, text: str) -> str:
+        if not self.enabled or not text:
+            return text
+        old = len(self._raw)
+        if old == 0 or not text.startswith(self._raw):
+            clean = redact(text, keep_offsets=True)
+        else:
+            start = max(0, old - self.LOOKBACK)
+            begin = self._pem_block_at(text, start)
+            if begin is not None:
+                start = begin  # inside a private key (open, or closing now): re-read it whole
+            window = redact(text[start:], keep_offsets=True)
+            before = self._clean[start:old]
+            if before != self._raw[start:old]:  # keep what was hidden before
+                raw, fresh = self._raw[start:old], window[: old - start]
+                merged = "".join(
+                    p if p != r else w for p, r, w in zip(before, raw, fresh, strict=True)
+                )
+                window = merged + window[old - start :]
+            clean = self._clean[:start] + window
+        self._raw, self._clean = text, clean
+        return clean

@@ -15,6 +15,7 @@ from agents.persona import Persona
 from agents.pool.pool import ModelPool
 from agents.session import Listener, Session, TurnResult
 from hermes_tui.config import Config
+from hermes_tui.outbound import StreamScrubber
 from hermes_tui.redact import redact
 from hermes_tui.store import Store, default_db_path
 from sentinel.contract import Contract
@@ -50,6 +51,8 @@ class Recorder:
         # Secrets are hidden before anything reaches the database (same length, so verdict
         # spans stay true); the sentinel has already reported them as E_SECRET.
         self.clean = (lambda t: redact(t, keep_offsets=True)) if redact_secrets else (lambda t: t)
+        self.redact_secrets = redact_secrets
+        self._scrub: dict[int, StreamScrubber] = {}  # per turn: O(new text) per checkpoint
         self.session_id = session_id
         self._message: dict[int, int] = {}  # turn id -> message id
         self._text: dict[int, list[str]] = {}  # pieces, joined only when checkpointing
@@ -72,6 +75,7 @@ class Recorder:
                 self.session_id, event.persona
             )
             self._text[event.turn_id], self._tokens[event.turn_id] = [], 0
+            self._scrub[event.turn_id] = StreamScrubber(self.redact_secrets)
             self._last[event.turn_id] = time.monotonic()
         elif isinstance(event, TokenReceived):
             t = event.turn_id
@@ -83,7 +87,7 @@ class Recorder:
                 text = "".join(self._text[t])
                 self._text[t] = [text]
                 await self.store.checkpoint_message(
-                    self._message[t], self.clean(text), self._tokens[t]
+                    self._message[t], self._scrub[t].update(text), self._tokens[t]
                 )
         elif isinstance(event, VerdictRaised):
             v = event.verdict
@@ -96,9 +100,10 @@ class Recorder:
             status = event.status
             if status == "cancelled" and self.interrupted():
                 status = "interrupted"  # nobody cancelled it: hermes lost its terminal
+            scrub = self._scrub.pop(t, None) or StreamScrubber(self.redact_secrets)
             await self.store.finish_message(
                 self._message.pop(t),
-                self.clean(event.text),
+                scrub.update(event.text),
                 event.tokens,
                 status,
                 error_code=event.code,

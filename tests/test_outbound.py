@@ -330,3 +330,85 @@ async def test_review_exports_hide_secrets_and_controls(tmp_path):
         assert TOKEN[4:14].encode() not in data
         _no_raw_controls(data)
     assert "\u202e" in json.loads(js)["messages"][0]["content"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (needs root)")
+def test_a_disk_that_fills_is_one_line_and_keeps_what_was_written(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        # A replay: a long answer (1 MB, no loop to halt it) fills the 512 KiB disk.
+        pieces = [
+            lit(f"{i} " + " ".join(f"w{i}x{j}" for j in range(40)) + "\n") for i in range(6000)
+        ]
+        server = Replay(tmp_path, [pieces])
+        try:
+            config = replay_config(tmp_path, server.port)
+            db = disk / "h.db"
+            result = hermes(
+                "batch",
+                str(script(tmp_path, "hi", "again")),
+                "--config",
+                str(config),
+                "--db",
+                str(db),
+                "--no-judge",
+                "--out",
+                os.devnull,
+            )
+        finally:
+            server.stop()
+        assert result.returncode == 3
+        assert result.stderr.decode() == (
+            f"hermes: cannot write database {db} (database or disk is full); "
+            "free disk space and retry\n"
+        )
+        shown = hermes("log", "show", "1", "--db", str(db))  # the session is still readable
+        assert shown.returncode == 0 and b"@critic hi" in shown.stdout, shown.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    + "\n".join("MIIEpAIBAAKCAQEA" * 4 for _ in range(30))
+    + "\n-----END RSA PRIVATE KEY-----\n"
+)
+
+
+def test_a_streamed_message_is_redacted_as_the_whole_text_would_be():
+    """The recorder's StreamScrubber re-reads only the end of a growing message; whatever the
+    cuts, the checkpoint it stores hides exactly what redacting the whole text hides."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from hermes_tui.redact import redact
+
+    parts = st.sampled_from(
+        [
+            f" {TOKEN} ",
+            f" {AWS} ",
+            "word ",
+            "x" * 600,
+            "\n",
+            PEM,
+            PEM[:900],
+            'pw = "a1B2c3D4e5F6g7H8i9" ',
+        ]
+    )
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(parts, min_size=1, max_size=20), st.lists(st.integers(1, 300), min_size=1))
+    def check(pieces, steps):
+        text = "".join(pieces)
+        scrub, pos, out = outbound.StreamScrubber(), 0, ""
+        for i in range(10_000):
+            pos = min(len(text), pos + steps[i % len(steps)])
+            out = scrub.update(text[:pos])
+            if pos == len(text):
+                break
+        assert out == redact(text, keep_offsets=True)
+
+    check()
