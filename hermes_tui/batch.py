@@ -7,16 +7,24 @@ A script is TOML (``title``, ``workflow``, ``[[turn]] to = ..., text = ...``) or
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import signal
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import click
+
 from agents.errors import HermesError
 from agents.events import Event, TurnEnded, TurnStarted, VerdictRaised
 from agents.session import UnknownPersonaError, parse_mentions
 from hermes_tui.config import Config, tomllib
+from hermes_tui.errors import Fail
 from hermes_tui.outbound import dumps
 from hermes_tui.readfile import InputFileError, read_limited
 
@@ -223,3 +231,102 @@ class JsonlWriter:
         if event.turn_id in self._corrections:
             line += " (after a correction)"
         return line
+
+
+# ---- the run ------------------------------------------------------------------------------
+
+
+def open_out(out: str) -> IO[str]:
+    """Open --out for writing without truncating it yet (see ``run_batch``).
+
+    A new file is created 0600 (its text is as private as the database); a pipe, a FIFO,
+    /dev/null or /dev/stdout is written as it is (a FIFO waits here for its reader, before
+    anything is created in the database)."""
+    if out == "-":
+        return sys.stdout
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise Fail(f"--out {out}: cannot write there ({exc.strerror})", 2) from None
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
+def _empty_if_file(out: IO[str]) -> None:
+    """Empty a regular file (an earlier run's events); anything else cannot be truncated."""
+    if out is sys.stdout:
+        return
+    if stat.S_ISREG(os.fstat(out.fileno()).st_mode):
+        out.truncate(0)
+
+
+async def run_batch(
+    config: Config,
+    script: Script,
+    db_path: str | os.PathLike[str] | None,
+    out: str,
+    seed: int | None,
+    judge: bool,
+    resume: int | None = None,
+) -> int:
+    """``hermes batch``: run ``script``'s turns headless, JSONL events to ``out``; the exit code."""
+    from hermes_tui.runtime import Runtime
+
+    # SIGTERM ends a batch run like Ctrl-C does (asyncio.run turns SIGINT into this itself):
+    # the running turn is cancelled and recorded as such, and the database is closed cleanly.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        main_task = asyncio.current_task()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    # Opened before hermes starts (an unwritable --out leaves no empty session behind) but
+    # emptied only once it has: a bad database must not destroy an earlier run's events.
+    writer = JsonlWriter(open_out(out), 0)
+    try:
+        runtime = await Runtime.start(
+            config,
+            db_path=Path(db_path) if db_path else None,
+            mode="batch",
+            title=script.title,
+            listener=writer,
+            judge=judge,
+            seed=seed,
+            resume=resume,
+        )
+        try:
+            _empty_if_file(writer.out)
+            return await _run_turns(runtime, writer, script, config)
+        finally:
+            await runtime.close()
+    finally:
+        if writer.out is not sys.stdout:
+            writer.out.close()
+
+
+async def _run_turns(runtime: Any, writer: JsonlWriter, script: Script, config: Config) -> int:
+    if runtime.judge_start is not None:  # a batch run waits for its judge (chat does not)
+        await asyncio.wait([runtime.judge_start], timeout=120)
+        if runtime.judge.start_error:
+            click.echo(
+                f"hermes: warning: {runtime.judge.start_error}; the judge is off, "
+                "the other checks still run",
+                err=True,
+            )
+    await runtime.ensure_session(script.turns[0].text if script.turns else "")
+    writer.session_id = runtime.session_id
+    writer.write(
+        {
+            "event": "session",
+            "session": runtime.session_id,
+            "resumed": runtime.restored is not None,
+            "title": runtime.title,
+            "workflow": script.workflow or config.workflow,
+            "db": str(runtime.store.path),
+            "config": str(config.path),
+        }
+    )
+    writer.script_turns = len(script.turns)
+    for n, turn in enumerate(script.turns, start=1):
+        writer.script_turn = n
+        await runtime.send(as_message(turn), workflow=script.workflow)
+    if writer.failed:
+        click.echo(f"hermes: {writer.first_error}", err=True)
+        return EXIT_RUNTIME
+    return EXIT_CRITICAL if writer.critical else EXIT_OK
