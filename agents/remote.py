@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from agents.engine import DONE, Engine, EngineError, Message, SamplingParams, relay
 from agents.specs import ModelSpec
 
+CALL_CLOSE = "}</tool_call>"
+
 # One semaphore per (base URL, event loop): asyncio primitives belong to one loop.
 _LIMITS: dict[tuple[str, int], tuple[int, asyncio.Semaphore]] = {}
 
@@ -122,7 +124,9 @@ class RemoteEngine(Engine):
             )
         return http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout_s)
 
-    def _body(self, messages: list[Message], params: SamplingParams) -> bytes:
+    def _body(
+        self, messages: list[Message], params: SamplingParams, tools: dict[str, Any] | None = None
+    ) -> bytes:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -135,6 +139,8 @@ class RemoteEngine(Engine):
             body["seed"] = params.seed
         if params.stop:
             body["stop"] = list(params.stop)
+        if tools:  # passed through as the client sent them (tools, tool_choice)
+            body.update(tools)
         return json.dumps(body).encode("utf-8")
 
     def _request(
@@ -144,6 +150,7 @@ class RemoteEngine(Engine):
         emit: Any,
         stop_flag: threading.Event,
         holder: dict[str, Any],
+        tools: dict[str, Any] | None = None,
     ) -> None:
         """Worker-thread body: POST, then parse server-sent events line by line."""
         conn = self._connect()
@@ -152,7 +159,8 @@ class RemoteEngine(Engine):
             headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
             if self.api_key:
                 headers["Authorization"] = f"Bearer {self.api_key}"
-            conn.request("POST", self._path, body=self._body(messages, params), headers=headers)
+            body = self._body(messages, params, tools)
+            conn.request("POST", self._path, body=body, headers=headers)
             if conn.sock is not None:
                 conn.sock.settimeout(self.read_timeout_s)
             resp = conn.getresponse()
@@ -162,6 +170,7 @@ class RemoteEngine(Engine):
                     f"{self.name}: HTTP {resp.status} {resp.reason} from {self.url}: {detail}"
                 )
             held = ""  # a high surrogate whose low half is in the next event
+            calls = {"open": False}  # a tool call's text is open (this stream's own state)
             while not stop_flag.is_set():
                 raw = resp.readline()
                 if not raw:
@@ -172,13 +181,15 @@ class RemoteEngine(Engine):
                 data = line[5:].strip()
                 if data == "[DONE]":
                     break
-                piece = self._piece(data)
+                piece = self._piece(data, calls)
                 if piece:
                     piece, held = join_surrogates(held, piece)
                     if piece:
                         emit(piece)
             if held:
                 emit("\ufffd")  # the pair never completed
+            if calls["open"]:
+                emit(CALL_CLOSE)
         except EngineError as exc:
             emit(exc)
         except ConnectionRefusedError as exc:
@@ -209,7 +220,7 @@ class RemoteEngine(Engine):
             conn.close()
             emit(DONE)
 
-    def _piece(self, data: str) -> str | None:
+    def _piece(self, data: str, calls: dict[str, bool] | None = None) -> str | None:
         """The text of one event (JSON ``\\ud83d`` escapes may leave lone surrogates: see
         ``join_surrogates``)."""
         try:
@@ -224,14 +235,35 @@ class RemoteEngine(Engine):
             return None
         delta = choice.get("delta") or {}
         text = delta.get("content") or choice.get("text")
-        return str(text) if text is not None else None
+        out = str(text) if text is not None else ""
+        for call in delta.get("tool_calls") or []:
+            out += self._call_text(call, calls if calls is not None else {"open": False})
+        return out or None
+
+    @staticmethod
+    def _call_text(call: Any, calls: dict[str, bool]) -> str:
+        """A streamed OpenAI ``tool_calls`` delta as Hermes ``<tool_call>`` text, so the
+        gateway parses and checks remote calls like a local model's (arguments raw)."""
+        if not isinstance(call, dict):
+            return ""
+        fn = call.get("function") or {}
+        out = ""
+        if call.get("id") or fn.get("name"):  # a new call starts
+            if calls["open"]:
+                out += CALL_CLOSE
+            out += f'<tool_call>{{"name": {json.dumps(str(fn.get("name") or ""))}, "arguments": '
+            calls["open"] = True
+        return out + str(fn.get("arguments") or "")
 
     async def stream(
         self,
         messages: list[Message],
         params: SamplingParams,
         cancel: asyncio.Event | None = None,
+        tools: dict[str, Any] | None = None,
     ) -> AsyncIterator[str]:
+        """``tools``: ``{"tools": [...], "tool_choice": ...}`` sent as they are; the calls
+        that come back are streamed as ``<tool_call>`` text (see ``_call_text``)."""
         async with endpoint_semaphore(self.base_url, self.max_concurrency):
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -242,7 +274,7 @@ class RemoteEngine(Engine):
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
             worker = loop.run_in_executor(
-                None, self._request, messages, params, emit, stop_flag, holder
+                None, self._request, messages, params, emit, stop_flag, holder, tools
             )
             try:
                 async for piece in relay(queue, cancel):

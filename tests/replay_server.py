@@ -35,6 +35,14 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "loop": {"first": SHELL + '{"command": "cat notes.txt"}}</tool_call>'},
     "good-call": {"first": SHELL + '{"command": "ls"}}</tool_call>'},
 }
+# Cases answered with OpenAI ``tool_calls`` deltas (a server with native tool support):
+# (id, name, argument fragments) per call.
+NATIVE: dict[str, dict[str, list[tuple[str, str, list[str]]]]] = {
+    "native-break": {
+        "first": [("call_n1", "run_shell", ['{"command": ', '"ls" ', '"-la"}'])],
+        "fixed": [("call_n2", "run_shell", ['{"command": ', '"ls -la"}'])],
+    },
+}
 _CASE = re.compile(r"case:([\w-]+)")
 _FROM_SENTINEL = ("The sentinel found problems", "The sentinel rejected your tool call")
 
@@ -44,12 +52,35 @@ def pieces(text: str) -> list[str]:
     return [text[i : i + 3] for i in range(0, len(text), 3)]
 
 
-def script_for(messages: list[dict]) -> str:
+def case_of(messages: list[dict]) -> tuple[str, bool]:
     users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
     found = next((m.group(1) for u in users if (m := _CASE.search(u))), "text")
+    return found, bool(users and users[-1].startswith(_FROM_SENTINEL))
+
+
+def script_for(messages: list[dict]) -> str:
+    found, hidden = case_of(messages)
     script = SCRIPTS.get(found, SCRIPTS["text"])
-    hidden = users and users[-1].startswith(_FROM_SENTINEL)
     return script.get("fixed", script["first"]) if hidden else script["first"]
+
+
+def _deltas(body: dict) -> list[dict]:
+    """The deltas of one answer: content pieces, or tool_calls deltas for a NATIVE case."""
+    found, hidden = case_of(body.get("messages", []))
+    if found == "echo-tools":  # what a native server was sent
+        names = [t["function"]["name"] for t in body.get("tools") or []]
+        return [{"content": f"tools={','.join(names)} choice={body.get('tool_choice')}"}]
+    if found in NATIVE:
+        script = NATIVE[found]
+        out: list[dict] = []
+        for i, (cid, name, frags) in enumerate(script["fixed" if hidden else "first"]):
+            fn = {"name": name, "arguments": ""}
+            out.append(
+                {"tool_calls": [{"index": i, "id": cid, "type": "function", "function": fn}]}
+            )
+            out += [{"tool_calls": [{"index": i, "function": {"arguments": f}}]} for f in frags]
+        return out
+    return [{"content": p} for p in pieces(script_for(body.get("messages", [])))]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -58,12 +89,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        text = script_for(body.get("messages", []))
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        for p in pieces(text):
-            chunk = {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+        for delta in _deltas(body):
+            chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
             time.sleep(0.002)

@@ -325,3 +325,17 @@ def test_api_requests_show_in_hermes_log_with_their_verdicts(server) -> None:
     assert any(r["critical"] >= 1 for r in rows)  # the rm -rf / call's verdict is stored
     none = CliRunner().invoke(main, ["log", "--mode", "batch", "--db", str(server.db)])
     assert none.exit_code == 0 and "no sessions matching mode=batch" in none.output
+
+
+def test_remote_models_get_the_tools_and_their_tool_call_deltas_are_checked(server) -> None:
+    echo = server.openai().chat.completions.create(
+        model="replay", messages=user("echo-tools"), tools=[SHELL_TOOL], tool_choice="required"
+    )
+    assert echo.choices[0].message.content == "tools=run_shell choice=required"
+    # The remote server answers with tool_calls deltas whose arguments break mid-stream: the
+    # break is flagged, the Fix_Syntax turn's call is delivered, the broken one never is.
+    got = stream(server, model="replay", messages=user("native-break"), tools=[SHELL_TOOL])
+    assert [c["arguments"] for c in got["calls"]] == ['{"command": "ls -la"}']
+    args = next(v for v in got["verdicts"] if v["code"] == "E_TOOL_ARGS")
+    assert args["span"][0] == len('{"command": "ls" ')
+    assert got["finish"] == "tool_calls" and got["end"]["corrections"] == 1

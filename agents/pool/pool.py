@@ -279,14 +279,11 @@ class ModelPool:
         """
         spec = self._spec(model)
         if spec.remote:
-            if tools or any(m.get("role") == "tool" or m.get("tool_calls") for m in messages):
-                # Remote servers get the tools in the prompt (the documented fallback); their
-                # tool-call text is parsed and checked like a local model's.
-                from agents.tool_prompt import render_messages
-
-                messages = render_messages(list(messages), tools, tool_choice, False)[0]
+            # Remote servers get tools and tool messages as the client sent them; their
+            # tool_calls come back as <tool_call> text that the gateway parses and checks.
+            passed = {"tools": tools, "tool_choice": tool_choice or "auto"} if tools else None
             async for piece in self._generate_remote(
-                persona, spec, messages, params, cancel, priority, client, info
+                persona, spec, messages, params, cancel, priority, client, info, passed
             ):
                 yield piece
             return
@@ -334,6 +331,7 @@ class ModelPool:
         priority: str,
         client: str = "",
         info: GenerationInfo | None = None,
+        tools: dict[str, Any] | None = None,
     ) -> AsyncIterator[str]:
         """Stream from a remote endpoint once the gate gives this request one of its seats."""
         assert spec.url is not None
@@ -346,7 +344,9 @@ class ModelPool:
             async with self.remote.seat(spec.url, spec.max_concurrency, req, cancel) as ep:
                 self._event("admit", spec.name, persona, f"{priority}; remote {ep.url}")
                 t0, n = time.monotonic(), 0
-                async for piece in self._remote_engine(spec).stream(messages, params, cancel):
+                engine = self._remote_engine(spec)
+                kw = {"tools": tools} if tools else {}
+                async for piece in engine.stream(messages, params, cancel, **kw):
                     n += 1
                     if info is not None:
                         info.completion_tokens = n  # pieces: about one token each
