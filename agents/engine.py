@@ -29,6 +29,10 @@ class EngineError(HermesError):
     code = "E_ENGINE"
 
 
+class PromptTooLongError(EngineError):
+    """A prompt (history, tools and all) longer than the model's context: the caller's to fix."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     max_tokens: int = 256

@@ -115,3 +115,25 @@ def test_server_stopped_mid_turn_by_sigterm_then_the_next_turn_runs_in_process(t
     assert "shutting down" in first["detail"]
     assert second["persona"] == "critic" and second["status"] in ("done", "halted"), second
     assert run.returncode == 3, err
+
+
+def test_a_prompt_longer_than_the_context_is_a_400_the_sdk_does_not_retry(tmp_path):
+    import openai
+
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
+    try:
+        long = [{"role": "user", "content": "word " * 3000}]  # n_ctx is 2048
+        client = proc.openai(max_retries=2)
+        try:
+            client.chat.completions.create(model="smollm2", messages=long, max_tokens=4)
+            raise AssertionError("a prompt over n_ctx was answered")
+        except openai.BadRequestError as exc:  # a 500 would be retried twice by the SDK
+            assert exc.code == "context_length_exceeded"
+            assert "does not fit n_ctx=2048" in exc.message
+        assert proc.log().count("smollm2 api error") == 1  # asked once, not three times
+        ok = client.chat.completions.create(
+            model="smollm2", messages=[long[0] | {"content": "hi"}], max_tokens=2
+        )
+        assert ok.choices[0].message.content
+    finally:
+        proc.cleanup()

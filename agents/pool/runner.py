@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.engine import EngineError, Message, SamplingParams
+from agents.engine import EngineError, Message, PromptTooLongError, SamplingParams
 from agents.pool.queue import Request
 from agents.specs import ModelSpec
 
@@ -515,7 +515,7 @@ class SeqRunner:
         assert job.prompt is not None and job.seq is not None
         wanted = job.prompt + job.generated
         if len(wanted) >= self.spec.n_ctx:
-            raise EngineError(
+            raise PromptTooLongError(
                 f"{self.spec.name}: prompt of {len(wanted)} tokens does not fit "
                 f"n_ctx={self.spec.n_ctx}"
             )

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.engine import EngineError, Message, SamplingParams
+from agents.engine import EngineError, Message, PromptTooLongError, SamplingParams
 from agents.persona import Persona
 from agents.pool.pool import GenerationInfo, ModelPool, placement_bytes
 from agents.pool.queue import PRIORITIES, NeverFitsError, PoolBusyError
@@ -477,6 +477,9 @@ class Completion:
         except NeverFitsError as exc:
             self.status, self.code = "error", exc.code
             self.error = ApiError(400, str(exc), code=exc.code)
+        except PromptTooLongError as exc:  # the client's to fix: a 400, not a retried 500
+            self.status, self.code = "error", exc.code
+            self.error = ApiError(400, str(exc), param="messages", code="context_length_exceeded")
         except EngineError as exc:
             self.status, self.code = "error", "E_ENGINE"
             self.error = ApiError(500, str(exc), type="server_error", code="E_ENGINE")
