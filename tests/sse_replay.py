@@ -5,12 +5,14 @@ between two events, a secret). Run as a process: ``python -m tests.sse_replay FI
 prints its port, then serves until killed. FILE is JSON: a list of recordings, one per
 request in turn (the last repeats); each recording a list of ``content`` strings given as raw
 JSON string literals (so ``"\\ud83d"`` reaches the client exactly as a server would send it).
+An optional second argument paces the events (seconds between two).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -18,6 +20,7 @@ def main() -> None:
     with open(sys.argv[1], encoding="utf-8") as f:
         recordings: list[list[str]] = json.load(f)
     calls = [0]
+    pace = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -38,6 +41,8 @@ def main() -> None:
                     event = '{"choices": [{"delta": {"content": ' + literal + "}}]}"
                     self.wfile.write(f"data: {event}\n\n".encode())
                     self.wfile.flush()
+                    if pace:
+                        time.sleep(pace)
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):

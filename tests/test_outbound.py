@@ -31,11 +31,11 @@ HOSTILE = "csi \u009b2J bidi \u202egnp.exe rtl esc \x1b]0;title\x07 end"
 class Replay:
     """``python -m tests.sse_replay``: a server process that replays recorded SSE streams."""
 
-    def __init__(self, tmp_path: Path, recordings: list[list[str]]):
-        file = tmp_path / "recordings.json"
+    def __init__(self, tmp_path: Path, recordings: list[list[str]], pace: float = 0.0):
+        file = tmp_path / f"recordings-{id(self)}.json"
         file.write_text(json.dumps(recordings))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.sse_replay", str(file)],
+            [sys.executable, "-m", "tests.sse_replay", str(file), str(pace)],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,

@@ -64,7 +64,11 @@ class WritersLock:
 
 
 def _lock_path(db: Path) -> str:
-    return f"{db}-writers"
+    """Keyed by the database file's real path, not the name it was opened by: a second
+    process that reached the same file through a symlink (or ``..``) took it for a database
+    nobody was writing and marked the first one's live message ``interrupted``. (SQLite names
+    its -wal and -shm after the real path too.)"""
+    return f"{os.path.realpath(db)}-writers"
 
 
 def _flock(fd: int, *, exclusive: bool) -> bool:
