@@ -137,3 +137,33 @@ def test_a_prompt_longer_than_the_context_is_a_400_the_sdk_does_not_retry(tmp_pa
         assert ok.choices[0].message.content
     finally:
         proc.cleanup()
+
+
+def test_a_default_socket_that_others_could_have_placed_is_not_used(monkeypatch):
+    """Without XDG_RUNTIME_DIR the default socket is /tmp/hermes-tui-<uid>/serve.sock: another
+    local user can make that directory first and listen there (QA: a batch sent its prompts to
+    such a server and printed its answers). Only a socket of ours in a directory nobody else
+    can write to is used."""
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    from hermes_tui.server.client import locate
+    from hermes_tui.server.listener import runtime_dir
+
+    base = Path(tempfile.mkdtemp(prefix="q-"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
+    monkeypatch.delenv("HERMES_SERVER", raising=False)
+    here = base / "hermes-tui"
+    here.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(here / "serve.sock"))
+        assert locate() is not None  # ours, private: used
+        for mode in (0o777, 0o1777, 0o770):  # what another user's directory would allow
+            here.chmod(mode)
+            assert locate() is None, oct(mode)
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime_dir()
+    assert not caught  # no RuntimeDirWarning printed on every hermes command

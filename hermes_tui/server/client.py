@@ -27,7 +27,7 @@ from agents.engine import DONE, EngineError, Message, SamplingParams, relay
 from agents.errors import HermesError
 from agents.pool.queue import NeverFitsError, PoolBusyError
 from hermes_tui.server.auth import read_token
-from hermes_tui.server.listener import default_socket_path
+from hermes_tui.server.listener import default_socket_path, is_private_socket
 
 SERVER_ENV = "HERMES_SERVER"
 TOKEN_ENV = "HERMES_SERVER_TOKEN"
@@ -89,7 +89,9 @@ def locate(explicit: str | None = None, configured: str | None = None) -> Server
         if value:
             return None if value.strip().lower() in OFF else parse_address(value, source)
     path = default_socket_path()
-    if path.exists():
+    # Only a socket of ours in a directory nobody else can write to: without XDG_RUNTIME_DIR
+    # the default lives under /tmp, where another user could put a server of their own.
+    if path.exists() and is_private_socket(path):
         return ServerAddress(f"unix:{path}", "http://hermes", str(path), None, "default socket")
     return None
 

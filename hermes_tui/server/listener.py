@@ -13,6 +13,7 @@ import os
 import socket
 import stat
 import tempfile
+import warnings
 from pathlib import Path
 
 import platformdirs
@@ -42,10 +43,28 @@ def runtime_dir() -> Path:
     """
     if os.environ.get("XDG_RUNTIME_DIR"):
         return Path(os.environ["XDG_RUNTIME_DIR"]) / APP_NAME
-    base = Path(platformdirs.user_runtime_dir(APP_NAME, ensure_exists=False))
+    with warnings.catch_warnings():  # platformdirs warns (on stderr) when it has none either
+        warnings.simplefilter("ignore")
+        base = Path(platformdirs.user_runtime_dir(APP_NAME, ensure_exists=False))
     if base.parent.is_dir() and os.access(base.parent, os.W_OK | os.X_OK):
         return base
     return Path(tempfile.gettempdir()) / f"hermes-tui-{os.getuid()}"
+
+
+def is_private_socket(path: Path) -> bool:
+    """``path`` is a socket of ours in a directory of ours that no one else can write to."""
+    try:
+        st, parent = path.lstat(), path.parent.lstat()
+    except OSError:
+        return False
+    uid = os.getuid()
+    return (
+        stat.S_ISSOCK(st.st_mode)
+        and st.st_uid == uid
+        and stat.S_ISDIR(parent.st_mode)
+        and parent.st_uid == uid
+        and not parent.st_mode & 0o022
+    )
 
 
 def default_socket_path() -> Path:
