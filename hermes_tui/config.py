@@ -333,6 +333,7 @@ def _build_sentinel(path: Path, data: dict, models: dict) -> tuple[SentinelSetti
         stall_halt_s=float(halt),
         loop_minor_repeats=table.get("loop_minor_repeats", 3),
         loop_critical_repeats=table.get("loop_critical_repeats", 5),
+        tool_loop_exempt=tuple(table.get("tool_loop_exempt", ())),
         severity=dict(severity),
     )
     return settings, model

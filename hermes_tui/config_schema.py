@@ -94,6 +94,7 @@ CONFIG_SCHEMA = {
                 "judge_every_chars": {"type": "integer", "minimum": 50},
                 "loop_minor_repeats": {"type": "integer", "minimum": 2},
                 "loop_critical_repeats": {"type": "integer", "minimum": 2},
+                "tool_loop_exempt": {"type": "array", "items": {"type": "string"}},
                 "severity": {
                     "type": "object",
                     "additionalProperties": {"enum": ["minor", "critical"]},

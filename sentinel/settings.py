@@ -20,6 +20,8 @@ class SentinelSettings:
     stall_halt_s: float = 30.0
     loop_minor_repeats: int = 3
     loop_critical_repeats: int = 5
+    # Tools whose repeated identical calls are never a loop (E_TOOL_LOOP), e.g. pollers.
+    tool_loop_exempt: tuple[str, ...] = ()
     queue_size: int = 256  # bounded feed queue between the stream and the checks
     severity: dict[str, Severity] = field(default_factory=dict)  # per-code overrides
 

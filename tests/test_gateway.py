@@ -339,3 +339,17 @@ def test_remote_models_get_the_tools_and_their_tool_call_deltas_are_checked(serv
     args = next(v for v in got["verdicts"] if v["code"] == "E_TOOL_ARGS")
     assert args["span"][0] == len('{"command": "ls" ')
     assert got["finish"] == "tool_calls" and got["end"]["corrections"] == 1
+
+
+def test_tool_loop_exemptions_from_the_config_and_the_request() -> None:
+    from hermes_tui.server.gateway import options_from
+    from sentinel.settings import SentinelSettings
+
+    calls = [{"type": "function", "function": {"name": "wait", "arguments": "{}"}}]
+    raw = {
+        "messages": [{"role": "assistant", "content": None, "tool_calls": calls}] * 4,
+        "hermes": {"loop_exempt": ["poll"]},
+    }
+    opts = options_from(raw, SentinelSettings(tool_loop_exempt=("wait",)))
+    assert opts.loop.exempt == {"wait", "poll"} and (opts.loop.minor, opts.loop.critical) == (3, 5)
+    assert opts.history_calls == [("wait", "{}")] * 4

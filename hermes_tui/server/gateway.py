@@ -79,7 +79,7 @@ def options_from(raw: dict[str, Any], settings: SentinelSettings) -> Options:
     opts.loop = ToolLoopSettings(
         minor=settings.loop_minor_repeats,
         critical=settings.loop_critical_repeats,
-        exempt=frozenset(exempt),
+        exempt=frozenset(exempt) | frozenset(settings.tool_loop_exempt),
     )
     tools = raw.get("tools")
     if tools is not None:
