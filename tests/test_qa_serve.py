@@ -167,3 +167,31 @@ def test_a_default_socket_that_others_could_have_placed_is_not_used(monkeypatch)
         warnings.simplefilter("always")
         runtime_dir()
     assert not caught  # no RuntimeDirWarning printed on every hermes command
+
+
+def test_no_auth_refuses_what_a_web_page_could_send(tmp_path):
+    """With --no-auth on loopback, a page the user visits could POST a completion (text/plain:
+    no CORS preflight) or read answers through DNS rebinding (QA did both with curl). API
+    clients send no Origin and no Sec-Fetch-*; browsers always do."""
+    proc = ServeProc(
+        write_small_config(tmp_path), tmp_path / "s.db", "--no-judge", "--port", "0", "--no-auth"
+    )
+    proc.start()
+    try:
+        page = {"Origin": "http://attacker.example", "Content-Type": "text/plain"}
+        body = (
+            '{"model": "smollm2", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}'
+        )
+        post = httpx2.post(f"{proc.url}/chat/completions", content=body, headers=page)
+        assert post.status_code == 403 and "web browser" in post.json()["error"]["message"]
+        rebound = {
+            "Host": "attacker.example",
+            "Sec-Fetch-Mode": "cors",
+            "Sec-Fetch-Site": "same-origin",
+        }
+        assert httpx2.get(f"{proc.url}/models", headers=rebound).status_code == 403
+        assert httpx2.get(f"{proc.url}/models").status_code == 200  # an API client
+        with proc.uds_client() as http:  # the socket is not affected
+            assert http.get("/v1/models", headers=page).status_code == 200
+    finally:
+        proc.cleanup()

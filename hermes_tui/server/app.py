@@ -56,6 +56,11 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     return b"".join(parts)
 
 
+def _from_a_browser(request: Request) -> bool:
+    """Browsers mark their requests (``Origin`` on POSTs, ``Sec-Fetch-*`` on all of them)."""
+    return "origin" in request.headers or "sec-fetch-mode" in request.headers
+
+
 def is_unix(request: Request) -> bool:
     """uvicorn reports a Unix socket's server address as (path, None)."""
     server = request.scope.get("server")
@@ -80,6 +85,15 @@ class App:
                 "(hermes serve --show-token prints it)",
                 type="authentication_error",
                 code="invalid_api_key",
+            )
+        if self.token is None and _from_a_browser(request):
+            # --no-auth: any web page the user visits could POST here (text/plain needs no
+            # CORS preflight) or, by DNS rebinding, read the answers. API clients send neither.
+            raise ApiError(
+                403,
+                "requests from a web browser are refused by a hermes serve without a token "
+                "(--no-auth)",
+                type="permission_error",
             )
         return client_name(request.headers.get("user-agent"), TOKEN_LABEL)
 
