@@ -627,17 +627,24 @@ class SeqRunner:
                 tokens = 0
                 for job in active:
                     assert job.seq is not None
-                    for _ in range(burst):
+                    # A job's first token comes at once: a newcomer just prefilled does not
+                    # wait for everyone's burst (the last of three clients started 16 steps late).
+                    for _ in range(burst if job.generated else 1):
                         pos = len(self.seq_tokens[job.seq])
                         self._decode([(_last(job), pos, job.seq, True)])
                         tokens += 1
                         if self._accept(job, 0):
                             done.append(job)
                             break
-                        if job.cancel.is_set():
+                        if job.cancel.is_set() or flags.newcomer:
                             break
                     if burst > 1:
                         self._deliver()  # each persona's burst reaches its reader at once
+                    if flags.newcomer:
+                        # Someone was seated: prefill them now rather than after everyone's
+                        # burst (3 clients asked at once: the last one's first token waited
+                        # up to 16 decode steps per arrival).
+                        break
             dt = time.perf_counter() - t0
             self._deliver(force=bool(done))
             if len(active) > 1:

@@ -160,12 +160,15 @@ class App:
         # Through the gateway (tool calls, in-band verdicts, corrections): gateway_http.py.
         from hermes_tui.server.gateway_http import stream_events, whole_answer
 
+        await completion.open()  # a refusal is an HTTP status, not an error event
         if req.stream:
-            return EventSourceResponse(stream_events(completion), ping=15)
+            return EventSourceResponse(_guarded(stream_events(completion), completion), ping=15)
         try:
             return JSONResponse(await whole_answer(completion))
         except ApiError as exc:
             return error_response(exc)
+        finally:
+            await completion.abandon()
 
     async def _whole(self, c: Completion) -> Response:
         cid, created = oa.completion_id(), int(time.time())
@@ -174,6 +177,8 @@ class App:
                 pass
         except ApiError as exc:
             return error_response(exc)
+        finally:
+            await c.abandon()
         use = oa.usage(c.info.prompt_tokens, c.tokens)
         return JSONResponse(
             oa.completion(cid, c.request.model, created, c.text, c.finish_reason, use)
@@ -185,19 +190,30 @@ class App:
         def data(obj: dict[str, Any]) -> dict[str, Any]:
             return {"data": json.dumps(obj, ensure_ascii=False)}
 
-        yield data(oa.chunk(cid, model, created, {"role": "assistant", "content": ""}))
         try:
+            yield data(oa.chunk(cid, model, created, {"role": "assistant", "content": ""}))
             async for piece in c.pieces():
                 yield data(oa.chunk(cid, model, created, {"content": piece}))
         except ApiError as exc:  # mid-stream: OpenAI's SDKs raise on an ``error`` event
             yield data(exc.body())
             yield {"data": "[DONE]"}
             return
+        finally:
+            await c.abandon()  # only if the client left before the first piece
         yield data(oa.chunk(cid, model, created, {}, c.finish_reason))
         if c.request.include_usage:
             use = oa.usage(c.info.prompt_tokens, c.tokens)
             yield data(oa.usage_chunk(cid, model, created, use))
         yield {"data": "[DONE]"}
+
+
+async def _guarded(events: AsyncIterator[dict[str, Any]], c: Completion) -> AsyncIterator[Any]:
+    """``events``, and the completion cleaned up if the client left before its first piece."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        await c.abandon()
 
 
 def build_app(core: ServerCore, token: str | None) -> Starlette:

@@ -11,7 +11,8 @@ KV caching; issue #15):
   completion passes through (``Watcher`` protocol: ``start/feed/finish/cancel`` and a
   ``halt`` event). Today: the persona's sentinel ``Monitor`` for a persona (verdicts stored
   with the request), nothing for a bare model.
-* ``Completion.pieces()`` is the one loop over a completion's tokens; ``Completion.seq_key``
+* ``Completion.open()`` admits the request (429/400 before any byte is sent) and
+  ``Completion.pieces()`` is the one loop over a completion's tokens; ``Completion.seq_key``
   is the pool "persona" whose KV sequence (and saved state) a request uses: one per client and
   target, so a client continuing its conversation reuses the cached prefix.
 """
@@ -19,6 +20,7 @@ KV caching; issue #15):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import secrets
@@ -368,6 +370,13 @@ class Completion:
         self.verdicts: list[Any] = []
         self.session_id: int | None = None
         self._message_id: int | None = None
+        self._agen: Any = None
+        self._first: asyncio.Future[str] | None = None
+        self._record: asyncio.Future[None] | None = None
+        self._halter: asyncio.Future[None] | None = None
+        self._opened = False
+        self._iterated = False
+        self._finished = False
         self.t0 = time.perf_counter()
         self.first_token_s: float | None = None
 
@@ -415,37 +424,75 @@ class Completion:
                 self.session_id, self._message_id, self.target.name, v
             )
 
-    async def pieces(self) -> AsyncIterator[str]:
-        """The completion's text pieces. Raises ``ApiError`` for a failure (before or during
-        the stream); the record is finished whatever happens, client gone included."""
+    async def open(self) -> None:
+        """Admission, before any response is sent: a full queue or a model that can never fit
+        raises ``ApiError`` (429 / 400) here, so the client gets a real HTTP status. Then the
+        request is recorded in the background (the first token never waits for the disk) and
+        its watcher starts. ``pieces`` opens by itself when nobody did (hidden turns)."""
         core = self.core
+        self._opened = True
         core.active.add(self)
         if core.stopping:  # arrived while the server began to stop
             self.stop("shutdown")
-        watcher = None
-        halter: asyncio.Future[None] | None = None
-        try:
-            await self._start_record()
-            watcher = self.watcher = core.watch_for(self.target, self.request, self._on_verdict)
-            if watcher is not None:
-                watcher.start()
-                halter = asyncio.ensure_future(self._halt_on(watcher))
-            from agents.tool_prompt import offered_tools
+        from agents.tool_prompt import offered_tools
 
-            tools = offered_tools(self.options.tools, self.options.tool_choice) or None
+        tools = offered_tools(self.options.tools, self.options.tool_choice) or None
+        self._agen = core.pool.generate(
+            self.seq_key,
+            self.target.model,
+            self.messages,
+            self.params,
+            self.cancel,
+            self.priority,
+            client=self.client,
+            info=self.info,
+            tools=tools,
+            tool_choice=self.options.tool_choice if tools else None,
+        )
+        # The pool admits (or refuses) synchronously on the generator's first step: run that
+        # step now (one loop turn), and keep the pending first piece for ``pieces``.
+        self._first = asyncio.ensure_future(self._agen.__anext__())
+        await asyncio.sleep(0)
+        if self._first.done() and not self._first.cancelled():
+            exc = self._first.exception()
+            if isinstance(exc, PoolBusyError | NeverFitsError):
+                self.status, self.code = "refused", exc.code
+                self.error = (
+                    busy(str(exc))
+                    if isinstance(exc, PoolBusyError)
+                    else ApiError(400, str(exc), code=exc.code)
+                )
+                self._first = None
+                await self._finish(None)
+                raise self.error
+        self._record = asyncio.ensure_future(self._start_record())
+        watcher = self.watcher = core.watch_for(self.target, self.request, self._on_verdict)
+        if watcher is not None:
+            watcher.start()
+            self._halter = asyncio.ensure_future(self._halt_on(watcher))
+
+    async def _next(self) -> str | None:
+        if self._first is not None:
+            first, self._first = self._first, None
+            try:
+                return await first
+            except StopAsyncIteration:
+                return None
+        try:
+            return await self._agen.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """The completion's text pieces. Raises ``ApiError`` for a failure (before or during
+        the stream); the record is finished whatever happens, client gone included."""
+        if not self._opened:
+            await self.open()
+        core, watcher = self.core, self.watcher
+        self._iterated = True
+        try:
             last_ckpt = time.monotonic()
-            async for piece in core.pool.generate(
-                self.seq_key,
-                self.target.model,
-                self.messages,
-                self.params,
-                self.cancel,
-                self.priority,
-                client=self.client,
-                info=self.info,
-                tools=tools,
-                tool_choice=self.options.tool_choice if tools else None,
-            ):
+            while (piece := await self._next()) is not None:
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - self.t0
                 self.text += piece
@@ -454,11 +501,12 @@ class Completion:
                     watcher.feed(piece)
                 yield piece
                 now = time.monotonic()
-                if self._message_id is not None and now - last_ckpt >= CHECKPOINT_EVERY_S:
+                if now - last_ckpt >= CHECKPOINT_EVERY_S and self._record.done():
                     last_ckpt = now
-                    await core.store.checkpoint_message(
-                        self._message_id, self._clean(self.text), self.tokens
-                    )
+                    if self._message_id is not None:
+                        await core.store.checkpoint_message(
+                            self._message_id, self._clean(self.text), self.tokens
+                        )
             if self.stopped == "halted":
                 self.status, self.code = "halted", self.halt_code
             elif self.stopped == "shutdown":
@@ -487,11 +535,30 @@ class Completion:
             self.status, self.code = "cancelled", "E_CLIENT_GONE"
             raise
         finally:
-            if halter is not None:
-                halter.cancel()
+            await asyncio.shield(self._close_stream())
             await asyncio.shield(self._finish(watcher))
         if self.error is not None:
             raise self.error
+
+    async def abandon(self) -> None:
+        """The response ended before ``pieces`` ran (the client left at once): clean up."""
+        if self._iterated or self._finished or not self._opened:
+            return
+        self.status, self.code = "cancelled", "E_CLIENT_GONE"
+        await asyncio.shield(self._close_stream())
+        await asyncio.shield(self._finish(self.watcher))
+
+    async def _close_stream(self) -> None:
+        """Stop the pool's generator (frees its slot and KV sequence at the next token)."""
+        if self._halter is not None:
+            self._halter.cancel()
+        if self._first is not None and not self._first.done():
+            self._first.cancel()
+            with contextlib.suppress(BaseException):
+                await self._first
+        if self._agen is not None:
+            with contextlib.suppress(Exception):
+                await self._agen.aclose()
 
     async def _halt_on(self, watcher: Any) -> None:
         """A critical verdict stops generation at once (finish_reason content_filter)."""
@@ -502,8 +569,13 @@ class Completion:
         self.stop("halted")
 
     async def _finish(self, watcher: Any) -> None:
+        if self._finished:
+            return
+        self._finished = True
         core = self.core
         try:
+            if self._record is not None:
+                await self._record  # the session and message rows exist before they end
             if watcher is not None:
                 if self.status in ("done", "halted"):
                     decision = await watcher.finish(self.corrections_used)
