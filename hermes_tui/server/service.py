@@ -535,18 +535,22 @@ class Completion:
             self.status, self.code = "cancelled", "E_CLIENT_GONE"
             raise
         finally:
-            await asyncio.shield(self._close_stream())
-            await asyncio.shield(self._finish(watcher))
+            # One shielded task: a cancelled caller (the client left) is cancelled again at
+            # each await under anyio, and the record must still be finished.
+            await asyncio.shield(self._end(watcher))
         if self.error is not None:
             raise self.error
+
+    async def _end(self, watcher: Any) -> None:
+        await self._close_stream()
+        await self._finish(watcher)
 
     async def abandon(self) -> None:
         """The response ended before ``pieces`` ran (the client left at once): clean up."""
         if self._iterated or self._finished or not self._opened:
             return
         self.status, self.code = "cancelled", "E_CLIENT_GONE"
-        await asyncio.shield(self._close_stream())
-        await asyncio.shield(self._finish(self.watcher))
+        await asyncio.shield(self._end(self.watcher))
 
     async def _close_stream(self) -> None:
         """Stop the pool's generator (frees its slot and KV sequence at the next token)."""
