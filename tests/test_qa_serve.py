@@ -195,3 +195,15 @@ def test_no_auth_refuses_what_a_web_page_could_send(tmp_path):
             assert http.get("/v1/models", headers=page).status_code == 200
     finally:
         proc.cleanup()
+
+
+def test_nan_and_infinity_are_not_json_and_are_a_400():
+    import pytest
+
+    from hermes_tui.server.openai_schema import ApiError, parse_chat_request
+
+    for value in ("NaN", "Infinity", "-Infinity"):
+        body = '{"model": "smollm2", "temperature": %s, "messages": [{"role": "user", "content": "hi"}]}'
+        with pytest.raises(ApiError) as err:
+            parse_chat_request((body % value).encode())
+        assert err.value.status == 400 and f"{value} is not a JSON number" in err.value.message

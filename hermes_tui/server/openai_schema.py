@@ -147,11 +147,17 @@ def _text(content: Any) -> str:
     return "".join(p.get("text", "") for p in content if p.get("type") == "text")
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_chat_request(body: bytes) -> ChatRequest:
     """Check a request body; raise ``ApiError(400)`` naming the first problem."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_not_json)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"invalid JSON body: {exc}") from None
+    except ValueError as exc:  # NaN, Infinity: Python reads them, JSON has none
         raise ApiError(400, f"invalid JSON body: {exc}") from None
     except RecursionError:
         raise ApiError(400, "invalid JSON body: nested too deeply") from None
