@@ -295,13 +295,14 @@ class Runtime:
         outer = self.listener
 
         async def listen(event: Event) -> None:
+            # The screen (or the batch JSONL) first: what it shows never waits for a commit.
+            if outer is not None:
+                await outer(event)
             if self._recorder is not None:
                 await self._recorder(event)
             if isinstance(event, TurnEnded) and event.text and event.persona not in self.spoke:
                 self.spoke = [p for p in self.personas if p in {*self.spoke, event.persona}]
                 await self.store.update_session(self.session_id, personas=self.spoke)
-            if outer is not None:
-                await outer(event)
 
         return Session(
             self.personas,
