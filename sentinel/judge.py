@@ -9,6 +9,9 @@ notices the closed pipe, answers every pending ``judge()`` with ``None`` at once
 The parent side never blocks the event loop and never raises into the caller after
 ``start()``: a dead, restarting, hung or slow judge simply yields ``None`` (no opinion).
 The judge only ever produces *minor* verdicts on its own (see :func:`to_verdict`).
+
+Size (over 500 lines): the child process's whole supervision (start, read loop, watchdog,
+restart, outage verdicts) is one lifecycle over one process handle.
 """
 
 from __future__ import annotations

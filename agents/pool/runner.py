@@ -7,6 +7,10 @@ common prefix), decodes the seated personas together (batched or interleaved, ch
 measurement), saves and restores a sequence's KV state, and hands pieces of text to the event
 loop. ``Job`` is one persona's request as both sides see it; ``ModelStats`` holds the costs the
 scheduler prices restore-vs-re-prefill with.
+
+Size (over 500 lines): ``SeqRunner`` is one state machine over one llama context (KV
+sequences, batch, sampler chains, saved states); its parts only make sense on the same thread
+with the same state, so it stays one module.
 """
 
 from __future__ import annotations

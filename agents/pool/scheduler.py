@@ -27,6 +27,10 @@ Why this shape:
   all sequences included), a state save reserves its size, and nothing is loaded while
   used + estimate > budget. Idle models are evicted least-recently-used first; busy ones are
   asked to yield at their slice end.
+
+Size (over 500 lines): admission, seats, memory accounting, eviction and keep-alive are one
+decision made under one lock-free event-loop invariant (``dispatch``); split, each part would
+need the others' private state.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Nothing here waits on a model. ``Runtime.start`` and every ``Runtime.send`` run 
 workers on the app's event loop; the session reports progress through an async listener that
 only posts Textual messages, and the handlers below update widgets. The first paint happens
 before the runtime exists, and models load lazily on the first message.
+
+Size (over 500 lines): the handlers of one screen; its widgets live in ``widgets/``.
 """
 
 from __future__ import annotations

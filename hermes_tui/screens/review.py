@@ -4,6 +4,9 @@ The session list comes from ``Store.list_sessions`` with the filters pushed into
 search box uses the store's FTS5 index over message text and verdict details. Opening a
 session shows its transcript with every verdict span highlighted; choosing a verdict jumps
 to its span.
+
+Size (over 500 lines): two screens, the session list and one session's view, sharing the
+filters' and marks' helpers; moving ``SessionScreen`` to its own module is the next split.
 """
 
 from __future__ import annotations

@@ -41,6 +41,9 @@ are rejected when the bytes are decoded, before the check sees text). Of the 35 
 21 are accepted (huge/tiny numbers, lone or inverted surrogate escapes ``\\uD800``: the RFC
 grammar allows them; 500 nested arrays) and 14 rejected (13 fail UTF-8 decoding: UTF-16,
 Latin-1, overlong or truncated sequences; one starts with a UTF-8 BOM, which is not whitespace).
+
+Size (over 500 lines): the push parser and the check that drives it share every state
+transition (spans, schema validation of completed values); they are kept together.
 """
 
 from __future__ import annotations
