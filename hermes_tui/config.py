@@ -328,6 +328,7 @@ def _build_sentinel(path: Path, data: dict, models: dict) -> tuple[SentinelSetti
         judge_model_path=judge_path,
         judge_llama_cpp_path=_llama_cpp_path(path, table.get("llama_cpp_path", "")),
         judge_every_chars=table.get("judge_every_chars", 400),
+        judge_timeout_s=float(table.get("judge_timeout_s", 5.0)),
         max_corrections=table.get("max_corrections", 2),
         stall_warn_s=float(warn),
         stall_halt_s=float(halt),

@@ -92,6 +92,7 @@ CONFIG_SCHEMA = {
                 "stall_warn_s": {"type": "number", "exclusiveMinimum": 0},
                 "stall_halt_s": {"type": "number", "exclusiveMinimum": 0},
                 "judge_every_chars": {"type": "integer", "minimum": 50},
+                "judge_timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
                 "loop_minor_repeats": {"type": "integer", "minimum": 2},
                 "loop_critical_repeats": {"type": "integer", "minimum": 2},
                 "tool_loop_exempt": {"type": "array", "items": {"type": "string"}},

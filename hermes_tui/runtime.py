@@ -210,6 +210,7 @@ class Runtime:
                 config.sentinel.judge_model_path,
                 config.sentinel.device,
                 llama_cpp_path=config.sentinel.judge_llama_cpp_path,
+                hang_timeout_s=config.sentinel.judge_timeout_s,
             )
         runtime = cls(config, store, pool, worker, seed)
         if worker is not None and remote is None:

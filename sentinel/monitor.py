@@ -61,6 +61,7 @@ class Monitor:
         self._watchdog_task: asyncio.Task[None] | None = None
         self._judge_task: asyncio.Task[None] | None = None
         self._judged_upto = 0
+        self._unjudged: int | None = None  # where a judge request went unanswered, if one did
         self._received = 0  # characters fed by the producer
         self.watchdog = StallWatchdog(settings.stall_warn_s, settings.stall_halt_s)
         self.stats = {"coalesced": 0, "pieces": 0}
@@ -104,6 +105,22 @@ class Monitor:
         if self.judge is not None:  # an outage nobody asked about yet (the judge never started)
             for down in self.judge.take_down_verdicts():
                 await self._emit(down)
+            if self._unjudged is not None and not any(
+                v.code == "E_SENTINEL_DOWN" for v in self.verdicts
+            ):
+                # Every turn the judge missed says so (one line), not only the one it hung on.
+                at = self._unjudged
+                await self._emit(
+                    Verdict(
+                        "judge",
+                        "minor",
+                        "E_SENTINEL_DOWN",
+                        (at, at),
+                        f"not judged: no answer from the judge within "
+                        f"{self.settings.judge_timeout_s:g} s (judge_timeout_s); "
+                        "the other checks ran",
+                    )
+                )
         return decide(self.verdicts, self.contract, corrections_used, self.settings.max_corrections)
 
     async def cancel(self) -> None:
@@ -204,11 +221,13 @@ class Monitor:
 
         assert self.judge is not None  # only asked when there is a judge
         request = JudgeRequest.tail(self.contract.kind, self.instructions, self.text[:upto])
-        result = await self.judge.judge(request)
+        result = await self.judge.judge(request, timeout_s=self.settings.judge_timeout_s)
         # A judge that died or hung answers None; its outage verdicts are reported here, on
         # the message that was being judged (the worker restarts itself in the background).
         for down in self.judge.take_down_verdicts():
             await self._emit(down)
+        if result is None and self._unjudged is None:
+            self._unjudged = upto
         verdict = to_verdict(result, request.span)
         if verdict is not None:
             await self._emit(verdict)

@@ -15,6 +15,9 @@ class SentinelSettings:
     # CUDA build for the personas); None: the same build as hermes.
     judge_llama_cpp_path: str | None = None
     judge_every_chars: int = 400  # ask the judge again after this much new text
+    # How long one judge request may go unanswered: then the turn goes on unjudged (and says
+    # so) and a judge process that still holds it is deemed hung, killed and restarted.
+    judge_timeout_s: float = 5.0
     max_corrections: int = 2
     stall_warn_s: float = 10.0
     stall_halt_s: float = 30.0
