@@ -8,7 +8,7 @@ import hashlib
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agents.events import Event, TokenReceived, TurnEnded, TurnStarted, VerdictRaised
 from agents.persona import Persona
@@ -335,3 +335,28 @@ class Runtime:
             await self.judge.close()
         await self.pool.close()
         await self.store.close()
+
+
+class ScreenRuntime(Protocol):
+    """The runtime as the screens see it. ``Runtime`` is the one implementation; a test hands
+    its own to ``ChatScreen`` through ``runtime_factory``."""
+
+    session_id: int
+    title: str
+    restored: Any  # hermes_tui.resume.Restored when continuing a session, else None
+    interrupted: bool  # the terminal went away: a cut-off turn is "interrupted"
+    store: Store
+    pool: Any  # what the pool dashboard reads (ModelPool, or hermes serve's client)
+    judge: Any  # the sentinel's judge worker, if any
+
+    async def send(
+        self, text: str, *, workflow: str | None = None, cancel: asyncio.Event | None = None
+    ) -> list[TurnResult]: ...
+
+    async def resume(self, session_id: int) -> Any: ...
+
+    async def new_session(self, title: str = "") -> int: ...
+
+    async def set_title(self, title: str) -> None: ...
+
+    async def close(self) -> None: ...

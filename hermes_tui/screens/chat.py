@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -34,7 +34,10 @@ from hermes_tui.widgets.prompt import PromptInput
 from hermes_tui.widgets.records import ChatMessage, records_from_rows
 from hermes_tui.widgets.transcript import WIDE_AT, Transcript
 
-RuntimeFactory = Callable[[Callable[[Any], Awaitable[None]]], Awaitable[Any]]
+if TYPE_CHECKING:
+    from hermes_tui.runtime import ScreenRuntime
+
+RuntimeFactory = Callable[[Callable[[Any], Awaitable[None]]], Awaitable["ScreenRuntime"]]
 WORKFLOWS = ("pipeline", "parallel")
 FLUSH_S = 0.1  # how often streamed events reach the widgets (10 Hz)
 
@@ -96,7 +99,7 @@ class ChatScreen(Screen):
         self.db_path = db_path
         self.runtime_factory = runtime_factory
         self.autostart = autostart
-        self.runtime: Any = None
+        self.runtime: ScreenRuntime | None = None
         self.workflow = config.workflow
         self.personas = list(config.personas)
         self.records: dict[int, ChatMessage] = {}  # turn id -> record
