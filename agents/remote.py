@@ -124,6 +124,23 @@ class RemoteEngine(Engine):
             )
         return http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout_s)
 
+    def probe(self, timeout_s: float = 1.5) -> str | None:
+        """Whether the server answers at all (``GET .../models``, ``timeout_s`` for connect
+        and reply): None when it does (any HTTP status below 500), else why not."""
+        conn = self._connect()
+        conn.timeout = timeout_s
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        models = self._path.removesuffix("/chat/completions") + "/models"
+        try:
+            conn.request("GET", models, headers=headers)
+            status = conn.getresponse().status
+        except (OSError, http.client.HTTPException) as exc:
+            reason = "no answer" if isinstance(exc, TimeoutError | socket.timeout) else str(exc)
+            return f"{self.url}: {reason or type(exc).__name__} (within {timeout_s:g} s)"
+        finally:
+            conn.close()
+        return None if status < 500 else f"{self.url}: HTTP {status}"
+
     def _body(
         self, messages: list[Message], params: SamplingParams, tools: dict[str, Any] | None = None
     ) -> bytes:

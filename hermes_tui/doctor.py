@@ -112,6 +112,7 @@ def collect(config_path: str | None, db_path: str | None) -> dict[str, Any]:
             }
             for name, m in config.models.items()
         }
+        problems += check_models(config, report["models"])
         report["personas"] = {n: p.model for n, p in config.personas.items()}
         report["devices"] = [
             {"name": d.name, "budget_bytes": d.memory_bytes} for d in config.pool.devices
@@ -161,6 +162,48 @@ def collect(config_path: str | None, db_path: str | None) -> dict[str, Any]:
     return report
 
 
+PROBE_S = 1.5  # how long doctor waits for a remote model's server
+
+
+def check_models(config: Any, models: dict[str, dict[str, Any]]) -> list[str]:
+    """Read every local model's header (a truncated file is a problem), price it with the
+    pool's own estimate and budgets (a model that can never fit is a problem, the same text
+    the pool would refuse it with), and ask every remote model's server whether it answers."""
+    from agents.pool.gguf_info import GGUFInfoError, read_gguf_info
+    from agents.pool.pool import never_fits, placement_bytes, pool_budgets
+    from agents.remote import RemoteEngine
+
+    problems: list[str] = []
+    budgets = pool_budgets(config.pool)
+    for name, spec in config.models.items():
+        entry = models[name]
+        if spec.path is not None:
+            try:
+                read_gguf_info(spec.path)
+            except (GGUFInfoError, OSError) as exc:
+                entry["problem"] = str(exc)
+                problems.append(f"model {name}: {exc}")
+                continue
+            placement = (
+                placement_bytes(spec, config.pool.seqs_per_model, budgets)
+                if spec.device in budgets
+                else {}
+            )
+            entry["estimate_bytes"] = sum(placement.values())
+            entry["device"] = spec.device
+            why = never_fits(name, spec, placement, budgets)
+            if why is not None:
+                entry["problem"] = why
+                problems.append(why)
+        elif spec.url:
+            why = RemoteEngine.from_spec(spec).probe(PROBE_S)
+            entry["answers"] = why is None
+            if why is not None:
+                entry["problem"] = f"server does not answer: {why}"
+                problems.append(f"model {name}: server does not answer: {why}")
+    return problems
+
+
 def server_status(config: Any) -> dict[str, Any]:
     """Which pool chat and batch will use: a running ``hermes serve`` or in-process."""
     import asyncio
@@ -206,7 +249,14 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"config        {cfg['path']} ({'ok' if cfg.get('ok') else 'BROKEN'})")
     for name, m in report.get("models", {}).items():
         where = m["path"] or m["url"]
-        lines.append(f"model         {name}: {where} ({_size(m['bytes'])}, n_ctx {m['n_ctx']})")
+        what = f"{_size(m['bytes'])}, n_ctx {m['n_ctx']}" if m["path"] else "remote"
+        if m.get("estimate_bytes") is not None:
+            what += f", needs ~{_size(m['estimate_bytes'])} on {m['device']}"
+        if m.get("answers"):
+            what += ", answers"
+        if m.get("problem"):
+            what += f": PROBLEM: {m['problem']}"
+        lines.append(f"model         {name}: {where} ({what})")
     for d in report.get("devices", []):
         lines.append(f"device        {d['name']}: budget {_size(d['budget_bytes'])}")
     for g in report.get("gpus", []):

@@ -10,6 +10,8 @@ from agents.models import ModelFileError, resolve_model_path
 from agents.pool.devices import Device, cpu_device, parse_size
 from agents.pool.gguf_info import GGUFInfoError, read_gguf_info
 from agents.pool.planner import plan, render_table
+from agents.pool.pool import can_offload
+from agents.pool.runner import SeqRunner
 from agents.specs import ModelSpec, PoolSpec
 from hermes_tui.config import ConfigError, load_config
 from hermes_tui.errors import Fail
@@ -59,8 +61,8 @@ def _device(spec: str, index: int) -> Device:
         raise Fail(f"--device {spec!r}: {exc}", 2) from None
     if name == "cpu":
         raise Fail(f"--device {spec!r}: the CPU's budget is --ram, e.g. --ram 16GiB", 2)
-    if not re.fullmatch(r"(cuda|vulkan|gpu):?\d+", name):
-        raise Fail(f"--device {spec!r}: expected a GPU name such as cuda:0 or vulkan:1", 2)
+    if not re.fullmatch(r"(cuda|vulkan):\d+", name):
+        raise Fail(f"--device {spec!r}: expected cuda:N or vulkan:N (e.g. cuda:0=8GiB)", 2)
     return _gpu(name, budget, index)
 
 
@@ -84,8 +86,13 @@ def render(
     ``--device`` nor ``--ram`` is given, the devices and budgets are the config's pool's.
     """
     spec, pool = _config_model(model, config_path)
-    if n_ctx is None:
-        n_ctx = spec.n_ctx if spec is not None else DEFAULT_N_CTX
+    seqs = 1
+    if n_ctx is None and spec is not None and pool is not None:
+        # What the pool allocates: one KV sequence of n_ctx per persona decoding at once
+        # (the same estimate the pool and `hermes doctor` use, so the numbers agree).
+        n_ctx, seqs = spec.n_ctx, max(1, pool.seqs_per_model)
+    elif n_ctx is None:
+        n_ctx = DEFAULT_N_CTX
     if n_ctx < 1:
         raise Fail(f"--n-ctx {n_ctx}: expected a positive number of tokens", 2)
     path = _model_path(model, spec)
@@ -107,8 +114,23 @@ def render(
     except ValueError as exc:
         raise Fail(f"--ram: {exc}", 2) from None
     cpu = cpu or cpu_device()
-    result = plan(info, gpus, n_ctx, cpu)
+    offload = bool(gpus) and can_offload()
+    result = plan(
+        info,
+        gpus,
+        n_ctx * seqs,
+        cpu,
+        n_batch=SeqRunner.GPU_N_BATCH if offload else 512,
+        flash_attn=SeqRunner.GPU_FLASH_ATTN if offload else False,
+    )
     fits = bool(result.as_dict().get("fits", True))
     if as_json:
-        return json.dumps(result.as_dict(), indent=2) + "\n", fits
-    return render_table(result) + "\n", fits
+        data = result.as_dict()
+        data["sequences"] = seqs
+        return json.dumps(data, indent=2) + "\n", fits
+    note = (
+        f"n_ctx {n_ctx} × {seqs} sequences = {n_ctx * seqs} (the pool's seqs_per_model)\n"
+        if seqs > 1
+        else ""
+    )
+    return note + render_table(result) + "\n", fits

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from hermes_tui.cli import main
+from hermes_tui.config import load_config
 
 from .conftest import ROOT
 
@@ -233,8 +234,14 @@ def test_plan_for_a_config_model_uses_its_n_ctx_and_the_pools_budget(tmp_path):
     result = CliRunner().invoke(main, ["--config", str(config), "plan", "smollm2", "--json"])
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
-    assert plan["n_ctx"] == 2048  # the model's n_ctx in config.toml, not the 4096 default
+    # The model's n_ctx in config.toml (not the 4096 default), once per sequence the pool
+    # gives it (seqs_per_model): the bytes the pool itself will reserve, the same number.
+    assert plan["n_ctx"] == 2048 * 3 and plan["sequences"] == 3
     assert [d["usable_bytes"] for d in plan["devices"]] == [3 * 2**30]
+    from agents.pool.pool import estimate_bytes
+
+    spec = load_config(config).models["smollm2"]
+    assert sum(d["total_bytes"] for d in plan["devices"]) == estimate_bytes(spec, 3)
     flags = ["--ram", "5GiB", "--n-ctx", "1024", "--json"]
     plan = json.loads(
         CliRunner().invoke(main, ["plan", "smollm2", "--config", str(config), *flags]).output
@@ -247,7 +254,8 @@ def test_plan_for_a_config_model_uses_its_n_ctx_and_the_pools_budget(tmp_path):
     [
         (["cuda:0=1GiB", "cuda:0=2GiB"], "--device cuda:0 is given twice"),
         (["cpu=4GiB"], "the CPU's budget is --ram"),
-        (["foo=4GiB"], "expected a GPU name such as cuda:0"),
+        (["foo=4GiB"], "expected cuda:N or vulkan:N"),
+        (["gpu0=8G"], "expected cuda:N or vulkan:N"),
     ],
 )
 def test_plan_refuses_device_lists_that_mean_nothing(devices, said):

@@ -163,3 +163,70 @@ def test_doctor_flags_a_judge_on_a_gpu_this_build_cannot_use(tmp_path):
     )
     assert result.exit_code == 1
     assert "a judge on 'cuda:7'" in result.output and "CPU-only build" in result.output
+
+
+def _config_with_model(tmp_path: Path, model_lines: str, budget: str = "8GiB") -> Path:
+    text = (ROOT / "config.toml").read_text().replace('memory = "8GiB"', f'memory = "{budget}"')
+    start = text.index("[models.smollm2]")
+    end = text.index("\n[", start + 1)
+    config = tmp_path / "config.toml"
+    config.write_text(text[:start] + "[models.smollm2]\n" + model_lines + text[end:])
+    return config
+
+
+def _doctor(config: Path, tmp_path: Path) -> dict:
+    result = CliRunner().invoke(
+        main, ["doctor", "--json", "--config", str(config), "--db", str(tmp_path / "d.db")]
+    )
+    return json.loads(result.output)
+
+
+def test_doctor_reads_every_models_header_and_says_a_truncated_one_is_broken(tmp_path):
+    from agents.models import resolve_model_path
+
+    real = resolve_model_path("embedded:smollm2-135m")
+    cut = tmp_path / "cut.gguf"
+    with real.open("rb") as src:
+        cut.write_bytes(src.read(2_000_000))  # the header, then nothing: a broken download
+    config = _config_with_model(tmp_path, f'path = "{cut}"\nn_ctx = 2048\n')
+    report = _doctor(config, tmp_path)
+    assert not report["ok"]
+    assert any(p.startswith("model smollm2: ") for p in report["problems"]), report["problems"]
+
+
+def test_doctor_says_a_model_that_can_never_fit_its_budget_with_the_pools_number(tmp_path):
+    config = _config_with_model(
+        tmp_path, 'path = "embedded:smollm2-135m"\nn_ctx = 2048\n', "200MiB"
+    )
+    report = _doctor(config, tmp_path)
+    [problem] = [p for p in report["problems"] if "can never be loaded" in p]
+    from agents.pool.pool import estimate_bytes
+    from hermes_tui.config import load_config
+
+    spec = load_config(config).models["smollm2"]
+    assert report["models"]["smollm2"]["estimate_bytes"] == estimate_bytes(spec, 3)
+    assert "budget of 200.0 MiB" in problem
+
+
+def test_doctor_probes_a_remote_models_server_with_a_short_timeout(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as listener:  # accepts and never answers: a hung server
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        config = tmp_path / "config.toml"
+        text = (ROOT / "config.toml").read_text()
+        config.write_text(text + f'\n[models.far]\nurl = "http://127.0.0.1:{port}/v1"\n')
+        report = _doctor(config, tmp_path)
+        from agents.remote import RemoteEngine
+        from hermes_tui.config import load_config
+
+        t0 = time.monotonic()
+        why = RemoteEngine.from_spec(load_config(config).models["far"]).probe(1.5)
+        took = time.monotonic() - t0
+    assert report["models"]["far"]["answers"] is False
+    said = [p for p in report["problems"] if "server does not answer" in p]
+    assert said and "no answer (within 1.5 s)" in said[0]
+    assert why is not None and took < 5  # a hung server costs the probe's timeout, no more

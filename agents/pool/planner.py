@@ -280,6 +280,9 @@ def plan(
 
 
 def _gib(n: int) -> str:
+    """GiB with two decimals; below 0.01 GiB (which would read 0.00) MiB, marked ``M``."""
+    if 0 < n < GIB / 100:
+        return f"{n / 2**20:.1f}M"
     return f"{n / GIB:.2f}"
 
 
@@ -307,7 +310,7 @@ def render_table(p: Plan) -> str:
             f"{_gib(d.total_bytes):>7} {_gib(d.usable_bytes):>7} {use:>3.0f}{flag:1} "
             f"{_gib(d.read_per_token_bytes):>7}"
         )
-    lines.append("GiB; Other = compute buffer + driver overhead; +o = output head;")
+    lines.append("GiB (M: MiB); Other = compute buffer + driver overhead; +o = output head;")
     lines.append("Read/t = weights + full KV read per generated token.")
     lines += textwrap.wrap("fits: yes" if p.fits else f"fits: NO - {p.reason}", 80)
     return "\n".join(lines)

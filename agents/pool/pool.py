@@ -44,7 +44,7 @@ __all__ = [
 EventListener = Callable[[PoolEvent], Awaitable[None]]
 
 
-def _can_offload() -> bool:
+def can_offload() -> bool:
     """Whether this llama.cpp build offloads to a GPU (SeqRunner.load asks the same)."""
     import llama_cpp
 
@@ -77,7 +77,7 @@ def placement_bytes(spec: ModelSpec, seqs: int, devices: Collection[str]) -> dic
         names = [spec.device] * n_gpus
     # The context settings SeqRunner uses for an offloaded model (a larger ubatch, flash
     # attention) change the compute buffer: price what will be allocated.
-    offload = spec.n_gpu_layers != 0 and _can_offload()
+    offload = spec.n_gpu_layers != 0 and can_offload()
     est = estimate(
         info,
         spec.n_ctx * max(1, seqs),
@@ -92,6 +92,33 @@ def placement_bytes(spec: ModelSpec, seqs: int, devices: Collection[str]) -> dic
         device = part.name if part.name in devices else spec.device
         out[device] = out.get(device, 0) + part.total
     return {d: n for d, n in out.items() if n > 0} or {spec.device: 0}
+
+
+def pool_budgets(spec: PoolSpec) -> dict[str, int]:
+    """Each configured device's budget (no devices: the CPU, with the RAM available now)."""
+    budgets = {d.name: d.memory_bytes for d in spec.devices}
+    return budgets or {"cpu": available_ram()}
+
+
+def never_fits(
+    name: str, spec: ModelSpec, placement: dict[str, int], budgets: dict[str, int]
+) -> str | None:
+    """Why model ``name`` can never be loaded with ``placement`` (bytes per device, from
+    ``placement_bytes``) under ``budgets``, or None. The pool refuses such a model with this
+    text, and ``hermes doctor`` reports it before anything starts."""
+    if spec.device not in budgets:
+        return (
+            f"model {name!r} is placed on device {spec.device!r}, which is not configured "
+            f"(devices: {', '.join(budgets)})"
+        )
+    for device, need in placement.items():
+        budget = budgets[device]
+        if need > budget:
+            return (
+                f"model {name!r} needs about {_mib(need)} on device {device!r}, which has "
+                f"a budget of {_mib(budget)}: it can never be loaded"
+            )
+    return None
 
 
 def available_ram() -> int:
@@ -177,9 +204,7 @@ class ModelPool:
     ) -> None:
         self.models = models
         self.spec = spec or PoolSpec()
-        budgets = {d.name: d.memory_bytes for d in self.spec.devices}
-        if not budgets:
-            budgets = {"cpu": available_ram()}
+        budgets = pool_budgets(self.spec)
         self.budgets = budgets
         self.events: deque[PoolEvent] = deque(maxlen=50)
         self._listeners: list[EventListener] = []
@@ -243,18 +268,10 @@ class ModelPool:
     def check_fits(self, model: str) -> None:
         """Raise ``NeverFitsError`` when ``model`` can never be loaded on its device."""
         spec = self._spec(model)
-        if spec.device not in self.budgets:
-            raise NeverFitsError(
-                f"model {model!r} is placed on device {spec.device!r}, which is not configured "
-                f"(devices: {', '.join(self.budgets)})"
-            )
-        for device, need in self.placement(model).items():
-            budget = self.budgets[device]
-            if need > budget:
-                raise NeverFitsError(
-                    f"model {model!r} needs about {_mib(need)} on device {device!r}, which has "
-                    f"a budget of {_mib(budget)}: it can never be loaded"
-                )
+        placement = self.placement(model) if spec.device in self.budgets else {}
+        why = never_fits(model, spec, placement, self.budgets)
+        if why is not None:
+            raise NeverFitsError(why)
 
     # -- generation ----------------------------------------------------------------------
     async def generate(
