@@ -21,7 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 SHELL = '<tool_call>{"name": "run_shell", "arguments": '
 SCRIPTS: dict[str, dict[str, str]] = {
     "json-broken": {"first": '{"answer": 42,, "more": true}', "fixed": '{"answer": 42}'},
-    "json-unsafe": {"first": '{"step": "run rm -rf / now", "then": "more text here"}'},
+    "json-unsafe": {
+        "first": '{"step": "run rm -rf / now", "then": "' + "more text here " * 40 + '"}'
+    },
     "text": {"first": "Plain words, nothing to see."},
     "args-break": {
         "first": "Checking.\n" + SHELL + '{"command": "ls" "-la"}}</tool_call>',
