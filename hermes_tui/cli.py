@@ -407,8 +407,11 @@ def sentinel() -> None:
     """The sentinel's checks, outside a chat."""
 
 
+MAX_CHECK_BYTES = 16 * 2**20  # saved text to check: /dev/zero or a runaway pipe stop here
+
+
 @sentinel.command("check")
-@click.argument("file", type=click.File("r", encoding="utf-8", errors="strict"))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--persona", default=None, help="Whose contract to check against (default persona).")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON verdict per line.")
@@ -418,13 +421,23 @@ def sentinel_check(file, persona: str | None, config_path: str | None, as_json: 
 
     Exit 0 when no verdict is critical, 1 otherwise, 2 on usage errors.
     """
+    from hermes_tui.readfile import InputFileError, read_limited
     from hermes_tui.sentinel_check import check_text, render
 
     config = load_config(config_path)
+    name = "stdin" if file == "-" else file
     try:
-        text = file.read()
+        if file == "-":
+            raw = sys.stdin.buffer.read(MAX_CHECK_BYTES + 1)
+            if len(raw) > MAX_CHECK_BYTES:
+                raise InputFileError(f"is larger than {MAX_CHECK_BYTES // 2**20} MiB")
+        else:
+            raw = read_limited(file, MAX_CHECK_BYTES)
+        text = raw.decode("utf-8")
+    except InputFileError as exc:
+        raise Fail(f"{name}: {exc}", 2) from None
     except UnicodeDecodeError:
-        raise Fail(f"{file.name}: expected UTF-8 text, found invalid bytes", 2) from None
+        raise Fail(f"{name}: expected UTF-8 text, found invalid bytes", 2) from None
     verdicts = asyncio.run(check_text(config, persona or config.default_persona, text))
     click.echo(render(verdicts, text, as_json), nl=False)
     sys.exit(1 if any(v.severity == "critical" for v in verdicts) else 0)

@@ -207,3 +207,32 @@ def test_nan_and_infinity_are_not_json_and_are_a_400():
         with pytest.raises(ApiError) as err:
             parse_chat_request((body % value).encode())
         assert err.value.status == 400 and f"{value} is not a JSON number" in err.value.message
+
+
+def test_sentinel_check_reads_its_input_bounded(tmp_path):
+    """``hermes sentinel check /dev/zero`` ran until memory ran out; a FIFO with no writer hung."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import hermes_env
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cmd = [sys.executable, "-m", "hermes_tui.cli", "sentinel", "check"]
+    for arg, why in (("/dev/zero", "is a device, not a file"), (str(fifo), None)):
+        if why is None:  # a FIFO: read to its end, bounded, once a writer comes
+            writer = subprocess.Popen(
+                ["sh", "-c", f"head -c 20000000 /dev/zero | tr '\\0' a > {fifo}"]
+            )
+            why = "is larger than 16 MiB"
+        run = subprocess.run(
+            [*cmd, arg], env=hermes_env(), capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.strip().splitlines() == [f"hermes: {arg}: {why}"]
+    writer.kill()
+    big = subprocess.run(
+        [*cmd, "-"], input="a" * (17 * 2**20), env=hermes_env(), capture_output=True, text=True
+    )
+    assert big.returncode == 2 and big.stderr.strip() == "hermes: stdin: is larger than 16 MiB"
