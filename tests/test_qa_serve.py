@@ -236,3 +236,15 @@ def test_sentinel_check_reads_its_input_bounded(tmp_path):
         [*cmd, "-"], input="a" * (17 * 2**20), env=hermes_env(), capture_output=True, text=True
     )
     assert big.returncode == 2 and big.stderr.strip() == "hermes: stdin: is larger than 16 MiB"
+
+
+def test_a_judge_request_with_an_impossible_offset_is_a_400(tmp_path):
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
+    try:
+        with proc.uds_client() as http:
+            body = b'{"contract_kind": "json", "instructions": "x", "text": "y", "offset": 1e999}'
+            resp = http.post("/hermes/judge", content=body)
+            assert resp.status_code == 400 and "invalid judge request" in resp.text
+        assert "Traceback" not in proc.log()
+    finally:
+        proc.cleanup()

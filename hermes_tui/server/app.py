@@ -136,7 +136,7 @@ class App:
                 str(data["text"]),
                 int(data.get("offset", 0)),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:  # 1e999: inf
             raise ApiError(400, f"invalid judge request: {exc}") from None
         result = await judge.judge(req) if judge is not None else None
         return JSONResponse(dataclasses.asdict(result) if result is not None else None)
