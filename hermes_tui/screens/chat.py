@@ -210,6 +210,7 @@ class ChatScreen(Screen):
             if row.role == "user":
                 prompt.history.insert(0, row.content)
         prompt.remember("")
+        prompt.focus()  # mounting the restored messages must not leave focus in them
         n = sum(1 for m in restored.messages if not m.hidden)
         self.notify(f"continuing session {restored.session_id} ({n} messages)", timeout=3)
 
