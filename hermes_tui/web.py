@@ -126,7 +126,10 @@ def make_server(
     def host_ok(request: web.Request) -> bool:
         if not is_loopback(host):
             return True
-        name = (request.url.host or "").lower()
+        try:
+            name = (request.url.host or "").lower()
+        except ValueError:  # a Host header yarl cannot parse ('x:1"><script>'): not ours
+            return False
         return is_loopback(name)
 
     def headers(response: web.StreamResponse) -> None:

@@ -248,3 +248,26 @@ def test_a_judge_request_with_an_impossible_offset_is_a_400(tmp_path):
         assert "Traceback" not in proc.log()
     finally:
         proc.cleanup()
+
+
+def test_hermes_web_refuses_a_host_header_it_cannot_parse(tmp_path):
+    """A Host with a bad port raised ValueError in the handler: a 500 and a traceback."""
+    import asyncio
+
+    import aiohttp
+
+    from tests.test_web import WebServer
+
+    srv = WebServer(tmp_path)
+    try:
+
+        async def get() -> int:
+            async with aiohttp.ClientSession() as s:
+                bad = {"Host": f'127.0.0.1:{srv.port}"><script>'}
+                async with s.get(srv.url, headers=bad) as r:
+                    return r.status
+
+        assert asyncio.run(get()) == 403
+    finally:
+        err = srv.stop()
+    assert "Traceback" not in err and "ValueError" not in err
