@@ -518,3 +518,25 @@ async def test_a_critical_span_is_reversed_in_the_text(tmp_path, monkeypatch):
         assert critical, markdown.placements
         styles = _styles_at(markdown, critical[0])
         assert styles and all(s.reverse and not s.underline for s in styles)
+
+
+async def test_ctrl_t_renames_the_session(tmp_path):
+    config = replay_config(load_config(write_small_config(tmp_path)))
+    db = tmp_path / "t.db"
+    engine = ReplayEngine([CODE])
+    app = replay_app(config, db, engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        chat = await started(pilot)
+        await send(pilot, "@coder make a queue")
+        await until(pilot, lambda: chat.idle and engine.calls == 1, what="answer")
+        await pilot.press("ctrl+t")
+        await pilot.pause(0.2)
+        title = app.screen.query_one("#title")
+        assert title.value == "make a queue"  # titled from the first message
+        title.value = "queues in Python"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is chat, what="back in the chat")
+        await pilot.pause(0.3)
+        assert "queues in Python" in str(chat.query_one("#status").render())
+        await chat.runtime.store.flush()
+    assert rows(db, "SELECT title FROM sessions") == [("queues in Python",)]
