@@ -244,3 +244,55 @@ def test_a_hermes_serve_is_a_remote_model_for_another(tmp_path):
             b.cleanup()
     finally:
         a.cleanup()
+
+
+def test_a_chat_turn_outlives_its_client_but_esc_still_stops_it(tmp_path):
+    """A chat (priority interactive) whose process goes away mid-turn: the server finishes the
+    turn and stores it. Esc (the turn's cancel event) stops it on the server too."""
+    import asyncio
+
+    from agents.engine import SamplingParams
+    from hermes_tui.server.client import ServerPool, parse_address
+
+    proc = ServeProc(write_small_config(tmp_path, max_tokens=60), tmp_path / "s.db", "--no-judge")
+    proc.start()
+    story = [{"role": "user", "content": "Tell a very long story about a ship."}]
+    params = SamplingParams(max_tokens=60, temperature=0.0)
+
+    async def turn(pool: ServerPool, persona: str, cancel: asyncio.Event | None, leave: str):
+        got = 0
+        gen = pool.generate(persona, "smollm2", story, params, cancel, "interactive")
+        async for _ in gen:
+            got += 1
+            if got == 4:
+                if leave == "esc":
+                    cancel.set()
+                else:
+                    break  # the chat's process goes away (its task is torn down)
+        await gen.aclose()
+        return got
+
+    async def main() -> None:
+        pool = ServerPool(parse_address(f"unix:{proc.socket}", "test"))
+        await turn(pool, "coder", None, "hangup")
+        await turn(pool, "critic", asyncio.Event(), "esc")
+        await pool.close()
+
+    try:
+        asyncio.run(main())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.log().count(" interactive ") < 2:
+            time.sleep(0.2)
+        db = sqlite3.connect(proc.db)
+        rows = db.execute(
+            "SELECT s.title, m.status, m.tokens FROM sessions s JOIN messages m "
+            "ON m.session_id = s.id WHERE m.role = 'assistant'"
+        ).fetchall()
+        log = proc.log()
+    finally:
+        proc.cleanup()
+    assert len(rows) == 1  # the Esc'd turn was the client's to record, not the server's
+    title, status, tokens = rows[0]
+    assert title.endswith("→ smollm2 (finished after the client left)")
+    assert status == "done" and tokens > 4
+    assert " interactive cancelled " in log

@@ -10,6 +10,7 @@ token (unless the server was started with ``--no-auth``).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -122,6 +123,16 @@ class App:
         snap["clients"] = sorted({c.client for c in self.core.active})
         return JSONResponse(snap)
 
+    async def cancel(self, request: Request) -> Response:
+        """Stop the running completion a client named with ``x-hermes-request`` (Esc in a chat
+        whose turns are detached: closing the stream alone would let the server finish it)."""
+        self.check_auth(request)
+        completion = self.core.by_request.get(request.path_params["rid"])
+        if completion is None:
+            raise ApiError(404, "no running completion with that id", code="not_found")
+        completion.stop("cancelled")
+        return JSONResponse({"cancelled": True})
+
     async def judge(self, request: Request) -> Response:
         """The sentinel's judge for hermes clients' monitors (``client.RemoteJudge``)."""
         self.check_auth(request)
@@ -160,7 +171,13 @@ class App:
         # Through the gateway (tool calls, in-band verdicts, corrections): gateway_http.py.
         from hermes_tui.server.gateway_http import stream_events, whole_answer
 
+        rid = headers.get("x-hermes-request")
+        if rid and len(rid) <= 64:
+            completion.request_id = rid
+            self.core.by_request[rid] = completion
         await completion.open()  # a refusal is an HTTP status, not an error event
+        if req.stream and headers.get("x-hermes-detach") == "finish":
+            return EventSourceResponse(_detached(stream_events(completion), completion), ping=15)
         if req.stream:
             return EventSourceResponse(_guarded(stream_events(completion), completion), ping=15)
         try:
@@ -216,6 +233,29 @@ async def _guarded(events: AsyncIterator[dict[str, Any]], c: Completion) -> Asyn
         await c.abandon()
 
 
+async def _detached(events: AsyncIterator[dict[str, Any]], c: Completion) -> AsyncIterator[Any]:
+    """``events`` produced by a task of their own: when the client goes away (a chat whose
+    terminal vanished), the completion runs to its end and is stored by the server."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in _guarded(events, c):
+                queue.put_nowait(event)
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.ensure_future(pump())
+    c.core.background.add(task)
+    task.add_done_callback(c.core.background.discard)
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+    except BaseException:
+        c.orphaned = not task.done()
+        raise
+
+
 def build_app(core: ServerCore, token: str | None) -> Starlette:
     app = App(core, token)
 
@@ -236,6 +276,7 @@ def build_app(core: ServerCore, token: str | None) -> Starlette:
         Route("/v1/chat/completions", app.chat_completions, methods=["POST"]),
         Route("/hermes/pool", app.pool, methods=["GET"]),
         Route("/hermes/judge", app.judge, methods=["POST"]),
+        Route("/hermes/cancel/{rid}", app.cancel, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -197,11 +198,17 @@ class ServerPool:
             body["seed"] = params.seed
         if params.stop:
             body["stop"] = list(params.stop)
+        rid = secrets.token_hex(8)
         headers = {
             "x-hermes-priority": priority,
             "x-hermes-record": "client",  # this process records the turn in its session
             "x-hermes-seq": f"{self.client_id}:{persona}",
+            "x-hermes-request": rid,
         }
+        if priority == "interactive":
+            # A chat's turn outlives its terminal (SIGHUP, an SSH drop): the server finishes
+            # and stores it. Esc or the sentinel still stop it (POST /hermes/cancel below).
+            headers["x-hermes-detach"] = "finish"
         queue: asyncio.Queue[Any] = asyncio.Queue()
         reader = asyncio.ensure_future(self._read(body, headers, queue))
         try:
@@ -209,9 +216,16 @@ class ServerPool:
                 yield piece
         finally:
             if not reader.done():
-                reader.cancel()  # closes the stream: the server stops this generation
+                if cancel is not None and cancel.is_set() and "x-hermes-detach" in headers:
+                    await self._cancel(rid)
+                reader.cancel()  # closes the stream (the server stops a non-detached one)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+
+    async def _cancel(self, rid: str) -> None:
+        with contextlib.suppress(httpx2.HTTPError, asyncio.TimeoutError):
+            async with self.address.client(PROBE_TIMEOUT_S, self.client_id) as http:
+                await http.post(f"/hermes/cancel/{rid}")
 
     async def _read(self, body: dict, headers: dict, queue: asyncio.Queue[Any]) -> None:
         shown = self.address.shown

@@ -119,6 +119,8 @@ class ServerCore:
         self.started = time.time()
         self.stopping = False
         self.active: set[Completion] = set()
+        self.by_request: dict[str, Completion] = {}  # x-hermes-request ids of running ones
+        self.background: set[asyncio.Task] = set()  # detached streams whose client left
         self._lanes: set[str] = set()
         self.canary = f"HERMES-CANARY-{secrets.token_hex(6)}"
         self.personas = {
@@ -377,6 +379,8 @@ class Completion:
         self._opened = False
         self._iterated = False
         self._finished = False
+        self.orphaned = False  # a detached request whose client left: the server finishes it
+        self.request_id: str | None = None  # x-hermes-request: what POST /hermes/cancel names
         self.t0 = time.perf_counter()
         self.first_token_s: float | None = None
 
@@ -390,7 +394,7 @@ class Completion:
         self.stopped = why
         self.cancel.set()
 
-    async def _start_record(self) -> None:
+    async def _start_record(self, note: str = "") -> None:
         if not self.record:
             return
         store, target = self.core.store, self.target
@@ -403,7 +407,7 @@ class Completion:
             return
         self.session_id = await store.create_session(
             "api",
-            title=f"{self.client} → {target.name}",
+            title=f"{self.client} → {target.name}{note}",
             config_hash=self.core.config.digest,
             personas=[target.name],
         )
@@ -509,6 +513,8 @@ class Completion:
                         )
             if self.stopped == "halted":
                 self.status, self.code = "halted", self.halt_code
+            elif self.stopped == "cancelled":  # the client asked (POST /hermes/cancel/ID)
+                self.status = "cancelled"
             elif self.stopped == "shutdown":
                 self.status, self.code = "interrupted", "E_SERVER_DOWN"
                 self.error = ApiError(
@@ -580,6 +586,12 @@ class Completion:
         try:
             if self._record is not None:
                 await self._record  # the session and message rows exist before they end
+            kept = self.orphaned and self.stopped != "cancelled"  # Esc: the client's to record
+            if kept and self._message_id is None and not self.record:
+                # A hermes client that records its own turns went away (SIGHUP, SSH drop)
+                # while the server finished its turn: the answer is stored here instead.
+                self.record = True
+                await self._start_record(" (finished after the client left)")
             if watcher is not None:
                 if self.status in ("done", "halted"):
                     decision = await watcher.finish(self.corrections_used)
@@ -596,6 +608,8 @@ class Completion:
             log.error("cannot record completion: %s", exc)
         finally:
             core.active.discard(self)
+            if self.request_id is not None and core.by_request.get(self.request_id) is self:
+                del core.by_request[self.request_id]
             core.release_lane(self.seq_key)
             self._log()
 
