@@ -69,6 +69,35 @@ def tool_schema_error(parameters: Any) -> str | None:
         cls.check_schema(parameters)
     except jsonschema.SchemaError as exc:
         return f"invalid JSON Schema: {exc.message}"
+    return _unresolvable_ref(parameters)
+
+
+def _unresolvable_ref(schema: dict[str, Any]) -> str | None:
+    """A ``$ref`` that does not point inside ``schema`` (another document, a missing
+    definition): the checker would fail on the model's call, mid-stream. Nothing is fetched."""
+    from referencing import Registry, Resource
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012
+
+    resource = Resource.from_contents(schema, default_specification=DRAFT202012)
+    resolver = (
+        Registry()
+        .with_resource(resource.id() or "", resource)
+        .resolver(base_uri=resource.id() or "")
+    )
+    todo: list[Any] = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                try:
+                    resolver.lookup(ref)
+                except Unresolvable:
+                    return f"$ref {ref!r} does not resolve inside the schema"
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
     return None
 
 

@@ -271,3 +271,37 @@ def test_hermes_web_refuses_a_host_header_it_cannot_parse(tmp_path):
     finally:
         err = srv.stop()
     assert "Traceback" not in err and "ValueError" not in err
+
+
+def test_a_tool_whose_ref_does_not_resolve_is_a_400(tmp_path):
+    """The call checker raised mid-stream on such a tool (referencing's Unresolvable) once the
+    model called it; the request is refused up front instead. Nothing is fetched."""
+    import openai
+    import pytest
+
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
+    try:
+        client = proc.openai(max_retries=0)
+        ask = [{"role": "user", "content": "weather in Paris?"}]
+        for ref in ("http://127.0.0.1:9/x.json", "file:///etc/passwd", "#/definitions/nope"):
+            fn = {"name": "get_weather", "parameters": {"$ref": ref}}
+            with pytest.raises(openai.BadRequestError) as err:
+                client.chat.completions.create(
+                    model="smollm2", messages=ask, tools=[{"type": "function", "function": fn}]
+                )
+            assert f"$ref {ref!r} does not resolve" in err.value.message
+        local = {
+            "type": "object",
+            "properties": {"city": {"$ref": "#/$defs/city"}},
+            "$defs": {"city": {"type": "string"}},
+        }
+        fn = {"name": "get_weather", "parameters": local}
+        ok = client.chat.completions.create(
+            model="smollm2",
+            messages=ask,
+            tools=[{"type": "function", "function": fn}],
+            max_tokens=2,
+        )
+        assert ok.choices[0].finish_reason in ("length", "stop", "tool_calls")
+    finally:
+        proc.cleanup()
