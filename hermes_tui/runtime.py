@@ -22,6 +22,18 @@ from sentinel.contract import Contract
 from sentinel.monitor import Monitor
 
 CHECKPOINT_EVERY_S = 0.25  # streaming text reaches the DB at least this often (crash loses less)
+# At most this much of one message is stored (the rest is counted in a closing note): a flood
+# halted at 5 MB stored 3.3 million characters for one message.
+MAX_STORED_CHARS = 1_000_000
+
+
+def bounded(text: str) -> str:
+    """``text`` as stored: cut at MAX_STORED_CHARS, with a note of what was left out."""
+    if len(text) <= MAX_STORED_CHARS:
+        return text
+    return (
+        text[:MAX_STORED_CHARS] + f"\n[… {len(text) - MAX_STORED_CHARS} more characters not stored]"
+    )
 
 
 def contract_for(persona: Persona, system_prompt: str, canary: str | None) -> Contract:
@@ -87,7 +99,7 @@ class Recorder:
                 text = "".join(self._text[t])
                 self._text[t] = [text]
                 await self.store.checkpoint_message(
-                    self._message[t], self._scrub[t].update(text), self._tokens[t]
+                    self._message[t], self._scrub[t].update(bounded(text)), self._tokens[t]
                 )
         elif isinstance(event, VerdictRaised):
             v = event.verdict
@@ -103,7 +115,7 @@ class Recorder:
             scrub = self._scrub.pop(t, None) or StreamScrubber(self.redact_secrets)
             await self.store.finish_message(
                 self._message.pop(t),
-                scrub.update(event.text),
+                scrub.update(bounded(event.text)),
                 event.tokens,
                 status,
                 error_code=event.code,
@@ -295,7 +307,19 @@ class Runtime:
         self._recorder: Recorder | None = None
         outer = self.listener
 
+        seen: dict[int, set[tuple[str, str, str]]] = {}  # turn -> verdict kinds raised
+
         async def listen(event: Event) -> None:
+            # One verdict per check, code and severity per message: a flood of the same problem
+            # (6,681 E_LOOP on one 5 MB answer) is one line on screen, in the JSONL and stored.
+            if isinstance(event, VerdictRaised):
+                v = event.verdict
+                kinds = seen.setdefault(event.turn_id, set())
+                if (v.check, v.code, v.severity) in kinds:
+                    return
+                kinds.add((v.check, v.code, v.severity))
+            elif isinstance(event, TurnEnded):
+                seen.pop(event.turn_id, None)
             # The screen (or the batch JSONL) first: what it shows never waits for a commit.
             if outer is not None:
                 await outer(event)

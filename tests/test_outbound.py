@@ -412,3 +412,43 @@ def test_a_streamed_message_is_redacted_as_the_whole_text_would_be():
         assert out == redact(text, keep_offsets=True)
 
     check()
+
+
+def test_a_flood_is_stored_bounded_with_one_verdict_per_kind(tmp_path):
+    """A replayed 2 MB answer in 64 KB events (issue #12 item 11: halted, yet 3.3 million
+    characters and 6,681 E_LOOP verdicts were stored for that one message)."""
+    from hermes_tui.runtime import MAX_STORED_CHARS
+
+    # ~64 KB events of words that never repeat a line (nothing for the loop check to halt)
+    chunks = [" ".join(f"c{i}w{j}" for j in range(8000)) + "\n" for i in range(30)]
+    server = Replay(tmp_path, [[lit(c) for c in chunks]])
+    try:
+        config = replay_config(tmp_path, server.port)
+        db = tmp_path / "f.db"
+        out = tmp_path / "f.jsonl"
+        result = hermes(
+            "batch",
+            str(script(tmp_path, "hi")),
+            "--config",
+            str(config),
+            "--db",
+            str(db),
+            "--no-judge",
+            "--out",
+            str(out),
+        )
+    finally:
+        server.stop()
+    assert result.returncode in (0, 1), result.stderr
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    (size,) = con.execute("SELECT max(length(content)) FROM messages").fetchone()
+    assert size <= MAX_STORED_CHARS + 100
+    rows = con.execute("SELECT message_id, check_name, code, severity FROM verdicts").fetchall()
+    assert rows and len(rows) == len(set(rows)), rows[:20]  # per message, one of each kind
+    jsonl = [json.loads(x) for x in out.read_text().splitlines()]
+    kinds = [
+        (e["turn"], e["check"], e["code"], e["severity"]) for e in jsonl if e["event"] == "verdict"
+    ]
+    assert len(kinds) == len(set(kinds))
