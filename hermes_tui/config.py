@@ -89,6 +89,11 @@ def _key_path(parts: Any) -> str:
     return out
 
 
+def _shown(value: object) -> str:
+    """A config value as the error line quotes it; TOML dates and times are shown as written."""
+    return json.dumps(value, default=str)
+
+
 def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
     """Turn one jsonschema error into (key path, what was expected)."""
     key = _key_path(error.absolute_path)
@@ -106,19 +111,19 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         return full, "missing required key"
     if v == "type":
         want = TYPE_WORDS.get(error.validator_value, str(error.validator_value))
-        return key, f"expected {want}, got {json.dumps(value)[:60]}"
+        return key, f"expected {want}, got {_shown(value)[:60]}"
     if v == "enum":
-        choices = " or ".join(json.dumps(c) for c in error.validator_value)
-        return key, f"expected {choices}, got {json.dumps(value)[:60]}"
+        choices = " or ".join(_shown(c) for c in error.validator_value)
+        return key, f"expected {choices}, got {_shown(value)[:60]}"
     if v == "pattern" and error.schema_path and "propertyNames" in error.schema_path:
         full = f"{key}.{value}" if key else str(value)
         return full, "expected a name of letters, digits, '_' or '-' (it is used as @name)"
     if v == "pattern" and key.endswith("memory"):
-        return key, f"expected {SIZE_DESC}, got {json.dumps(value)}"
+        return key, f"expected {SIZE_DESC}, got {_shown(value)}"
     if v == "pattern" and key.endswith("device"):
-        return key, f"expected 'cpu', 'cuda:N' or 'vulkan:N', got {json.dumps(value)}"
+        return key, f"expected 'cpu', 'cuda:N' or 'vulkan:N', got {_shown(value)}"
     if v == "pattern" and key.endswith("url"):
-        return key, f"expected an http:// or https:// URL, got {json.dumps(value)}"
+        return key, f"expected an http:// or https:// URL, got {_shown(value)}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "minLength", "minProperties", "minItems"):
         words = {
             "minimum": f"at least {error.validator_value}",
@@ -128,7 +133,7 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
             "minProperties": "at least one entry",
             "minItems": "at least one item",
         }[v]
-        return key, f"expected {words}, got {json.dumps(value)[:60]}"
+        return key, f"expected {words}, got {_shown(value)[:60]}"
     if v == "oneOf" and isinstance(value, dict):
         if "path" in value and "url" in value:
             return key, "expected either 'path' (a local GGUF) or 'url' (a server), not both"
@@ -292,7 +297,7 @@ def _colour(path: Path, persona: str, value: str) -> str:
             path,
             f"personas.{persona}.color",
             f"expected a colour (a name such as 'cyan', '#rrggbb' or 'rgb(r,g,b)'), "
-            f"got {json.dumps(value)}" + (f"; {hint}" if hint else ""),
+            f"got {_shown(value)}" + (f"; {hint}" if hint else ""),
         ) from None
     return value
 

@@ -106,6 +106,11 @@ CASES = [
         "default_persona: unknown persona 'poet' (expected one of: architect, coder, critic)",
     ),
     (
+        "toml date",
+        lambda s: s.replace('workflow = "pipeline"', "workflow = 1979-05-27"),
+        'workflow: expected "pipeline" or "parallel", got "1979-05-27"',
+    ),
+    (
         "bad workflow",
         lambda s: s.replace('workflow = "pipeline"', 'workflow = "relay"'),
         'workflow: expected "pipeline" or "parallel", got "relay"',
