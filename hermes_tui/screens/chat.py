@@ -323,7 +323,7 @@ class ChatScreen(Screen):
     async def _listener(self, event: Any) -> None:
         """Called by the session for every event; returns at once.
 
-        Events are buffered and applied in one batch every ``FLUSH_S`` (30 Hz): three
+        Events are buffered and applied in one batch every ``FLUSH_S`` (10 Hz): three
         streams at 200 tokens/s would otherwise put 600 messages a second on the screen's
         queue, ahead of key presses and repaints.
         """

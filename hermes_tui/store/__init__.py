@@ -18,8 +18,8 @@ Design, and why:
   because the data already sits in the OS page cache and the next opener replays the WAL.
   Only an OS crash or power cut can lose the last few commits, and even then the database
   stays consistent (never corrupt). For a chat transcript that is the right trade: FULL would
-  add an fsync per checkpoint (every 0.5 s per streaming persona) for protection against
-  power loss only.
+  add an fsync per checkpoint (every 0.25 s per streaming persona: ``CHECKPOINT_EVERY_S`` in
+  ``hermes_tui.runtime``) for protection against power loss only.
 * **Recovery.** Opening a writable store marks messages still ``streaming`` as
   ``interrupted``: they were being written by a process that died. Every writable store holds
   a shared ``flock`` on ``<db>-writers`` for its lifetime, and recovery first takes that lock
