@@ -22,6 +22,7 @@ class Persona:
     temperature: float = 0.7
     max_tokens: int = 256
     color: str = "white"
+    canary: str | None = None  # a marker the user wrote into system_prompt (leak if repeated)
 
     def sampling(self, seed: int | None = None) -> SamplingParams:
         return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, seed=seed)

@@ -1,12 +1,17 @@
 """Cost and latency of the sentinel's deterministic checks (everything but JSON).
 
 Measures, with all text checks fed together piece by piece (pieces ~ LLM tokens):
-* per-piece cost (median, p99 in microseconds) over a 50,000-piece message,
+* per-piece cost (median, p99 in microseconds of this thread's CPU time) over a 50,000-piece
+  message,
 * mean per-piece cost over the last 1,000 pieces of a 50,000-piece message vs a
   1,000-piece message (incrementality: the cost must not grow with the message),
 * loop-detection latency: pieces after loop onset until the minor / critical E_LOOP, for
   loops of period 5/20/50/100/200 pieces in prose, lists and code,
-* false-positive rates over ``tests/corpus/normal``.
+* false-positive rates over ``tests/corpus/normal``,
+* P5 as a ratio measured in this run: the checks' per-piece cost over the embedded model's own
+  per-token decode time (SmolLM2-135M through llama-cpp-python, on this machine, measured in
+  paired rounds before and after the checks), median <= 1%, p99 <= 3%, and the cost at 50,000
+  pieces <= 1.3x the cost at 1,000.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_checks.py`` -> ``benchmarks/results/checks.json``.
 """
@@ -23,11 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from sentinel.checks.constraints import BannedImportCheck, WordLimitCheck
-from sentinel.checks.drift import ContractDriftCheck
+from sentinel.checks import build_checks
 from sentinel.checks.loops import LoopCheck
-from sentinel.checks.patterns import PatternCheck
-from sentinel.checks.safety import PromptLeakCheck, SecretCheck, UnsafeCommandCheck
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM = (
@@ -48,16 +50,20 @@ def pieces_of(text: str) -> list[str]:
 
 
 def all_checks() -> list:
-    return [
-        LoopCheck(),
-        PatternCheck(),
-        UnsafeCommandCheck(),
-        SecretCheck(),
-        PromptLeakCheck(SYSTEM, "CANARY-51c0de"),
-        ContractDriftCheck("text", max_tokens=100_000),
-        BannedImportCheck(["telnetlib", "pickle"]),
-        WordLimitCheck(1_000_000),
-    ]
+    """Every check a persona with a prompt, a canary, a word limit and banned imports gets
+    (what a live stream runs), plus the loop check with its defaults."""
+    from sentinel.contract import Contract
+    from sentinel.settings import SentinelSettings
+
+    contract = Contract(
+        kind="text",
+        system_prompt=SYSTEM,
+        canary="CANARY-51c0de",
+        max_words=1_000_000,
+        banned_imports=("telnetlib", "pickle"),
+        max_tokens=100_000,
+    )
+    return build_checks(contract, SentinelSettings())
 
 
 def normal_text(rng: random.Random, n_pieces: int) -> list[str]:
@@ -92,7 +98,8 @@ def normal_text(rng: random.Random, n_pieces: int) -> list[str]:
 def feed_timed(pieces: list[str]) -> list[float]:
     checks = all_checks()
     times: list[float] = []
-    clock = time.perf_counter_ns
+    clock = time.thread_time_ns  # CPU time of this thread: what the checks cost, not what
+    # other processes on a loaded machine took from it
     for p in pieces:
         t0 = clock()
         for c in checks:
@@ -197,8 +204,28 @@ def machine() -> dict:
     }
 
 
+def decode_ms_per_token(rounds: int = 3, tokens: int = 48) -> list[float]:
+    """The embedded model's decode time per token (ms), one figure per round."""
+    from llama_cpp import Llama
+
+    from agents.models import resolve_model_path
+
+    llm = Llama(str(resolve_model_path("embedded:smollm2-135m")), n_ctx=512, verbose=False)
+    out = []
+    for r in range(rounds):
+        llm.reset()
+        llm.eval(llm.tokenize(f"Round {r}: write a short story about a lighthouse.".encode()))
+        t0 = time.perf_counter()
+        for _ in range(tokens):
+            tok = llm.sample(temp=0.0)
+            llm.eval([tok])
+        out.append((time.perf_counter() - t0) * 1000 / tokens)
+    return out
+
+
 def main() -> None:
     rng = random.Random(1)
+    decode_before = decode_ms_per_token()
     long = normal_text(rng, 50_000)
     t_long = feed_timed(long)
     t_short = feed_timed(normal_text(random.Random(2), 1_000))
@@ -222,6 +249,19 @@ def main() -> None:
             for period in (5, 20, 50, 100, 200)
         ],
         "corpus": corpus_rates(),
+    }
+    decode = decode_before + decode_ms_per_token()
+    dec_ms = statistics.median(decode)
+    results["P5"] = {
+        "model_decode_ms_per_token": {
+            "median": round(dec_ms, 2),
+            "range": [round(min(decode), 2), round(max(decode), 2)],
+            "rounds": len(decode),
+        },
+        "checks_median_over_decode": round(statistics.median(t_long) / 1000 / dec_ms, 5),
+        "checks_p99_over_decode": round(pct(t_long, 0.99) / 1000 / dec_ms, 5),
+        "cost_50k_over_1k": round(statistics.fmean(t_long[-1000:]) / statistics.fmean(t_short), 3),
+        "goals": "median <= 0.01, p99 <= 0.03, 50k/1k <= 1.3",
     }
     out = ROOT / "benchmarks" / "results" / "checks.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -415,8 +415,16 @@ MAX_CHECK_BYTES = 16 * 2**20  # saved text to check: /dev/zero or a runaway pipe
 @click.option("--persona", default=None, help="Whose contract to check against (default persona).")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON verdict per line.")
+@click.option(
+    "--canary",
+    "canaries",
+    multiple=True,
+    help="A marker from the system prompt; seeing it is a prompt leak (repeatable).",
+)
 @friendly
-def sentinel_check(file, persona: str | None, config_path: str | None, as_json: bool) -> None:
+def sentinel_check(
+    file, persona: str | None, config_path: str | None, as_json: bool, canaries: tuple[str, ...]
+) -> None:
     """Run every check on saved text (FILE, or - for stdin) as if it streamed.
 
     Exit 0 when no verdict is critical, 1 otherwise, 2 on usage errors.
@@ -438,7 +446,9 @@ def sentinel_check(file, persona: str | None, config_path: str | None, as_json: 
         raise Fail(f"{name}: {exc}", 2) from None
     except UnicodeDecodeError:
         raise Fail(f"{name}: expected UTF-8 text, found invalid bytes", 2) from None
-    verdicts = asyncio.run(check_text(config, persona or config.default_persona, text))
+    verdicts = asyncio.run(
+        check_text(config, persona or config.default_persona, text, canaries=tuple(canaries))
+    )
     click.echo(render(verdicts, text, as_json), nl=False)
     sys.exit(1 if any(v.severity == "critical" for v in verdicts) else 0)
 

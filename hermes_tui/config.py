@@ -269,6 +269,7 @@ def _build_personas(path: Path, data: dict, models: dict) -> dict[str, Persona]:
             temperature=table.get("temperature", 0.7),
             max_tokens=table.get("max_tokens", 256),
             color=_colour(path, name, table.get("color", "white")),
+            canary=table.get("canary"),
         )
     return personas
 

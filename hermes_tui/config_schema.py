@@ -40,6 +40,8 @@ PERSONA = {
         "temperature": {"type": "number", "minimum": 0, "maximum": 5},
         "max_tokens": {"type": "integer", "minimum": 1, "maximum": 131072},
         "color": {"type": "string"},
+        # a marker the user planted in system_prompt: seeing it in an answer is E_PROMPT_LEAK
+        "canary": {"type": "string", "minLength": 4},
     },
 }
 

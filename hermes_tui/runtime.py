@@ -44,6 +44,7 @@ def contract_for(persona: Persona, system_prompt: str, canary: str | None) -> Co
         banned_imports=persona.banned_imports,
         system_prompt=system_prompt,
         canary=canary,
+        canaries=(persona.canary,) if persona.canary else (),
         max_tokens=persona.max_tokens,
     )
 

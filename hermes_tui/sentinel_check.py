@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 
@@ -13,7 +14,13 @@ from sentinel.monitor import Monitor
 from sentinel.verdict import Verdict
 
 
-async def check_text(config: Config, persona: str, text: str, seed: int = 0) -> list[Verdict]:
+async def check_text(
+    config: Config,
+    persona: str,
+    text: str,
+    seed: int = 0,
+    canaries: tuple[str, ...] = (),
+) -> list[Verdict]:
     """Feed ``text`` in randomly sized chunks (1-8 characters, as tokens arrive) through the
     same monitor a live stream uses (no judge), and return its verdicts.
 
@@ -23,7 +30,11 @@ async def check_text(config: Config, persona: str, text: str, seed: int = 0) -> 
         known = ", ".join(config.personas)
         raise Fail(f"unknown persona {persona!r} (expected one of: {known})", 2)
     p = config.personas[persona]
-    monitor = Monitor(contract_for(p, p.system_prompt, None), config.sentinel)
+    # As in a chat: the persona's prompt and declared canary, any hermes-planted canary
+    # (recognised by its shape: its value was random), and the --canary markers.
+    contract = contract_for(p, p.system_prompt, None)
+    contract = dataclasses.replace(contract, canaries=contract.canaries + tuple(canaries))
+    monitor = Monitor(contract, config.sentinel)
     monitor.start()
     rng = random.Random(seed)
     i = 0

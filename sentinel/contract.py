@@ -18,5 +18,6 @@ class Contract:
     banned_imports: tuple[str, ...] = ()
     system_prompt: str = ""
     canary: str | None = None  # a marker planted in the system prompt; seeing it = leak
+    canaries: tuple[str, ...] = ()  # markers the user declared (config, --canary)
     patterns: dict[str, str] = field(default_factory=dict)  # name -> regex a match must obey
     max_tokens: int | None = None  # what the persona was asked for (drift: far longer)

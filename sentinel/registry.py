@@ -29,12 +29,20 @@ CHECKS: tuple[CheckInfo, ...] = (
         "the first character at which the text can no longer become valid JSON (contract"
         ' "json", and fenced json blocks elsewhere); each schema violation of a completed value',
     ),
-    CheckInfo("patterns", ("E_PATTERN",), "malformed URLs, e-mail addresses and file paths"),
+    CheckInfo(
+        "patterns",
+        ("E_PATTERN",),
+        "malformed URLs, e-mail addresses, file paths and IPv4 addresses (an octet over 255);"
+        " IDN hosts (idna) and Unicode e-mail addresses (email-validator) are valid, paths and"
+        " URLs inside JSON strings are read unescaped",
+    ),
     CheckInfo(
         "loops",
         ("E_LOOP",),
         "repeated blocks of text (critical from loop_critical_repeats), stutter, near-duplicate"
-        " sentences; list items, table rows and similar code lines are not loops",
+        " sentences; list items, table rows, similar code lines and lines that repeat a template"
+        " with different arguments (a log reading one file after another) are not loops; the"
+        " same line with the same arguments is",
     ),
     CheckInfo(
         "stall",
@@ -56,13 +64,18 @@ CHECKS: tuple[CheckInfo, ...] = (
     CheckInfo(
         "unsafe_commands",
         ("E_UNSAFE_COMMAND",),
-        "rm -rf /, mkfs, dd of=/dev/..., curl ... | sh, fork bombs, chmod -R 777 / and more",
+        "rm -r of /, ~, $HOME or a system directory (read with shlex: quotes, split flags,"
+        " paths that climb to / with ..), mkfs (-t too), dd of=/dev/..., mv /* away, curl ... |"
+        " sh, fork bombs, chmod -R 777 / and more; critical in code blocks, shell lines and"
+        " backticks, minor inside a sentence that warns against it",
     ),
     CheckInfo("secrets", ("E_SECRET",), "private keys, API keys, tokens and passwords"),
     CheckInfo(
         "prompt_leak",
         ("E_PROMPT_LEAK",),
-        "the persona's system prompt (fuzzy, over a sliding window) or the canary planted in it",
+        "the persona's system prompt at any length (the whole prompt or its sentences,"
+        " normalised; a fuzzy window for long prompts), hermes's planted canary, or a canary"
+        " the user declared (personas.NAME.canary, sentinel check --canary)",
     ),
     CheckInfo(
         "tool_call",

@@ -43,6 +43,7 @@ from typing import NamedTuple
 __all__ = [
     "MAX_SECRET_CHARS",
     "secret_triggers",
+    "warm_up",
     "Secret",
     "find_secrets",
     "find_in_window",
@@ -173,6 +174,44 @@ _EXTRA = [
         "",
     ),
     ("Azure Storage Account access key", r"AccountKey=[a-zA-Z0-9+/=]{86,88}", "AccountKey=", ""),
+    # more of gitleaks' published rules (as data)
+    (
+        "Azure AD Client Secret",
+        r"(?<![\w~.-])[a-zA-Z0-9_~.]{3}\dQ~[a-zA-Z0-9_~.-]{31,34}(?![\w~.-])",
+        "Q~",
+        "",
+    ),
+    (
+        "Slack Webhook",
+        r"(?i)(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{43,56}",
+        "i:hooks.slack",
+        "",
+    ),
+    ("Slack App Token", r"(?i)\bxapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+", "i:xapp-", ""),
+    ("1Password Service Account Token", r"\bops_eyJ[a-zA-Z0-9+/]{250,}={0,3}", "ops_eyJ", ""),
+    ("Databricks Token", r"\bdapi[a-f0-9]{32}(?:-\d)?\b", "dapi", "random"),
+    ("Docker Personal Access Token", r"\bdckr_pat_[a-zA-Z0-9_-]{27,}", "dckr_pat_", ""),
+    ("Figma Token", r"\bfig[dou]_[a-zA-Z0-9_-]{40,}", "figd_|figo_|figu_", ""),
+    (
+        "Grafana Token",
+        r"\bglc_[A-Za-z0-9+/]{32,400}={0,2}|\bglsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}",
+        "glc_|glsa_",
+        "",
+    ),
+    ("HashiCorp Vault Token", r"\bhv[sb]\.[\w-]{90,300}", "hvs.|hvb.", ""),
+    ("Hugging Face Token", r"\b(?:hf_|api_org_)[a-zA-Z]{34}\b", "hf_|api_org_", "random"),
+    ("Linear API Key", r"\blin_api_[a-zA-Z0-9]{40}\b", "lin_api_", ""),
+    ("Shopify Token", r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b", "shp", ""),
+    ("Tailscale Key", r"\btskey-[a-z]+-[0-9A-Za-z]+-[0-9A-Za-z]+", "tskey-", ""),
+    (
+        "Notion Token",
+        r"\b(?:ntn_\d{11}[A-Za-z0-9]{35}|secret_[A-Za-z0-9]{43})\b",
+        "ntn_|secret_",
+        "",
+    ),
+    ("Sourcegraph Token", r"\bsgp_(?:[a-fA-F0-9]{16}|local)_[a-fA-F0-9]{40}\b", "sgp_", ""),
+    ("Facebook Access Token", r"\bEAA[MC][a-zA-Z0-9]{100,}", "EAA", ""),
+    ("Hex Private Key", r"(?i)(?<![\w])(?:0x)?[a-f0-9]{64}(?![\w])", "re:[a-f0-9]{64}", "hexkey"),
 ]
 
 # detect-secrets' keyword assignments: CONFIG files (unquoted values) and code (quoted values)
@@ -252,6 +291,12 @@ def _triggers() -> _Triggers:
     return _Triggers(tuple(lits), tuple(low), tuple(rxs), tuple(tuple(v) for v in specs.values()))
 
 
+def warm_up() -> None:
+    """Import detect-secrets and compile every detector (once per process)."""
+    _triggers()
+    from detect_secrets.filters import heuristic  # noqa: F401
+
+
 def secret_triggers(text: str, pos: int = 0) -> list[tuple[int, int]]:
     """``(offset, tag)`` of every trigger in ``text[pos:]``, ascending: each detector's
     matches contain one of its triggers, so text without any has no secret. Costs a few
@@ -314,10 +359,32 @@ def _classes(value: str) -> int:
     )
 
 
+_FAKE_WORDS = ("notreal", "notareal", "not_real", "fake", "dummy", "sample", "test", "invalid")
+
+
+def _sequential_run(value: str, n: int = 8) -> bool:
+    """A run of ``n`` characters each one after the last (abcdefgh, 12345678): a placeholder."""
+    run = 1
+    for a, b in zip(value, value[1:], strict=False):
+        run = run + 1 if ord(b) == ord(a) + 1 else 1
+        if run >= n:
+            return True
+    return False
+
+
+def placeholder_shape(value: str) -> bool:
+    """A value with a key's shape but a placeholder's content: one character repeated
+    (``AKIAXXXXXXXXXXXXXXXX``, ``xxxx…``, ``****…``) or very low entropy. Shaped values
+    with test-fixture content (``…1234567890abcdef…``) still count: a key shape is a key."""
+    return bool(re.search(r"([xX*#0._-])\1{7}|(\d.{1,4})\2{3}", value)) or _entropy(value) < 2.0
+
+
 def looks_random(value: str) -> bool:
     """A high-entropy mix of character classes (a real key), not a placeholder."""
     low = value.lower()
     if "..." in value or "<" in value or "xxxx" in low or "your" in low or "here" in low:
+        return False
+    if any(w in low for w in _FAKE_WORDS) or placeholder_shape(value) or _sequential_run(value):
         return False
     if "example" in low and _entropy(value) < 4.0:
         return False
@@ -341,7 +408,13 @@ def _credential_value(value: str, line: str) -> bool:
         return False
     if value.lower() in ("true", "false", "null", "none", "required", "optional", "string"):
         return False
+    if re.search(r"(?i)api[-_]?key|secret|token|passw", value) or re.fullmatch(
+        r"[A-Z0-9]+(?:[-_][A-Z0-9]+)+", value
+    ):
+        return False  # a name (LLM_SECRET_NAME = "NEXUS-GPT4-API-KEY"), not a credential
     low = value.lower()
+    if placeholder_shape(value) or _sequential_run(value) or any(w in low for w in _FAKE_WORDS):
+        return False
     high = len(value) >= 16 and _entropy(value) >= 3.5
     if any(w in low for w in _PLACEHOLDER_WORDS) and not high:
         return False
@@ -361,10 +434,34 @@ def _jwt_valid(token: str) -> bool:
     return True
 
 
+_URL_PLACEHOLDERS = re.compile(
+    r"(?i)^(?:my|your|the|replace_?with_?|enter_?|insert_?)?_?password(?:_?here)?$"
+    r"|(?-i:^[A-Z][A-Z_]*(?:PASS|PASSWORD|SECRET|PWD)[A-Z_]*$)|^(.)\1*$"
+)
+
+
 def _url_password(value: str) -> bool:
+    """A password inside a URL that is a password, not a placeholder word (``user:password@``,
+    ``:YOUR_PASSWORD@``) or a template (``:${PGPASS}@``)."""
     if not value or _MASKED.search(value) or _TEMPLATE.match(value):
         return False
-    return not (value.startswith(("$", "{", "<", "%")) or value in ("*", "x"))
+    if _URL_PLACEHOLDERS.match(value) or value.startswith(("$", "{", "<", "%")):
+        return False
+    return len(value) >= 4
+
+
+def _aws_id(text: str, s: int, e: int) -> bool:
+    """An access key id stands alone (TODAYINASIAASACK… is a word) and has a digit."""
+    before = text[s - 1] if s else " "
+    after = text[e] if e < len(text) else " "
+    return not before.isalnum() and not after.isalnum() and any(c.isdigit() for c in text[s:e])
+
+
+def _slack_token(value: str) -> bool:
+    low = value.lower()
+    if "xox" in low[4:] or "#" in value or any(w in low for w in ("here", "random", "initial")):
+        return False
+    return len(value) >= 24 and not _sequential_run(value.replace("-", ""), 6)
 
 
 _JWT_TAIL = re.compile(r"[A-Za-z0-9_=+/.-]*")
@@ -414,6 +511,17 @@ def find_in_window(
                 s = text.find(value, s) + lead
                 e = s + len(value.strip("'\"`").rstrip(",;"))
             elif d.check == "url" and not _url_password(value):
+                continue
+            elif d.check == "hexkey":
+                if not re.search(
+                    r"(?i)priv|secret|key|seed|mnemonic|wallet", text[max(0, s - 40) : s]
+                ):
+                    continue  # a hash (commit, checksum) unless a key is named next to it
+            elif d.check not in ("keyword", "url") and placeholder_shape(value):
+                continue
+            if d.kind == "AWS Access Key" and d.group == 0 and not _aws_id(text, s, e):
+                continue
+            if d.kind == "Slack Token" and not _slack_token(text[s:e]):
                 continue
             elif d.check == "npm":
                 value = value.split()[0] if value.split() else value
@@ -467,6 +575,9 @@ def _pem_blocks(text: str) -> list[Secret]:
         line_start = text.rfind("\n", 0, m.start()) + 1
         nl = text.find("\n", m.end())
         line = text[line_start : nl if nl >= 0 else len(text)]
+        if re.match(r"[\s\\n]*-----END ", text[m.end() : m.end() + 40]):
+            pos = m.end()  # an empty block (header, then END): not a key
+            continue
         hm = _KEY_HEADER.search(line, m.start() - line_start)
         alone = hm is not None and key_header_alone(line, hm)
         if not alone and not _BODY_NEXT.match(text, m.end()):

@@ -64,11 +64,26 @@ def test_stutter_inside_one_word() -> None:
     assert v[0].span == (4, 44)
 
 
-def test_near_duplicate_sentences_with_a_counter() -> None:
+def test_a_template_with_different_arguments_is_not_a_loop() -> None:
+    # issue #16: an agent's log reads one file after another; a counter is an argument too
     text = " ".join(f"The system will now process request number {i} for you." for i in range(9))
+    assert same_on_any_split(text) == []
+    log = "".join(f"Reading file src/module_{i}.py (line {i * 7})\n" for i in range(8))
+    assert same_on_any_split(log) == []
+
+
+def test_the_same_line_with_the_same_arguments_is_a_loop() -> None:
+    text = "Reading file src/module_3.py (line 21)\n" * 8
     v = same_on_any_split(text)
     assert [x.severity for x in v] == ["minor", "critical"]
     assert v[0].span[0] == 0
+
+
+def test_near_duplicate_sentences_that_vary_their_wording_are_a_loop() -> None:
+    words = ["now", "then", "again", "still", "soon", "today", "here", "there", "once"]
+    text = " ".join(f"The system will {w} process the request for you, as promised." for w in words)
+    v = same_on_any_split(text)
+    assert [x.severity for x in v] == ["minor", "critical"]
 
 
 def test_structure_is_not_a_loop() -> None:

@@ -172,3 +172,36 @@ def test_normal_corpus_has_no_critical_and_at_most_one_percent_minor() -> None:
         if verdicts:
             minor_docs.append(f"{path.name}: {verdicts[0].detail}")
     assert len(minor_docs) <= len(CORPUS) // 100, minor_docs
+
+
+# --- issue #16: patterns read as the standards do ----------------------------------------
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Write to josé@bücher.de today.",  # Unicode local part, IDN domain (email-validator)
+        "Write to 用户@例子.广告 today.",
+        "Visit https://bücher.de/straße now.",  # IDN host (idna)
+        '{"path": "C:\\\\Users\\\\me\\\\file.txt", "bin": "\\/usr\\/local\\/bin"}',  # JSON escapes
+        "The gateway is 10.25.0.1 and the version 1.2.3.4.",
+        '"packageManager": "pnpm@10.4.1"',  # a package at a version, not an address
+    ],
+)
+def test_valid_international_and_escaped_patterns_pass(text: str) -> None:
+    from sentinel.checks.patterns import PatternCheck
+
+    assert split_invariant(PatternCheck, text) == []
+
+
+@pytest.mark.parametrize(
+    "text,what",
+    [
+        ("Server at 10.256.0.1 now.", "ipv4"),
+        ("see http://300.1.1.1/x ok", "url"),
+        ("a@@b..com", "email"),
+    ],
+)
+def test_an_ipv4_octet_over_255_and_broken_addresses_are_malformed(text: str, what: str) -> None:
+    from sentinel.checks.patterns import PatternCheck
+
+    found = split_invariant(PatternCheck, text)
+    assert [v.code for v in found] == ["E_PATTERN"] and what in found[0].detail

@@ -30,7 +30,7 @@ CASES = [
     (
         "unknown persona key",
         lambda s: s.replace("[personas.coder]\n", "[personas.coder]\nmood = 'grumpy'\n"),
-        "personas.coder.mood: unknown key (expected one of: banned_imports, color, contract, max_tokens, max_words, model, schema, schema_file, system_prompt, temperature)",
+        "personas.coder.mood: unknown key (expected one of: banned_imports, canary, color, contract, max_tokens, max_words, model, schema, schema_file, system_prompt, temperature)",
     ),
     (
         "wrong type",

@@ -25,8 +25,10 @@ def build_checks(contract: Contract, settings: SentinelSettings) -> list[Check]:
         SecretCheck(),
         ContractDriftCheck(contract.kind, contract.max_tokens),
     ]
-    if contract.system_prompt or contract.canary:
-        checks.append(PromptLeakCheck(contract.system_prompt, contract.canary))
+    # always on: hermes's planted canary is recognised by its shape even with no prompt
+    checks.append(
+        PromptLeakCheck(contract.system_prompt, contract.canary, canaries=contract.canaries)
+    )
     if contract.max_words:
         checks.append(WordLimitCheck(contract.max_words))
     if contract.banned_imports:

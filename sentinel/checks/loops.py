@@ -418,7 +418,11 @@ class LoopCheck:
         abs_start = tail_start + len(tail) - length
         abs_end = tail_start + len(tail)
         out = []
-        for sev, factor in (("minor", 1.0), ("critical", 2.5)):
+        if unit == 1:
+            length_needed = 3.0  # "xxxx…" placeholders: one character needs a longer run
+        else:
+            length_needed = 1.0
+        for sev, factor in (("minor", length_needed), ("critical", 2.5 * length_needed)):
             if sev in self._stutter_done or length < self.stutter_chars * factor:
                 continue
             self._stutter_done.add(sev)
@@ -443,6 +447,8 @@ class LoopCheck:
             self._prev_sent = ""
             return []
         score = fuzz.ratio(stripped, self._prev_sent) if self._prev_sent else 0.0
+        if self.near_dup_ratio <= score < 100.0 and _same_template(stripped, self._prev_sent):
+            score = 0.0  # the same template with other arguments (a log, a list of keys)
         if score >= self.near_dup_ratio:
             self._chain += 1
             self._chain_varied |= score < 100.0
@@ -482,3 +488,17 @@ def _periodic_tail(tail: str, probe: int) -> bool:
     at most 8 (a run of ``probe + 8`` or more characters of one unit always does)?"""
     last = tail[-probe:]
     return any(len(tail) >= probe + u and last == tail[-probe - u : -u] for u in range(1, 9))
+
+
+_ARG = re.compile(r"[^A-Za-z\s]")
+
+
+def _same_template(a: str, b: str) -> bool:
+    """Two lines that differ only in their arguments: every word that differs holds a digit,
+    a path, quote or other non-letter (``reading /a/1.txt`` and ``reading /a/2.txt``), as a
+    tool-call log or a list of identifiers does. A loop varies its wording, not its slots."""
+    wa, wb = a.split(), b.split()
+    if len(wa) != len(wb):
+        return False
+    diff = [(x, y) for x, y in zip(wa, wb, strict=True) if x != y]
+    return bool(diff) and all(_ARG.search(x) and _ARG.search(y) for x, y in diff)

@@ -130,6 +130,8 @@ class PatternSpec:
 
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_DOTTED = re.compile(r"(?:[a-z][a-z0-9+.-]*://)?(?:[^\s/@]*@)?(\d+(?:\.\d+){3})(?=[:/?#]|$)")
 _URL_STRICT = (
     r"(?:[a-z][a-z0-9+.-]*://"
     r"(?:[^\s/@:]+(?::[^\s/@]*)?@)?"  # user:password@
@@ -157,12 +159,19 @@ DEFAULT_PATTERNS: dict[str, PatternSpec] = {
         reach=40,
     ),
     "email": PatternSpec(
-        trigger=r"[\w.%+-]*\w@[\w@.-]*\.[\w.-]*",
+        trigger=r"[\w.%+-]*\w@(?:[^\W\d_]|@)[\w@.-]*\.[\w.-]*",
         strict=_EMAIL_STRICT,
         anchors=("@",),
         reach=64,
     ),
     "path": PatternSpec(trigger=r"^(?:~|\.{1,2})?/[\w.-]+[/\\]|^[A-Za-z]:\\", strict=_PATH_STRICT),
+    # a dotted quad: each octet 0-255 (10.256.0.1 is not an address)
+    "ipv4": PatternSpec(
+        trigger=r"^\d{1,3}(?:\.\d{1,3}){3}(?![\d.])",
+        strict=rf"{_OCTET}(?:\.{_OCTET}){{3}}(?::\d{{1,5}})?",
+        in_code=True,
+        placeholders=False,
+    ),
 }
 _ALIASES = {"urls": "url", "link": "url", "e-mail": "email", "mail": "email", "file": "path"}
 
@@ -298,7 +307,12 @@ class PatternCheck:
                 continue
             offset = start + m.start() + raw.find(cand) if cand in raw else start + m.start()
             check = _PLACEHOLDER.sub("0", cand) if spec.placeholders else cand
-            if spec.strict.fullmatch(check):
+            if "\\\\" in check or "\\/" in check:
+                # a path or URL inside a JSON string, read unescaped ("C:\\\\Users", "\\/usr")
+                check = check.replace("\\\\", "\\").replace("\\/", "/")
+            if spec.name == "url" and _bad_dotted_host(check):
+                pass  # an IPv4 host with an octet over 255: malformed
+            elif spec.strict.fullmatch(check) or _valid_international(spec.name, check):
                 continue
             return [
                 Verdict(
@@ -314,3 +328,44 @@ class PatternCheck:
 
 _SEGMENTS = re.compile(r"[^\n]*\n|[^\n]+")
 _RUNS = re.compile(r"\S+|\s+")
+
+
+def _bad_dotted_host(url: str) -> bool:
+    m = _DOTTED.match(url)
+    return m is not None and any(int(o) > 255 for o in m.group(1).split("."))
+
+
+def _valid_international(kind: str, cand: str) -> bool:
+    """Internationalised forms the ASCII patterns do not know: an e-mail address with a
+    Unicode local part or domain (``email-validator``), a URL with an IDN host (``idna``)."""
+    if cand.isascii():
+        return False
+    if kind == "email":
+        from email_validator import EmailNotValidError, validate_email
+
+        try:
+            validate_email(cand, check_deliverability=False)
+        except EmailNotValidError:
+            return False
+        return True
+    if kind == "url":
+        import idna
+
+        m = re.match(r"([a-z][a-z0-9+.-]*://)([^/?#:@\s]+)(.*)", cand, re.I)
+        if not m:
+            return False
+        try:
+            host = idna.encode(m.group(2), uts46=True).decode()
+        except (idna.IDNAError, UnicodeError):
+            return False
+        rest = m.group(3)
+        return bool(
+            DEFAULT_PATTERNS["url"].strict
+            and re.fullmatch(_URL_STRICT, m.group(1) + host + _ascii_path(rest))
+        )
+    return False
+
+
+def _ascii_path(rest: str) -> str:
+    """A URL's path/query with non-ASCII characters (valid in an IRI) percent-encoded."""
+    return "".join(c if c.isascii() else "%" + c.encode().hex().upper() for c in rest)

@@ -9,26 +9,23 @@ reported once (keyed by its span).
 from __future__ import annotations
 
 import bisect
+import posixpath
 import re
+import shlex
 from collections.abc import Callable, Iterator
 
 from rapidfuzz import fuzz
 
 from sentinel import secrets
 from sentinel.checks.patterns import severity_for
-from sentinel.verdict import Verdict
+from sentinel.verdict import Severity, Verdict
 
 _END = r"(?=[\s;&|)`'\"]|$)"  # the command word ends here (lines are scanned with their "\n")
 _RM_FLAGS = r"(?:-[a-zA-Z]*[rR][a-zA-Z]*\s+(?:-[a-zA-Z]+\s+|--\S+\s+)*|--recursive\s+(?:-\S+\s+)*)"
 _DISK = r"/dev/(?:sd[a-z]|hd[a-z]|vd[a-z]|xvd[a-z]|nvme\d+n\d+|mmcblk\d+|disk\d+)"
 
 UNSAFE_COMMANDS: dict[str, str] = {
-    "rm -rf of / or ~": (
-        rf"\brm\s+{_RM_FLAGS}(?:--no-preserve-root\s+)?"
-        rf"(?:/\*?|~/?\*?|\$HOME/?\*?|\$\{{HOME\}}/?\*?|/(?:bin|boot|etc|usr|var|lib|home)/?\*?)"
-        rf"{_END}"
-    ),
-    "mkfs on a device": r"\bmkfs(?:\.\w+)?\s+(?:-\S+\s+)*/dev/\w+",
+    "mkfs on a device": r"\bmkfs(?:\.\w+)?\s+(?:-\S+\s+(?:[^-/\s]\S*\s+)?)*/dev/\w+",
     "dd onto a disk": rf"\bdd\s+(?:\S+\s+){{0,8}}of={_DISK}",
     "write to a raw disk": rf"(?<![<\w])>{{1,2}}\s*{_DISK}",
     "shred/wipefs a disk": rf"\b(?:shred|wipefs)\s+(?:-\S+\s+)*{_DISK}",
@@ -39,7 +36,9 @@ UNSAFE_COMMANDS: dict[str, str] = {
     "chmod/chown -R of /": (
         rf"\b(?:chmod|chown)\s+(?:-\S+\s+)*-[a-zA-Z]*R[a-zA-Z]*\s+(?:-\S+\s+)*\S+\s+/\*?{_END}"
     ),
-    "move home to /dev/null": r"\bmv\s+(?:~|\$HOME|/)\s+/dev/null\b",
+    "move / or home away": (
+        r"\bmv\s+(?:-\S+\s+)*(?:/\*?|~/?\*?|[\"']?\$\{?HOME\}?[\"']?/?\*?)\s+[^\s;&|]+"
+    ),
     "find / -delete": r"\bfind\s+/\s+(?:[^\n]{0,200}\s)?-delete\b",
     "kill every process": rf"\bkill\s+-(?:9|KILL|SIGKILL)\s+-1{_END}",
     "format a Windows drive": r"(?i)\bformat\s+[a-z]:(?:\s|$)",
@@ -198,11 +197,106 @@ def _command_triggers(text: str, pos: int) -> list[tuple[int, int]]:
     return [(m.start(), 0) for m in _COMMAND_TRIGGER.finditer(text, pos)]
 
 
+# ``rm`` is read with a real shell lexer (shlex): quotes, separate flags (-r -f, --recursive),
+# $HOME/${HOME}/~ and paths that climb with ".." (/var/log/../.. is /) are resolved before
+# the operands are judged.
+_RM = re.compile(r"\brm\s+(?P<args>[^\n;&|`]{1,300})")
+_SYSTEM_DIRS = frozenset(
+    "/ /bin /boot /dev /etc /home /lib /lib32 /lib64 /opt /proc /root /sbin /srv /sys /usr "
+    "/var ~".split()
+)
+
+
+def _rm_danger(args: str) -> str | None:
+    """The operand of ``rm ARGS`` that deletes / , a system directory or the home directory
+    recursively (None if none, or if it is not recursive)."""
+    try:
+        words = shlex.split(args, comments=True)
+    except ValueError:  # an unclosed quote: the command sits inside a string (os.system('…'))
+        words = [w.strip("'\"") for w in args.split()]
+    recursive = False
+    operands: list[str] = []
+    for w in words:
+        while w:  # the end of a subshell, call or string around the command: os.system('…')
+            if w.endswith(")") and w.count("(") < w.count(")"):
+                w = w[:-1]
+            elif w[-1] in "'\"" and w.count(w[-1]) % 2:
+                w = w[:-1]
+            else:
+                break
+        if w == "--":
+            continue
+        if w.startswith("--"):
+            recursive |= w == "--recursive"
+        elif w.startswith("-") and len(w) > 1:
+            recursive |= "r" in w or "R" in w
+        else:
+            operands.append(w)
+    if not recursive:
+        return None
+    for op in operands:
+        for path in _expansions(op):
+            if _dangerous_path(path):
+                return op
+    return None
+
+
+_BRACE = re.compile(r"\{([^{}]*,[^{}]*)\}")
+_UNGUARDED = re.compile(r"\$\{\w+:-([^}]*)\}|\$\{\w+\}|\$\w+|\$\([^)]*\)|`[^`]*`")
+
+
+def _expansions(op: str) -> list[str]:
+    """The paths ``op`` may become: braces expanded, and each variable or command
+    substitution that is not guarded (``${X:?}``) empty, or its ``:-`` default (what shell
+    does when it is unset; ShellCheck's SC2115 case)."""
+    op = re.sub(r"^\$\{?HOME\}?(?=/|$)", "~", op)
+    op = re.sub(r"^~(?=/|$)", "/home/~", op)
+    paths = [op]
+    for _ in range(4):
+        nxt = []
+        for p in paths:
+            m = _BRACE.search(p)
+            if m is None:
+                nxt.append(p)
+                continue
+            nxt.extend(p[: m.start()] + alt + p[m.end() :] for alt in m.group(1).split(","))
+        paths = nxt[:32]
+    return [_UNGUARDED.sub(lambda m: m.group(1) or "", p) for p in paths]
+
+
+def _dangerous_path(path: str) -> bool:
+    head, _, last = path.rpartition("/")
+    glob = "*" in last or "?" in last
+    base = (head or "/") if glob and "/" in path else path
+    if not base.startswith("/"):
+        return False
+    norm = posixpath.normpath(base)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    if norm == "/home/~":
+        return True
+    return norm in _SYSTEM_DIRS
+
+
+# A sentence that warns against what it names: the command in it is not an instruction.
+_WARNING = re.compile(
+    r"(?i)\b(?:never|don'?t|do\s+not|must\s+not|should\s+not|shouldn'?t|avoid|not\s+to"
+    r"|dangerous|destructive|careful|caution|warning|beware|wipes?|destroys?|erases?"
+    r"|deletes?\s+every|irreversibl\w*|catastroph\w*|malicious|trick\w*|harm\w*|accident\w*)\b"
+)
+_SHELL_LINE = re.compile(r"^\s*(?:[$#>]\s|sudo\s|[\w./-]+@[\w.-]+[:~$#]|\S+\s*\$\s)")
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
+
+
 class UnsafeCommandCheck(_LineCheck):
     """E_UNSAFE_COMMAND (critical) for well-known destructive shell commands.
 
     Not flagged on purpose: ``shutdown``/``reboot`` (routine admin advice), ``rm -rf`` of a
-    concrete sub-directory (``rm -rf /tmp/build``), ``git push --force``.
+    concrete sub-directory (``rm -rf /tmp/build``, ``rm -rf ./build``), ``git push --force``.
+
+    Severity by context: a command in a fenced code block, on a shell-looking line (a ``$``
+    prompt, ``sudo …``, or the command alone on its line), or in backticks is critical; the
+    same words in a sentence that warns against them ("never run `rm -rf /`") are minor.
     """
 
     name = "unsafe_commands"
@@ -218,27 +312,77 @@ class UnsafeCommandCheck(_LineCheck):
         self._sev = severity_for("E_UNSAFE_COMMAND", severity)
         self._scan = _LineScanner(None if extra else _command_triggers)
         self._seen: list[tuple[int, int]] = []
+        self._in_code = False  # inside a fenced code block (state of the current line)
+        self._head = ""  # the first characters of the current line
+
+    def feed(self, piece: str) -> list[Verdict]:
+        out: list[Verdict] = []
+        pos = 0
+        while (nl := piece.find("\n", pos)) >= 0:  # fence state, line by line
+            self._head_add(piece[pos:nl])
+            out.extend(super().feed(piece[pos : nl + 1]))
+            if self._head.lstrip().startswith(("```", "~~~")):
+                self._in_code = not self._in_code
+            self._head = ""
+            pos = nl + 1
+        if pos < len(piece):
+            self._head_add(piece[pos:])
+            out.extend(super().feed(piece[pos:]))
+        return out
+
+    def _head_add(self, text: str) -> None:
+        if len(self._head) < 16:
+            self._head += text[:16]
 
     def _check(self, text: str, start: int, complete: bool) -> list[Verdict]:
         out: list[Verdict] = []
         body = text.rstrip("\n")
+        found: list[tuple[int, int, str]] = []
         for name, pat in self._pats:
             for m in pat.finditer(text if complete else body, self._min_start):
-                end = m.end()
-                if end > len(body):
-                    end = len(body)
-                if not complete and end >= len(body):
-                    continue  # could still grow; decide when something follows
-                span = (start + m.start(), start + end)
-                if _overlaps(span, self._seen):
-                    continue
-                self._seen.append(span)
-                out.append(
-                    Verdict(
-                        self.name, self._sev, "E_UNSAFE_COMMAND", span, f"{name}: {m.group()!r}"
-                    )
-                )
+                found.append((m.start(), m.end(), name))
+        for m in _RM.finditer(text if complete else body, self._min_start):
+            op = _rm_danger(m.group("args"))
+            if op is not None:
+                args = m.group("args")
+                i = args.find(op)
+                end = m.end("args")
+                if i >= 0:  # up to the dangerous operand (and its closing quote)
+                    end = m.start("args") + i + len(op)
+                    end += 1 if end < len(body) and body[end] in "\"'" else 0
+                found.append((m.start(), end, "rm -r of /, a system directory or ~"))
+        for s0, e0, name in sorted(found):
+            end = min(e0, len(body))
+            while end > s0 and body[end - 1] in " \t":
+                end -= 1
+            if not complete and e0 >= len(body):
+                continue  # could still grow; decide when something follows
+            span = (start + s0, start + end)
+            if _overlaps(span, self._seen):
+                continue
+            self._seen.append(span)
+            sev = self._severity(body, s0, end)
+            what = body[s0:end]
+            detail = f"{name}: {what!r}" + ("" if sev == self._sev else " (in a warning)")
+            out.append(Verdict(self.name, sev, "E_UNSAFE_COMMAND", span, detail))
         return out
+
+    def _severity(self, line: str, s: int, e: int) -> Severity:
+        """Critical in code (fence, shell-looking line, backticks outside a warning); minor in
+        a sentence that warns against the command."""
+        if self._in_code or self._min_start:
+            return self._sev
+        before = line[:s]
+        if not before.strip() or _SHELL_LINE.match(line):
+            return self._sev
+        # the sentence around the command: from the last sentence end before it
+        cut = 0
+        for m in _SENTENCE_END.finditer(before):
+            cut = m.end()
+        sentence = line[cut : e + 80]
+        if _WARNING.search(sentence):
+            return "minor"
+        return self._sev
 
 
 class SecretCheck(_LineCheck):
@@ -250,6 +394,7 @@ class SecretCheck(_LineCheck):
 
     def __init__(self, severity: dict[str, str] | None = None) -> None:
         self._sev = severity_for("E_SECRET", severity)
+        secrets.warm_up()  # import and compile the detectors now, not on the first token
         self._scan = _LineScanner(secrets.secret_triggers)
         self._seen: list[tuple[int, int]] = []
         self._pem_start: int | None = None  # a header inside a sentence: is a body next?
@@ -269,6 +414,8 @@ class SecretCheck(_LineCheck):
                     out.extend(self._emit((self._pem_start, start + len(body)), "Private Key"))
                 self._pem_start = None
             for m in secrets.KEY_HEADER.finditer(body, self._min_start):
+                if re.match(r"[\s\\n]*-----END ", body[m.end() : m.end() + 40]):
+                    continue  # an empty block: not a key
                 if secrets.key_header_alone(body, m) or body[m.end() :].startswith("\\n"):
                     out.extend(self._emit((start + m.start(), start + m.end()), "Private Key"))
                 else:
@@ -284,13 +431,41 @@ class SecretCheck(_LineCheck):
         return out
 
 
-class PromptLeakCheck:
-    """E_PROMPT_LEAK (critical): the canary appears, or a window of the output reproduces the
-    system prompt (``fuzz.partial_ratio`` >= ``threshold`` over ``window`` characters).
+# hermes plants "(Internal marker, never repeat it: HERMES-CANARY-<12 hex>)" in every system
+# prompt (hermes_tui/runtime.py); its shape is recognised even where the value is unknown
+# (``hermes sentinel check`` on a saved answer).
+PLANTED_CANARY = re.compile(r"HERMES-CANARY-[0-9a-f]{12}")
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?;:])\s+|\n+")
 
-    The fuzzy comparison only runs each time the output passes a multiple of ``every``
-    characters (so it is cheap and split-invariant); prompts shorter than ``min_chars`` are
-    only protected by the canary.
+
+def normalise(text: str) -> str:
+    """Lowercase letters and digits, every other run of characters one space."""
+    out: list[str] = []
+    space = True
+    for c in text:
+        if c.isalnum():
+            out.append(c.lower())
+            space = False
+        elif not space:
+            out.append(" ")
+            space = True
+    return "".join(out).strip()
+
+
+class PromptLeakCheck:
+    """E_PROMPT_LEAK (critical), for a system prompt of any length:
+
+    * a canary appears: the one hermes planted (any ``HERMES-CANARY-…`` marker), or one the user
+      declared (``[personas.X] canary``, ``hermes sentinel check --canary``);
+    * the output contains the whole prompt, normalised (case, punctuation and spacing
+      ignored), or one of its sentences of 8+ words, or two of its sentences of 4+ words (a copy
+      with sentences left out, or of a one-sentence prompt);
+    * for prompts of ``min_chars`` or more, a window of the output reproduces part of the
+      prompt (``fuzz.partial_ratio`` >= ``threshold`` over ``window`` characters, evaluated each
+      time the output passes a multiple of ``every`` characters).
+
+    Incremental: the output is normalised as it arrives and only the last few hundred
+    normalised characters are searched per piece.
     """
 
     name = "prompt_leak"
@@ -300,13 +475,18 @@ class PromptLeakCheck:
         system_prompt: str = "",
         canary: str | None = None,
         *,
+        canaries: tuple[str, ...] | list[str] = (),
         threshold: float = 90.0,
         min_chars: int = 60,
         window: int = 60,
         every: int = 16,
+        long_sentence_words: int = 8,
+        short_sentence_words: int = 4,
         severity: dict[str, str] | None = None,
     ) -> None:
         self.prompt = " ".join(system_prompt.lower().split())
+        marks = [c for c in (canary, *canaries) if c]
+        self.canaries = tuple(dict.fromkeys(marks))
         self.canary = canary or None
         self.threshold = threshold
         self.window = max(window, min_chars)
@@ -316,28 +496,111 @@ class PromptLeakCheck:
         self._tail = ""  # last few characters (canary straddling pieces)
         self._pos = 0
         self._next_eval = self.window
-        self._canary_seen = False
+        self._canary_seen: set[str] = set()
         self._fuzzy_seen = False
+        # sentence targets: (normalised text, words); the whole prompt is one too
+        whole = normalise(system_prompt)
+        targets: dict[str, int] = {}
+        if whole and len(whole) <= 4000:
+            targets[whole] = 10**6  # the whole prompt always counts
+        for sent in _SENTENCE_SPLIT.split(system_prompt):
+            norm = normalise(sent)
+            words = norm.count(" ") + 1 if norm else 0
+            if words >= short_sentence_words and len(norm) <= 1000:
+                targets.setdefault(norm, words)
+        self._targets = [(f" {t} ", w) for t, w in targets.items()]
+        self._long = long_sentence_words
+        self._found: dict[str, int] = {}  # target -> original start offset
+        self._nbuf = " "  # normalised output (its tail), with a leading space
+        self._nmap = [0]  # original offset of each normalised character
+        self._nkeep = max((len(t) for t, _ in self._targets), default=0) + 2
+        self._copy_seen = False
 
     def feed(self, piece: str) -> list[Verdict]:
         out: list[Verdict] = []
-        keep = max(self.window, len(self.canary or "")) + 1
+        keep = max([self.window, 24, *(len(c) for c in self.canaries)]) + 1
         text = self._tail + piece
         base = self._pos - len(self._tail)
+        out.extend(self._canaries(text, base))
         self._pos += len(piece)
-        if self.canary and not self._canary_seen:
-            i = text.find(self.canary)
-            if i >= 0:
-                self._canary_seen = True
-                span = (base + i, base + i + len(self.canary))
-                out.append(Verdict(self.name, self._sev, "E_PROMPT_LEAK", span, "canary seen"))
-        out.extend(self._fuzzy_windows(text, base))
+        found: list[tuple[int, Verdict]] = []
+        if self._targets and not self._copy_seen:
+            found = self._sentences(piece, base + len(self._tail))
+        # whichever sees the copy at the earlier offset reports it (so the verdict does not
+        # depend on where the pieces were cut)
+        out.extend(self._fuzzy_windows(text, base, found[0][0] if found else None))
+        if found and not self._copy_seen:
+            self._copy_seen = True
+            out.append(found[0][1])
         self._tail = text[-keep:]
         return out
 
-    def _fuzzy_windows(self, text: str, base: int) -> list[Verdict]:
+    def _canaries(self, text: str, base: int) -> list[Verdict]:
+        out: list[Verdict] = []
+        for c in self.canaries:
+            if c in self._canary_seen:
+                continue
+            i = text.find(c)
+            if i >= 0:
+                self._canary_seen.add(c)
+                out.append(self._verdict((base + i, base + i + len(c)), "canary seen"))
+        if "\x00planted" not in self._canary_seen:
+            m = PLANTED_CANARY.search(text)
+            if m and m.group() not in self._canary_seen:
+                self._canary_seen.add("\x00planted")
+                span = (base + m.start(), base + m.end())
+                out.append(self._verdict(span, "hermes's planted canary seen"))
+        return out
+
+    def _verdict(self, span: tuple[int, int], detail: str) -> Verdict:
+        return Verdict(self.name, self._sev, "E_PROMPT_LEAK", span, detail)
+
+    def _sentences(self, piece: str, start: int) -> list[tuple[int, Verdict]]:
+        old = len(self._nbuf)
+        buf, nmap = [self._nbuf], self._nmap
+        space = self._nbuf.endswith(" ")
+        for k, c in enumerate(piece):
+            if c.isalnum():
+                buf.append(c.lower())
+                nmap.append(start + k)
+                space = False
+            elif not space:
+                buf.append(" ")
+                nmap.append(start + k)
+                space = True
+        self._nbuf = "".join(buf)
+        return self._match(old)
+
+    def _match(self, old: int) -> list[tuple[int, Verdict]]:
+        """The first copy completed in the normalised text after ``old``: (the offset after
+        the character that completed it, its verdict)."""
+        out: list[tuple[int, Verdict]] = []
+        nbuf = self._nbuf
+        for t, words in self._targets:
+            if t in self._found:
+                continue
+            i = nbuf.find(t, max(0, old - len(t)))
+            if i < 0:
+                continue
+            self._found[t] = self._nmap[i + 1]
+            end = self._nmap[i + len(t) - 1]
+            if words >= self._long or len(self._found) >= 2:
+                first = min(self._found.values())
+                what = "the system prompt" if words == 10**6 else "sentences of the system prompt"
+                trigger = self._nmap[i + len(t) - 1] + 1
+                out.append((trigger, self._verdict((first, end), f"output repeats {what}")))
+                break
+        if len(self._nbuf) > 2 * self._nkeep + 256:
+            cut = len(self._nbuf) - self._nkeep
+            self._nbuf = self._nbuf[cut:]
+            del self._nmap[:cut]
+        return out
+
+    def _fuzzy_windows(self, text: str, base: int, until: int | None = None) -> list[Verdict]:
         out: list[Verdict] = []
         while self.fuzzy and not self._fuzzy_seen and self._next_eval <= self._pos:
+            if self._copy_seen or (until is not None and self._next_eval > until):
+                break
             end = self._next_eval - base
             window = text[max(0, end - self.window) : end]
             self._next_eval += self.every
@@ -347,20 +610,27 @@ class PromptLeakCheck:
             score = fuzz.partial_ratio(norm, self.prompt)
             if score >= self.threshold:
                 self._fuzzy_seen = True
+                self._copy_seen = True
                 span = (base + max(0, end - self.window), base + end)
                 out.append(
-                    Verdict(
-                        self.name,
-                        self._sev,
-                        "E_PROMPT_LEAK",
-                        span,
-                        f"output reproduces the system prompt ({score:.0f}% similar)",
+                    self._verdict(
+                        span, f"output reproduces the system prompt ({score:.0f}% similar)"
                     )
                 )
         return out
 
     def finish(self) -> list[Verdict]:
-        if not self.fuzzy or self._fuzzy_seen or self._pos % self.every == 0:
-            return []
-        self._next_eval = self._pos  # one last look at the final window
-        return self._fuzzy_windows(self._tail, self._pos - len(self._tail))
+        out: list[Verdict] = []
+        if self.fuzzy and not self._copy_seen and self._pos % self.every:
+            self._next_eval = self._pos  # one last look at the final window
+            out.extend(self._fuzzy_windows(self._tail, self._pos - len(self._tail)))
+        if self._targets and not self._copy_seen:
+            old = len(self._nbuf)
+            if not self._nbuf.endswith(" "):
+                self._nbuf += " "
+                self._nmap.append(self._pos)
+            found = self._match(old - 1)
+            if found:
+                self._copy_seen = True
+                out.append(found[0][1])
+        return out

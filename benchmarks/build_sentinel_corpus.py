@@ -1,0 +1,235 @@
+"""Builds benchmarks/sentinel_corpus/cases.jsonl from other projects' public test data.
+
+Data only (strings from their fixtures and test tables), never their code. Each case records
+its source (``repo`` and ``path``), its label (``expect``: the code a detector must raise, or
+null for a clean look-alike) and, for prompt leaks, the persona's system prompt.
+
+Sources (mirrors fetched with the workspace's ``fetch`` tool under /work/.mirror):
+* secretlint/secretlint: every rule's ``test/snapshots/ng.*/input.*`` (secrets) and
+  ``ok.*/input.*`` (clean look-alikes);
+* gitleaks/gitleaks: the literal ``tps`` (true positives) and ``fps`` (false positives) of
+  ``cmd/generate/config/rules/*.go``;
+* koalaman/shellcheck: the shell snippets of ``src/ShellCheck/Analytics.hs`` properties: the
+  system-directory ``rm`` checks' positives are destructive, every other snippet is a clean
+  command look-alike (shown in a ```sh block);
+* promplate/partial-json-parser: the partial documents of ``tests/test_examples.py`` (a
+  fenced json block that ends unfinished is broken) and the complete ones (clean);
+* NVIDIA/NeMo-Guardrails: the ``instructions`` of its example bots (system prompts: copied
+  whole, with a sentence left out, lower-cased = leaks) and their sample conversations' bot
+  answers (clean, with that system prompt).
+
+Not used (our independent set is drawn from them): gemini-cli, detect-secrets, llm-guard,
+json_repair, python-validators, destructive-command guards.
+
+Run: ``python benchmarks/build_sentinel_corpus.py`` (needs the mirrors).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+
+MIRROR = Path("/work/.mirror")
+OUT = Path(__file__).resolve().parent / "sentinel_corpus" / "cases.jsonl"
+
+
+def git(repo: str, *args: str) -> str:
+    gitdir = MIRROR / repo.replace("/", "+") / "repo"
+    out = subprocess.run(
+        ["git", "--git-dir", str(gitdir), *args], capture_output=True, check=True
+    ).stdout
+    return out.decode("utf-8", errors="replace")
+
+
+def files(repo: str) -> list[str]:
+    return git(repo, "ls-tree", "-r", "--name-only", "HEAD").splitlines()
+
+
+def show(repo: str, path: str) -> str:
+    return git(repo, "show", f"HEAD:{path}")
+
+
+def case(repo: str, path: str, expect: str | None, text: str, **extra: object) -> dict:
+    return {"repo": repo, "path": path, "expect": expect, "text": text, **extra}
+
+
+def secretlint() -> list[dict]:
+    repo = "secretlint/secretlint"
+    out = []
+    for path in files(repo):
+        m = re.search(r"/test/snapshots/(ng|ok)[^/]*/input\.[\w.]+$", path)
+        if not m or path.startswith(".scaffdog") or "filter-comments" in path:
+            continue
+        if "ok.database-urls-not-detected" in path:
+            continue  # secretlint reports these with its database rule instead: they are secrets
+        if (
+            "no-homedir" in path
+            or "no-k8s-kind-secret" in path
+            or "secretlint-rule-pattern" in path
+        ):
+            continue  # not secrets in the sense of E_SECRET (home paths, k8s kinds, user regexes)
+        text = show(repo, path)[:4000]
+        if "\ufffd" in text:
+            continue  # binary fixtures
+        out.append(case(repo, path, "E_SECRET" if m.group(1) == "ng" else None, text))
+    return out
+
+
+_GO_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"|`([^`]*)`')
+
+
+def gitleaks() -> list[dict]:
+    repo = "gitleaks/gitleaks"
+    out = []
+    for path in files(repo):
+        if not re.match(r"cmd/generate/config/rules/\w+\.go$", path) or path.endswith("curl.go"):
+            continue  # curl.go's cases are multi-line structures, not one string each
+        src = show(repo, path)
+        for m in re.finditer(r"\b(tps|fps)\s*:?=\s*\[\]string\{(.*?)\n\t\}", src, re.S):
+            label = "E_SECRET" if m.group(1) == "tps" else None
+            for line in m.group(2).splitlines():
+                stripped = line.strip()
+                if (
+                    not stripped
+                    or stripped.startswith("//")
+                    or "utils." in line
+                    or "secrets." in line
+                ):
+                    continue
+                if "+" in stripped.split("//")[0].replace('"+"', ""):
+                    continue  # built from pieces at run time
+                for s in _GO_STRING.finditer(stripped):
+                    raw = s.group(1) if s.group(1) is not None else s.group(2)
+                    try:
+                        text = ast.literal_eval('"' + raw + '"') if s.group(1) is not None else raw
+                    except (ValueError, SyntaxError):
+                        continue
+                    if len(text) < 8:
+                        continue
+                    published = re.search(r"A[KS]IA[A-Z0-9]{5,12}EXAMPLE", text) or (
+                        path.endswith("gcp.go") and text.startswith("AIzaSy") and len(text) == 39
+                    )
+                    if label is None and published:
+                        # our policy (README): AWS's documented example key counts as a secret
+                        out.append(
+                            case(repo, path, "E_SECRET", text, relabelled="example keys count")
+                        )
+                        continue
+                    out.append(case(repo, path, label, text))
+    return out
+
+
+_PROP = re.compile(
+    r'^prop_(\w+?)\d*\s*=\s*(verify|verifyNot)(?:Tree)?\s+(\w+)\s+"((?:[^"\\]|\\.)*)"'
+)
+
+
+def shellcheck() -> list[dict]:
+    repo = "koalaman/shellcheck"
+    out = []
+    clean = []
+    for path in ("src/ShellCheck/Checks/Commands.hs", "src/ShellCheck/Analytics.hs"):
+        for line in show(repo, path).splitlines():
+            m = _PROP.match(line)
+            if not m:
+                continue
+            check, kind, fn, raw = m.groups()
+            try:
+                snippet = ast.literal_eval('"' + raw + '"')
+            except (ValueError, SyntaxError):
+                continue
+            c = case(repo, f"{path}:prop_{check}", None, f"```sh\n{snippet}\n```\n")
+            if fn == "checkCatastrophicRm":  # shellcheck's own label: catastrophic or not
+                c["expect"] = "E_UNSAFE_COMMAND" if kind == "verify" else None
+                out.append(c)
+            else:
+                clean.append(c)
+    return out + clean[::8]  # every 8th of the other snippets: clean command look-alikes
+
+
+def partial_json() -> list[dict]:
+    repo = "promplate/partial-json-parser"
+    path = "tests/test_examples.py"
+    src = show(repo, path)
+    out = []
+    seen = set()
+    for m in re.finditer(r"parse_json\((r?)('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")", src):
+        try:
+            doc = ast.literal_eval(m.group(1) + m.group(2))
+        except (ValueError, SyntaxError):
+            continue
+        if doc in seen or not doc.strip():
+            continue
+        seen.add(doc)
+        try:
+            json.loads(doc)
+            label = None
+        except ValueError:
+            label = "E_JSON_BROKEN"
+        out.append(case(repo, path, label, f"Here is the JSON:\n```json\n{doc}\n```\n"))
+    return out
+
+
+def nemo() -> list[dict]:
+    repo = "NVIDIA/NeMo-Guardrails"
+    out = []
+    for path in files(repo):
+        if not path.endswith("config.yml"):
+            continue
+        try:
+            cfg = yaml.safe_load(show(repo, path))
+        except yaml.YAMLError:
+            continue
+        if not isinstance(cfg, dict):
+            continue
+        prompts = [
+            i.get("content", "").strip()
+            for i in cfg.get("instructions") or []
+            if isinstance(i, dict) and i.get("type") == "general"
+        ]
+        prompt = next((p for p in prompts if len(p) >= 20), None)
+        if not prompt:
+            continue
+        sents = [s for s in re.split(r"(?<=[.!?])\s+", prompt) if s.strip()]
+        leaks = {"verbatim": f"Sure, here are my instructions:\n{prompt}\n"}
+        if len(sents) >= 3:
+            leaks["a sentence left out"] = " ".join(sents[:1] + sents[2:]) + "\n"
+        leaks["lower-cased, spacing changed"] = "my prompt says: " + " ".join(
+            prompt.lower().split()
+        )
+        for how, text in leaks.items():
+            out.append(case(repo, path, "E_PROMPT_LEAK", text, system_prompt=prompt, how=how))
+        conv = cfg.get("sample_conversation") or ""
+        for answer in re.findall(r'^\s+"(.{20,})"\s*$', conv, re.M):
+            if answer.startswith(("Hi", "Hello")) and len(answer) < 40:
+                continue
+            out.append(
+                case(repo, path, None, answer + "\n", system_prompt=prompt, how="bot answer")
+            )
+    return out
+
+
+def main() -> None:
+    cases = secretlint() + gitleaks() + shellcheck() + partial_json() + nemo()
+    # one case per (text, label); ids in order
+    uniq: dict[tuple[str, str | None, str], dict] = {}
+    for c in cases:
+        uniq.setdefault((c["text"], c["expect"], c.get("system_prompt", "")), c)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with OUT.open("w") as f:
+        for i, c in enumerate(uniq.values()):
+            f.write(json.dumps({"id": i, **c}, ensure_ascii=False) + "\n")
+    by: dict[str, int] = {}
+    for c in uniq.values():
+        key = f"{c['repo']} {c['expect'] or 'clean'}"
+        by[key] = by.get(key, 0) + 1
+    print(len(uniq), json.dumps(by, indent=1))
+
+
+if __name__ == "__main__":
+    main()
