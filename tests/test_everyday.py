@@ -104,6 +104,11 @@ async def test_a_continued_session_shows_its_messages_and_each_persona_remembers
         prompt = chat.query_one("#prompt")
         assert prompt.value == "@coder "  # addressed like the last message
         assert prompt.has_focus  # ready to type into, not lost among the restored messages
+        await pilot.press(*"@critic")  # a mention typed first replaces the offered one
+        assert prompt.value == "@critic"
+        prompt.prefill("@coder ")
+        await pilot.press(*"hi")  # anything else is added after it
+        assert prompt.value == "@coder hi"
         assert f"session {sid}" in str(chat.query_one("#status").render())
         await send(pilot, "@architect when do we ship?")
         await until(pilot, lambda: chat.idle and spy.calls == 1, what="architect again")

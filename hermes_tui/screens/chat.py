@@ -202,10 +202,9 @@ class ChatScreen(Screen):
         prompt = self.query_one("#prompt", PromptInput)
         if targets and targets != [self.config.default_persona] and not prompt.value:
             if targets == list(self.personas) and len(targets) > 1:
-                prompt.value = "@all "
+                prompt.prefill("@all ")
             else:
-                prompt.value = "".join(f"@{t} " for t in targets)
-            prompt.cursor_position = len(prompt.value)
+                prompt.prefill("".join(f"@{t} " for t in targets))
         for row in reversed(restored.messages):  # ↑ recalls what you said in this session
             if row.role == "user":
                 prompt.history.insert(0, row.content)

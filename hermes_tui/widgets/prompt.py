@@ -55,6 +55,22 @@ class PromptInput(Input):
         self.history: list[str] = []
         self._index = 0
         self._draft = ""
+        self._prefill: str | None = None
+
+    def prefill(self, text: str) -> None:
+        """Offer ``text`` (e.g. a continued session's ``@coder ``) as the start of the next
+        message. Typing a mention first replaces it: ``@critic hi`` goes to the critic alone,
+        not to ``@coder @critic``; anything else is added after it."""
+        self.value = text
+        self.cursor_position = len(text)
+        self._prefill = text
+
+    def insert_text_at_cursor(self, text: str) -> None:
+        if self._prefill is not None:
+            if text.startswith("@") and self.value == self._prefill:
+                self.value = ""
+            self._prefill = None
+        super().insert_text_at_cursor(text)
 
     def _on_paste(self, event: events.Paste) -> None:
         """Paste as one line of plain text. Input keeps the first line only, and would keep
