@@ -211,6 +211,11 @@ _EXTRA = [
     ),
     ("Sourcegraph Token", r"\bsgp_(?:[a-fA-F0-9]{16}|local)_[a-fA-F0-9]{40}\b", "sgp_", ""),
     ("Facebook Access Token", r"\bEAA[MC][a-zA-Z0-9]{100,}", "EAA", ""),
+    # hermes's own: the `hermes serve` bearer token, any bearer credential, a URL's ?token=
+    # (the `hermes web` link); the credential alone is marked, not the word before it
+    ("hermes serve token", r"\bhermes-[A-Za-z0-9_-]{43}(?![\w-])", "hermes-", ""),
+    ("Bearer Token", r"(?i)(?<=bearer )[A-Za-z0-9._~+/-]{20,}=*", "i:bearer ", "random"),
+    ("URL token", r"(?<=[?&]token=)[A-Za-z0-9._~-]{20,}", "token=", "random"),
     ("Hex Private Key", r"(?i)(?<![\w])(?:0x)?[a-f0-9]{64}(?![\w])", "re:[a-f0-9]{64}", "hexkey"),
 ]
 

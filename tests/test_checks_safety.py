@@ -141,10 +141,29 @@ def test_placeholders_and_templates_are_not_secrets() -> None:
             "TELEGRAM=110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1 \n",
             "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1",
         ),
+        # hermes's own credentials (QA found them passing through redaction): the hermes
+        # serve token, any bearer header, and the hermes web link's ?token=
+        (
+            "export HERMES_SERVER_TOKEN=hermes-q3Zr8L0vXwT1bYc6Nd2Ue9Kf4Hg7Ji5Ma0Pb3Qc8Rd1 \n",
+            "hermes-q3Zr8L0vXwT1bYc6Nd2Ue9Kf4Hg7Ji5Ma0Pb3Qc8Rd1",
+        ),
+        (
+            "curl -H 'Authorization: Bearer 9fK2mQ7xL4pW1zR8tY3vB6nC0sD5' http://x\n",
+            "9fK2mQ7xL4pW1zR8tY3vB6nC0sD5",
+        ),
+        (
+            "open http://127.0.0.1:8000/?token=Xq8Lr2Vz7Nw4Kp1Ts9Bm6Yc3Hd0Fg5Jh \n",
+            "Xq8Lr2Vz7Nw4Kp1Ts9Bm6Yc3Hd0Fg5Jh",
+        ),
     ],
 )
 def test_secret_shapes_beyond_the_big_four_are_critical(text: str, secret: str) -> None:
     assert spans(SecretCheck, text) == [secret]
+
+
+def test_prose_about_bearer_tokens_is_not_a_secret() -> None:
+    text = "Use Bearer authentication: the bearer token goes in the header, see ?token=docs.\n"
+    assert spans(SecretCheck, text) == []
 
 
 def test_an_azure_storage_key_is_critical() -> None:
