@@ -391,6 +391,9 @@ async def main() -> None:
         results["S3"] = await s3()
         print("S3", json.dumps(results["S3"]))
     results["machine"]["loadavg_after"] = os.getloadavg()
+    for section in ("S1", "S2", "S3"):  # each section names the machine it was measured on
+        if section in results and (args.only is None or args.only == section.lower()):
+            results[section]["machine"] = results["machine"]
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 
