@@ -87,7 +87,12 @@ async def test_a_continued_session_shows_its_messages_and_each_persona_remembers
     async with app.run_test(size=(100, 30)) as pilot:
         chat = await started(pilot)
         transcript = chat.query_one(Transcript)
-        await until(pilot, lambda: len(transcript.records) >= 5, what="restored messages")
+        prompt = chat.query_one("#prompt")
+        await until(
+            pilot,
+            lambda: len(transcript.records) >= 6 and prompt.value,
+            what="restored messages and the prompt addressed",
+        )
         roles = [(r.role, r.persona) for r in transcript.records]
         assert roles == [
             ("user", "you"),
