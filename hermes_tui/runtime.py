@@ -203,16 +203,7 @@ class Runtime:
             raise
         pool = remote or local_pool(config)
 
-        async def persist(event) -> None:  # pool events → the store's pool_events table
-            await store.add_pool_event(
-                event.kind,
-                model=event.model,
-                persona=event.persona,
-                detail=event.detail,
-                at=event.ts,
-            )
-
-        pool.add_listener(persist)
+        pool.add_listener(store.record_pool_event)  # pool events → pool_events
         worker = None
         if judge and remote is not None and config.sentinel.judge_model_path:
             worker = RemoteJudge(remote.address)  # the server's judge: one for the machine

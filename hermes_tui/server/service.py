@@ -178,16 +178,7 @@ class ServerCore:
             priorities=priorities,
         )
 
-        async def persist(event: Any) -> None:
-            await store.add_pool_event(
-                event.kind,
-                model=event.model,
-                persona=event.persona,
-                detail=event.detail,
-                at=event.ts,
-            )
-
-        pool.add_listener(persist)
+        pool.add_listener(store.record_pool_event)  # pool events → pool_events
         core = cls(config, store, pool, worker, judge_bytes=reserved, log_prompts=log_prompts)
         if worker is not None:
             core.judge_start = asyncio.ensure_future(worker.start_in_background())

@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiosqlite
 
@@ -24,6 +25,9 @@ from hermes_tui.store.search import Search
 from hermes_tui.store.times import TimeLike, to_ts
 from hermes_tui.store.writer import Writer, exec_fn, insert_fn
 from sentinel.verdict import Verdict
+
+if TYPE_CHECKING:
+    from agents.pool.scheduler import PoolEvent
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
@@ -371,6 +375,13 @@ class Store(Queries, Search):
             )
         )
         return result
+
+    async def record_pool_event(self, event: PoolEvent) -> None:
+        """A pool listener: a ``PoolEvent`` into the pool_events table (used by
+        the in-process runtime and by ``hermes serve`` alike)."""
+        await self.add_pool_event(
+            event.kind, model=event.model, persona=event.persona, detail=event.detail, at=event.ts
+        )
 
     async def add_pool_event(
         self,
