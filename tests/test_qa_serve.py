@@ -8,6 +8,8 @@ import json
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import time
 
 import httpx2
@@ -305,3 +307,65 @@ def test_a_tool_whose_ref_does_not_resolve_is_a_400(tmp_path):
         assert ok.choices[0].finish_reason in ("length", "stop", "tool_calls")
     finally:
         proc.cleanup()
+
+
+def test_a_judge_request_with_an_unknown_kind_or_non_text_is_a_400(tmp_path):
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
+    try:
+        with proc.uds_client() as http:
+            for bad, says in (
+                ({"contract_kind": "yaml", "instructions": "x", "text": "y"}, "contract_kind"),
+                ({"contract_kind": "json", "instructions": "x", "text": {"a": 1}}, "strings"),
+                ({"contract_kind": "json", "instructions": "x", "text": "y", "offset": -3}, ">= 0"),
+            ):
+                resp = http.post("/hermes/judge", json=bad)
+                assert resp.status_code == 400 and says in resp.text, (bad, resp.text)
+            ok = {"contract_kind": "json", "instructions": "x", "text": "y", "offset": 2}
+            assert http.post("/hermes/judge", json=ok).status_code == 200
+    finally:
+        proc.cleanup()
+
+
+def test_socket_in_a_missing_directory_is_refused_without_creating_it(tmp_path):
+    sock = tmp_path / "no" / "such" / "dir" / "s.sock"
+    out = subprocess.run(
+        [sys.executable, "-m", "hermes_tui.cli", "serve", "--socket", str(sock), "--no-judge"],
+        env=ServeProc(write_small_config(tmp_path), tmp_path / "s.db").env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and "does not exist" in out.stderr, out.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_host_that_does_not_resolve_fails_without_the_remote_warning(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "hermes_tui.cli", "serve", "--host", "999.1.1.1", "--no-judge"],
+        env=ServeProc(write_small_config(tmp_path), tmp_path / "s.db").env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "--host 999.1.1.1" in out.stderr, out.stderr
+    assert "reachable from other machines" not in out.stderr
+
+
+def test_show_token_says_when_an_exposed_token_file_was_replaced(tmp_path):
+    proc = ServeProc(tmp_path / "unused.toml", tmp_path / "s.db")
+    proc.token_path.parent.mkdir(parents=True, exist_ok=True)
+    proc.token_path.write_text("hermes-old-token\n")
+    proc.token_path.chmod(0o640)  # readable by the group: no longer a secret
+    out = subprocess.run(
+        [sys.executable, "-m", "hermes_tui.cli", "serve", "--show-token"],
+        env=proc.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0
+    new = out.stdout.strip()
+    assert new.startswith("hermes-") and new != "hermes-old-token"
+    assert "replaced by a new token" in out.stderr and "restart" in out.stderr
+    assert stat.S_IMODE(proc.token_path.stat().st_mode) == 0o600

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import AppStatus
@@ -136,18 +136,24 @@ class App:
     async def judge(self, request: Request) -> Response:
         """The sentinel's judge for hermes clients' monitors (``client.RemoteJudge``)."""
         self.check_auth(request)
+        from sentinel.contract import ContractKind
         from sentinel.judge import JudgeRequest
 
         judge = self.core.judge
         try:
             data = json.loads(await read_body(request))
-            req = JudgeRequest(
-                str(data["contract_kind"]),
-                str(data["instructions"]),
-                str(data["text"]),
-                int(data.get("offset", 0)),
-            )
-        except (ValueError, KeyError, TypeError, OverflowError) as exc:  # 1e999: inf
+            kind, instructions, text = (data[k] for k in ("contract_kind", "instructions", "text"))
+            offset = data.get("offset", 0)
+            if kind not in get_args(ContractKind):
+                raise ValueError(
+                    f"contract_kind must be one of {', '.join(get_args(ContractKind))}"
+                )
+            if not isinstance(instructions, str) or not isinstance(text, str):
+                raise TypeError("instructions and text must be strings")
+            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                raise ValueError("offset must be a whole number >= 0")
+            req = JudgeRequest(kind, instructions, text, offset)
+        except (ValueError, KeyError, TypeError) as exc:
             raise ApiError(400, f"invalid judge request: {exc}") from None
         result = await judge.judge(req) if judge is not None else None
         return JSONResponse(dataclasses.asdict(result) if result is not None else None)

@@ -11,6 +11,7 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -26,13 +27,27 @@ def token_path() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME)) / TOKEN_FILE
 
 
-def load_or_create_token(path: Path | None = None) -> str:
-    """The server's token, created (mode 0600, never readable by others) on first use."""
+REPLACED_NOTE = (
+    "the token file {path} was readable by other users, so it was replaced by a new token; "
+    "restart a running hermes serve (it still accepts only the old one)"
+)
+
+
+def load_or_create_token(
+    path: Path | None = None, warn: Callable[[str], None] | None = None
+) -> str:
+    """The server's token, created (mode 0600, never readable by others) on first use.
+
+    A token file that others could read is replaced by a new token; ``warn`` is told so (a
+    server already running keeps the old token in memory until it restarts).
+    """
     path = path or token_path()
     try:
         token = path.read_text(encoding="ascii").strip()
         if stat_private(path) and token:
             return token
+        if token and warn is not None:
+            warn(REPLACED_NOTE.format(path=path))
     except FileNotFoundError:
         pass
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

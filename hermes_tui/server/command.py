@@ -92,7 +92,7 @@ def _serve(
     from hermes_tui.server.run import ServeOptions, serve
 
     if show_token:
-        token = load_or_create_token()
+        token = load_or_create_token(warn=lambda note: click.echo(f"hermes: {note}", err=True))
         click.echo(token)
         click.echo(f"(stored in {token_path()})", err=True)
         return

@@ -79,6 +79,12 @@ def private_dir(path: Path, own: bool = True) -> Path:
     re-moded: the socket in it is 0600 itself, which is what ``connect()`` checks.
     """
     existed = path.is_dir()
+    if not own and not existed:
+        # A typo in --socket must not create a tree of directories (/a/b with 0755 parents).
+        raise ListenError(
+            f"--socket: directory {path} does not exist; create it first or choose another path",
+            exit_status=2,
+        )
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = path.stat()
     if st.st_uid != os.getuid():

@@ -77,9 +77,7 @@ def serve(config: Config, options: ServeOptions) -> int:
             port,
         )
     elif tcp:
-        token = load_or_create_token()
-    if tcp and not is_loopback(host):
-        log.warning("listening on %s: reachable from other machines (bearer token required)", host)
+        token = load_or_create_token(warn=log.warning)
     own_dir = options.socket_path is None  # --socket's directory is the user's, not ours
     private_dir(path.parent, own=own_dir)
     lock = ServerLock(path)
@@ -87,7 +85,11 @@ def serve(config: Config, options: ServeOptions) -> int:
     try:
         sockets = [bind_unix(path, own_dir=own_dir)]
         if tcp:
-            sockets.append(bind_tcp(host, port))
+            sockets.append(bind_tcp(host, port))  # a bad --host fails here, before the warning
+            if not is_loopback(host):
+                log.warning(
+                    "listening on %s: reachable from other machines (bearer token required)", host
+                )
         return asyncio.run(_main(config, options, sockets, path, token, tcp))
     finally:
         with contextlib.suppress(OSError):

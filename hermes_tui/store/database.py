@@ -154,7 +154,7 @@ class Store(Queries, Search):
                     f"and {path.name}-shm in {path.parent}, which is read-only; fix its "
                     "permissions, pass a writable database path, or open it read-only for review"
                 ) from exc
-            raise map_error(exc, path, busy_timeout_ms) from exc
+            raise map_error(exc, path, busy_timeout_ms, readonly=readonly) from exc
         store._writers_lock = WritersLock(path)
         try:
             if store._writers_lock.alone():

@@ -26,16 +26,33 @@ def printable(text: str, limit: int = 200) -> str:
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
-def map_error(exc: BaseException, path: Path | str, busy_timeout_ms: int) -> StoreError:
-    """Map an sqlite3/OS error to a one-line StoreError that says what to do."""
+def _sqlite_header(path: Path | str) -> bool:
+    """Whether the file starts like an SQLite database (a damaged one still does)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def map_error(
+    exc: BaseException, path: Path | str, busy_timeout_ms: int, readonly: bool = False
+) -> StoreError:
+    """Map an sqlite3/OS error to a one-line StoreError that says what to do.
+
+    ``readonly``: the command only reads (``hermes log``, ``review``, ``export``), so a file
+    that is not an SQLite file at all is a wrong path, not something to move out of the way;
+    a damaged database still gets the move-aside advice."""
     msg = printable(str(exc))
     low = msg.lower()
+    aside = "move it aside (hermes then starts a fresh one) or pass another database path"
+    if readonly and "not a database" in low and not _sqlite_header(path):
+        aside = "check the path or pass another --db"  # /etc/passwd: not something to move
     if isinstance(exc, UnicodeDecodeError) or "could not decode" in low:
         # Text that is not UTF-8 where hermes wrote UTF-8: damaged pages, or a foreign file.
         return StoreError(
             f"database {path} is corrupt or not a hermes database (it holds bytes that are not "
-            "valid UTF-8 text); move it aside (hermes then starts a fresh one) or pass another "
-            "database path"
+            f"valid UTF-8 text); {aside}"
         )
     if "locked" in low or "busy" in low:
         return StoreError(
@@ -43,10 +60,7 @@ def map_error(exc: BaseException, path: Path | str, busy_timeout_ms: int) -> Sto
             " close the other program using it and retry"
         )
     if "not a database" in low or "malformed" in low or "corrupt" in low:
-        return StoreError(
-            f"database {path} is corrupt or not a hermes database ({msg}); move it aside "
-            "(hermes then starts a fresh one) or pass another database path"
-        )
+        return StoreError(f"database {path} is corrupt or not a hermes database ({msg}); {aside}")
     if "readonly" in low or "read-only" in low:
         return StoreError(
             f"database {path} is read-only; fix its permissions, pass a writable database "

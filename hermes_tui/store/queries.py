@@ -47,7 +47,7 @@ class ReadBase:
         try:
             return list(await self._r.execute_fetchall(sql, params))
         except DB_ERRORS as exc:
-            raise map_error(exc, self.path, self.busy_timeout_ms) from exc
+            raise map_error(exc, self.path, self.busy_timeout_ms, self.readonly) from exc
 
 
 class Queries(ReadBase):

@@ -93,7 +93,7 @@ class Search(ReadBase):
             damaged = isinstance(exc, sqlite3.DatabaseError) and "corrupt" in low
             if raw and not damaged and ("fts5" in low or "syntax" in low):
                 raise StoreError(f"bad search query {query!r}: {exc}") from exc
-            raise map_error(exc, self.path, self.busy_timeout_ms) from exc
+            raise map_error(exc, self.path, self.busy_timeout_ms, self.readonly) from exc
         hits = [SearchHit.from_row("message", r) for r in msgs]
         hits += [SearchHit.from_row("verdict", r) for r in vers]
         hits.sort(key=lambda h: h.rank)
