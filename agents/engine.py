@@ -63,7 +63,7 @@ class Engine(ABC):
         """Release the model's memory."""
 
 
-def _quiet_llama(**kwargs: Any) -> Any:  # llama_cpp.Llama (imported lazily)
+def quiet_llama(**kwargs: Any) -> Any:  # llama_cpp.Llama (imported lazily)
     """Create a ``llama_cpp.Llama`` with its C-level logging silenced.
 
     The weights are read into memory, not mapped (``use_mmap=False``): with a live mapping a
@@ -125,7 +125,7 @@ class LocalEngine(Engine):
         if self.tensor_split:
             kwargs["tensor_split"] = self.tensor_split
         try:
-            self._llama = _quiet_llama(**kwargs)
+            self._llama = quiet_llama(**kwargs)
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineError(f"cannot load model {self.name!r} from {self.path}: {exc}") from exc
 

@@ -23,7 +23,7 @@ import re
 from typing import Any
 
 from hermes_tui.redact import redact
-from hermes_tui.widgets.sanitize import escape_controls, sanitize_for_terminal
+from hermes_tui.terminal_text import escape_controls, sanitize_for_terminal
 
 __all__ = ["display", "dumps", "export", "inline", "redaction", "scrub", "set_redaction"]
 

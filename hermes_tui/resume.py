@@ -124,7 +124,7 @@ async def latest(store: Any) -> int:
 
 def title_from(text: str, width: int = 60) -> str:
     """A session title from its first message: mentions removed, one line, clipped."""
-    from hermes_tui.widgets.sanitize import sanitize_for_terminal
+    from hermes_tui.terminal_text import sanitize_for_terminal
 
     line = " ".join(sanitize_for_terminal(strip_mentions(text)).split())
     return line if len(line) <= width else line[: width - 1].rstrip() + "…"

@@ -17,11 +17,11 @@ from hermes_tui.runtime import Runtime
 from hermes_tui.screens.chat import ChatScreen
 from hermes_tui.screens.review import ReviewScreen, SessionScreen
 from hermes_tui.store import Store
+from hermes_tui.terminal_text import escape_controls, sanitize_for_terminal, split_unfinished
 from hermes_tui.widgets.markdown_body import MarkdownBody
 from hermes_tui.widgets.marks import MarkedText, VerdictMark
 from hermes_tui.widgets.message import MessageView
 from hermes_tui.widgets.prompt import PersonaSuggester
-from hermes_tui.widgets.sanitize import escape_controls, sanitize_for_terminal, split_unfinished
 from hermes_tui.widgets.transcript import Transcript
 from sentinel.verdict import Verdict
 from tests.conftest import write_small_config

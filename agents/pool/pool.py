@@ -417,25 +417,25 @@ class ModelPool:
     # -- reporting -----------------------------------------------------------------------
     def snapshot(self) -> PoolSnapshot:
         sch = self.scheduler
-        now = time.monotonic()
+        now = sch.snapshot()
         devices = [
-            DeviceUsage(name, sch.used(name), budget, sch.peak.get(name, 0))
+            DeviceUsage(name, now.used.get(name, 0), budget, now.peak.get(name, 0))
             for name, budget in self.budgets.items()
         ]
         resident = [
             ResidentModel(
-                name=", ".join(sorted(s.models)),
+                name=", ".join(s.models),
                 device=s.device,
-                bytes=s.estimate,
+                bytes=s.bytes,
                 state=s.state,
-                running_persona=", ".join(j.persona for j in s.jobs) or None,
-                context_persona=", ".join(p for _, p in sorted(s.owner.items())) or None,
-                idle_s=0.0 if s.jobs else now - s.last_used,
-                decode_tps=s.stats.decode_tps,
+                running_persona=", ".join(p for p, _ in s.running) or None,
+                context_persona=", ".join(s.context_personas) or None,
+                idle_s=s.idle_s,
+                decode_tps=s.decode_tps,
             )
-            for s in sch.slots.values()
+            for s in now.slots
         ]
-        running = [(j.persona, j.model) for s in sch.slots.values() for j in s.jobs]
+        running = [job for s in now.slots for job in s.running]
         running += self.remote.running()
         queue = self.queue.estimates(
             lambda r: r.payload.remaining_tokens / sch.decode_tps(r.payload.key),
@@ -443,21 +443,18 @@ class ModelPool:
             lambda r: self.models[r.model].device,
         )
         queue += self.remote.waiting()
-        cache = sch.cache
-        entries = cache.entries()
         states = [
-            (sch._name(e.key), e.label + (" (disk)" if e.on_disk else ""), e.nbytes)
-            for e in entries
+            (e.model, e.label + (" (disk)" if e.on_disk else ""), e.nbytes) for e in now.states
         ]
         info = StateCacheInfo(
-            states=len(entries),
-            memory_bytes=cache.memory_bytes,
-            budget_bytes=cache.budget,
-            disk_states=sum(1 for e in entries if e.on_disk),
-            disk_bytes=cache.disk_bytes,
-            hits=cache.hits,
-            restores=sch.restores,
-            reprefills=sch.reprefills,
+            states=len(now.states),
+            memory_bytes=now.states_memory_bytes,
+            budget_bytes=now.states_budget_bytes,
+            disk_states=sum(1 for e in now.states if e.on_disk),
+            disk_bytes=now.states_disk_bytes,
+            hits=now.state_hits,
+            restores=now.restores,
+            reprefills=now.reprefills,
         )
         return PoolSnapshot(devices, resident, running, queue, states, list(self.events), info)
 

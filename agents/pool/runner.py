@@ -317,7 +317,7 @@ class SeqRunner:
         import llama_cpp
         from llama_cpp import _internals
 
-        from agents.engine import _quiet_llama
+        from agents.engine import quiet_llama
 
         # llama_cpp.Llama has no n_seq_max: load through it (tokenizer, chat template) with a
         # tiny throwaway context, then give it a multi-sequence context of our own.
@@ -332,7 +332,7 @@ class SeqRunner:
             kwargs["tensor_split"] = list(self.spec.tensor_split)
         t0 = time.perf_counter()
         try:
-            self.llama = _quiet_llama(**kwargs)
+            self.llama = quiet_llama(**kwargs)
             self.llama._ctx.close()
             self.on_gpu = self.spec.n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload()
             params = self.llama.context_params

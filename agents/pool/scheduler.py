@@ -124,6 +124,46 @@ class Slot:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
 
+@dataclass(frozen=True)
+class SlotView:
+    """One slot as reports see it (``Scheduler.snapshot``)."""
+
+    models: tuple[str, ...]  # the model names sharing this loaded file, sorted
+    device: str
+    bytes: int  # the reserved estimate, all devices together
+    state: str  # loading, ready, evicting
+    running: tuple[tuple[str, str], ...]  # (persona, model) of each seated job
+    context_personas: tuple[str, ...]  # whose conversation each sequence holds, by sequence
+    idle_s: float  # 0 while a job runs
+    decode_tps: float | None
+
+
+@dataclass(frozen=True)
+class SavedStateView:
+    """One saved KV state: the model it belongs to, who saved it, its size."""
+
+    model: str
+    label: str
+    nbytes: int
+    on_disk: bool
+
+
+@dataclass(frozen=True)
+class SchedulerSnapshot:
+    """What the scheduler holds now, read in one go (``ModelPool.snapshot`` builds on it)."""
+
+    used: dict[str, int]  # device -> bytes reserved now
+    peak: dict[str, int]  # device -> most bytes ever reserved
+    slots: tuple[SlotView, ...]
+    states: tuple[SavedStateView, ...]
+    states_memory_bytes: int
+    states_budget_bytes: int | None
+    states_disk_bytes: int
+    state_hits: int
+    restores: int
+    reprefills: int
+
+
 class Scheduler:
     """Memory accounting, admission-to-slot dispatch, eviction and state save/restore."""
 
@@ -685,6 +725,39 @@ class Scheduler:
             job.granted.cancel()
 
     # -- reporting -----------------------------------------------------------------------
+    def snapshot(self) -> SchedulerSnapshot:
+        """Slots, memory and saved states as they are now (no lock: one event-loop step)."""
+        now = time.monotonic()
+        slots = tuple(
+            SlotView(
+                models=tuple(sorted(s.models)),
+                device=s.device,
+                bytes=s.estimate,
+                state=s.state,
+                running=tuple((j.persona, j.model) for j in s.jobs),
+                context_personas=tuple(p for _, p in sorted(s.owner.items())),
+                idle_s=0.0 if s.jobs else now - s.last_used,
+                decode_tps=s.stats.decode_tps,
+            )
+            for s in self.slots.values()
+        )
+        cache = self.cache
+        states = tuple(
+            SavedStateView(self._name(e.key), e.label, e.nbytes, e.on_disk) for e in cache.entries()
+        )
+        return SchedulerSnapshot(
+            used={name: self.used(name) for name in self.budgets},
+            peak=dict(self.peak),
+            slots=slots,
+            states=states,
+            states_memory_bytes=cache.memory_bytes,
+            states_budget_bytes=cache.budget,
+            states_disk_bytes=cache.disk_bytes,
+            state_hits=cache.hits,
+            restores=self.restores,
+            reprefills=self.reprefills,
+        )
+
     def decode_tps(self, key: str) -> float:
         known = [s.decode_tps for s in self.stats.values() if s.decode_tps]
         own = self.stats.get(key)

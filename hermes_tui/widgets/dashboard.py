@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, ProgressBar, Sparkline, Static
 
-from hermes_tui.widgets.sanitize import sanitize_for_terminal
+from hermes_tui.terminal_text import sanitize_for_terminal
 
 REFRESH_S = 0.4
 

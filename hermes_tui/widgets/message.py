@@ -15,11 +15,11 @@ from textual.widgets import Static
 from agents.events import MessageStatus
 from hermes_tui.outbound import display as sanitize_for_terminal
 from hermes_tui.outbound import redaction, scrub
+from hermes_tui.terminal_text import split_unfinished
 from hermes_tui.widgets.inline_marks import inline_mark
 from hermes_tui.widgets.markdown_body import MarkdownBody
 from hermes_tui.widgets.marks import VerdictMark, describe
 from hermes_tui.widgets.records import ChatMessage
-from hermes_tui.widgets.sanitize import split_unfinished
 
 # How far back a secret may start before the painted end and still be caught when it
 # completes (a key's longest shape is well under this; a PEM block re-renders).

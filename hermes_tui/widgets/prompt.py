@@ -11,7 +11,7 @@ from textual.reactive import Reactive
 from textual.suggester import Suggester
 from textual.widgets import Input
 
-from hermes_tui.widgets.sanitize import sanitize_for_terminal
+from hermes_tui.terminal_text import sanitize_for_terminal
 
 _LAST_MENTION = re.compile(r"(?:^|\s)@([\w-]*)$")
 
