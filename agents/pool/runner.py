@@ -26,6 +26,7 @@ from typing import Any
 
 from agents.engine import EngineError, Message, PromptTooLongError, SamplingParams
 from agents.pool.queue import Request
+from agents.pool.sampling import StepSampler, is_greedy, new_chain
 from agents.specs import ModelSpec
 
 LONG_PREFILL = 256  # prefills this long or longer measure the rate a re-prefill runs at
@@ -160,6 +161,7 @@ class Job:
     stop_ids: frozenset[int] = frozenset()
     text: TextStream | None = None
     sampler: Any = None  # llama_sampler chain, owned by the slot thread
+    greedy: bool = False  # the chain is the greedy one (StepSampler's argmax path)
     seq: int | None = None  # KV sequence while seated
     seated: bool = False
     served: int = 0  # tokens produced since it was last seated (who gives way first)
@@ -312,6 +314,10 @@ class SeqRunner:
         self.seq_tokens: list[list[int]] = [[] for _ in range(self.seqs)]
         self._outbox: list[tuple[Job, str]] = []
         self._delivered_at = 0.0
+        self.sampler: StepSampler | None = None
+        self._vocab: Any = None
+        self._eog: dict[int, bool] = {}  # llama_vocab_is_eog, per token, remembered
+        self._pieces: dict[int, bytes] = {}
 
     def load(self) -> None:
         import llama_cpp
@@ -366,12 +372,16 @@ class SeqRunner:
         self.ctx = self._ctx_obj.ctx
         self._mem = llama_cpp.llama_get_memory(self.ctx)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._vocab = self.llama._model.vocab
+        self.sampler = StepSampler(self.ctx, int(llama_cpp.llama_vocab_n_tokens(self._vocab)))
         self.stats.loaded(time.perf_counter() - t0)
         self.formatter = _find_chat_formatter(self.llama)
 
     def close(self) -> None:
         import llama_cpp
 
+        self.sampler, self._vocab = None, None
+        self._eog, self._pieces = {}, {}
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
@@ -428,8 +438,6 @@ class SeqRunner:
     # -- prompts -------------------------------------------------------------------------
     def prepare(self, job: Job) -> None:
         """Format and tokenize the job's messages and build its sampler (once per job)."""
-        import llama_cpp
-
         if self.formatter is None:
             raise EngineError(f"{self.spec.name}: no chat formatter for this model")
         messages: list[Any] = job.messages
@@ -446,19 +454,8 @@ class SeqRunner:
         stops = result.stop if isinstance(result.stop, list) else [result.stop]
         job.text = TextStream([s for s in stops if s] + list(job.params.stop))
         job.stop_ids = frozenset(getattr(self.formatter, "stop_token_ids", None) or ())
-        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        add = llama_cpp.llama_sampler_chain_add
-        temp = job.params.temperature
-        if temp <= 0:
-            add(chain, llama_cpp.llama_sampler_init_greedy())
-        else:  # the settings Llama.sample uses by default
-            add(chain, llama_cpp.llama_sampler_init_top_k(40))
-            add(chain, llama_cpp.llama_sampler_init_top_p(job.params.top_p, 1))
-            add(chain, llama_cpp.llama_sampler_init_min_p(0.05, 1))
-            add(chain, llama_cpp.llama_sampler_init_temp(temp))
-            seed = job.params.seed
-            add(chain, llama_cpp.llama_sampler_init_dist(0xFFFFFFFF if seed is None else seed))
-        job.sampler = chain
+        job.sampler = new_chain(job.params)
+        job.greedy = is_greedy(job.params)
 
     # -- KV sequences --------------------------------------------------------------------
     def clear_seq(self, seq: int) -> None:
@@ -539,20 +536,17 @@ class SeqRunner:
         self.stats.add_prefill(len(todo) + 1, time.perf_counter() - t0)
         job.prefilled += len(todo) + 1
 
-    def _accept(self, job: Job, idx: int) -> bool:
-        """Sample the job's next token from batch output ``idx``; True when the job is done."""
-        import llama_cpp
-
+    def _accept(self, job: Job, token: int) -> bool:
+        """Take the job's sampled next ``token``; True when the job is done."""
         assert job.seq is not None and job.text is not None
         self.seq_tokens[job.seq].append(_last(job))
-        token = llama_cpp.llama_sampler_sample(job.sampler, self.ctx, idx)
-        if token in job.stop_ids or llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token):
+        if token in job.stop_ids or self._is_eog(token):
             return self._finish(job)
         job.generated.append(token)
         job.served += 1
         if job.first_token_s is None:
             job.first_token_s = time.perf_counter() - job.created
-        piece, stopped = job.text.feed(self.llama.detokenize([token]))
+        piece, stopped = job.text.feed(self._piece(token))
         if piece:
             self._outbox.append((job, piece))
         if stopped:
@@ -561,6 +555,26 @@ class SeqRunner:
         if len(job.generated) >= job.params.max_tokens or total + 1 >= self.spec.n_ctx:
             return self._finish(job)
         return False
+
+    def _sample(self, jobs: list[Job]) -> list[int]:
+        """The next token of each of ``jobs`` from the last decode's outputs 0..len-1."""
+        assert self.sampler is not None
+        return self.sampler.sample([j.sampler for j in jobs], [j.greedy for j in jobs])
+
+    def _is_eog(self, token: int) -> bool:
+        eog = self._eog.get(token)
+        if eog is None:
+            import llama_cpp
+
+            eog = self._eog[token] = bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        return eog
+
+    def _piece(self, token: int) -> bytes:
+        """The token's bytes (llama-cpp-python's detokenize of it alone, remembered)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self.llama.detokenize([token])
+        return piece
 
     def _finish(self, job: Job) -> bool:
         assert job.text is not None
@@ -624,7 +638,10 @@ class SeqRunner:
                     pos = len(self.seq_tokens[job.seq])
                     items.append((_last(job), pos, job.seq, True))
                 self._decode(items)
-                done = [job for i, job in enumerate(active) if self._accept(job, i)]
+                picked = self._sample(active)
+                done = [
+                    job for job, tok in zip(active, picked, strict=True) if self._accept(job, tok)
+                ]
                 tokens = len(active)
             else:
                 burst = self.INTERLEAVE_BURST if len(active) > 1 and not self.on_gpu else 1
@@ -637,7 +654,7 @@ class SeqRunner:
                         pos = len(self.seq_tokens[job.seq])
                         self._decode([(_last(job), pos, job.seq, True)])
                         tokens += 1
-                        if self._accept(job, 0):
+                        if self._accept(job, self._sample([job])[0]):
                             done.append(job)
                             break
                         if job.cancel.is_set() or flags.newcomer:
