@@ -38,6 +38,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
+from importlib import resources
 from typing import NamedTuple
 
 __all__ = [
@@ -189,7 +190,20 @@ _EXTRA = [
     ),
     ("Slack App Token", r"(?i)\bxapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+", "i:xapp-", ""),
     ("1Password Service Account Token", r"\bops_eyJ[a-zA-Z0-9+/]{250,}={0,3}", "ops_eyJ", ""),
-    ("Databricks Token", r"\bdapi[a-f0-9]{32}(?:-\d)?\b", "dapi", "random"),
+    # secretlint's published patterns (Databricks, Cloudflare, Vercel)
+    ("Databricks Token", r"(?<![A-Za-z])dapi[A-Fa-f0-9]{32}(?:-\d)?(?![A-Fa-f0-9])", "dapi", ""),
+    (
+        "Cloudflare API Token",
+        r"(?<![A-Za-z])(?:cfk|cfut|cfat)_[A-Za-z0-9]{40}[0-9a-f]{8}(?![A-Za-z0-9])",
+        "cfk_|cfut_|cfat_",
+        "",
+    ),
+    (
+        "Vercel Token",
+        r"(?<![A-Za-z])(?:vcp|vci|vca|vcr|vck)_[A-Za-z0-9]{20,60}(?![A-Za-z0-9])",
+        "vcp_|vci_|vca_|vcr_|vck_",
+        "",
+    ),
     ("Docker Personal Access Token", r"\bdckr_pat_[a-zA-Z0-9_-]{27,}", "dckr_pat_", ""),
     ("Figma Token", r"\bfig[dou]_[a-zA-Z0-9_-]{40,}", "figd_|figo_|figu_", ""),
     (
@@ -201,7 +215,12 @@ _EXTRA = [
     ("HashiCorp Vault Token", r"\bhv[sb]\.[\w-]{90,300}", "hvs.|hvb.", ""),
     ("Hugging Face Token", r"\b(?:hf_|api_org_)[a-zA-Z]{34}\b", "hf_|api_org_", "random"),
     ("Linear API Key", r"\blin_api_[a-zA-Z0-9]{40}\b", "lin_api_", ""),
-    ("Shopify Token", r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b", "shp", ""),
+    (
+        "Shopify Token",  # secretlint's pattern (Shopify's own examples are not hex)
+        r"(?<![A-Za-z])shp(?:at|ca|pa|ss)_[a-zA-Z0-9]{32,64}(?![a-zA-Z0-9])",
+        "shp",
+        "",
+    ),
     ("Tailscale Key", r"\btskey-[a-z]+-[0-9A-Za-z]+-[0-9A-Za-z]+", "tskey-", ""),
     (
         "Notion Token",
@@ -216,7 +235,12 @@ _EXTRA = [
     ("hermes serve token", r"\bhermes-[A-Za-z0-9_-]{43}(?![\w-])", "hermes-", ""),
     ("Bearer Token", r"(?i)(?<=bearer )[A-Za-z0-9._~+/-]{20,}=*", "i:bearer ", "random"),
     ("URL token", r"(?<=[?&]token=)[A-Za-z0-9._~-]{20,}", "token=", "random"),
-    ("Hex Private Key", r"(?i)(?<![\w])(?:0x)?[a-f0-9]{64}(?![\w])", "re:[a-f0-9]{64}", "hexkey"),
+    (
+        "Hex Private Key",
+        r"(?i)(?<![\w])(?:0x)?[a-f0-9]{64}(?![\w])",
+        "re:(?i)[a-f0-9]{16}",  # short enough to be seen in one piece and the 24 before it
+        "hexkey",
+    ),
 ]
 
 # detect-secrets' keyword assignments: CONFIG files (unquoted values) and code (quoted values)
@@ -260,17 +284,96 @@ _KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|Private-M
 _KEY_TRIGGER = "BEGIN|PuTTY"
 
 
+class _GitleaksRule(NamedTuple):
+    entropy: float
+    group: int  # 0: the first group that matched (gitleaks' default), or the whole match
+    allow: tuple[tuple[str, tuple[re.Pattern[str], ...], tuple[str, ...]], ...]
+
+
+@lru_cache(maxsize=1)
+def _gitleaks() -> tuple[
+    list[tuple[str, re.Pattern[str], str]],
+    list[_GitleaksRule],
+    tuple[re.Pattern[str], ...],
+    tuple[str, ...],
+]:
+    """gitleaks' published rules (``gitleaks_rules.json``, made from its ``gitleaks.toml`` by
+    ``scripts/import_gitleaks_rules.py``): ``(kind, regex, trigger)`` per rule, each rule's
+    filters, and the global allowlist (regexes and stop words on the secret)."""
+    data = json.loads(resources.files("sentinel").joinpath("gitleaks_rules.json").read_text())
+    dets: list[tuple[str, re.Pattern[str], str]] = []
+    rules: list[_GitleaksRule] = []
+    for r in data["rules"]:
+        kind = " ".join(w.capitalize() for w in r["id"].split("-"))
+        trigger = "|".join("i:" + k for k in r["keywords"])
+        dets.append((kind, re.compile(r["regex"], re.ASCII), trigger))
+        allow = tuple(
+            (
+                a["target"],
+                tuple(re.compile(x, re.ASCII) for x in a["regexes"]),
+                tuple(a["stopwords"]),
+            )
+            for a in r["allowlists"]
+        )
+        rules.append(_GitleaksRule(float(r["entropy"]), int(r["group"]), allow))
+    glob = tuple(re.compile(x, re.ASCII) for x in data["global_regexes"])
+    return dets, rules, glob, tuple(data["global_stopwords"])
+
+
+@lru_cache(maxsize=1)
+def _keyword_names() -> tuple[re.Pattern[str], ...]:
+    data = json.loads(resources.files("sentinel").joinpath("gitleaks_rules.json").read_text())
+    return tuple(re.compile(x, re.ASCII) for x in data["keyword_name_allowlist"])
+
+
+def _keyword_name_allowed(name: str) -> bool:
+    """gitleaks' list of names that hold no secret (``key_id``, ``secret_name``,
+    ``csrf_token``, ``token_url``, ``keyVaultToStoreSecrets``…), for the keyword rule."""
+    return any(rx.search(name) for rx in _keyword_names())
+
+
+def _gitleaks_span(m: re.Match[str], rule: _GitleaksRule) -> tuple[int, int]:
+    """The secret's span in gitleaks' terms: its ``secretGroup``, else the first group that
+    matched, else the whole match."""
+    if rule.group and rule.group <= (m.re.groups or 0):
+        return m.span(rule.group)
+    for g in range(1, (m.re.groups or 0) + 1):
+        if m.start(g) >= 0:
+            return m.span(g)
+    return m.span()
+
+
+def _gitleaks_allowed(rule: _GitleaksRule, secret: str, match: str, line: str) -> bool:
+    """Whether gitleaks' filters drop the finding: the rule's entropy floor, the global
+    allowlist (regexes on the secret, stop words), the rule's own allowlists."""
+    if rule.entropy and _entropy(secret) <= rule.entropy:
+        return True
+    _, _, glob, stop = _gitleaks()
+    low = secret.lower()
+    if any(rx.search(secret) for rx in glob) or any(w in low for w in stop):
+        return True
+    for target, regexes, words in rule.allow:
+        subject = {"match": match, "line": line}.get(target, secret)
+        if any(rx.search(subject) for rx in regexes) or any(w in low for w in words):
+            return True
+    return False
+
+
 @lru_cache(maxsize=1)
 def _detectors() -> tuple[_Detector, ...]:
     out = _plugin_patterns()
     out += [_Detector(k, re.compile(p), 0, t, c) for k, p, t, c in _EXTRA]
+    out += [
+        _Detector(kind, rx, 0, trig, f"gitleaks:{i}")
+        for i, (kind, rx, trig) in enumerate(_gitleaks()[0])
+    ]
     out += _keyword_patterns()
     return tuple(out)
 
 
 class _Triggers(NamedTuple):
     literals: tuple[tuple[str, int], ...]  # (literal, tag), case-sensitive
-    lower: tuple[tuple[str, int], ...]  # (lowercase literal, tag), any case
+    lower: dict[str, tuple[tuple[str, int], ...]]  # first two chars -> (lowercase literal, tag)
     regexes: tuple[tuple[re.Pattern[str], int], ...]
     gates: tuple[tuple[int, ...], ...]  # tag -> the detectors it gates
 
@@ -282,23 +385,29 @@ def _triggers() -> _Triggers:
         specs.setdefault(d.trigger, []).append(i)
     specs.setdefault(_KEY_TRIGGER, [])
     lits: list[tuple[str, int]] = []
-    low: list[tuple[str, int]] = []
+    low: dict[str, list[tuple[str, int]]] = {}
     rxs: list[tuple[re.Pattern[str], int]] = []
     for tag, spec in enumerate(specs):
         if spec.startswith("re:"):
             rxs.append((re.compile(spec[3:]), tag))
             continue
         for alt in spec.split("|"):
-            if alt.startswith("i:"):
-                low.append((alt[2:].lower(), tag))
-            else:
+            if alt.startswith("i:") and len(alt) >= 4:
+                low.setdefault(alt[2:4].lower(), []).append((alt[2:].lower(), tag))
+            elif alt and not alt.startswith("i:"):
                 lits.append((alt, tag))
-    return _Triggers(tuple(lits), tuple(low), tuple(rxs), tuple(tuple(v) for v in specs.values()))
+    return _Triggers(
+        tuple(lits),
+        {k: tuple(v) for k, v in low.items()},
+        tuple(rxs),
+        tuple(tuple(v) for v in specs.values()),
+    )
 
 
 def warm_up() -> None:
     """Import detect-secrets and compile every detector (once per process)."""
     _triggers()
+    _keyword_names()
     from detect_secrets.filters import heuristic  # noqa: F401
 
 
@@ -314,12 +423,16 @@ def secret_triggers(text: str, pos: int = 0) -> list[tuple[int, int]]:
             out.append((i, tag))
             i = text.find(lit, i + 1)
     if t.lower:
+        # any-case literals (gitleaks' keywords: a few hundred): looked up by their first two
+        # characters at each position, one dict probe per character
         low = text.lower() if pos == 0 else text[pos:].lower()
-        for lit, tag in t.lower:
-            i = low.find(lit)
-            while i >= 0:
-                out.append((i + pos, tag))
-                i = low.find(lit, i + 1)
+        buckets = t.lower
+        for i in range(len(low) - 1):
+            cands = buckets.get(low[i : i + 2])
+            if cands is not None:
+                for lit, tag in cands:
+                    if low.startswith(lit, i):
+                        out.append((i + pos, tag))
     for rx, tag in t.regexes:
         out.extend((m.start(), tag) for m in rx.finditer(text, pos))
     out.sort()
@@ -381,7 +494,12 @@ def placeholder_shape(value: str) -> bool:
     """A value with a key's shape but a placeholder's content: one character repeated
     (``AKIAXXXXXXXXXXXXXXXX``, ``xxxx…``, ``****…``) or very low entropy. Shaped values
     with test-fixture content (``…1234567890abcdef…``) still count: a key shape is a key."""
-    return bool(re.search(r"([xX*#0._-])\1{7}|(\d.{1,4})\2{3}", value)) or _entropy(value) < 2.0
+    return bool(_FILLER.search(value)) or _entropy(value) < 2.0
+
+
+# one character 8 times in a row (AAAAAAAA, xxxxxxxx) or a unit of 2-8 repeated 4 times
+# (EXAMPLEEXAMPLE…, 1234-1234-1234-1234): filler, which a random key does not hold
+_FILLER = re.compile(r"(.)\1{7}|(.{2,8})\2{3}")
 
 
 def looks_random(value: str) -> bool:
@@ -466,7 +584,20 @@ def _slack_token(value: str) -> bool:
     low = value.lower()
     if "xox" in low[4:] or "#" in value or any(w in low for w in ("here", "random", "initial")):
         return False
+    ids = re.findall(r"-(\d+)(?=-)", value)
+    if len(ids) >= 2 and len(set(ids)) < len(ids):
+        return False  # the same id twice (xoxp-1234-1234-1234-…): a placeholder
     return len(value) >= 24 and not _sequential_run(value.replace("-", ""), 6)
+
+
+_NAME_CHAR = re.compile(r"[\w.-]")
+_MASK_NEXT = re.compile(r"[-_.]?(?:[#*•]|[xX]{4}|\.\.\.|…)")
+
+
+def _masked_next(text: str, end: int) -> bool:
+    """The key shape runs on into a mask (``xoxp-5723…-####``, ``ghp_abc…****``): what is
+    there is the unmasked part of a placeholder, not a key."""
+    return _MASK_NEXT.match(text, end) is not None
 
 
 _JWT_TAIL = re.compile(r"[A-Za-z0-9_=+/.-]*")
@@ -511,18 +642,37 @@ def find_in_window(
             elif d.check == "keyword":
                 if not _credential_value(value, text):
                     continue
+                name_start = m.start()
+                while name_start > 0 and _NAME_CHAR.match(text, name_start - 1):
+                    name_start -= 1
+                if _keyword_name_allowed(text[name_start:s]):
+                    continue  # a name that holds no secret (key_id: …, secret_name = …)
                 value = value.strip()
                 lead = len(value) - len(value.lstrip("'\"`"))
                 s = text.find(value, s) + lead
                 e = s + len(value.strip("'\"`").rstrip(",;"))
-            elif d.check == "url" and not _url_password(value):
-                continue
+            elif d.check == "url":
+                if not _url_password(value):
+                    continue
+                user = re.search(r"([^\s/:@]*):$", text[max(0, s - 80) : s])
+                if user and user.group(1).lower() == value.lower():
+                    continue  # user = password (postgres:postgres@): a default, not a secret
+            elif d.check.startswith("gitleaks:"):
+                rule = _gitleaks()[1][int(d.check[9:])]
+                s, e = _gitleaks_span(m, rule)
+                value = text[s:e]
+                if s == e or _gitleaks_allowed(rule, value, m.group(), text):
+                    continue
+                if placeholder_shape(value):
+                    continue
             elif d.check == "hexkey":
                 if not re.search(
                     r"(?i)priv|secret|key|seed|mnemonic|wallet", text[max(0, s - 40) : s]
                 ):
                     continue  # a hash (commit, checksum) unless a key is named next to it
             elif d.check not in ("keyword", "url") and placeholder_shape(value):
+                continue
+            if d.check != "keyword" and _masked_next(text, e):
                 continue
             if d.kind == "AWS Access Key" and d.group == 0 and not _aws_id(text, s, e):
                 continue

@@ -397,12 +397,16 @@ class LoopCheck:
             t = self._stutter_next - off
             tail = buf[max(0, t - 400) : t]
             if _periodic_tail(tail, max(1, min(32, self.stutter_chars - 8))):
-                out.extend(self._stutter_at(tail, start + self._stutter_next - len(tail)))
+                out.extend(self._stutter_at(tail, start + self._stutter_next - len(tail), start))
             self._stutter_next += 8
         return out
 
-    def _stutter_at(self, tail: str, tail_start: int) -> list[Verdict]:
-        """The longest run at the end of ``tail`` of one unit (1-8 characters) repeated."""
+    def _stutter_at(self, tail: str, tail_start: int, word_start: int) -> list[Verdict]:
+        """The longest run at the end of ``tail`` of one unit (1-8 characters) repeated.
+
+        A run that starts deep inside its word (``ops_eyJxxxx…``, ``ABSK…EXAMPLEEXAMPLE…``) is
+        a placeholder's filler inside one identifier, not the model repeating itself: only a
+        run from (nearly) the word's start counts (``aaaa…``, ``noooo…``, ``thatthat…``)."""
         rev = tail[::-1]
         best = None
         for unit in range(1, 9):
@@ -416,6 +420,8 @@ class LoopCheck:
         if not any(c.isalpha() for c in seed):
             return []
         abs_start = tail_start + len(tail) - length
+        if abs_start - word_start > _STUTTER_LEAD and length < len(tail):
+            return []
         abs_end = tail_start + len(tail)
         out = []
         if unit == 1:
@@ -480,6 +486,7 @@ class LoopCheck:
         return out
 
 
+_STUTTER_LEAD = 2  # characters of a word allowed before its stutter ("noooo": 1)
 _REPEATS = {u: re.compile(rf"(\w{{{u}}})\1+") for u in range(1, 9)}
 
 

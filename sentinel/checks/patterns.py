@@ -182,7 +182,10 @@ MAX_TOKEN = 2048
 
 _LEAD = "([\"'*_<"
 _TRAIL = ".,;:!?)]}>\"'*_"
-_PLACEHOLDER = re.compile(r"<[^<>\s]+>|\{[^{}\s]*\}|\$\{?\w+\}?")
+# template slots: <host>, {host}, {{ host }}, ${HOST}, ${HOST:-localhost}, $(HOST), $HOST, %HOST%
+_PLACEHOLDER = re.compile(
+    r"\{\{[^{}]*\}\}|\$\{[^{}\s]*\}|\$\([^()\s]*\)|<[^<>\s]+>|\{[^{}\s]*\}|\$\w+|%\w+%"
+)
 
 
 class _Compiled(NamedTuple):
@@ -302,9 +305,13 @@ class PatternCheck:
             if spec.name == "email" and ("/" in token or ":" in token):
                 continue  # scp/ssh remotes (git@host:repo) and URLs with credentials
             raw = token[m.start() :] if spec.name != "email" else m.group()
+            if spec.name == "url":
+                raw = re.split(r"[\"<>`]", raw, maxsplit=1)[0] or raw  # a URL ends there
             cand = _strip(raw.strip("`"))
             if not cand:
                 continue
+            if cand.count("{") > cand.count("}") or cand.count("$(") > cand.count(")"):
+                continue  # a template slot that a space cut ({{ host }}): not judged
             offset = start + m.start() + raw.find(cand) if cand in raw else start + m.start()
             check = _PLACEHOLDER.sub("0", cand) if spec.placeholders else cand
             if "\\\\" in check or "\\/" in check:

@@ -385,6 +385,10 @@ class UnsafeCommandCheck(_LineCheck):
         return self._sev
 
 
+# A secret this long is reported by its first characters (a window may not hold it whole).
+_LONG_SECRET = 256
+
+
 class SecretCheck(_LineCheck):
     """E_SECRET (critical): what ``sentinel.secrets`` calls a secret (the detector the
     redactor shares), found in bounded windows near a trigger, and private-key headers that
@@ -413,20 +417,29 @@ class SecretCheck(_LineCheck):
                 if _PEM_BODY.match(body):
                     out.extend(self._emit((self._pem_start, start + len(body)), "Private Key"))
                 self._pem_start = None
-            for m in secrets.KEY_HEADER.finditer(body, self._min_start):
-                if re.match(r"[\s\\n]*-----END ", body[m.end() : m.end() + 40]):
-                    continue  # an empty block: not a key
-                if secrets.key_header_alone(body, m) or body[m.end() :].startswith("\\n"):
-                    out.extend(self._emit((start + m.start(), start + m.end()), "Private Key"))
-                else:
-                    self._pem_start = start + m.start()
+        # a header that starts a block is a key at once, in any window of a line (a JSON
+        # string holds a whole key on one long line: "-----BEGIN PRIVATE KEY-----\nMII…")
+        for m in secrets.KEY_HEADER.finditer(body, self._min_start):
+            follow = body[m.end() : m.end() + 40]
+            if not complete and len(follow) < 40 and not follow.startswith("\\n"):
+                continue  # what follows decides: wait for it
+            if re.match(r"[\s\\n]*-----END ", follow):
+                continue  # an empty block: not a key
+            if secrets.key_header_alone(body, m) or follow.startswith("\\n"):
+                out.extend(self._emit((start + m.start(), start + m.end()), "Private Key"))
+            elif complete:
+                self._pem_start = start + m.start()
+        if complete:
             self._scan.force = self._pem_start is not None  # the body line has no trigger
         tags = self._scan.tags_in(start - 24, start + len(text))
         for s, e, kind in secrets.find_in_window(body, self._min_start, complete, tags):
-            if not complete and (e >= len(body) or kind == "Secret Keyword"):
+            long = kind != "Secret Keyword" and e - s >= _LONG_SECRET
+            if not complete and not long and (e >= len(body) or kind == "Secret Keyword"):
                 # the value may still grow; a keyword's value is judged with its whole line
                 # (``password = os.environ[...]`` is a reference only once the line is read)
                 continue
+            if long:  # longer than a window: its first characters, whatever the split
+                e = s + _LONG_SECRET
             out.extend(self._emit((start + s, start + e), kind))
         return out
 
