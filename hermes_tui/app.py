@@ -1,5 +1,7 @@
 """The hermes Textual app: chat (the default) or review, plus the entry points the CLI calls.
 
+The app owns the runtime: it starts it (in a worker, after the first paint), hands it to the
+chat screen, marks it when the terminal goes away, and closes it on exit. Screens only use it.
 Every binding of the current screen is also offered in the command palette (ctrl+p), so a
 keyboard-only user over SSH can find each action by name.
 """
@@ -13,9 +15,9 @@ import signal
 import sys
 import termios
 import threading
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events
 from textual.app import App, SystemCommand
@@ -24,7 +26,13 @@ from textual.screen import Screen
 
 from hermes_tui import gc_pauses
 from hermes_tui.config import Config
-from hermes_tui.screens.chat import ChatScreen, RuntimeFactory
+from hermes_tui.screens.chat import ChatScreen, RuntimeReady
+
+if TYPE_CHECKING:
+    from hermes_tui.runtime import ScreenRuntime
+
+# A test's (or benchmark's) way to start the runtime: called with the chat screen's listener.
+RuntimeFactory = Callable[[Callable[[Any], Awaitable[None]]], Awaitable["ScreenRuntime"]]
 
 
 class HermesApp(App):
@@ -56,6 +64,8 @@ class HermesApp(App):
         self.review_only = review or config is None
         self.runtime_factory = runtime_factory
         self.autostart = autostart
+        self.runtime: ScreenRuntime | None = None  # the app's; the chat screen is handed it
+        self._closing = False
 
     def get_default_screen(self) -> Screen:
         if self.review_only:
@@ -63,13 +73,7 @@ class HermesApp(App):
 
             return ReviewScreen(store=None, db_path=self.db_path, standalone=True)
         assert self.config is not None
-        return ChatScreen(
-            self.config,
-            db_path=self.db_path,
-            runtime_factory=self.runtime_factory,
-            autostart=self.autostart,
-            resume=self.resume,
-        )
+        return ChatScreen(self.config, db_path=self.db_path, starting=self.autostart)
 
     @property
     def chat(self) -> ChatScreen | None:
@@ -98,6 +102,36 @@ class HermesApp(App):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hang_up)
         if _terminal_fd() is not None:
             self.set_interval(HANGUP_POLL_S, self._check_terminal, name="terminal-watch")
+        if self.chat is not None and self.autostart:
+            self.run_worker(self._start_runtime(), name="runtime-start", exclusive=False)
+
+    async def _start_runtime(self) -> None:
+        """Start the runtime for the chat screen (models load lazily, at the first message)."""
+        chat = self.chat
+        assert chat is not None and self.config is not None
+        try:
+            if self.runtime_factory is not None:
+                runtime = await self.runtime_factory(chat.receive)
+            else:
+                from hermes_tui.runtime import Runtime
+
+                runtime = await Runtime.start(
+                    self.config, db_path=self.db_path, mode="chat", listener=chat.receive
+                )
+        except Exception as exc:  # shown, never a crash: the user can still read and review
+            chat.runtime_failed(str(exc))
+            return
+        self.runtime = runtime
+        if self._closing:  # the user quit while it started
+            await runtime.close()
+            return
+        if self.resume is not None:
+            try:
+                await runtime.resume(self.resume)
+            except Exception as exc:
+                chat.runtime_failed(str(exc))
+                return
+        chat.post_message(RuntimeReady(runtime))
 
     def _check_terminal(self) -> None:
         fd = _terminal_fd()
@@ -119,8 +153,7 @@ class HermesApp(App):
         if self.hung_up:
             return
         self.hung_up = True
-        chat = self.chat
-        runtime = getattr(chat, "runtime", None) if chat else None
+        runtime = self.runtime
         if runtime is not None:
             runtime.interrupted = True
         judge = getattr(runtime, "judge", None)
@@ -132,12 +165,9 @@ class HermesApp(App):
 
     async def on_unmount(self) -> None:
         gc_pauses.restore()
-        chat = self.chat
-        runtime = getattr(chat, "runtime", None) if chat else None
-        if chat is not None and chat._cancel is not None:
-            chat._cancel.set()  # stop the running turn before the runtime closes
-        if runtime is not None:
-            await runtime.close()
+        self._closing = True
+        if self.runtime is not None:
+            await self.runtime.close()  # cancels (and records) a running turn first
 
 
 EXIT_HANGUP = 129  # 128 + SIGHUP, as a shell reports a process ended by it

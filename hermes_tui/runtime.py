@@ -18,6 +18,7 @@ from hermes_tui.config import Config
 from hermes_tui.outbound import StreamScrubber
 from hermes_tui.redact import redact
 from hermes_tui.store import Store, default_db_path
+from hermes_tui.store.writer import MessageRef
 from sentinel.contract import Contract
 from sentinel.monitor import Monitor
 
@@ -25,6 +26,7 @@ CHECKPOINT_EVERY_S = 0.25  # streaming text reaches the DB at least this often (
 # At most this much of one message is stored (the rest is counted in a closing note): a flood
 # halted at 5 MB stored 3.3 million characters for one message.
 MAX_STORED_CHARS = 1_000_000
+CLOSE_WAIT_S = 0.5  # close() gives a cancelled turn this long to end (and be recorded)
 
 
 def bounded(text: str) -> str:
@@ -50,7 +52,15 @@ def contract_for(persona: Persona, system_prompt: str, canary: str | None) -> Co
 
 
 class Recorder:
-    """Writes a session's events to the store: messages checkpointed while they stream."""
+    """Writes a session's events to the store without waiting for the disk.
+
+    Every event becomes writes queued on the store's writer task (``Store.queue_*``): the
+    session's listener returns at once, so neither the screen nor the next token waits for a
+    commit. The queue is bounded (``writer.MAX_QUEUED``); beyond it the recorder waits for room
+    rather than drop anything. A message's id is known only once its insert commits, so its
+    later writes name it by the ``MessageRef`` the insert fills in. ``Store.flush`` (the end of
+    ``Runtime.send``) and ``Store.close`` wait until all of it is committed.
+    """
 
     def __init__(
         self,
@@ -67,15 +77,16 @@ class Recorder:
         self.redact_secrets = redact_secrets
         self._scrub: dict[int, StreamScrubber] = {}  # per turn: O(new text) per checkpoint
         self.session_id = session_id
-        self._message: dict[int, int] = {}  # turn id -> message id
+        self._message: dict[int, MessageRef] = {}  # turn id -> its message
         self._text: dict[int, list[str]] = {}  # pieces, joined only when checkpointing
         self._tokens: dict[int, int] = {}
         self._last: dict[int, float] = {}
 
     async def __call__(self, event: Event) -> None:
+        store = self.store
         if isinstance(event, TurnStarted):
             if event.hidden:
-                await self.store.add_message(
+                await store.queue_message(
                     self.session_id,
                     event.persona,
                     "sentinel",
@@ -84,7 +95,7 @@ class Recorder:
                 )
             # The correction request is hidden; the persona's retried answer is a normal
             # message (the user should see the answer they finally got).
-            self._message[event.turn_id] = await self.store.start_message(
+            self._message[event.turn_id] = await store.queue_message_start(
                 self.session_id, event.persona
             )
             self._text[event.turn_id], self._tokens[event.turn_id] = [], 0
@@ -99,13 +110,13 @@ class Recorder:
                 self._last[t] = now
                 text = "".join(self._text[t])
                 self._text[t] = [text]
-                await self.store.checkpoint_message(
+                await store.checkpoint_message(
                     self._message[t], self._scrub[t].update(bounded(text)), self._tokens[t]
                 )
         elif isinstance(event, VerdictRaised):
             v = event.verdict
             v = dataclasses.replace(v, detail=self.clean(v.detail))
-            await self.store.add_verdict(
+            await store.queue_verdict(
                 self.session_id, self._message.get(event.turn_id), event.persona, v
             )
         elif isinstance(event, TurnEnded):
@@ -114,7 +125,7 @@ class Recorder:
             if status == "cancelled" and self.interrupted():
                 status = "interrupted"  # nobody cancelled it: hermes lost its terminal
             scrub = self._scrub.pop(t, None) or StreamScrubber(self.redact_secrets)
-            await self.store.finish_message(
+            await store.queue_message_finish(
                 self._message.pop(t),
                 scrub.update(bounded(event.text)),
                 event.tokens,
@@ -157,6 +168,7 @@ class Runtime:
         self.mode = "chat"
         self.seed = seed
         self.priority = "interactive"
+        self._running: set[asyncio.Event] = set()  # the cancel events of the sends in flight
         # The canary is in every system prompt, so it is part of what the model sees: a seeded
         # run (batch --seed, "repeatable runs") derives it from the seed, or the same seed
         # would give different answers run to run.
@@ -319,7 +331,7 @@ class Runtime:
                 await self._recorder(event)
             if isinstance(event, TurnEnded) and event.text and event.persona not in self.spoke:
                 self.spoke = [p for p in self.personas if p in {*self.spoke, event.persona}]
-                await self.store.update_session(self.session_id, personas=self.spoke)
+                await self.store.queue_session_update(self.session_id, personas=self.spoke)
 
         return Session(
             self.personas,
@@ -336,13 +348,30 @@ class Runtime:
     async def send(
         self, text: str, *, workflow: str | None = None, cancel: asyncio.Event | None = None
     ) -> list[TurnResult]:
+        """One user message and the turns it starts. Events reach the listener (the screen)
+        as they happen and the store through the recorder; when this returns, every write
+        of the turn is committed. ``cancel`` set (Esc, or ``close``) ends it early."""
         targets, _ = self.session.route(text)  # raises UnknownPersonaError before storing
         await self.ensure_session(text)
         stored = redact(text) if self.config.redact_secrets else text
-        await self.store.add_message(self.session_id, ",".join(targets), "user", stored)
-        return await self.session.send(text, workflow=workflow, cancel=cancel)
+        await self.store.queue_message(self.session_id, ",".join(targets), "user", stored)
+        cancel = cancel if cancel is not None else asyncio.Event()
+        self._running.add(cancel)
+        try:
+            results = await self.session.send(text, workflow=workflow, cancel=cancel)
+        finally:
+            self._running.discard(cancel)
+        await self.store.flush()  # the recorder's queued writes of this turn, committed
+        return results
 
     async def close(self) -> None:
+        """End hermes: a running turn is cancelled and recorded (``interrupted`` when the
+        terminal went away), the judge and the pool stopped, and every queued write committed."""
+        for cancel in list(self._running):
+            cancel.set()
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while self._running and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         if self.judge_start is not None and not self.judge_start.done():
             # Still loading: cancelling it reaps the child (close() alone cannot see it yet).
             self.judge_start.cancel()

@@ -1,9 +1,10 @@
 """The chat screen: the transcript, a status line, the input, the pool dashboard.
 
-Nothing here waits on a model. ``Runtime.start`` and every ``Runtime.send`` run in Textual
-workers on the app's event loop; the session reports progress through an async listener that
-only posts Textual messages, and the handlers below update widgets. The first paint happens
-before the runtime exists, and models load lazily on the first message.
+Nothing here waits on a model. The app starts the runtime (``HermesApp._start_runtime``) and
+hands it over with ``RuntimeReady``; every ``Runtime.send`` runs in a Textual worker on the
+app's event loop; the session reports progress through ``receive``, which only buffers, and the
+handlers below update widgets. The first paint happens before the runtime exists, and models
+load lazily on the first message.
 
 Size (over 500 lines): the handlers of one screen; its widgets live in ``widgets/``.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,6 @@ from hermes_tui.widgets.transcript import WIDE_AT, Transcript
 if TYPE_CHECKING:
     from hermes_tui.runtime import ScreenRuntime
 
-RuntimeFactory = Callable[[Callable[[Any], Awaitable[None]]], Awaitable["ScreenRuntime"]]
 WORKFLOWS = ("pipeline", "parallel")
 FLUSH_S = 0.1  # how often streamed events reach the widgets (10 Hz)
 
@@ -89,17 +88,13 @@ class ChatScreen(Screen):
         config: Config,
         *,
         db_path: Path | None = None,
-        runtime_factory: RuntimeFactory | None = None,
-        autostart: bool = True,
-        resume: int | None = None,
+        starting: bool = True,
     ) -> None:
         super().__init__()
         self.config = config
-        self.resume = resume  # a stored session to continue once the runtime is up
         self.db_path = db_path
-        self.runtime_factory = runtime_factory
-        self.autostart = autostart
-        self.runtime: ScreenRuntime | None = None
+        self.starting = starting  # the app is starting a runtime for this screen
+        self.runtime: ScreenRuntime | None = None  # the app's, handed over by RuntimeReady
         self.workflow = config.workflow
         self.personas = list(config.personas)
         self.records: dict[int, ChatMessage] = {}  # turn id -> record
@@ -142,36 +137,21 @@ class ChatScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one(Transcript).add_class("hide-hidden")
-        self._show_loading(False)
+        self._show_loading(self.starting and self.runtime is None and not self._start_error)
         self.query_one("#prompt", PromptInput).focus()
-        self._update_status()
-        if self.autostart:
-            self.run_worker(self._start_runtime(), name="runtime-start", exclusive=False)
-        else:
+        if not self.starting:
             self._state = "not started"
-            self._update_status()
+        self._update_status()
 
-    async def _start_runtime(self) -> None:
-        self._show_loading(True)
-        try:
-            if self.runtime_factory is not None:
-                runtime = await self.runtime_factory(self._listener)
-            else:
-                from hermes_tui.runtime import Runtime
-
-                runtime = await Runtime.start(
-                    self.config, db_path=self.db_path, mode="chat", listener=self._listener
-                )
-            if self.resume is not None:
-                await runtime.resume(self.resume)
-        except Exception as exc:  # shown, never a crash: the user can still read and review
-            self._start_error = str(exc)
-            self._state = "could not start (Enter shows why)"  # the whole error fits no line
+    def runtime_failed(self, error: str) -> None:
+        """The app could not start the runtime: said here, never a crash (the user can still
+        read and review)."""
+        self._start_error = error
+        self._state = "could not start (Enter shows why)"  # the whole error fits no line
+        if self.is_mounted:
             self._show_loading(False)
             self._update_status()
-            self._show_start_error()
-            return
-        self.post_message(RuntimeReady(runtime))
+        self._show_start_error()
 
     def _show_start_error(self) -> None:
         self.notify(
@@ -309,7 +289,7 @@ class ChatScreen(Screen):
                 skipped = tuple(t for t in targets if t not in answered)
                 cancelled = tuple(r.persona for r in results if r.status == "cancelled")
                 if skipped:
-                    await self._listener(Skipped(skipped, cancelled))
+                    await self.receive(Skipped(skipped, cancelled))
         except Exception as exc:
             self.notify(f"{type(exc).__name__}: {exc}", title="turn failed", severity="error")
         finally:
@@ -319,8 +299,8 @@ class ChatScreen(Screen):
                 self._show_loading(False)
                 self._update_status()
 
-    async def _listener(self, event: Any) -> None:
-        """Called by the session for every event; returns at once.
+    async def receive(self, event: Any) -> None:
+        """The runtime's listener: called by the session for every event; returns at once.
 
         Events are buffered and applied in one batch every ``FLUSH_S`` (10 Hz): three
         streams at 200 tokens/s would otherwise put 600 messages a second on the screen's

@@ -53,18 +53,20 @@ from hermes_tui.store.rows import (
 )
 from hermes_tui.store.search import SEARCH_WINDOW, fts_query
 from hermes_tui.store.times import TimeLike, day_range
-from hermes_tui.store.writer import MAX_BATCH
+from hermes_tui.store.writer import MAX_BATCH, MAX_QUEUED, MessageRef
 from sentinel.verdict import SEVERITIES
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_MS",
     "FINAL_STATUSES",
     "MAX_BATCH",
+    "MAX_QUEUED",
     "MESSAGE_STATUSES",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "SEARCH_WINDOW",
     "SEVERITIES",
+    "MessageRef",
     "MessageRow",
     "MessageStatus",
     "SearchHit",

@@ -23,7 +23,14 @@ from hermes_tui.store.migrations import SCHEMA_VERSION, migrate, too_new, user_v
 from hermes_tui.store.queries import Queries
 from hermes_tui.store.search import Search
 from hermes_tui.store.times import TimeLike, to_ts
-from hermes_tui.store.writer import Writer, exec_fn, insert_fn
+from hermes_tui.store.writer import (
+    MessageKey,
+    MessageRef,
+    WriteFn,
+    Writer,
+    exec_fn,
+    insert_fn,
+)
 from sentinel.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -36,9 +43,10 @@ class Store(Queries, Search):
     """The hermes database. Create with ``await Store.open(path)``; ``await close()`` at exit.
 
     Write methods that return something (ids) or must be durable before the caller goes on
-    (``finish_message``) wait for their transaction to commit. ``checkpoint_message`` and
-    ``add_pool_event`` only enqueue; ``flush()`` waits until everything queued is committed
-    and raises if one of those background writes failed.
+    (``finish_message``) wait for their transaction to commit. ``checkpoint_message``,
+    ``add_pool_event`` and the ``queue_*`` methods (the runtime's recorder: a streaming turn
+    never waits for the disk) only enqueue; ``flush()`` waits until everything queued is
+    committed and raises if one of those background writes failed.
     """
 
     def __init__(
@@ -315,7 +323,7 @@ class Store(Queries, Search):
         )
         return result
 
-    async def checkpoint_message(self, message_id: int, content: str, tokens: int) -> None:
+    async def checkpoint_message(self, message_id: MessageKey, content: str, tokens: int) -> None:
         """Record the text streamed so far. Cheap: does not wait for the disk.
 
         Several checkpoints of one message before the writer gets to it become one write of
@@ -325,23 +333,89 @@ class Store(Queries, Search):
 
     async def finish_message(
         self,
-        message_id: int,
+        message_id: MessageKey,
         content: str,
         tokens: int,
         status: str,
         error_code: str | None = None,
     ) -> None:
         """Store the final text and status; returns once it is committed."""
+        await self._writable().submit(
+            self._finish_fn(message_id, content, tokens, status, error_code)
+        )
+
+    def _finish_fn(
+        self, message: MessageKey, content: str, tokens: int, status: str, error_code: str | None
+    ) -> WriteFn:
         if status not in FINAL_STATUSES:
             raise ValueError(f"status must be one of {FINAL_STATUSES}, not {status!r}")
-        writer = self._writable()
-        writer.drop_checkpoint(message_id)  # the final text supersedes any checkpoint
-        await writer.submit(
+        self._writable().drop_checkpoint(message)  # the final text supersedes any checkpoint
+        return exec_fn(
+            "UPDATE messages SET content = ?, tokens = ?, status = ?, error_code = ?, "
+            "finished = ? WHERE id = ?",
+            (content, int(tokens), status, error_code, time.time(), message),
+            must_change=f"no message {message}",
+        )
+
+    # ---- queued writes (the recorder: nothing here waits for a commit) ---------------------
+
+    async def queue_message_start(
+        self, session_id: int, persona: str, role: str = "assistant", *, hidden: bool = False
+    ) -> MessageRef:
+        """``start_message`` without waiting: the returned ref gets its id when it commits."""
+        ref = MessageRef()
+        params = (session_id, persona, role, "", time.time(), int(hidden))
+        await self._writable().enqueue(
+            insert_fn(
+                "INSERT INTO messages(session_id, persona, role, content, started, hidden, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'streaming')",
+                params,
+                ref,
+            )
+        )
+        return ref
+
+    async def queue_message(
+        self, session_id: int, persona: str, role: str, content: str, *, hidden: bool = False
+    ) -> None:
+        """``add_message`` (status done) without waiting for the commit."""
+        now = time.time()
+        await self._writable().enqueue(
+            insert_fn(
+                "INSERT INTO messages(session_id, persona, role, content, started, finished, "
+                "tokens, status, hidden) VALUES (?, ?, ?, ?, ?, ?, 0, 'done', ?)",
+                (session_id, persona, role, content, now, now, int(hidden)),
+            )
+        )
+
+    async def queue_message_finish(
+        self,
+        message: MessageKey,
+        content: str,
+        tokens: int,
+        status: str,
+        error_code: str | None = None,
+    ) -> None:
+        """``finish_message`` without waiting for the commit."""
+        fn = self._finish_fn(message, content, tokens, status, error_code)
+        await self._writable().enqueue(fn)
+
+    async def queue_verdict(
+        self, session_id: int, message: MessageKey | None, persona: str, verdict: Verdict
+    ) -> None:
+        """``add_verdict`` without waiting for the commit."""
+        await self._writable().enqueue(
+            insert_fn(
+                _VERDICT_SQL, _verdict_params(session_id, message, persona, verdict, time.time())
+            )
+        )
+
+    async def queue_session_update(self, session_id: int, *, personas: Sequence[str]) -> None:
+        """``update_session(personas=...)`` without waiting for the commit."""
+        await self._writable().enqueue(
             exec_fn(
-                "UPDATE messages SET content = ?, tokens = ?, status = ?, error_code = ?, "
-                "finished = ? WHERE id = ?",
-                (content, int(tokens), status, error_code, time.time(), message_id),
-                must_change=f"no message {message_id}",
+                "UPDATE sessions SET personas = ? WHERE id = ?",
+                (json.dumps(list(personas)), session_id),
             )
         )
 
@@ -355,25 +429,8 @@ class Store(Queries, Search):
         at: TimeLike | None = None,
     ) -> int:
         """Store one sentinel verdict on a message; returns its id."""
-        params = (
-            message_id,
-            session_id,
-            persona,
-            verdict.check,
-            verdict.severity,
-            verdict.code,
-            int(verdict.span[0]),
-            int(verdict.span[1]),
-            verdict.detail,
-            to_ts(at) or time.time(),
-        )
-        result: int = await self._writable().submit(
-            insert_fn(
-                "INSERT INTO verdicts(message_id, session_id, persona, check_name, severity, "
-                "code, span_start, span_end, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params,
-            )
-        )
+        params = _verdict_params(session_id, message_id, persona, verdict, to_ts(at) or time.time())
+        result: int = await self._writable().submit(insert_fn(_VERDICT_SQL, params))
         return result
 
     async def record_pool_event(self, event: PoolEvent) -> None:
@@ -423,6 +480,29 @@ class Store(Queries, Search):
             )
         )
         return result
+
+
+_VERDICT_SQL = (
+    "INSERT INTO verdicts(message_id, session_id, persona, check_name, severity, "
+    "code, span_start, span_end, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _verdict_params(
+    session_id: int, message: MessageKey | None, persona: str, verdict: Verdict, at: float
+) -> tuple[object, ...]:
+    return (
+        message,
+        session_id,
+        persona,
+        verdict.check,
+        verdict.severity,
+        verdict.code,
+        int(verdict.span[0]),
+        int(verdict.span[1]),
+        verdict.detail,
+        at,
+    )
 
 
 async def _close_all(conns: Sequence[aiosqlite.Connection]) -> None:

@@ -9,6 +9,13 @@ Streaming checkpoints are coalesced: ``checkpoint`` only records the latest text
 in a dict and queues a marker the first time; the writer writes whatever is latest when it
 reaches the marker. A model streaming faster than the disk therefore never grows the queue,
 and the on-disk text is at most one writer batch behind.
+
+Writes that nobody waits for (``enqueue``: what the runtime's recorder sends while a turn
+streams) go on the same queue, bounded: at most ``MAX_QUEUED`` of them wait uncommitted, and
+a caller beyond that waits for room (nothing is dropped). A message inserted that way has no
+id until its insert commits, so it is named by a ``MessageRef`` that the insert fills in;
+later writes of the same message (checkpoints, the final text, its verdicts) read the id from
+it when the writer runs them, which is always after the insert (one queue, in order).
 """
 
 from __future__ import annotations
@@ -30,8 +37,26 @@ log = logging.getLogger(__name__)
 # Upper bound of operations per writer transaction: keeps one batch's latency bounded even if
 # something floods the queue.
 MAX_BATCH = 1000
+# Upper bound of queued writes nobody waits for (``enqueue``); more wait for room.
+MAX_QUEUED = 10_000
 
 WriteFn = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+
+@dataclass(eq=False, slots=True)
+class MessageRef:
+    """A message whose insert is queued: ``id`` is set when that insert commits (None before,
+    or if it failed). Accepted wherever a write takes a message id."""
+
+    id: int | None = None
+
+
+MessageKey = int | MessageRef
+
+
+def message_id(key: MessageKey | None) -> int | None:
+    """The id a write should use now (None: no message, or one never stored)."""
+    return key.id if isinstance(key, MessageRef) else key
 
 
 @dataclass(slots=True)
@@ -42,7 +67,8 @@ class _Op:
     fn: WriteFn | None
     fut: asyncio.Future[Any] | None = None
     kind: str = "op"
-    message_id: int = 0
+    message: MessageKey = 0
+    bounded: bool = False  # counted against MAX_QUEUED until its batch is done
 
 
 _STOP = _Op(fn=None, kind="stop")
@@ -56,7 +82,8 @@ class Writer:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self._queue: asyncio.Queue[_Op] = asyncio.Queue()
-        self._pending_ckpt: dict[int, tuple[str, int]] = {}
+        self._pending_ckpt: dict[MessageKey, tuple[str, int]] = {}
+        self._room = asyncio.Semaphore(MAX_QUEUED)
         self._bg_error: StoreError | None = None
         self._task = asyncio.create_task(self._loop(), name="hermes-store-writer")
 
@@ -70,16 +97,23 @@ class Writer:
         """Queue a write without waiting; a failure is raised by the next ``flush``."""
         self._queue.put_nowait(_Op(fn=fn))
 
-    def checkpoint(self, message_id: int, content: str, tokens: int) -> None:
-        """Record the latest text of a streaming message; written when the writer gets to it."""
-        first = message_id not in self._pending_ckpt
-        self._pending_ckpt[message_id] = (content, int(tokens))
-        if first:
-            self._queue.put_nowait(_Op(fn=None, kind="ckpt", message_id=message_id))
+    async def enqueue(self, fn: WriteFn) -> None:
+        """Queue a write nobody waits for; returns at once unless ``MAX_QUEUED`` such writes
+        are already waiting (then when there is room). A failure is raised by the next
+        ``flush``."""
+        await self._room.acquire()
+        self._queue.put_nowait(_Op(fn=fn, bounded=True))
 
-    def drop_checkpoint(self, message_id: int) -> None:
+    def checkpoint(self, message: MessageKey, content: str, tokens: int) -> None:
+        """Record the latest text of a streaming message; written when the writer gets to it."""
+        first = message not in self._pending_ckpt
+        self._pending_ckpt[message] = (content, int(tokens))
+        if first:
+            self._queue.put_nowait(_Op(fn=None, kind="ckpt", message=message))
+
+    def drop_checkpoint(self, message: MessageKey) -> None:
         """Forget a pending checkpoint (the final text supersedes it)."""
-        self._pending_ckpt.pop(message_id, None)
+        self._pending_ckpt.pop(message, None)
 
     async def flush(self) -> None:
         """Wait until every write queued so far is committed; raise a background failure."""
@@ -119,6 +153,10 @@ class Writer:
                         self._fail(op, err, report=False)
                     if not isinstance(exc, Exception):
                         raise
+                finally:
+                    for op in ops:
+                        if op.bounded:
+                            self._room.release()
 
     async def _run_batch(self, ops: list[_Op]) -> None:
         conn = self.conn
@@ -128,10 +166,11 @@ class Writer:
             for op in ops:
                 fn = op.fn
                 if op.kind == "ckpt":
-                    pending = self._pending_ckpt.pop(op.message_id, None)
-                    if pending is None:  # superseded by finish_message, or already written
+                    pending = self._pending_ckpt.pop(op.message, None)
+                    mid = message_id(op.message)
+                    if pending is None or mid is None:  # superseded, written, or never stored
                         continue
-                    fn = checkpoint_fn(op.message_id, *pending)
+                    fn = checkpoint_fn(mid, *pending)
                 if fn is None:
                     results.append((op, None, None))
                     continue
@@ -178,14 +217,24 @@ class Writer:
                 self._bg_error = err
 
 
-def insert_fn(sql: str, params: Sequence[Any]) -> Callable[[aiosqlite.Connection], Awaitable[int]]:
-    """A write that inserts one row and returns its id."""
+def _resolved(params: Sequence[Any]) -> list[Any]:
+    """``params`` with each ``MessageRef`` replaced by its id, now that the writer runs (None
+    if its insert failed: a verdict is then kept without its message)."""
+    return [p.id if isinstance(p, MessageRef) else p for p in params]
+
+
+def insert_fn(
+    sql: str, params: Sequence[Any], ref: MessageRef | None = None
+) -> Callable[[aiosqlite.Connection], Awaitable[int]]:
+    """A write that inserts one row and returns its id (also given to ``ref``, if any)."""
 
     async def run(conn: aiosqlite.Connection) -> int:
-        cur = await conn.execute(sql, params)
+        cur = await conn.execute(sql, _resolved(params))
         rowid = cur.lastrowid
         await cur.close()
         assert rowid is not None
+        if ref is not None:
+            ref.id = rowid
         return rowid
 
     return run
@@ -197,7 +246,7 @@ def exec_fn(
     """A write that returns how many rows it changed (``must_change``: fail if none)."""
 
     async def run(conn: aiosqlite.Connection) -> int:
-        cur = await conn.execute(sql, params)
+        cur = await conn.execute(sql, _resolved(params))
         count = cur.rowcount
         await cur.close()
         if must_change and count == 0:
