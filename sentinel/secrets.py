@@ -6,16 +6,25 @@ GitLab, JWT, Mailchimp, npm, OpenAI, private keys, PyPI, SendGrid, Slack tokens 
 Square, Stripe, Telegram, Twilio, Artifactory) and its keyword detector's assignment regexes
 (``password: …``, ``aws_secret_access_key = …``, ``api_key = "…"``) with its heuristic filters
 (templated values, ``$VARIABLES``, indirect references such as ``os.environ["X"]``, sequential
-strings, ids). A few shapes it lacks are added here (newer OpenAI/Anthropic keys, GitHub
-fine-grained tokens, Google API keys, npm ``npm_`` tokens, Discord webhooks, PGP/PuTTY private
-keys).
+strings, ids), and gitleaks' published default rules (``gitleaks_rules.json``, made from its
+``config/gitleaks.toml`` by ``scripts/import_gitleaks_rules.py``: 213 provider shapes, each
+with its keywords as the trigger, its entropy floor, its secret group and its allowlists, plus
+gitleaks' global allowlist and its list of key names that hold no secret). A few shapes
+neither has are added here (secretlint's Cloudflare, Vercel and Shopify patterns, hermes's own
+tokens, PGP/PuTTY private keys).
 
 Decisions:
 
 * **Documentation examples count.** AWS's ``AKIAIOSFODNN7EXAMPLE`` (and any value with a
   provider's exact shape) is a secret: the sentinel cannot tell a published example from a real
   key, and an answer that pastes one is one edit away from pasting a real one. Values that are
-  not key-shaped are not: ``<YOUR_KEY>``, ``${TOKEN}``, ``sk-your-key-here``, ``xxxx``, ``***``.
+  not key-shaped are not: ``<YOUR_KEY>``, ``${TOKEN}``, ``sk-your-key-here``, ``xxxx``, ``***``,
+  nor a shape filled with filler (one character 8 times, ``tskey-api-AAAA…-BBBB…``, or one unit
+  4 times, ``…EXAMPLEEXAMPLE…``), nor one that runs on into a mask (``xoxp-…-####``).
+* **URL passwords**: not a template slot (``{password}``, ``$(PGPASSWORD)``, ``${VAR}``), not a
+  placeholder word, not the user name again (``postgres:postgres@``: a default).
+* **A 64-hex value** is a private key only with a key named just before it (``private key:``,
+  ``wallet``, ``seed``); alone it is a hash (commit, checksum).
 * **Keyword values** (``password: hunter2``) must look like a credential: one token, not a
   template or a reference, at least 6 characters mixing two classes of characters (lower,
   upper, digit, symbol), or 16+ characters of high entropy. ``password: required`` is not one.
