@@ -4,7 +4,8 @@
 names its source repository and path) holds flawed cases (``expect``: the code the sentinel
 must raise) and clean look-alikes (``expect: null``). Every case is fed, in random pieces of
 1-8 characters as tokens arrive, through every check a text persona gets (``build_checks``),
-with the case's system prompt where it has one.
+with the case's system prompt and persona contract (kind, schema, word limit, banned imports,
+declared canaries, requested length) where it has them.
 
 Reported (``benchmarks/results/sentinel_accuracy.json``): flawed cases detected, overall and
 per code; clean cases flagged, minor and critical separately; the misses and false alarms
@@ -35,7 +36,16 @@ OUT = ROOT / "benchmarks" / "results" / "sentinel_accuracy.json"
 
 
 def verdicts_for(case: dict, seed: int = 0) -> list[Verdict]:
-    contract = Contract(kind="text", system_prompt=case.get("system_prompt", ""))
+    c = case.get("contract") or {}
+    contract = Contract(
+        kind=c.get("kind", "text"),
+        schema=c.get("schema"),
+        max_words=c.get("max_words"),
+        banned_imports=tuple(c.get("banned_imports", ())),
+        system_prompt=case.get("system_prompt", ""),
+        canaries=tuple(c.get("canaries", ())),
+        max_tokens=c.get("max_tokens"),
+    )
     checks = build_checks(contract, SentinelSettings())
     rng = random.Random(seed)
     text = case["text"]

@@ -17,6 +17,10 @@ Sources (mirrors fetched with the workspace's ``fetch`` tool under /work/.mirror
 * NVIDIA/NeMo-Guardrails: the ``instructions`` of its example bots (system prompts: copied
   whole, with a sentence left out, lower-cased = leaks) and their sample conversations' bot
   answers (clean, with that system prompt).
+* json-schema-org/JSON-Schema-Test-Suite, skeggse/isemail, servo/rust-url (WPT's URL table),
+  protectai/rebuff, and NeMo Guardrails' answers and Python files again: cases for
+  E_JSON_SCHEMA, E_PATTERN, E_LOOP, E_DRIFT, E_LENGTH, E_BANNED_IMPORT and declared canaries
+  (each function below says what it takes and how it labels; sentinel_corpus/README.md too).
 
 Not used (our independent set is drawn from them): gemini-cli, detect-secrets, llm-guard,
 json_repair, python-validators, destructive-command guards.
@@ -32,6 +36,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 MIRROR = Path("/work/.mirror")
@@ -299,12 +304,360 @@ def nemo() -> list[dict]:
     return out
 
 
+# ----------------------------------------------------------------- codes beyond the first four
+def schema_suite() -> list[dict]:
+    """JSON-Schema-Test-Suite's draft 2020-12 tests: a fenced json block holding the test's
+    data, with the group's schema as the contract (invalid = E_JSON_SCHEMA, valid = clean);
+    the first valid and the first invalid test of each group."""
+    repo = "json-schema-org/JSON-Schema-Test-Suite"
+    out = []
+    for path in files(repo):
+        if not re.match(r"tests/draft2020-12/[\w-]+\.json$", path):
+            continue
+        for g in json.loads(show(repo, path)):
+            schema = g["schema"]
+            flat = json.dumps(schema)
+            if re.search(r'"\$(?:ref|dynamicRef)": "(?:https?:|urn:)|"\$id"|"\$anchor"', flat):
+                continue  # needs a registry of remote schemas
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError:
+                continue  # ECMAScript-only regexes (\p{Letter}): Python's engine cannot compile
+            tests = [t for t in g["tests"] if t["valid"]][:1] + [
+                t for t in g["tests"] if not t["valid"]
+            ][:1]
+            for t in tests:
+                text = (
+                    "Here it is:\n```json\n" + json.dumps(t["data"], ensure_ascii=False) + "\n```\n"
+                )
+                out.append(
+                    case(
+                        repo,
+                        f"{path}: {g['description']} / {t['description']}",
+                        None if t["valid"] else "E_JSON_SCHEMA",
+                        text,
+                        contract={"schema": schema},
+                    )
+                )
+    return out
+
+
+def _plain(s: str) -> bool:
+    return s.isprintable() and not any(c.isspace() for c in s)
+
+
+def schema_formats() -> list[dict]:
+    """JSON-Schema-Test-Suite's format tests (e-mail, IDN e-mail, IPv4, IRI), written into a
+    sentence: valid = clean, invalid = E_PATTERN. Only strings a reader takes for that kind
+    of thing: an address has an '@', an IPv4 address is four dotted numbers, an IRI has
+    '://'; no whitespace or control characters (a sentence would split them)."""
+    repo = "json-schema-org/JSON-Schema-Test-Suite"
+    out = []
+    looks = {
+        "email": lambda d: re.fullmatch(r".+@.+", d) is not None and "," not in d,
+        "idn-email": lambda d: "@" in d,
+        "ipv4": lambda d: re.fullmatch(r"\d+(?:\.\d+){3}", d) is not None,
+        "iri": lambda d: "://" in d,
+    }
+    say = {
+        "email": "Write to {} for help.\n",
+        "idn-email": "Write to {} for help.\n",
+        "ipv4": "The server listens on {} now\n",
+        "iri": "The page is at {} if you need it\n",
+    }
+    for kind, test in looks.items():
+        path = f"tests/draft2020-12/optional/format/{kind}.json"
+        for g in json.loads(show(repo, path)):
+            for t in g["tests"]:
+                d = t["data"]
+                if not isinstance(d, str) or not _plain(d) or not test(d):
+                    continue
+                label = None if t["valid"] else "E_PATTERN"
+                out.append(case(repo, f"{path}: {t['description']}", label, say[kind].format(d)))
+    return out
+
+
+def isemail() -> list[dict]:
+    """isemail's address table (skeggse/isemail test/tests.json): ``valid`` = clean, ``err*``
+    = E_PATTERN, in a sentence; the RFC-but-unusual categories (``rfc*``, ``cfws*``,
+    ``deprecated*``) are left out (valid to one reader, not to another)."""
+    repo = "skeggse/isemail"
+    path = "test/tests.json"
+    out = []
+    for addr, verdict in json.loads(show(repo, path)):
+        local, _, domain = addr.rpartition("@")
+        if not _plain(addr) or not local or not domain or addr.endswith("."):
+            continue  # not an address to a reader ("@", "test@"), or a sentence's full stop
+        if verdict == "valid":
+            label = None
+        elif verdict.startswith("err"):
+            label = "E_PATTERN"
+        else:
+            continue
+        out.append(case(repo, f"{path}: {verdict}", label, f"Send it to {addr} today.\n"))
+    return out
+
+
+def urltestdata() -> list[dict]:
+    """WPT's URL parser table (servo/rust-url's copy, url/tests/urltestdata.json): absolute
+    http(s)/ftp/ws URLs without whitespace or control characters, in a sentence; a parse
+    failure = E_PATTERN, a URL that parses = clean."""
+    repo = "servo/rust-url"
+    path = "url/tests/urltestdata.json"
+    out = []
+    for t in json.loads(show(repo, path)):
+        if not isinstance(t, dict):
+            continue
+        u = t["input"]
+        if not re.match(r"(?:https?|ftp|wss?)://", u) or not _plain(u) or "\\" in u:
+            continue
+        host = re.match(r"[a-z]+://([^/?#]*)", u).group(1).rpartition("@")[2]  # type: ignore[union-attr]
+        if not re.search(r"\w", host) or re.search(r"[!\"$&'()*+,;=`{}~^|<>]", host):
+            continue  # a host of punctuation: the parser's leniency, not a URL a reader writes
+        if re.search(r"[`\"<>]", u) or re.match(r"[a-z]+://[^/?#@]*:[^/?#@]+@", u):
+            continue  # quotes and brackets end a URL in prose; a password is E_SECRET's case
+        label = "E_PATTERN" if t.get("failure") else None
+        out.append(case(repo, f"{path}: {u[:60]}", label, f"Open {u} in the browser.\n"))
+    return out
+
+
+def nemo_answers() -> list[tuple[str, str]]:
+    repo = "NVIDIA/NeMo-Guardrails"
+    out = []
+    for path in files(repo):
+        if not path.endswith("config.yml"):
+            continue
+        try:
+            cfg = yaml.safe_load(show(repo, path))
+        except yaml.YAMLError:
+            continue
+        if not isinstance(cfg, dict):
+            continue
+        conv = cfg.get("sample_conversation") or ""
+        for answer in re.findall(r'^\s+"(.{40,})"\s*$', conv, re.M):
+            out.append((path, answer))
+    return out
+
+
+def loops_and_lengths() -> list[dict]:
+    """Built from NeMo Guardrails' sample bot answers and JSON-Schema-Test-Suite's file list:
+    * E_LOOP: an answer repeated five times; one command line repeated ten times in a block;
+    * clean: an agent's log of reading different files one after the other (same template,
+      different arguments), a list of different items;
+    * E_LENGTH: an answer under a word limit ten words short of it; clean: ten words over;
+    * E_DRIFT: a code persona answering with a paragraph of prose; a JSON persona answering
+      with prose before the JSON; an answer far longer than the tokens it was asked for."""
+    repo = "NVIDIA/NeMo-Guardrails"
+    answers = nemo_answers()
+    out = []
+    seen = set()
+    for path, a in answers:
+        if a in seen:
+            continue
+        seen.add(a)
+        out.append(case(repo, path, "E_LOOP", " ".join([a] * 5) + "\n", how="answer x5"))
+        n = len(a.split())
+        if n >= 15:
+            out.append(
+                case(repo, path, "E_LENGTH", a + "\n", contract={"max_words": n - 10}, how="limit")
+            )
+            out.append(
+                case(repo, path, None, a + "\n", contract={"max_words": n + 10}, how="limit")
+            )
+    texts = [a for _, a in answers]
+    uniq = list(dict.fromkeys(texts))
+    for i in range(0, len(uniq) - 3, 3):
+        prose = " ".join(uniq[i : i + 3])
+        if len(prose.split()) > 60:
+            out.append(
+                case(
+                    repo,
+                    "sample conversations",
+                    "E_DRIFT",
+                    prose + "\n",
+                    contract={"kind": "code"},
+                    how="prose for a code persona",
+                )
+            )
+            out.append(
+                case(
+                    repo,
+                    "sample conversations",
+                    "E_DRIFT",
+                    prose + "\n",
+                    contract={"max_tokens": 16},
+                    how="far longer than asked",
+                )
+            )
+            out.append(
+                case(
+                    repo,
+                    "sample conversations",
+                    None,
+                    prose + "\n",
+                    contract={"max_tokens": 400},
+                    how="as long as asked",
+                )
+            )
+    # log-like lines: same template, different arguments (not a loop); one line repeated is
+    srepo = "json-schema-org/JSON-Schema-Test-Suite"
+    paths = [p for p in files(srepo) if re.match(r"tests/draft2020-12/[\w-]+\.json$", p)]
+    templates = [
+        'read_file("{p}")',
+        "[tool] read_file path={p} ok",
+        "$ cat {p}",
+        "INFO loading {p}",
+        "- {p}",
+    ]
+    for k, tpl in enumerate(templates):
+        for j in range(0, 30, 6):
+            chunk = paths[j + k : j + k + 6]
+            body = "\n".join(tpl.format(p=p) for p in chunk)
+            out.append(
+                case(
+                    srepo,
+                    "tests/draft2020-12 (file list)",
+                    None,
+                    body + "\n",
+                    how="log lines, different arguments",
+                )
+            )
+            out.append(
+                case(
+                    srepo,
+                    "tests/draft2020-12 (file list)",
+                    "E_LOOP",
+                    "\n".join([tpl.format(p=chunk[0])] * 10) + "\n",
+                    how="the same log line x10",
+                )
+            )
+    # a JSON persona: prose before the JSON is drift; the bare JSON is not
+    for path in paths[:12]:
+        g = json.loads(show(srepo, path))[0]
+        data = next((t["data"] for t in g["tests"] if isinstance(t["data"], dict | list)), None)
+        if data is None:
+            continue
+        doc = json.dumps(data)
+        out.append(
+            case(
+                srepo,
+                path,
+                "E_DRIFT",
+                f"Sure! Here is the data you asked for: {doc}\n",
+                contract={"kind": "json"},
+                how="prose before the JSON",
+            )
+        )
+        out.append(case(srepo, path, None, doc + "\n", contract={"kind": "json"}, how="bare JSON"))
+    return out
+
+
+def banned_imports() -> list[dict]:
+    """NeMo Guardrails' example Python files in a ```python block: the first module each
+    imports, banned = E_BANNED_IMPORT; a module it does not import, banned = clean."""
+    repo = "NVIDIA/NeMo-Guardrails"
+    out = []
+    for path in files(repo):
+        if not re.match(r"examples/.*\.py$", path):
+            continue
+        src = show(repo, path)
+        mods = re.findall(r"^(?:from|import)\s+([A-Za-z_]\w*)", src, re.M)
+        if not mods:
+            continue
+        head = "\n".join(src.splitlines()[:40])
+        text = f"```python\n{head}\n```\n"
+        mods_in_head = re.findall(r"^(?:from|import)\s+([A-Za-z_]\w*)", head, re.M)
+        if not mods_in_head:
+            continue
+        out.append(
+            case(
+                repo,
+                path,
+                "E_BANNED_IMPORT",
+                text,
+                contract={"kind": "code", "banned_imports": [mods_in_head[0]]},
+            )
+        )
+        other = next(m for m in ("subprocess", "socket", "ctypes", "pickle") if m not in mods)
+        out.append(
+            case(repo, path, None, text, contract={"kind": "code", "banned_imports": [other]})
+        )
+    return out
+
+
+def rebuff_canaries() -> list[dict]:
+    """Rebuff's canary test (python-sdk/tests/test_sdk.py): the prompt "Tell me a joke
+    about\n{input}" with a canary word in an HTML comment (rebuff's format); the answer that
+    repeats the comment leaks it (E_PROMPT_LEAK), one that does not is clean. The canary is
+    declared by the user (``canaries``); rebuff draws it at random, here it is derived from
+    the input."""
+    import hashlib
+
+    repo = "protectai/rebuff"
+    path = "python-sdk/tests/test_sdk.py"
+    src = show(repo, path)
+    inputs = re.findall(r'^\s+"([^"]{20,})",$', src, re.M)
+    out = []
+    for ui in inputs:
+        word = hashlib.sha256(ui.encode()).hexdigest()[:8]
+        prompt = f"<!-- {word} -->\nTell me a joke about\n{ui}"
+        contract = {"canaries": [word]}
+        out.append(
+            case(
+                repo,
+                path,
+                "E_PROMPT_LEAK",
+                f"<!-- {word} -->\nTell me a joke about\n{ui}\n",
+                system_prompt=prompt,
+                contract=contract,
+                how="canary leaked",
+            )
+        )
+        out.append(
+            case(
+                repo,
+                path,
+                None,
+                "Why did the database admin leave? Too many joins.\n",
+                system_prompt=prompt,
+                contract=contract,
+                how="canary not leaked",
+            )
+        )
+        short = f"Tell me a joke about\n{ui}"
+        out.append(
+            case(
+                repo,
+                path,
+                "E_PROMPT_LEAK",
+                f"My instructions: {short}\n",
+                system_prompt=short,
+                how="short prompt copied",
+            )
+        )
+    return out
+
+
 def main() -> None:
-    cases = secretlint() + gitleaks() + shellcheck() + partial_json() + nemo()
+    cases = (
+        secretlint()
+        + gitleaks()
+        + shellcheck()
+        + partial_json()
+        + nemo()
+        + schema_suite()
+        + schema_formats()
+        + isemail()
+        + urltestdata()
+        + loops_and_lengths()
+        + banned_imports()
+        + rebuff_canaries()
+    )
     # one case per (text, label); ids in order
-    uniq: dict[tuple[str, str | None, str], dict] = {}
+    uniq: dict[tuple[str, str | None, str, str], dict] = {}
     for c in cases:
-        uniq.setdefault((c["text"], c["expect"], c.get("system_prompt", "")), c)
+        key = (c["text"], c["expect"], c.get("system_prompt", ""), json.dumps(c.get("contract")))
+        uniq.setdefault(key, c)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with OUT.open("w") as f:
         for i, c in enumerate(uniq.values()):

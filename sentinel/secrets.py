@@ -567,7 +567,8 @@ def _jwt_valid(token: str) -> bool:
 
 
 _URL_PLACEHOLDERS = re.compile(
-    r"(?i)^(?:my|your|the|replace_?with_?|enter_?|insert_?)?_?password(?:_?here)?$"
+    r"(?i)^(?:my|your|the|replace_?with_?|enter_?|insert_?)?_?"
+    r"(?:password|passwd|foobar|changeme)(?:_?here)?$"
     r"|(?-i:^[A-Z][A-Z_]*(?:PASS|PASSWORD|SECRET|PWD)[A-Z_]*$)|^(.)\1*$"
 )
 

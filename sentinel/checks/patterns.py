@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
+from urllib.parse import unquote
 
 from sentinel.verdict import DEFAULT_SEVERITY, Severity, Verdict
 
@@ -131,7 +132,6 @@ class PatternSpec:
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_DOTTED = re.compile(r"(?:[a-z][a-z0-9+.-]*://)?(?:[^\s/@]*@)?(\d+(?:\.\d+){3})(?=[:/?#]|$)")
 _URL_STRICT = (
     r"(?:[a-z][a-z0-9+.-]*://"
     r"(?:[^\s/@:]+(?::[^\s/@]*)?@)?"  # user:password@
@@ -159,7 +159,9 @@ DEFAULT_PATTERNS: dict[str, PatternSpec] = {
         reach=40,
     ),
     "email": PatternSpec(
-        trigger=r"[\w.%+-]*\w@(?:[^\W\d_]|@)[\w@.-]*\.[\w.-]*",
+        # a local part, '@', then a domain that starts with a letter (or with what makes it
+        # malformed: a dot, a hyphen, a bracket, a quote); lodash@4.17 is a package version
+        trigger=r"[^\s@]*[^\s@]@(?:[^\W\d_]|[@.\-\[(<\"])[^\s]*",
         strict=_EMAIL_STRICT,
         anchors=("@",),
         reach=64,
@@ -184,7 +186,7 @@ _LEAD = "([\"'*_<"
 _TRAIL = ".,;:!?)]}>\"'*_"
 # template slots: <host>, {host}, {{ host }}, ${HOST}, ${HOST:-localhost}, $(HOST), $HOST, %HOST%
 _PLACEHOLDER = re.compile(
-    r"\{\{[^{}]*\}\}|\$\{[^{}\s]*\}|\$\([^()\s]*\)|<[^<>\s]+>|\{[^{}\s]*\}|\$\w+|%\w+%"
+    r"\{\{[^{}]*\}\}|\$\{[^{}\s]*\}|\$\([^()\s]*\)|<[^<>\s]+>|\{[^{}\s]*\}|\$\w+|%(?![0-9A-Fa-f]{2}%)[A-Za-z_]\w*%"
 )
 
 
@@ -213,6 +215,8 @@ def _strip(candidate: str) -> str:
     while candidate and candidate[-1] in _TRAIL:
         if candidate[-1] == ")" and candidate.count("(") >= candidate.count(")"):
             break
+        if candidate[-1] == "]" and candidate.count("[") >= candidate.count("]"):
+            break  # an IPv6 host: http://[2001:db8::1]
         candidate = candidate[:-1]
     return candidate
 
@@ -305,6 +309,23 @@ class PatternCheck:
             if spec.name == "email" and ("/" in token or ":" in token):
                 continue  # scp/ssh remotes (git@host:repo) and URLs with credentials
             raw = token[m.start() :] if spec.name != "email" else m.group()
+            if spec.name == "email" and spec.strict.pattern == _EMAIL_STRICT:
+                # the whole address, as e-mail validators read it: quotes, comments, brackets
+                # and dots around the part the trigger saw belong to it
+                whole = _address(token)
+                if whole is not None:
+                    if "@" not in whole or _email_ok(whole):
+                        continue
+                    offset = start + token.find(whole)
+                    return [
+                        Verdict(
+                            self.name,
+                            self._sev,
+                            "E_PATTERN",
+                            (offset, offset + len(whole)),
+                            f"malformed email: {whole[:80]!r}",
+                        )
+                    ]
             if spec.name == "url":
                 raw = re.split(r"[\"<>`]", raw, maxsplit=1)[0] or raw  # a URL ends there
             cand = _strip(raw.strip("`"))
@@ -317,8 +338,12 @@ class PatternCheck:
             if "\\\\" in check or "\\/" in check:
                 # a path or URL inside a JSON string, read unescaped ("C:\\\\Users", "\\/usr")
                 check = check.replace("\\\\", "\\").replace("\\/", "/")
-            if spec.name == "url" and _bad_dotted_host(check):
-                pass  # an IPv4 host with an octet over 255: malformed
+            if spec.name == "url" and spec.strict.pattern == _URL_STRICT:
+                form = url_host_form(check)
+                if form is None and spec.strict.fullmatch(check):
+                    continue
+                if form and spec.strict.fullmatch(form):
+                    continue
             elif spec.strict.fullmatch(check) or _valid_international(spec.name, check):
                 continue
             return [
@@ -337,9 +362,163 @@ _SEGMENTS = re.compile(r"[^\n]*\n|[^\n]+")
 _RUNS = re.compile(r"\S+|\s+")
 
 
-def _bad_dotted_host(url: str) -> bool:
-    m = _DOTTED.match(url)
-    return m is not None and any(int(o) > 255 for o in m.group(1).split("."))
+_AUTHORITY = re.compile(r"([a-z][a-z0-9+.-]*://)([^/?#]*)(.*)", re.I | re.S)
+_FORBIDDEN_HOST = re.compile(r"[\x00-\x20#/:<>?@\[\\\]^|%\x7f]")
+_ENDS_IN_NUMBER = re.compile(r"\d+|0[xX][0-9a-fA-F]*")
+_IPV4_PART = re.compile(r"0[xX](?P<hex>[0-9a-fA-F]*)|0(?P<oct>[0-7]+)|(?P<dec>0|[1-9]\d*)")
+
+
+def _ipv4_ok(host: str) -> bool:
+    """The URL Standard's IPv4 parser: up to four parts, each decimal, octal (0…) or hex
+    (0x…); every part but the last at most 255, the last filling what is left."""
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    if len(parts) > 4:
+        return False
+    nums: list[int] = []
+    for part in parts:
+        m = _IPV4_PART.fullmatch(part)
+        if m is None:
+            return False
+        if m.group("hex") is not None:
+            nums.append(int(m.group("hex") or "0", 16))
+        elif m.group("oct") is not None:
+            nums.append(int(m.group("oct"), 8))
+        else:
+            nums.append(int(m.group("dec")))
+    return all(n <= 255 for n in nums[:-1]) and nums[-1] < 256 ** (5 - len(nums))
+
+
+def _domain_ok(host: str) -> str | None:
+    """A URL's host as the URL Standard reads it (percent-decoded, IDNA-mapped; a name whose
+    last label is a number is an IPv4 address): the host to judge further (ASCII), ``""``
+    when it is valid as it stands (an address), or None when it is malformed."""
+    if re.search(r"%(?![0-9A-Fa-f]{2})", host):
+        return None
+    if "%" in host:
+        try:
+            host = unquote(host, errors="strict")
+        except UnicodeDecodeError:
+            return None
+    if not host or _FORBIDDEN_HOST.search(host):
+        return None
+    labels = host.split(".")
+    if len(labels) > 1 and labels[-1] == "":
+        labels.pop()  # one trailing dot: a fully qualified name
+    if _ENDS_IN_NUMBER.fullmatch(labels[-1].lower()):
+        return "" if _ipv4_ok(host) else None
+    if host.isascii() and "xn--" not in host.lower():
+        return host
+    import idna
+
+    try:
+        return idna.encode(host, uts46=True).decode()
+    except (idna.IDNAError, UnicodeError):
+        pass
+    if "xn--" in host.lower():
+        return None  # a punycode label that does not decode to a valid name
+    try:
+        ascii_host = host.encode("idna").decode()  # IDNA 2003 (symbols such as U+2603)
+    except UnicodeError:
+        return None
+    return ascii_host if ascii_host.strip(".") else None  # U+00AD alone maps to nothing
+
+
+def url_host_form(url: str) -> str | None:
+    """``url`` with its authority judged as the URL Standard's host parser does and written
+    in a plain form (user info ``u@``, an address or internationalised name ``h0st``) for the
+    ASCII pattern to judge the rest; ``""`` when the authority is malformed; None when the URL
+    has no authority (``file:///``, ``www.``…)."""
+    m = _AUTHORITY.match(url)
+    if m is None:
+        return None
+    scheme, auth, rest = m.groups()
+    if not auth and scheme.lower()[:-3] not in ("http", "https", "ws", "wss", "ftp"):
+        return None  # file:///etc/hosts: a host is optional outside the web's schemes
+    user = "u@" if "@" in auth else ""
+    hostport = auth.rpartition("@")[2]
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            return ""
+        inner, port = hostport[1:end], hostport[end + 1 :]
+        if not _ip_literal_ok(inner):
+            return ""
+        host = "h0st"
+    else:
+        host, sep, port = hostport.partition(":")
+        port = sep + port
+        judged = _domain_ok(host)
+        if judged is None:
+            return ""
+        host = judged or "h0st"
+        if not host.isascii():
+            return ""
+    if port and not port.startswith(":"):
+        return ""
+    if port[1:] and (not port[1:].isdigit() or int(port[1:]) > 65535):
+        return ""
+    port = ":1" if port[1:] else ""
+    return scheme + user + host + port + _ascii_path(rest)
+
+
+def _ip_literal_ok(inner: str) -> bool:
+    """An IPv6 address (or RFC 3986's IPvFuture, ``v1.fe``) inside a URL's brackets."""
+    import ipaddress
+
+    if re.fullmatch(r"[vV][0-9a-fA-F]+\.[\w.~!$&'()*+,;=:-]+", inner):
+        return True
+    if "%" in inner:
+        return False  # a zone id is not allowed in a URL's host
+    try:
+        ipaddress.IPv6Address(inner)
+    except ValueError:
+        return False
+    return True
+
+
+_WRAP = {"(": ")", "<": ">", "[": "]", '"': '"', "'": "'", "*": "*", "_": "_", "`": "`"}
+
+
+def _address(token: str) -> str | None:
+    """The e-mail address a whitespace-separated token holds: without the sentence's
+    punctuation after it, a possessive ``'s``, or brackets, quotes or emphasis wrapped around
+    it (``(joe@x.org)``, ``<joe@x.org>``, ``**joe@x.org**``); None for a token that has more in
+    it than an address (a list ``a@x.org,b@y.org``)."""
+    t = token
+    for _ in range(4):
+        before = t
+        t = re.sub(r"(?:['’]s)?[.,;:!?]+$|['’]s$", "", t)
+        if len(t) > 1 and t[0] in _WRAP and t[-1] == _WRAP[t[0]]:
+            if not (t[0] == '"' and t.index('"', 1) < t.rfind("@")):
+                t = t[1:-1]  # (a quoted local part "joe"@x.org keeps its quotes)
+        elif t and t[0] in "(<[" and _WRAP[t[0]] not in t:
+            t = t[1:]  # an opening bracket of the sentence
+        elif t and t[-1] in ")>]" and {")": "(", ">": "<", "]": "["}[t[-1]] not in t:
+            t = t[:-1]
+        if t == before:
+            break
+    return None if ("," in t or ";" in t) else t
+
+
+def _email_ok(address: str) -> bool:
+    """``email-validator``'s verdict on the syntax (quoted local parts and address literals
+    allowed, no DNS, single-label domains allowed as isemail does)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        validate_email(
+            address,
+            check_deliverability=False,
+            allow_quoted_local=True,
+            allow_domain_literal=True,
+            globally_deliverable=False,
+        )
+    except EmailNotValidError as e:
+        # a special-use name (user@localhost, a@b.test) is well-formed, just not deliverable
+        return "special-use or reserved" in str(e)
+    return True
 
 
 def _valid_international(kind: str, cand: str) -> bool:
