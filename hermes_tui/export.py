@@ -7,6 +7,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 
 from hermes_tui.fences import close_open_fence
+from hermes_tui.skipped import NOTE_ROLE
 from hermes_tui.store import SCHEMA_VERSION, MessageRow, SessionRow, Store, StoreError
 
 
@@ -56,6 +57,8 @@ def markdown(session: SessionRow, messages: list[MessageRow]) -> str:
             head = f"## you → {to}" if to else "## you"
         elif m.role == "assistant":
             head = f"## {m.persona}"
+        elif m.role == NOTE_ROLE:  # hermes about the turn: who was skipped
+            head = "## hermes"
         else:
             head = f"## {m.persona} ({m.role})"
         notes = [m.status] if m.status != "done" else []

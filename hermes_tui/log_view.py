@@ -11,6 +11,7 @@ from hermes_tui.errors import Fail
 from hermes_tui.export import export_session
 from hermes_tui.outbound import display as sanitize_for_terminal
 from hermes_tui.outbound import dumps, export
+from hermes_tui.skipped import NOTE_ROLE
 from hermes_tui.store import Store, day_range
 
 
@@ -85,6 +86,8 @@ async def search(db: Path, query: str, as_json: bool, limit: int = 50) -> str:
         who = f"you → {h.persona.replace(',', ' ')}" if h.role == "user" else h.persona
         if h.role == "sentinel":
             who = f"sentinel → {h.persona}"
+        elif h.role == NOTE_ROLE:
+            who = "hermes"
         key = (who, h.kind, h.code or "", " ".join(h.snippet.split()))
         folded.setdefault(key, []).append(h.session_id)
     lines = []

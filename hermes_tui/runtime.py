@@ -17,6 +17,7 @@ from agents.session import Listener, Session, TurnResult
 from hermes_tui.config import Config
 from hermes_tui.outbound import StreamScrubber
 from hermes_tui.redact import redact
+from hermes_tui.skipped import NOTE_ROLE, skipped_after_cancel
 from hermes_tui.store import Store, default_db_path
 from hermes_tui.store.writer import MessageRef
 from sentinel.contract import Contract
@@ -362,6 +363,15 @@ class Runtime:
         finally:
             self._running.discard(cancel)
         await self.store.flush()  # the recorder's queued writes of this turn, committed
+        skipped = skipped_after_cancel(targets, results) if cancel.is_set() else None
+        if skipped is not None:  # stored, so review, log show and --continue say so too
+            await self.store.add_message(
+                self.session_id,
+                ",".join(skipped.personas),
+                NOTE_ROLE,
+                skipped.text,
+                status="cancelled",
+            )
         return results
 
     async def close(self) -> None:

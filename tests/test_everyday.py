@@ -18,8 +18,10 @@ import termios
 import time
 from pathlib import Path
 
+from textual import events
 from textual.widgets import DataTable
 
+from hermes_tui import log_view
 from hermes_tui.app import HermesApp
 from hermes_tui.config import load_config
 from hermes_tui.resume import rebuild, restore
@@ -209,6 +211,27 @@ async def test_escape_during_all_says_who_was_cancelled_and_who_was_skipped(tmp_
         assert "@coder @critic skipped" in note.text and "cancelled @architect" in note.text
         view = next(v for v in transcript.query(MessageView) if v.record is note)
         assert view.region.height > 0  # on screen, not only in a toast
+    # ... and stored with the session: hermes log show / review and a continued chat say it
+    stored = rows(tmp_path / "a.db", "SELECT role, persona, status, content FROM messages")
+    assert [r[0] for r in stored] == ["user", "assistant", "note"]
+    assert stored[2][1:] == ("coder,critic", "cancelled", note.text)
+    ((sid,),) = rows(tmp_path / "a.db", "SELECT id FROM sessions")
+    shown = await log_view.show(tmp_path / "a.db", sid, as_json=False, hidden=False)
+    assert "## hermes — cancelled" in shown and "@coder @critic skipped" in shown
+    app = replay_app(config, tmp_path / "a.db", ReplayEngine([["fine"]]), resume=sid)
+    async with app.run_test(size=(100, 30)) as pilot:
+        chat = await started(pilot)
+        transcript = chat.query_one(Transcript)
+        await until(pilot, lambda: len(transcript.records) == 3, what="restored messages")
+        assert [(r.role, r.persona) for r in transcript.records] == [
+            ("user", "you"),
+            ("assistant", "architect"),
+            ("note", "hermes"),
+        ]
+        assert transcript.records[2].text == note.text
+        await send(pilot, "@critic and you?")  # the note is no one's history
+        await until(pilot, lambda: chat.idle and len(transcript.records) >= 5, what="critic")
+        assert transcript.records[4].persona == "critic"  # (a correction turn may follow)
 
 
 # -- keyboard -----------------------------------------------------------------------------------
@@ -550,3 +573,33 @@ async def test_ctrl_t_renames_the_session(tmp_path):
         assert "queues in Python" in str(chat.query_one("#status").render())
         await chat.runtime.store.flush()
     assert rows(db, "SELECT title FROM sessions") == [("queues in Python",)]
+
+
+async def test_a_burst_of_keys_with_backspaces_is_applied_in_order(tmp_path):
+    # Keys that reach hermes in one read (fast typing over SSH, a loaded machine) are all queued
+    # before the prompt handles the first. Letters were inserted by the prompt itself while
+    # Backspace, arrows and Enter travelled up to the app to find their binding, so a
+    # Backspace typed after "c" deleted a letter typed after it.
+    app = HermesApp(load_config(write_small_config(tmp_path)), autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        prompt = app.screen.query_one("#prompt")
+        keys = ["a", "b", "c", "backspace", "backspace", "d", "e", "left", "X", "end"]
+        keys += ["f", "ctrl+w", "g", "h", "home", "delete", "i"]
+        for key in keys:  # all queued at once, as the terminal driver posts a burst
+            char = key if len(key) == 1 else None
+            app._driver.send_message(events.Key(key, char))
+        await pilot.pause(0.3)
+        assert prompt.value == "ih"
+
+
+async def test_keys_typed_right_after_enter_start_the_next_message(tmp_path):
+    config = replay_config(load_config(write_small_config(tmp_path)))
+    app = replay_app(config, tmp_path / "b.db", ReplayEngine([["ok"]]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = await started(pilot)
+        prompt = chat.query_one("#prompt")
+        for key in ["h", "i", "x", "backspace", "enter", "n", "e", "x", "backspace", "w"]:
+            app._driver.send_message(events.Key(key, key if len(key) == 1 else None))
+        await until(pilot, lambda: chat.idle and chat.records, what="the answer")
+        sent = [r.text for r in chat.query_one(Transcript).records if r.role == "user"]
+        assert sent == ["hi"] and prompt.value == "new"

@@ -6,7 +6,7 @@ import random
 
 from textual.app import App, ComposeResult
 
-from hermes_tui.widgets.markdown_body import MarkdownBody
+from hermes_tui.widgets.markdown_body import MarkdownBody, grow_step
 
 ANSWER = """Here is the plan.
 
@@ -37,7 +37,12 @@ class BodyApp(App):
 
 
 def shown(body: MarkdownBody) -> list[str]:
-    return [body.render_line(y).text.rstrip() for y in range(body.size.height)]
+    """The body's lines of text (a streaming body's blank lines below them left out)."""
+    assert body.size.height >= body.text_lines
+    assert all(
+        not body.render_line(y).text.strip() for y in range(body.text_lines, body.size.height)
+    )
+    return [body.render_line(y).text.rstrip() for y in range(body.text_lines)]
 
 
 async def whole_render(text: str, width: int = 60) -> list[str]:
@@ -121,3 +126,22 @@ async def streamed_render(text: str, width: int = 60) -> list[str]:
             app.body.append(line)
             await pilot.pause()
         return shown(app.body)
+
+
+async def test_a_streaming_body_grows_a_few_lines_at_a_time_and_fits_its_text_when_done() -> None:
+    # A change of height is a layout of the screen and a repaint of the whole pane (all of it
+    # scrolls); growing in steps, most streamed pieces repaint only the lines they changed.
+    app = BodyApp("", streaming=True)
+    async with app.run_test(size=(60, 40)) as pilot:
+        step = grow_step(40)
+        heights = set()
+        for i in range(30):
+            app.body.append(f"line {i} of a long answer\n\n")
+            await pilot.pause()
+            heights.add(app.body.size.height)
+            assert app.body.size.height % step == 0
+            assert app.body.size.height - step < app.body.text_lines <= app.body.size.height
+        assert len(heights) <= -(-59 // step)  # one layout per step, not one per piece
+        app.body.update(app.body.source)
+        await pilot.pause()
+        assert app.body.size.height == app.body.text_lines == 59  # 30 lines and 29 gaps

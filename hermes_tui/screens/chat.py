@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,8 @@ from textual.widgets import Footer, Input, ProgressBar, Static
 from agents.events import TokenReceived, TurnEnded, TurnStarted, VerdictRaised
 from agents.session import UnknownPersonaError, parse_mentions
 from hermes_tui.config import Config
+from hermes_tui.screens.compositor import BoxedCompositor
+from hermes_tui.skipped import Skipped, skipped_after_cancel
 from hermes_tui.widgets.dashboard import PoolDashboard
 from hermes_tui.widgets.prompt import PromptInput
 from hermes_tui.widgets.records import ChatMessage, records_from_rows
@@ -47,15 +48,6 @@ class SessionEvent(Message):
     def __init__(self, event: Any) -> None:
         super().__init__()
         self.event = event
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """Personas a cancelled multi-persona turn never reached (queued with the session's
-    events, so it shows after the cancelled answer)."""
-
-    personas: tuple[str, ...]
-    cancelled: tuple[str, ...]
 
 
 class RuntimeReady(Message):
@@ -91,6 +83,7 @@ class ChatScreen(Screen):
         starting: bool = True,
     ) -> None:
         super().__init__()
+        self._compositor = BoxedCompositor()  # a frame draws only the panes that changed
         self.config = config
         self.db_path = db_path
         self.starting = starting  # the app is starting a runtime for this screen
@@ -271,7 +264,9 @@ class ChatScreen(Screen):
             return
         prompt = self.query_one("#prompt", PromptInput)
         prompt.remember(text)
-        prompt.value = ""
+        # What was typed after Enter (in the same burst) is the start of the next message.
+        sent, now = event.value, prompt.value
+        prompt.value = now[len(sent) :] if now.startswith(sent) else ""
         self._user_count += 1
         record = ChatMessage(f"u{self._user_count}", "user", "you", text, tuple(targets), "done")
         await self.query_one(Transcript).add(record)
@@ -284,12 +279,9 @@ class ChatScreen(Screen):
     async def _send(self, text: str, cancel: asyncio.Event, targets: list[str]) -> None:
         try:
             results = await self.runtime.send(text, workflow=self.workflow, cancel=cancel)
-            if cancel.is_set():
-                answered = {r.persona for r in results}
-                skipped = tuple(t for t in targets if t not in answered)
-                cancelled = tuple(r.persona for r in results if r.status == "cancelled")
-                if skipped:
-                    await self.receive(Skipped(skipped, cancelled))
+            skipped = skipped_after_cancel(targets, results) if cancel.is_set() else None
+            if skipped is not None:  # queued with the session's events: after the answer
+                await self.receive(skipped)
         except Exception as exc:
             self.notify(f"{type(exc).__name__}: {exc}", title="turn failed", severity="error")
         finally:
@@ -355,11 +347,9 @@ class ChatScreen(Screen):
             await self._show_tokens({event.turn_id: [event.text]})
         elif isinstance(event, Skipped):
             names = " ".join(f"@{p}" for p in event.personas)
-            who = " ".join(f"@{p}" for p in event.cancelled) or "the turn"
             self._notes += 1
-            note = f"⊘ cancelled {who}: {names} skipped (not asked)"
             await transcript.add(
-                ChatMessage(f"n{self._notes}", "note", "hermes", note, event.personas, "done")
+                ChatMessage(f"n{self._notes}", "note", "hermes", event.text, event.personas, "done")
             )
             dashboard.note_event(f"{time.strftime('%H:%M:%S')} skipped {names}")
         elif isinstance(event, TurnStarted):

@@ -40,6 +40,13 @@ from hermes_tui.widgets.inline_marks import (
 )
 
 
+def grow_step(screen_height: int) -> int:
+    """How many lines a streaming body grows at a time: 8 on a 50-line terminal, 4 on 24
+    lines, 2 at least (a sixth of the screen: the blank lines below the streamed text stay a
+    small part of a pane, several streamed lines fit before the next layout)."""
+    return max(2, min(8, screen_height // 6))
+
+
 class MarkdownBody(Widget):
     """Markdown text as cached lines; ``append`` while streaming, ``update`` when done.
 
@@ -57,6 +64,8 @@ class MarkdownBody(Widget):
 
     def __init__(self, text: str = "", *, streaming: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        # While streaming, the body's height grows a few lines at a time (see ``_grown``).
+        self.growing = streaming
         self._source = ""
         self._chunks: list[str] = []  # finished chunks of the source, in order
         self._frozen_upto = 0  # characters of the source held by ``_chunks``
@@ -88,6 +97,12 @@ class MarkdownBody(Widget):
             self._set_whole(text)
 
     @property
+    def text_lines(self) -> int:
+        """Lines of text shown (while streaming the body may be a few blank lines taller)."""
+        width = self.content_size.width
+        return len(self._lines(width)) if width else 0
+
+    @property
     def source(self) -> str:
         """The Markdown text shown."""
         return self._source
@@ -106,9 +121,11 @@ class MarkdownBody(Widget):
             self._tail = self._render(self._source[self._frozen_upto :], self._width)
         self._changed(before)
 
-    def update(self, text: str) -> None:
-        """Show ``text`` rendered as one document (the final render of a turn)."""
+    def update(self, text: str, *, final: bool = True) -> None:
+        """Show ``text`` rendered as one document (the final render of a turn: the height is
+        the text's own from then on)."""
         before = self._height()
+        self.growing = self.growing and not final
         self._set_whole(text)
         self._changed(before)
 
@@ -258,20 +275,44 @@ class MarkdownBody(Widget):
             self._all = self._marked([*self._frozen, *gap, *self._tail])
         return self._all
 
+    def _grown(self, lines: int) -> int:
+        """The height shown for ``lines`` lines of text.
+
+        While streaming, a round number of ``grow_step()`` lines (the last few blank until
+        text reaches them). A change of height is a layout pass of the screen and a repaint
+        of the whole pane (everything in it moves up a line); growing a few lines at a time,
+        most paints only redraw the lines that changed."""
+        if not self.growing or lines <= 0:
+            return lines
+        step = grow_step(self.screen.size.height if self.is_attached else 0)
+        return -(-lines // step) * step
+
     def _height(self) -> int:
-        return len(self._lines(self._width)) if self._width else -1
+        return self._grown(len(self._lines(self._width))) if self._width else -1
 
     def _changed(self, height_before: int) -> None:
+        old = self._all
         self._all = None
         height = self._height()
-        self.refresh(layout=height != height_before or height < 0)
+        if height != height_before or height < 0 or old is None or self._all is None:
+            self.refresh(layout=True)
+            return
+        # Same height: repaint from the first line that changed (the open tail, mostly).
+        new = self._all
+        first = next(
+            (i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a is not b and a != b),
+            min(len(old), len(new)),
+        )
+        last = max(len(old), len(new))
+        if first < last:
+            self.refresh(Region(0, first, self._width, last - first))
 
     # -- Textual line API ---------------------------------------------------------------
     def get_content_width(self, container: Size, viewport: Size) -> int:
         return container.width
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        return len(self._lines(width))
+        return self._grown(len(self._lines(width)))
 
     def render_lines(self, crop: Region) -> list[Strip]:
         self._style = self.rich_style  # looked up once per paint, not once per line

@@ -213,7 +213,7 @@ class MessageView(Vertical, can_focus=True):
             return hidden[before:]  # same length: the new part's secrets only
         self._painted += len(ready)
         for body in self.query(MarkdownBody):
-            body.update(sanitize_for_terminal(text[: self._painted]))
+            body.update(sanitize_for_terminal(text[: self._painted]), final=False)
         return None
 
     async def finish(self) -> None:

@@ -65,6 +65,23 @@ class PromptInput(Input):
         self.cursor_position = len(text)
         self._prefill = text
 
+    async def _on_key(self, event: events.Key) -> None:
+        """The prompt's own keys (Backspace, Delete, arrows, Home/End, Ctrl+W, Enter...) act
+        here, in the order they were typed.
+
+        Input inserts a printable key in its own handler, but leaves every other key to bubble
+        up through the DOM (one message queue per widget) to the app, which only then finds
+        the binding. Keys that arrive in one burst are all queued before the first is
+        handled, so a letter typed after a Backspace was inserted before the Backspace ran
+        and the Backspace deleted it (or Enter sent letters typed after it)."""
+        if event.is_printable:
+            return  # Input's own handler, next in the MRO, inserts it
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            if not binding.priority and await self.app.run_action(binding.action, self):
+                event.stop()
+                event.prevent_default()  # also skips Input's handler
+                return
+
     def insert_text_at_cursor(self, text: str) -> None:
         if self._prefill is not None:
             if text.startswith("@") and self.value == self._prefill:

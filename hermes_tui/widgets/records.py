@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.events import MessageStatus
+from hermes_tui.skipped import NOTE_ROLE
 
 
 @dataclass
@@ -55,6 +56,10 @@ def records_from_rows(rows: list[Any]) -> list[ChatMessage]:
         if m.role == "user":
             targets = tuple(p for p in m.persona.split(",") if p)
             out.append(ChatMessage(key, "user", "you", m.content, targets, "done"))
+            continue
+        if m.role == NOTE_ROLE:  # what hermes said about the turn (who was skipped)
+            targets = tuple(p for p in m.persona.split(",") if p)
+            out.append(ChatMessage(key, "note", "hermes", m.content, targets, "done"))
             continue
         if m.role == "sentinel":
             out.append(
