@@ -27,20 +27,24 @@ CHECKS: tuple[CheckInfo, ...] = (
         "json",
         ("E_JSON_BROKEN", "E_JSON_SCHEMA"),
         "the first character at which the text can no longer become valid JSON (contract"
-        ' "json", and fenced json blocks elsewhere); each schema violation of a completed value',
+        ' "json", and fenced json blocks elsewhere; a push parser of its own, JSONTestSuite-'
+        "conformant); each schema violation of a completed value (jsonschema)",
     ),
     CheckInfo(
         "patterns",
         ("E_PATTERN",),
-        "malformed URLs, e-mail addresses, file paths and IPv4 addresses (an octet over 255);"
-        " IDN hosts (idna) and Unicode e-mail addresses (email-validator) are valid, paths and"
-        " URLs inside JSON strings are read unescaped",
+        "malformed URLs (hosts by the URL Standard's rules: IPv4 numbers, percent-encoded and"
+        " IDN names with idna, IPv6 literals with ipaddress, ports), e-mail addresses (the"
+        " whole address, with email-validator: Unicode local parts and IDN domains are valid),"
+        " file paths and IPv4 addresses (an octet over 255); templates ({host}, ${VAR},"
+        " $(VAR)) are not judged, paths and URLs inside JSON strings are read unescaped",
     ),
     CheckInfo(
         "loops",
         ("E_LOOP",),
         "repeated blocks of text (critical from loop_critical_repeats), stutter, near-duplicate"
-        " sentences; list items, table rows, similar code lines and lines that repeat a template"
+        " sentences (rapidfuzz); filler inside one token (ops_eyJxxxx…) is not a loop; list"
+        " items, table rows, similar code lines and lines that repeat a template"
         " with different arguments (a log reading one file after another) are not loops; the"
         " same line with the same arguments is",
     ),
@@ -69,12 +73,19 @@ CHECKS: tuple[CheckInfo, ...] = (
         " sh, fork bombs, chmod -R 777 / and more; critical in code blocks, shell lines and"
         " backticks, minor inside a sentence that warns against it",
     ),
-    CheckInfo("secrets", ("E_SECRET",), "private keys, API keys, tokens and passwords"),
+    CheckInfo(
+        "secrets",
+        ("E_SECRET",),
+        "private keys, API keys, tokens and passwords: detect-secrets' plugins and keyword"
+        " rules, gitleaks' 213 published rules (as data: keywords, entropy floors,"
+        " allowlists), a few secretlint shapes; not templates, placeholders or filler",
+    ),
     CheckInfo(
         "prompt_leak",
         ("E_PROMPT_LEAK",),
         "the persona's system prompt at any length (the whole prompt or its sentences,"
-        " normalised; a fuzzy window for long prompts), hermes's planted canary, or a canary"
+        " normalised; a fuzzy window for long prompts, rapidfuzz), hermes's planted canary, or a"
+        " canary"
         " the user declared (personas.NAME.canary, sentinel check --canary)",
     ),
     CheckInfo(
