@@ -297,6 +297,44 @@ async def test_seeded_sampling_does_not_depend_on_who_else_runs(
     assert together == solo
 
 
+async def test_a_stop_string_mid_batch_then_the_next_turn_match_the_persona_alone(
+    embedded_models: dict[str, ModelSpec],
+) -> None:
+    # Batched steps are pipelined: the next decode starts before a token's text is checked,
+    # so a stop string ends the round with a decode of everyone's next token in flight. The
+    # stopped persona's text, and its next turn on the same KV sequence, must not show it.
+    greedy = SamplingParams(max_tokens=24, temperature=0.0)
+    alone = ModelPool(embedded_models, PoolSpec(slice_tokens=4), decode_mode="batched")
+    try:
+        full = await _text(alone, "architect", "smol", messages=_conv(QUESTIONS["architect"]))
+        words = full.split()
+        assert len(words) > 4, full
+        stop = " " + words[len(words) // 2]
+        params = SamplingParams(max_tokens=24, temperature=0.0, stop=(stop,))
+        first = _conv(QUESTIONS["architect"])
+        solo1 = await _text(alone, "architect", "smol", messages=first, params=params)
+        follow = [*first, {"role": "assistant", "content": solo1}]
+        follow.append({"role": "user", "content": "And one more?"})
+        solo2 = await _text(alone, "architect", "smol", messages=follow, params=greedy)
+    finally:
+        await alone.close()
+    assert solo1 and full.startswith(solo1) and len(solo1) < len(full)
+    pool = ModelPool(embedded_models, PoolSpec(slice_tokens=4), decode_mode="batched")
+    try:
+        others = [
+            _text(pool, p, "smol", messages=_conv(q), params=greedy)
+            for p, q in QUESTIONS.items()
+            if p != "architect"
+        ]
+        together1, *_ = await asyncio.gather(
+            _text(pool, "architect", "smol", messages=first, params=params), *others
+        )
+        together2 = await _text(pool, "architect", "smol", messages=follow, params=greedy)
+    finally:
+        await pool.close()
+    assert (together1, together2) == (solo1, solo2)
+
+
 @pytest.mark.parametrize("mode", ["batched", "interleaved"])
 async def test_no_piece_is_lost_or_held_back_when_hand_offs_are_coalesced(
     embedded_models: dict[str, ModelSpec], mode: str, monkeypatch: pytest.MonkeyPatch

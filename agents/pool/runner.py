@@ -229,10 +229,11 @@ class ModeChooser:
         self.cost: dict[str, float | None] = {"batched": None, "interleaved": None}
         self.steps = 0
 
-    def choose(self) -> str:
+    def choose(self, ahead: int = 0) -> str:
+        """The mode for the next step (``ahead``: for the step after that many more)."""
         if self.fixed:
             return self.fixed
-        phase = self.steps % self.reprobe
+        phase = (self.steps + ahead) % self.reprobe
         if phase < self.probe:
             return "batched"
         if phase < 2 * self.probe:
@@ -539,7 +540,6 @@ class SeqRunner:
     def _accept(self, job: Job, token: int) -> bool:
         """Take the job's sampled next ``token``; True when the job is done."""
         assert job.seq is not None and job.text is not None
-        self.seq_tokens[job.seq].append(_last(job))
         if token in job.stop_ids or self._is_eog(token):
             return self._finish(job)
         job.generated.append(token)
@@ -626,68 +626,124 @@ class SeqRunner:
     def _steps(
         self, active: list[Job], out: dict[Job, bool | Exception], slice_tokens: int, flags: Flags
     ) -> None:
-        """The decode steps of one round (see ``run_round``)."""
-        while active and not out:
-            mode = self.chooser.choose() if len(active) > 1 else "interleaved"
-            t0 = time.perf_counter()
-            done: list[Job] = []
-            if mode == "batched":
-                items: list[tuple[int, int, int, bool]] = []
-                for job in active:
-                    assert job.seq is not None
-                    pos = len(self.seq_tokens[job.seq])
-                    items.append((_last(job), pos, job.seq, True))
-                self._decode(items)
-                picked = self._sample(active)
-                done = [
-                    job for job, tok in zip(active, picked, strict=True) if self._accept(job, tok)
-                ]
-                tokens = len(active)
-            else:
-                burst = self.INTERLEAVE_BURST if len(active) > 1 and not self.on_gpu else 1
-                tokens = 0
-                for job in active:
-                    assert job.seq is not None
-                    # A job's first token comes at once: a newcomer just prefilled does not
-                    # wait for everyone's burst (the last of three clients started 16 steps late).
-                    for _ in range(burst if job.generated else 1):
-                        pos = len(self.seq_tokens[job.seq])
-                        self._decode([(_last(job), pos, job.seq, True)])
-                        tokens += 1
-                        if self._accept(job, self._sample([job])[0]):
-                            done.append(job)
-                            break
-                        if job.cancel.is_set() or flags.newcomer:
-                            break
-                    if burst > 1:
-                        self._deliver()  # each persona's burst reaches its reader at once
-                    if flags.newcomer:
-                        # Someone was seated: prefill them now rather than after everyone's
-                        # burst (3 clients asked at once: the last one's first token waited
-                        # up to 16 decode steps per arrival).
-                        break
-            dt = time.perf_counter() - t0
-            self._deliver(force=bool(done))
-            if len(active) > 1:
-                self.chooser.record(mode, tokens, dt)
-            self.stats.add_decode_step(tokens, dt)
-            for job in done:
-                out[job] = True
-            active = [j for j in active if j not in out]
-            for job in active:
-                if job.cancel.is_set():
+        """The decode steps of one round (see ``run_round``).
+
+        Batched steps are pipelined: once every persona's next token is sampled and none of
+        them ends on it (end of generation, a stop token, max_tokens, n_ctx) and nothing asks
+        the round to stop, the next step's ``llama_decode`` is started before the tokens'
+        text is handled (detokenize, stop strings, hand-off): on a GPU that host work then
+        runs while the device computes. A decode started for a round that then ends anyway
+        (a stop string, a cancel) is waited for and its outputs dropped; the KV sequences
+        hold its tokens and ``seq_tokens`` says so, so the next turn re-uses or trims them
+        like any other cached token.
+        """
+        inflight: list[Job] | None = None  # a batched decode of these jobs, not yet sampled
+        try:
+            while active and not out:
+                if inflight is not None:
+                    mode = "batched"
+                else:
+                    mode = self.chooser.choose() if len(active) > 1 else "interleaved"
+                t0 = time.perf_counter()
+                done: list[Job] = []
+                if mode == "batched":
+                    if inflight is None:
+                        self._decode_step(active, [_last(job) for job in active])
+                    inflight = None
+                    picked = self._sample(active)
+                    if self._may_pipeline(active, picked, flags):
+                        self._decode_step(active, picked)
+                        inflight = list(active)
+                    done = [
+                        job
+                        for job, tok in zip(active, picked, strict=True)
+                        if self._accept(job, tok)
+                    ]
+                    tokens = len(active)
+                else:
+                    tokens = self._interleaved(active, done, flags)
+                dt = time.perf_counter() - t0
+                self._deliver(force=bool(done))
+                if len(active) > 1:
+                    self.chooser.record(mode, tokens, dt)
+                self.stats.add_decode_step(tokens, dt)
+                for job in done:
                     out[job] = True
-            active = [j for j in active if j not in out]
-            if flags.memory:
+                active = [j for j in active if j not in out]
                 for job in active:
-                    if job.served >= slice_tokens:
-                        out[job] = False
-            elif flags.seat_wanted and active:
-                top = max(active, key=lambda j: j.served)
-                if top.served >= slice_tokens:
-                    out[top] = False
+                    if job.cancel.is_set():
+                        out[job] = True
+                active = [j for j in active if j not in out]
+                if flags.memory:
+                    for job in active:
+                        if job.served >= slice_tokens:
+                            out[job] = False
+                elif flags.seat_wanted and active:
+                    top = max(active, key=lambda j: j.served)
+                    if top.served >= slice_tokens:
+                        out[top] = False
+                if flags.newcomer:
+                    break
+                if inflight is not None and [j for j in active if j not in out] != inflight:
+                    break  # someone left after all: the decode started for everyone is dropped
+        finally:
+            if inflight is not None and self.ctx is not None:
+                import llama_cpp
+
+                llama_cpp.llama_synchronize(self.ctx)  # finished before anyone reads the KV
+
+    def _decode_step(self, jobs: list[Job], tokens: list[int]) -> None:
+        """One batched decode of each job's token at the end of its sequence; the sequences
+        (and ``seq_tokens``) hold the tokens from now on."""
+        items: list[tuple[int, int, int, bool]] = []
+        for job, tok in zip(jobs, tokens, strict=True):
+            assert job.seq is not None
+            items.append((tok, len(self.seq_tokens[job.seq]), job.seq, True))
+        self._decode(items)
+        for job, tok in zip(jobs, tokens, strict=True):
+            assert job.seq is not None
+            self.seq_tokens[job.seq].append(tok)
+
+    def _may_pipeline(self, jobs: list[Job], picked: list[int], flags: Flags) -> bool:
+        """Whether the next batched step of exactly ``jobs`` may start before their text is
+        handled: nobody ends on its token or is cancelled, nothing asks the round to stop,
+        and the next step is batched."""
+        if flags.newcomer or flags.memory or flags.seat_wanted:
+            return False
+        if self.chooser.choose(ahead=1) != "batched":
+            return False
+        for job, tok in zip(jobs, picked, strict=True):
+            if job.cancel.is_set() or tok in job.stop_ids or self._is_eog(tok):
+                return False
+            made = len(job.generated) + 1
+            if made >= job.params.max_tokens or len(job.prompt or []) + made + 1 >= self.spec.n_ctx:
+                return False
+        return True
+
+    def _interleaved(self, active: list[Job], done: list[Job], flags: Flags) -> int:
+        """One interleaved step: each job decodes alone (a burst of tokens on the CPU)."""
+        burst = self.INTERLEAVE_BURST if len(active) > 1 and not self.on_gpu else 1
+        tokens = 0
+        for job in active:
+            assert job.seq is not None
+            # A job's first token comes at once: a newcomer just prefilled does not
+            # wait for everyone's burst (the last of three clients started 16 steps late).
+            for _ in range(burst if job.generated else 1):
+                self._decode_step([job], [_last(job)])
+                tokens += 1
+                if self._accept(job, self._sample([job])[0]):
+                    done.append(job)
+                    break
+                if job.cancel.is_set() or flags.newcomer:
+                    break
+            if burst > 1:
+                self._deliver()  # each persona's burst reaches its reader at once
             if flags.newcomer:
+                # Someone was seated: prefill them now rather than after everyone's
+                # burst (3 clients asked at once: the last one's first token waited
+                # up to 16 decode steps per arrival).
                 break
+        return tokens
 
 
 def _last(job: Job) -> int:
