@@ -335,6 +335,9 @@ def _build_sentinel(path: Path, data: dict, models: dict) -> tuple[SentinelSetti
         judge_llama_cpp_path=_llama_cpp_path(path, table.get("llama_cpp_path", "")),
         judge_every_chars=table.get("judge_every_chars", 400),
         judge_timeout_s=float(table.get("judge_timeout_s", 5.0)),
+        judge_busy_share=(
+            float(table["judge_busy_share"]) if "judge_busy_share" in table else None
+        ),
         max_corrections=table.get("max_corrections", 2),
         stall_warn_s=float(warn),
         stall_halt_s=float(halt),

@@ -95,6 +95,7 @@ CONFIG_SCHEMA = {
                 "stall_halt_s": {"type": "number", "exclusiveMinimum": 0},
                 "judge_every_chars": {"type": "integer", "minimum": 50},
                 "judge_timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+                "judge_busy_share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                 "loop_minor_repeats": {"type": "integer", "minimum": 2},
                 "loop_critical_repeats": {"type": "integer", "minimum": 2},
                 "tool_loop_exempt": {"type": "array", "items": {"type": "string"}},

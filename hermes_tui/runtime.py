@@ -227,8 +227,12 @@ class Runtime:
                 config.sentinel.judge_model_path,
                 config.sentinel.device,
                 llama_cpp_path=config.sentinel.judge_llama_cpp_path,
+                busy_share=config.sentinel.busy_share,
+                busy_deadline_s=config.sentinel.judge_timeout_s / 2,
                 hang_timeout_s=config.sentinel.judge_timeout_s,
             )
+        if isinstance(pool, ModelPool) and hasattr(worker, "set_primary_busy"):
+            pool.add_activity_listener(worker.set_primary_busy)  # the judge gives way
         runtime = cls(config, store, pool, worker, seed)
         if worker is not None and remote is None:
             # Loads in its own process, off the UI path; a failure becomes E_SENTINEL_DOWN.

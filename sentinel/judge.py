@@ -90,6 +90,7 @@ class JudgeResult:
     on_task: bool
     reason: str
     latency_s: float
+    paused_s: float = 0.0  # how long the judge gave way to streaming personas (judge_yield)
 
 
 def to_verdict(result: JudgeResult | None, span: tuple[int, int]) -> Verdict | None:
@@ -180,6 +181,10 @@ class JudgeWorker:
     one request may stay unanswered before the child is deemed hung and killed (a per-call
     ``timeout_s`` only stops waiting; the child may just be slow). ``log_path`` receives the
     child's stderr (llama.cpp logs); by default it is discarded so it never hits the terminal.
+
+    ``set_primary_busy(True)`` while the personas stream makes the child keep its device work
+    to ``busy_share`` of the time (1: never gives way), for at most ``busy_deadline_s`` per
+    request (``sentinel.judge_yield``); the state is sent again to a restarted child.
     """
 
     def __init__(
@@ -195,11 +200,18 @@ class JudgeWorker:
         start_timeout_s: float = 60.0,
         log_path: str | None = None,
         llama_cpp_path: str | None = None,
+        busy_share: float = 1.0,
+        busy_deadline_s: float = 2.5,
     ) -> None:
         try:
             _kwargs, self._device_env = device_settings(device)
         except ValueError as exc:
             raise JudgeError(f"judge model {model_path} : {exc}") from None
+        if not 0 < busy_share <= 1:
+            raise JudgeError(f"judge model {model_path} : busy share {busy_share} not in (0, 1]")
+        self.busy_share = busy_share
+        self.busy_deadline_s = busy_deadline_s
+        self._primary_busy = False
         # A second llama-cpp-python build for the judge alone (e.g. Vulkan beside a CUDA
         # primary): the child imports llama_cpp from there first.
         try:
@@ -254,6 +266,28 @@ class JudgeWorker:
     @property
     def down_verdicts(self) -> list[Verdict]:
         return list(self._down)
+
+    @property
+    def primary_busy(self) -> bool:
+        return self._primary_busy
+
+    def set_primary_busy(self, busy: bool) -> None:
+        """The personas started (True) or stopped (False) streaming: tell the child at once
+        (a control line on its stdin; a dead or starting child gets it when it is ready)."""
+        if busy == self._primary_busy:
+            return
+        self._primary_busy = busy
+        if self.alive:
+            self._send_busy()
+
+    def _send_busy(self) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or self.busy_share >= 1:
+            return
+        with contextlib.suppress(Exception):  # a dying child: the reader restarts it
+            proc.stdin.write(
+                b'{"primary_busy": %s}\n' % (b"true" if self._primary_busy else b"false")
+            )
 
     def take_down_verdicts(self) -> list[Verdict]:
         """Return and forget the ``E_SENTINEL_DOWN`` verdicts recorded so far."""
@@ -360,6 +394,9 @@ class JudgeWorker:
         cmd += ["--device", self.device, "--n-ctx", str(self.n_ctx)]
         if self.n_threads is not None:
             cmd += ["--n-threads", str(self.n_threads)]
+        if self.busy_share < 1:
+            cmd += ["--busy-share", f"{self.busy_share:g}"]
+            cmd += ["--busy-deadline-s", f"{self.busy_deadline_s:g}"]
         return cmd
 
     def _env(self) -> dict[str, str]:
@@ -402,6 +439,8 @@ class JudgeWorker:
         self._proc = proc
         self._kill_reason = None
         self._ready = True
+        if self._primary_busy:
+            self._send_busy()
         self._track(self._read_loop(proc))
         self._track(self._watchdog(proc))
 
@@ -426,7 +465,10 @@ class JudgeWorker:
             latency = time.monotonic() - entry.sent_at
             if "on_task" in message:
                 result = JudgeResult(
-                    bool(message["on_task"]), str(message.get("reason", "")), latency
+                    bool(message["on_task"]),
+                    str(message.get("reason", "")),
+                    latency,
+                    float(message.get("paused_s", 0.0)),
                 )
                 entry.future.set_result(result)
             else:

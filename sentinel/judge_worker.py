@@ -12,6 +12,10 @@ Protocol (one JSON object per line):
 * parent -> child: ``{"id": 1, "contract_kind": "code", "instructions": "...", "text": "..."}``
 * child -> parent: ``{"id": 1, "on_task": false, "reason": "...", "latency_s": 0.4}`` or
   ``{"id": 1, "error": "..."}``
+* parent -> child, at any time: ``{"primary_busy": true}`` / ``false``: the personas stream (or
+  stopped); read at once by a reader thread, even mid-verdict. While busy, the judge keeps its
+  device work to ``--busy-share`` of the time for at most ``--busy-deadline-s`` per request
+  (``sentinel.judge_yield``).
 
 The child exits when its stdin closes, so it never outlives the parent's pipe.
 """
@@ -21,11 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import re
 import signal
 import sys
+import threading
 import time
 from typing import IO, Any
+
+from sentinel.judge_yield import Yielder
 
 # The verdict the model must produce. ``on_task`` comes first so that even an answer cut
 # short by ``max_tokens`` still carries the decision; ``maxLength`` keeps the reason short.
@@ -178,9 +186,12 @@ def _load(model: str, device: str, n_ctx: int, n_threads: int | None) -> Any:
     )
 
 
-def answer(llm: Any, request: dict[str, Any]) -> dict[str, Any]:
+def answer(llm: Any, request: dict[str, Any], yielder: Yielder | None = None) -> dict[str, Any]:
     """One grammar-constrained verdict for one request."""
     started = time.perf_counter()
+    paused = yielder.paused_s if yielder is not None else 0.0
+    if yielder is not None:
+        yielder.begin()
     result = llm.create_chat_completion(
         messages=build_messages(
             str(request.get("contract_kind", "text")),
@@ -192,12 +203,37 @@ def answer(llm: Any, request: dict[str, Any]) -> dict[str, Any]:
         temperature=0.0,
     )
     on_task, reason = parse_verdict(result["choices"][0]["message"]["content"] or "")
-    return {
+    out = {
         "id": request.get("id"),
         "on_task": on_task,
         "reason": reason,
         "latency_s": round(time.perf_counter() - started, 4),
     }
+    if yielder is not None and yielder.paused_s > paused:
+        out["paused_s"] = round(yielder.paused_s - paused, 4)  # gave way to the personas
+    return out
+
+
+def _read_requests(stdin: IO[str], requests: queue.Queue[Any], yielder: Yielder) -> None:
+    """The reader thread: control lines take effect at once, requests queue up; EOF ends."""
+    try:
+        for line in stdin:
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError as exc:
+                requests.put(ValueError(f"bad request line: {exc}"))
+                continue
+            if isinstance(message, dict) and "primary_busy" in message and "id" not in message:
+                yielder.set_busy(bool(message["primary_busy"]))
+                continue
+            if not isinstance(message, dict):
+                requests.put(ValueError("bad request line: not a JSON object"))
+                continue
+            requests.put(message)
+    finally:
+        requests.put(None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--n-threads", type=int, default=None)
+    parser.add_argument(
+        "--busy-share", type=float, default=1.0, help="device share while the personas stream"
+    )
+    parser.add_argument("--busy-deadline-s", type=float, default=2.5)
     parser.add_argument(
         "--list-devices", action="store_true", help="print the devices as JSON and exit"
     )
@@ -232,18 +272,24 @@ def main(argv: list[str] | None = None) -> int:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         _send(out, {"error": f"judge model {args.model} ({args.device}): {reason}"})
         return 2
+    try:
+        yielder = Yielder(args.busy_share, args.busy_deadline_s)
+    except ValueError as exc:
+        _send(out, {"error": f"judge model {args.model} ({args.device}): {exc}"})
+        return 2
+    yielder.attach(llm)
     _send(out, {"ready": True, "load_s": round(time.perf_counter() - started, 4)})
 
-    for line in sys.stdin:
-        if not line.strip():
+    requests: queue.Queue[Any] = queue.Queue()
+    threading.Thread(
+        target=_read_requests, args=(sys.stdin, requests, yielder), daemon=True
+    ).start()
+    while (request := requests.get()) is not None:
+        if isinstance(request, ValueError):
+            _send(out, {"id": None, "error": str(request)})
             continue
         try:
-            request = json.loads(line)
-        except ValueError as exc:
-            _send(out, {"id": None, "error": f"bad request line: {exc}"})
-            continue
-        try:
-            _send(out, answer(llm, request))
+            _send(out, answer(llm, request, yielder))
         except Exception as exc:  # a failed verdict must not end the worker
             _send(out, {"id": request.get("id"), "error": f"{type(exc).__name__}: {exc}"})
     return 0

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from sentinel.verdict import DEFAULT_SEVERITY, Severity
 
+# A judge on the personas' GPU gives way to them while they stream: with this share of the time
+# the primary kept >= 0.97 of its tokens/s on an H200 (benchmarks/results/vulkan_judge_h200.json).
+BUSY_SHARE_GPU = 0.05
+
 
 @dataclass(frozen=True)
 class SentinelSettings:
@@ -18,6 +22,10 @@ class SentinelSettings:
     # How long one judge request may go unanswered: then the turn goes on unjudged (and says
     # so) and a judge process that still holds it is deemed hung, killed and restarted.
     judge_timeout_s: float = 5.0
+    # While the personas stream, a judge on a GPU keeps its device work to this share of the
+    # time (sentinel.judge_yield), for at most half of judge_timeout_s per request; 1: never
+    # gives way. None: BUSY_SHARE_GPU on a GPU, 1 on the CPU.
+    judge_busy_share: float | None = None
     max_corrections: int = 2
     stall_warn_s: float = 10.0
     stall_halt_s: float = 30.0
@@ -27,6 +35,13 @@ class SentinelSettings:
     tool_loop_exempt: tuple[str, ...] = ()
     queue_size: int = 256  # bounded feed queue between the stream and the checks
     severity: dict[str, Severity] = field(default_factory=dict)  # per-code overrides
+
+    @property
+    def busy_share(self) -> float:
+        """The judge's device share while the personas stream (see ``judge_busy_share``)."""
+        if self.judge_busy_share is not None:
+            return self.judge_busy_share
+        return 1.0 if self.device == "cpu" else BUSY_SHARE_GPU
 
     def severity_of(self, code: str) -> Severity:
         return self.severity.get(code, DEFAULT_SEVERITY.get(code, "minor"))

@@ -209,6 +209,8 @@ class ModelPool:
         self.events: deque[PoolEvent] = deque(maxlen=50)
         self._listeners: list[EventListener] = []
         self._listener_tasks: set[asyncio.Task[Any]] = set()
+        self._activity: list[Callable[[bool], None]] = []
+        self.streaming = 0  # local generations admitted and not finished
         self.queue = AdmissionQueue(self.spec.queue_size, *([priorities] if priorities else []))
         self.seqs = max(1, seqs_per_model)
         self.scheduler = Scheduler(
@@ -235,6 +237,19 @@ class ModelPool:
     def add_listener(self, listener: EventListener) -> None:
         """Call ``await listener(event)`` for every pool event (e.g. to persist them)."""
         self._listeners.append(listener)
+
+    def add_activity_listener(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(True)`` when a local model starts serving a generation while none
+        did, and ``listener(False)`` when the last one ends (on the event loop; e.g. the
+        sentinel's judge then gives the device way, see sentinel.judge_yield)."""
+        self._activity.append(listener)
+
+    def _streaming(self, delta: int) -> None:
+        before, self.streaming = self.streaming, self.streaming + delta
+        if (before == 0) != (self.streaming == 0):
+            for listener in self._activity:
+                with contextlib.suppress(Exception):  # advisory: never breaks generation
+                    listener(self.streaming > 0)
 
     def _event(self, kind: str, model: str = "", persona: str = "", detail: str = "") -> None:
         event = PoolEvent(time.time(), kind, model, persona, detail)
@@ -324,13 +339,17 @@ class ModelPool:
             raise
         self._event("admit", model, persona, f"{priority}; {len(self.queue)} waiting")
         driver = loop.create_task(self.scheduler.run_job(job))
+        self._streaming(+1)
         try:
             async for piece in relay(job.out, cancel):
                 yield piece
         finally:
             self.scheduler.withdraw(job)
             # Wait for the worker to stop at its next token so the model is free again.
-            await asyncio.shield(driver)
+            try:
+                await asyncio.shield(driver)
+            finally:
+                self._streaming(-1)
             if info is not None:
                 info.prompt_tokens = len(job.prompt or ())
                 info.completion_tokens = len(job.generated)

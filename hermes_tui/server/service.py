@@ -163,6 +163,8 @@ class ServerCore:
                 config.sentinel.judge_model_path,
                 config.sentinel.device,
                 llama_cpp_path=config.sentinel.judge_llama_cpp_path,
+                busy_share=config.sentinel.busy_share,
+                busy_deadline_s=config.sentinel.judge_timeout_s / 2,
             )
         # The judge runs on the same memory: the pool gets what it leaves of each device.
         devices = tuple(
@@ -179,6 +181,8 @@ class ServerCore:
         )
 
         pool.add_listener(store.record_pool_event)  # pool events → pool_events
+        if worker is not None:
+            pool.add_activity_listener(worker.set_primary_busy)  # the judge gives way
         core = cls(config, store, pool, worker, judge_bytes=reserved, log_prompts=log_prompts)
         if worker is not None:
             core.judge_start = asyncio.ensure_future(worker.start_in_background())
