@@ -906,6 +906,43 @@ def sec_sampler(a, nvml, res) -> None:
     res["sampler"] = out
 
 
+def sec_knobs(a, nvml, res) -> None:
+    """What else stands between the pool and the raw cap (F16 0.85B, 3 alternated runs each):
+    the hand-off interval to the event loop (SeqRunner.DELIVER_S: the loop thread's work
+    competes for the GIL with the slot thread) and the interpreter's switch interval (how long
+    the slot thread may wait for the GIL after llama_decode returns)."""
+    import llama_cpp
+
+    from agents.pool import runner as R
+
+    path = model_file(a.work, "0.85B" if not a.smoke else "0.5B", a.smoke, 0, True)
+    cap_ll = llama_cpp.Llama(str(path), n_ctx=64, n_gpu_layers=a.ngl, verbose=False)
+    cap_ll._ctx.close()
+    variants = {
+        "default": (R.SeqRunner.DELIVER_S, sys.getswitchinterval()),
+        "deliver_50ms": (0.05, sys.getswitchinterval()),
+        "switch_1ms": (R.SeqRunner.DELIVER_S, 0.001),
+    }
+    rows: dict[str, list[float]] = {k: [] for k in variants}
+    orig = (R.SeqRunner.DELIVER_S, sys.getswitchinterval())
+    try:
+        for _ in range(3):
+            cap = raw_cap(cap_ll, a)["three_seq_tps"]
+            for name, (deliver, switch) in variants.items():
+                R.SeqRunner.DELIVER_S = deliver
+                sys.setswitchinterval(switch)
+                tps = pool_batched_round(a, path, a.tokens)["decode_tps"]
+                R.SeqRunner.DELIVER_S, _ = orig
+                sys.setswitchinterval(orig[1])
+                rows[name].append((tps or 0) / cap)
+            print("knobs", {k: v[-1] for k, v in rows.items()}, flush=True)
+    finally:
+        R.SeqRunner.DELIVER_S = orig[0]
+        sys.setswitchinterval(orig[1])
+        cap_ll.close()
+    res["knobs"] = {k: {"pool_vs_cap3": _spread(v)} for k, v in rows.items()}
+
+
 # -- first turn after a load (issue #18) ----------------------------------------------------
 def first_turn_child(a, warm: bool) -> dict:
     """In a fresh process (cold CUDA context, like hermes starting): load the model ahead of
@@ -1019,6 +1056,7 @@ SECTIONS = {
     "peer": sec_peer,
     "first_turn": sec_first_turn,
     "sampler": sec_sampler,
+    "knobs": sec_knobs,
 }
 
 

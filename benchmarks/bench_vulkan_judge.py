@@ -9,8 +9,12 @@ llama_cpp_path`` setting; ``scripts/build_llama_gpu.sh cuda vulkan`` makes both)
 * ``memory``     the judge's memory estimate (agents.pool.estimate) vs what the driver reports
                  (NVML: GPU memory used before vs after the judge loaded and answered)
 * ``latency``    seconds per judgement on Vulkan and on the CPU (same model, same requests)
-* ``primary``    the primary's decode tok/s with the Vulkan judge busy vs idle, paired runs
-* ``during``     verdicts arriving while one CUDA stream runs (asked every 400 characters)
+* ``primary``    the primary's decode tok/s with the Vulkan judge busy vs idle, paired runs,
+                 for each judge share while the personas stream (``--shares``; 1: the judge
+                 never gives way; the pool tells the judge when it streams, as hermes does)
+                 and the judge's seconds per judgement meanwhile
+* ``during``     verdicts arriving while one long CUDA stream runs (asked every 400
+                 characters), with the judge giving way (default share) and not (share 1)
 * ``kills``      the judge SIGKILLed mid-stream N times: streams finish, E_SENTINEL_DOWN
                  recorded, seconds until the judge answers again on Vulkan
 
@@ -43,6 +47,7 @@ from agents.pool.gguf_info import read_gguf_info  # noqa: E402
 from agents.pool.pool import ModelPool  # noqa: E402
 from agents.specs import DeviceSpec, ModelSpec, PoolSpec  # noqa: E402
 from sentinel.judge import JudgeRequest, JudgeWorker, judge_devices  # noqa: E402
+from sentinel.settings import BUSY_SHARE_GPU  # noqa: E402
 from tests.gguf_factory import write_llama_gguf  # noqa: E402
 
 GiB = 1024**3
@@ -82,12 +87,17 @@ class Nvml:
 
 
 class Primary:
-    """The personas' pool on the CUDA device: one persona's stream, timed per piece."""
+    """The personas' pool on the CUDA device: one persona's stream, timed per piece. The pool
+    tells ``self.judge`` (when set) whether it streams, as hermes wires it."""
 
-    def __init__(self, a, path: Path) -> None:
-        spec = ModelSpec("m", path=path, n_ctx=2048, n_gpu_layers=a.ngl, device=a.dev)
+    def __init__(self, a, path: Path, n_ctx: int = 2048) -> None:
+        spec = ModelSpec("m", path=path, n_ctx=n_ctx, n_gpu_layers=a.ngl, device=a.dev)
         self.pool = ModelPool({"m": spec}, PoolSpec(devices=(DeviceSpec(a.dev, 64 * GiB),)))
         self.n = 0
+        self.judge: JudgeWorker | None = None
+        self.pool.add_activity_listener(
+            lambda busy: self.judge.set_primary_busy(busy) if self.judge else None
+        )
 
     async def stream(self, tokens: int, on_piece=None) -> dict:
         self.n += 1
@@ -133,11 +143,16 @@ async def judge_latency(worker: JudgeWorker, n: int) -> dict:
     return {"round_trip_s": spread(trip), "answered": len(trip), "asked": n}
 
 
-async def busy_loop(worker: JudgeWorker, stop: asyncio.Event, counts: dict) -> None:
+async def busy_loop(
+    worker: JudgeWorker, stop: asyncio.Event, counts: dict, trips: list | None = None
+) -> None:
     i = 0
     while not stop.is_set():
         i += 1
+        t0 = time.perf_counter()
         r = await worker.judge(request(1000 + i), timeout_s=60)
+        if r is not None and trips is not None:
+            trips.append((time.perf_counter() - t0, r.paused_s))
         counts["answered" if r is not None else "none"] = (
             counts.get("answered" if r is not None else "none", 0) + 1
         )
@@ -194,7 +209,7 @@ async def run(a, res: dict, nvml: Nvml | None) -> None:
     res["doctor"] = doctor(a, primary_path, judge_path)
     print("doctor", res["doctor"], flush=True)
 
-    prim = Primary(a, primary_path)
+    prim = Primary(a, primary_path, n_ctx=8192)
     await prim.stream(32)  # the primary loaded and warm before anything is measured
     # memory: the judge's estimate vs what the driver shows taken once it loaded and answered
     info = read_gguf_info(judge_path)
@@ -208,6 +223,7 @@ async def run(a, res: dict, nvml: Nvml | None) -> None:
         llama_cpp_path=a.judge_llama_cpp,
         log_path=str(a.work / "judge.log"),
         start_timeout_s=120,
+        busy_share=a.default_share,
     )
     t0 = time.perf_counter()
     await worker.start()
@@ -240,67 +256,141 @@ async def run(a, res: dict, nvml: Nvml | None) -> None:
     res["latency"]["cpu_vs_vulkan"] = c / v if v and c else None
     print("latency", res["latency"], flush=True)
 
-    # primary with the Vulkan judge busy vs idle: idle before, busy, idle after, per pair
-    pairs = []
-    for _ in range(a.pairs):
-        idle1 = (await prim.stream(a.tokens))["decode_tps"]
-        stop, counts = asyncio.Event(), {}
-        task = asyncio.ensure_future(busy_loop(worker, stop, counts))
-        await asyncio.sleep(0.3)
-        busy = (await prim.stream(a.tokens))["decode_tps"]
+    # primary with the Vulkan judge busy vs idle: idle before, busy, idle after, per pair,
+    # for each share the judge keeps while the personas stream
+    res["primary"] = {"goal": 0.97, "tokens": a.tokens, "shares": {}}
+    for share in a.shares:
+        sw = JudgeWorker(
+            str(judge_path),
+            a.judge_device,
+            n_ctx=2048,
+            llama_cpp_path=a.judge_llama_cpp,
+            log_path=str(a.work / "judge.log"),
+            start_timeout_s=120,
+            busy_share=share,
+        )
+        await sw.start()
+        await sw.judge(request(0), timeout_s=120)
+        prim.judge = sw
+        pairs = []
+        for _ in range(a.pairs):
+            idle1 = (await prim.stream(a.tokens))["decode_tps"]
+            stop, counts, trips = asyncio.Event(), {}, []
+            task = asyncio.ensure_future(busy_loop(sw, stop, counts, trips))
+            await asyncio.sleep(0.3)
+            busy = (await prim.stream(a.tokens))["decode_tps"]
+            stop.set()
+            await task
+            idle2 = (await prim.stream(a.tokens))["decode_tps"]
+            base = (idle1 + idle2) / 2 if idle1 and idle2 else None
+            pairs.append(
+                {
+                    "idle_before": idle1,
+                    "busy": busy,
+                    "idle_after": idle2,
+                    "judged": counts,
+                    "judge_trips": trips,
+                    "ratio": busy / base if busy and base else None,
+                }
+            )
+            print("primary", share, pairs[-1], flush=True)
+        # the judge's own latency with the personas streaming the whole time (long stream)
+        stop, counts, trips = asyncio.Event(), {}, []
+        long_stream = asyncio.ensure_future(prim.stream(a.tokens * 6))
+        task = asyncio.ensure_future(busy_loop(sw, stop, counts, trips))
+        s_long = await long_stream
         stop.set()
         await task
-        idle2 = (await prim.stream(a.tokens))["decode_tps"]
-        base = (idle1 + idle2) / 2 if idle1 and idle2 else None
-        pairs.append(
-            {
-                "idle_before": idle1,
-                "busy": busy,
-                "idle_after": idle2,
-                "judged": counts,
-                "ratio": busy / base if busy and base else None,
-            }
+        prim.judge = None
+        await sw.close()
+        res["primary"]["shares"][str(share)] = {
+            "pairs": pairs,
+            "ratio": spread([p["ratio"] for p in pairs]),
+            "judge_s_while_streaming": spread([t for t, _ in trips]),
+            "judge_paused_s_while_streaming": spread([p for _, p in trips]),
+            "judged_while_streaming": len(trips),
+            "long_stream_s": s_long["seconds"],
+        }
+        print(
+            "share",
+            share,
+            {k: v for k, v in res["primary"]["shares"][str(share)].items() if k != "pairs"},
+            flush=True,
         )
-        print("primary", pairs[-1], flush=True)
-    res["primary"] = {"pairs": pairs, "ratio": spread([p["ratio"] for p in pairs]), "goal": 0.97}
+    prim.judge = worker
 
-    # verdicts during one CUDA stream
-    t_start = time.perf_counter()
-    asked: list[float] = []
-    answers: list[dict] = []
-    pending: set = set()
-    last = [0]
-
-    async def ask(text: str, at: float) -> None:
-        r = await worker.judge(JudgeRequest.tail("code", INSTR, text), timeout_s=60)
-        answers.append(
-            {
-                "asked_s": at,
-                "answered_s": time.perf_counter() - t_start,
-                "on_task": None if r is None else r.on_task,
-            }
+    # verdicts during one long CUDA stream, the judge giving way (default share) and not
+    res["during"] = {}
+    idle_long = await prim.stream(a.tokens * 8)
+    for label, share in (("gives_way", a.default_share), ("never_gives_way", 1.0)):
+        dw = JudgeWorker(
+            str(judge_path),
+            a.judge_device,
+            n_ctx=2048,
+            llama_cpp_path=a.judge_llama_cpp,
+            log_path=str(a.work / "judge.log"),
+            start_timeout_s=120,
+            busy_share=share,
         )
+        await dw.start()
+        await dw.judge(request(0), timeout_s=120)
+        prim.judge = dw
+        t_start = time.perf_counter()
+        asked: list[float] = []
+        answers: list[dict] = []
+        pending: set = set()
+        last = [0]
 
-    def on_piece(text: str, n: int) -> None:
-        if len(text) - last[0] >= 400:
-            last[0] = len(text)
-            asked.append(time.perf_counter() - t_start)
-            t = asyncio.ensure_future(ask(text, asked[-1]))
-            pending.add(t)
+        async def ask(text: str, at: float, dw=dw, answers=answers, t_start=t_start) -> None:
+            r = await dw.judge(JudgeRequest.tail("code", INSTR, text), timeout_s=5.0)
+            answers.append(
+                {
+                    "asked_s": at,
+                    "answered_s": time.perf_counter() - t_start,
+                    "on_task": None if r is None else r.on_task,
+                    "paused_s": None if r is None else r.paused_s,
+                }
+            )
 
-    s = await prim.stream(a.tokens * 4, on_piece)
-    end = time.perf_counter() - t_start
-    await asyncio.gather(*pending)
-    res["during"] = {
-        "stream_s": end,
-        "pieces": s["pieces"],
-        "asked": len(asked),
-        "answered_during_stream": sum(
-            1 for x in answers if x["answered_s"] <= end and x["on_task"] is not None
-        ),
-        "answers": answers,
-    }
-    print("during", {k: v for k, v in res["during"].items() if k != "answers"}, flush=True)
+        def on_piece(
+            text: str, n: int, asked=asked, pending=pending, last=last, t_start=t_start, ask=ask
+        ) -> None:
+            # as the Monitor does: one judgement at a time, again after 400 more characters
+            if len(text) - last[0] >= 400 and not any(not t.done() for t in pending):
+                last[0] = len(text)
+                asked.append(time.perf_counter() - t_start)
+                pending.add(asyncio.ensure_future(ask(text, asked[-1])))
+
+        s = await prim.stream(a.tokens * 8, on_piece)
+        end = time.perf_counter() - t_start
+        await asyncio.gather(*pending)
+        prim.judge = None
+        await dw.close()
+        res["during"][label] = {
+            "share": share,
+            "stream_s": end,
+            "pieces": s["pieces"],
+            "decode_tps": s["decode_tps"],
+            "idle_decode_tps": idle_long["decode_tps"],
+            "vs_idle": s["decode_tps"] / idle_long["decode_tps"]
+            if s["decode_tps"] and idle_long["decode_tps"]
+            else None,
+            "asked": len(asked),
+            "answered_during_stream": sum(
+                1 for x in answers if x["answered_s"] <= end and x["on_task"] is not None
+            ),
+            "judge_s": spread(
+                [x["answered_s"] - x["asked_s"] for x in answers if x["on_task"] is not None]
+            ),
+            "answers": answers,
+        }
+        print(
+            "during",
+            label,
+            {k: v for k, v in res["during"][label].items() if k != "answers"},
+            flush=True,
+        )
+    prim.judge = worker
 
     # kills mid-stream
     kills = []
@@ -367,11 +457,16 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--judgements", type=int, default=8)
+    ap.add_argument(
+        "--shares", default=f"1,0.1,{BUSY_SHARE_GPU},0.02", help="judge shares while streaming"
+    )
     ap.add_argument("--only-doctor", action="store_true", help="hermes doctor and devices only")
     ap.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "vulkan_judge.json"
     )
     a = ap.parse_args()
+    a.shares = [float(x) for x in a.shares.split(",")]
+    a.default_share = BUSY_SHARE_GPU
     a.work.mkdir(parents=True, exist_ok=True)
     a.ngl = 0 if a.smoke else -1
     a.dev = "cpu" if a.smoke else "cuda:0"

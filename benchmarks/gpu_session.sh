@@ -6,6 +6,10 @@
 #   bash benchmarks/gpu_session.sh extra   # both builds again (a fresh machine), the sampler
 #                                          # section, `hermes doctor` with the judge on Vulkan
 #                                          # (needs .whl/: jsonschema and friends, carried)
+# Issue #18's second session (one-pass sampling, pipelined batched steps, the judge giving way):
+#   bash benchmarks/gpu_session.sh s1      # both builds, bench_sampling on the GPU, paired_f16
+#   bash benchmarks/gpu_session.sh s2      # (builds again only on a fresh machine) paired_q8,
+#                                          # peer, sampler, the Vulkan judge with --shares
 # Results and logs go to $OUT (or /tmp/out).
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
@@ -64,6 +68,30 @@ case ${1:-} in
     echo "time left for sampler: $left s"
     timeout $left python3 benchmarks/bench_gpu.py --sections sampler --tokens 256 \
       --out "$O/gpu_sampler.json" 2>&1 | grep -v '^ \|^{\|^}' | tee "$O/sampler.log" ;;
-  *) echo "usage: gpu_session.sh build|rest|extra"; exit 2 ;;
+  s1|s2)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site gpucarry/whl/*.whl
+    gen >"$O/gen-$1.log" 2>&1 &
+    bash scripts/build_llama_gpu.sh cuda vulkan 2>&1 | tee "$O/build-$1.log" | grep -v '^ '
+    wait
+    tail -3 "$O/gen-$1.log"
+    export PYTHONPATH=/tmp/llama-cuda:/tmp/site:$PWD
+    left() { echo $(( ${1:-570} - ($(date +%s) - T0) )); }
+    if [ "$1" = s1 ]; then
+      timeout 60 python3 benchmarks/bench_sampling.py --model /tmp/hermes-gpu/0.85B-0-rnd.gguf \
+        --ngl -1 --steps 200 --out "$O/sampling_h200.json" 2>&1 | grep -v '^ \|^{\|^}'
+      echo "time left for paired_f16: $(left) s"
+      [ "$(left)" -gt 45 ] && timeout "$(left)" python3 benchmarks/bench_gpu.py --sections paired_f16 \
+        --tokens 256 --out "$O/gpu_paired_f16.json" 2>&1 | grep -v '^ \|^{\|^}' | tee "$O/paired_f16.log"
+    else
+      . gpucarry/vk/vulkan-env.sh >/dev/null 2>&1
+      echo "time left: $(left) s"
+      timeout "$(( $(left) - 170 ))" python3 benchmarks/bench_gpu.py --sections paired_q8,peer,sampler,knobs \
+        --tokens 256 --batched-bench /tmp/llama-cuda/llama-batched-bench --out "$O/gpu_s2.json" 2>&1 \
+        | grep -v '^ \|^{\|^}' | tee "$O/s2.log"
+      echo "time left for the judge: $(left) s"
+      timeout "$(left)" python3 benchmarks/bench_vulkan_judge.py --judge-llama-cpp /tmp/llama-vulkan \
+        --out "$O/vulkan_judge.json" 2>&1 | tee "$O/vulkan.log" | grep -v '^ ' | head -c 9000
+    fi ;;
+  *) echo "usage: gpu_session.sh build|rest|extra|s1|s2"; exit 2 ;;
 esac
 echo "stage ${1:-} took $(( $(date +%s) - T0 )) s"
