@@ -73,8 +73,9 @@ async def test_a_busy_primary_slows_the_judge_which_still_answers(model_path: st
         worker.set_primary_busy(True)
         busy = await worker.judge(SHORT, timeout_s=120)
         assert busy is not None and busy.on_task == idle.on_task
-        # Half the time off: the pauses are about as long as the device work itself.
-        assert busy.paused_s > 0.2 * idle.latency_s
+        # Half the time off: the pauses are about as long as the decodes themselves (the
+        # grammar and the rest of the request run unpaused): a good part of its latency.
+        assert busy.paused_s > 0.1 * busy.latency_s
         worker.set_primary_busy(False)
         again = await worker.judge(SHORT, timeout_s=120)
         assert again is not None and again.paused_s == 0
