@@ -603,3 +603,66 @@ async def test_keys_typed_right_after_enter_start_the_next_message(tmp_path):
         await until(pilot, lambda: chat.idle and chat.records, what="the answer")
         sent = [r.text for r in chat.query_one(Transcript).records if r.role == "user"]
         assert sent == ["hi"] and prompt.value == "new"
+
+
+# -- continue through a running hermes serve ----------------------------------------------------
+async def test_continue_and_resume_while_hermes_serve_runs(tmp_path, monkeypatch):
+    """``hermes chat --continue`` / ``--resume ID`` as a client of a real ``hermes serve``
+    (the real model there), sharing its database as the default paths do."""
+    from hermes_tui.cli import _session_to_continue
+    from hermes_tui.server.client import ServerPool
+    from tests.serve_util import ServeProc
+
+    cfg = write_small_config(tmp_path, max_tokens=8)
+    db = tmp_path / "hermes.db"
+    proc = ServeProc(cfg, db, "--no-judge").start()
+    try:
+        monkeypatch.setenv("HERMES_SERVER", f"unix:{proc.socket}")
+        sent: list[tuple[str, list[dict]]] = []  # what each request asked the server
+        generate = ServerPool.generate
+
+        def spy(self, persona, model, messages, *args, **kwargs):
+            sent.append((persona, [dict(m) for m in messages]))
+            return generate(self, persona, model, messages, *args, **kwargs)
+
+        monkeypatch.setattr(ServerPool, "generate", spy)
+        config = load_config(cfg)
+
+        async def chat_once(text: str, resume: int | None) -> list:
+            app = HermesApp(config, db_path=db, resume=resume)
+            async with app.run_test(size=(100, 30)) as pilot:
+                chat = await started(pilot)
+                assert isinstance(chat.runtime.pool, ServerPool)  # the server's models
+                transcript = chat.query_one(Transcript)
+                if resume is not None:
+                    await until(pilot, lambda: transcript.records, what="restored messages")
+                    assert f"session {resume}" in str(chat.query_one("#status").render())
+                before = len(transcript.records)
+                await send(pilot, text)
+                await until(
+                    pilot,
+                    lambda: chat.idle and len(transcript.records) > before + 1,
+                    what="the coder's answer through the server",
+                )
+                answer = next(r for r in reversed(transcript.records) if r.role == "assistant")
+                assert answer.persona == "coder" and answer.status in ("done", "halted")
+                return [(r.role, r.text) for r in transcript.records[:before]]
+
+        assert await chat_once("@coder Say hi.", None) == []
+        ((sid,),) = rows(db, "SELECT id FROM sessions WHERE mode = 'chat'")
+        assert await _session_to_continue(db, None) == sid  # --continue: the latest
+        shown = await chat_once("@coder Again.", sid)
+        assert shown[0] == ("user", "@coder Say hi.") and shown[1][0] == "assistant"
+        shown = await chat_once("@coder Once more.", sid)  # --resume ID
+        assert [text for role, text in shown if role == "user"] == [
+            "@coder Say hi.",
+            "@coder Again.",
+        ]
+        # The server was sent the coder's history each time, and nothing was stored twice.
+        users = [m["content"] for m in sent[-1][1] if m["role"] == "user"]
+        assert users[0] == "Say hi." and "Again." in users and users[-1] == "Once more."
+        assert rows(db, "SELECT count(*) FROM sessions WHERE mode = 'chat'") == [(1,)]
+        stored = rows(db, f"SELECT role FROM messages WHERE session_id = {sid} AND role = 'user'")
+        assert len(stored) == 3
+    finally:
+        proc.cleanup()
