@@ -26,7 +26,8 @@ from hermes_tui.app import HermesApp
 from hermes_tui.config import load_config
 from hermes_tui.resume import rebuild, restore
 from hermes_tui.runtime import Runtime
-from hermes_tui.screens.review import ReviewScreen, SessionScreen
+from hermes_tui.screens.review import ReviewScreen
+from hermes_tui.screens.session_view import SessionScreen
 from hermes_tui.store import Store
 from hermes_tui.widgets.marks import MarkedText
 from hermes_tui.widgets.message import MessageView

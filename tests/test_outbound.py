@@ -305,7 +305,7 @@ async def test_the_screen_and_the_clipboard_never_show_a_streamed_key(small_conf
 
 async def test_review_exports_hide_secrets_and_controls(tmp_path):
     from hermes_tui.app import HermesApp
-    from hermes_tui.screens.review import SessionScreen
+    from hermes_tui.screens.session_view import SessionScreen
     from hermes_tui.store import Store
     from tests.test_tui import until
 

@@ -15,7 +15,8 @@ from hermes_tui.app import HermesApp
 from hermes_tui.config import load_config
 from hermes_tui.runtime import Runtime
 from hermes_tui.screens.chat import ChatScreen
-from hermes_tui.screens.review import ReviewScreen, SessionScreen
+from hermes_tui.screens.review import ReviewScreen
+from hermes_tui.screens.session_view import SessionScreen
 from hermes_tui.store import Store
 from hermes_tui.terminal_text import escape_controls, sanitize_for_terminal, split_unfinished
 from hermes_tui.widgets.markdown_body import MarkdownBody

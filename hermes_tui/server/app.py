@@ -27,8 +27,9 @@ from starlette.routing import Route
 
 from hermes_tui.server import openai_schema as oa
 from hermes_tui.server.auth import TOKEN_LABEL, bearer_ok, client_name
+from hermes_tui.server.completion import Completion
 from hermes_tui.server.openai_schema import ApiError
-from hermes_tui.server.service import Completion, ServerCore
+from hermes_tui.server.service import ServerCore
 
 # Our completions end themselves on shutdown with a clear error event (see
 # ServerCore.begin_shutdown); sse-starlette must not cut the streams before they can.

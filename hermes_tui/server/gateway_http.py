@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from hermes_tui.server import openai_schema as oa
+from hermes_tui.server.completion import Completion
 from hermes_tui.server.gateway import Content, Gateway, Out, ToolDelta, hermes_field
 from hermes_tui.server.openai_schema import ApiError
-from hermes_tui.server.service import Completion
 from sentinel.verdict import Verdict
 
 

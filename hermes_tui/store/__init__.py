@@ -1,9 +1,10 @@
 """SQLite persistence for hermes: sessions, messages, sentinel verdicts and pool events.
 
-One job per module: ``database`` (``Store``: open, close, writes), ``writer`` (the writer
-task), ``queries`` (reads), ``search`` (full text), ``migrations`` (the schema), ``inspect``
-(is this file usable; ``hermes doctor``), ``files`` (the file, its URIs and the writers'
-lock), ``errors``, ``rows`` (row types, built by column name) and ``times``. Exporting a
+One job per module: ``database`` (``Store``: open, close), ``writes`` (its write methods),
+``writer`` (the writer task), ``queries`` (reads), ``search`` (full text), ``migrations``
+(the schema), ``inspect`` (is this file usable; ``hermes doctor``), ``files`` (the file, its
+URIs and the writers' lock), ``errors``, ``rows`` (row types, built by column name) and
+``times``. Exporting a
 session as Markdown or JSON is not storage: see ``hermes_tui.export``.
 
 Design, and why:
