@@ -75,3 +75,13 @@ def test_addresses_email_validator_accepts_are_not_malformed() -> None:
 )
 def test_addresses_email_validator_rejects_are_malformed(address: str) -> None:
     assert flagged(f"Write to {address} today.\n") == [address]
+
+
+def test_urls_end_where_prose_and_markup_end_them() -> None:
+    text = (
+        'endpoint: "https://<API_HOST>/v1" and [the guide](www.example.org)\'s intro; '
+        '<a href="https://example.org/p?q=1">link</a> (see https://en.wikipedia.org/wiki/Foo_(bar))\n'
+        "```sh\ndocker run -v \"$PWD:/src\" -v conf/app.conf:/etc/app.conf img\nawk '/rules:/,0' f\n```\n"
+    )
+    assert flagged(text) == []
+    assert flagged("Then open htp:/broken in a browser.\n") == ["htp:/broken"]

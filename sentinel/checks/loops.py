@@ -344,7 +344,12 @@ class LoopCheck:
             return []
         block_alpha = self._cand_alpha.get(p)
         if block_alpha is None:
-            block_alpha = self._cand_alpha[p] = any(self._alpha[onset : onset + p])
+            toks = self._toks[onset : onset + p]
+            # cells of one table row that hold the same value (| ✓ | ✓ | ✓ |) are a table
+            row_cells = "|" in toks and not any("\n" in t for t in toks)
+            block_alpha = self._cand_alpha[p] = any(self._alpha[onset : onset + p]) and not (
+                row_cells
+            )
         if not block_alpha:
             return []
         block_chars = self._ends[onset + p - 1] - self._starts[onset]

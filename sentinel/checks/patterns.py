@@ -138,7 +138,7 @@ _URL_STRICT = (
     rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?|\d{{1,3}}(?:\.\d{{1,3}}){{3}}|\[[0-9A-Fa-f:.]+\])"
     r"(?::\d{1,5})?"
     r"(?:[/?#][^\s<>\"]*)?"
-    r"|file:///[^\s<>\"]*"
+    r"|file:/[^\s<>\"]*"
     rf"|www\.{_HOST_LABEL}(?:\.{_HOST_LABEL})+(?:[/?#][^\s<>\"]*)?)"
 )
 _EMAIL_STRICT = (
@@ -210,6 +210,37 @@ class _Compiled(NamedTuple):
         return self.trigger.search(token, max(0, at - self.reach), at + self.reach + 8)
 
 
+# a word and a single slash that is not a web or file scheme's (htp:/x in prose is a broken
+# URL; in code it is a volume mount, a path list or a pattern)
+_NOT_A_SCHEME = re.compile(
+    r"(?![hH][tT][tT][pP][sS]?:|[fF][iI][lL][eE]:|[fF][tT][pP][sS]?:)[^:]+:/(?!/)"
+)
+_URL_END = re.compile(r"[\"`<>()]")
+
+
+def _url_in_prose(raw: str) -> str:
+    """Where a URL written in text ends: at a quote, a backtick, ``<`` or ``>`` (HTML around it)
+    unless they make a template slot (``https://<HOST>/``), or a ``)`` that closes a
+    parenthesis opened before the URL (``[docs](www.x.org)'s``)."""
+    depth = 0
+    pos = 0
+    while (m := _URL_END.search(raw, pos)) is not None:
+        c = m.group()
+        if c == "<" and (slot := re.match(r"<[^<>\s]+>", raw[m.start() :])):
+            pos = m.start() + slot.end()
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            if depth == 0:
+                return raw[: m.start()] or raw
+            depth -= 1
+        else:
+            return raw[: m.start()] or raw
+        pos = m.end()
+    return raw
+
+
 def _strip(candidate: str) -> str:
     candidate = candidate.lstrip(_LEAD)
     while candidate and candidate[-1] in _TRAIL:
@@ -217,6 +248,8 @@ def _strip(candidate: str) -> str:
             break
         if candidate[-1] == "]" and candidate.count("[") >= candidate.count("]"):
             break  # an IPv6 host: http://[2001:db8::1]
+        if candidate[-1] == ">" and candidate.count("<") >= candidate.count(">"):
+            break  # a template slot: https://<HOST>
         candidate = candidate[:-1]
     return candidate
 
@@ -327,7 +360,9 @@ class PatternCheck:
                         )
                     ]
             if spec.name == "url":
-                raw = re.split(r"[\"<>`]", raw, maxsplit=1)[0] or raw  # a URL ends there
+                if (in_code or inline_code) and _NOT_A_SCHEME.match(m.group()):
+                    continue  # in code, "$PWD:/mnt" and awk's '/rails:/' are not URLs
+                raw = _url_in_prose(raw)
             cand = _strip(raw.strip("`"))
             if not cand:
                 continue
