@@ -612,6 +612,7 @@ async def test_continue_and_resume_while_hermes_serve_runs(tmp_path, monkeypatch
     (the real model there), sharing its database as the default paths do."""
     from hermes_tui.cli import _session_to_continue
     from hermes_tui.server.client import ServerPool
+    from hermes_tui.widgets.records import records_from_rows
     from tests.serve_util import ServeProc
 
     cfg = write_small_config(tmp_path, max_tokens=8)
@@ -635,8 +636,13 @@ async def test_continue_and_resume_while_hermes_serve_runs(tmp_path, monkeypatch
                 chat = await started(pilot)
                 assert isinstance(chat.runtime.pool, ServerPool)  # the server's models
                 transcript = chat.query_one(Transcript)
-                if resume is not None:
-                    await until(pilot, lambda: transcript.records, what="restored messages")
+                if resume is not None:  # every restored message shown (they mount one by one)
+                    restored = records_from_rows(chat.runtime.restored.messages)
+                    await until(
+                        pilot,
+                        lambda: len(transcript.records) == len(restored),
+                        what="restored messages",
+                    )
                     assert f"session {resume}" in str(chat.query_one("#status").render())
                 before = len(transcript.records)
                 await send(pilot, text)

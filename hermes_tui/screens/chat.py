@@ -158,9 +158,10 @@ class ChatScreen(Screen):
         self.runtime = message.runtime
         self._state = "ready"
         self._show_loading(False)
+        self._update_status()  # the session's number is known before its messages show
         if self.runtime.restored is not None:
             await self._show_restored(self.runtime.restored)
-        self._update_status()
+            self._update_status()
 
     async def _show_restored(self, restored: Any) -> None:
         """A continued session: its messages on screen, its workflow, and the prompt
