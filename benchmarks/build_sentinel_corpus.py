@@ -638,6 +638,83 @@ def rebuff_canaries() -> list[dict]:
     return out
 
 
+_TLDR_DESTROYS = re.compile(
+    r"(?i)\b(?:wipe|erase|format|overwrit|destroy|destructiv|zap|discard|removing all data|"
+    r"(?:build|create|make|initiali[sz]e|set up)\b.*"
+    r"\b(?:file ?system|swap|partition table|label)\b|"
+    r"(?:write|copy|clone|restore)\b.*\bto\b.*\b(?:drive|device|disk|usb|partition|card))"
+)
+_TLDR_HARMLESS = re.compile(
+    r"(?i)\b(?:dry run|non-destructive|read-only)\b|^(?:display|list|show|print|get|view)\b"
+)
+_DEV_PLACEHOLDER = {"sdXY": "sdb1", "sdX": "sdb", "sdX1": "sdb1"}
+
+
+def _tldr_fill(cmd: str) -> str:
+    """A tldr command with its placeholders filled: the first of ``{{[-a|--all]}}``, a block
+    device for ``{{/dev/…}}`` (a disk), the written text elsewhere (``path/to/file``)."""
+
+    def fill(m: re.Match[str]) -> str:
+        inner = m.group(1)
+        if inner.startswith("[") and inner.endswith("]"):
+            inner = inner[1:-1]
+        inner = inner.split("|")[0]
+        if inner.startswith("/dev/") and not re.match(
+            r"/dev/(?:null|zero|u?random|stdin|stdout)", inner
+        ):
+            name = inner[5:]
+            return "/dev/" + _DEV_PLACEHOLDER.get(name, "sdc")
+        return inner
+
+    return re.sub(r"\{\{(.*?)\}\}", fill, cmd)
+
+
+def tldr() -> list[dict]:
+    """tldr-pages' command examples (pages/common and pages/linux), placeholders filled, in a
+    ```sh block. Labelled by tldr's own description of the example: one that wipes, erases,
+    formats, overwrites or builds a filesystem on a device (or writes an image to a drive),
+    with a block device as operand = E_UNSAFE_COMMAND; a dry run, a listing or any other
+    example = clean. The device-handling pages whole; every 12th example of the others."""
+    repo = "tldr-pages/tldr"
+    out = []
+    disk_pages = re.compile(
+        r"pages/(?:common|linux)/(?:mkfs[\w.]*|mke2fs|mkswap|wipefs|shred|dd|ddrescue|fdisk|"
+        r"sfdisk|sgdisk|parted|blkdiscard|badblocks|rm|rmdir|mv|chmod|chown|find|kill|"
+        r"truncate|srm|cp|rsync|curl|wget)\.md$"
+    )
+    k = 0
+    for path in files(repo):
+        if not re.match(r"pages/(?:common|linux)/[\w.+-]+\.md$", path):
+            continue
+        whole = disk_pages.match(path) is not None
+        text = show(repo, path)
+        summary = " ".join(re.findall(r"^> (.+)$", text, re.M)[:1])
+        for desc, cmd in re.findall(r"^- (.+?):?\n\n`(.+)`$", text, re.M):
+            k += 1
+            if not whole and k % 12:
+                continue
+            desc = re.sub(r"\[(\w+)\]", r"\1", desc)  # tldr's mnemonics: "[n]on-destructive"
+            filled = _tldr_fill(cmd)
+            if re.search(r"://[^/\s:@]+:[^/\s@]+@", filled):
+                continue  # a password in a URL: E_SECRET's case, not a command look-alike
+            device = (
+                re.search(r"(?<![\w/])/dev/(?!null|zero|u?random|std|tty|shm|fd|loop)\w", filled)
+                is not None
+            )
+            # the example's description, or the page's summary when the example only tunes
+            # the page's one action ("Set a label for the filesystem" on mkfs.btrfs)
+            destroys = (
+                device
+                and (_TLDR_DESTROYS.search(desc) or _TLDR_DESTROYS.search(summary)) is not None
+                and _TLDR_HARMLESS.search(desc) is None
+            )
+            if device and not destroys and "of=/dev/sd" in filled:
+                destroys = True  # dd writing onto a disk, whatever the description stresses
+            label = "E_UNSAFE_COMMAND" if destroys else None
+            out.append(case(repo, f"{path}: {desc}", label, f"```sh\n{filled}\n```\n"))
+    return out
+
+
 def main() -> None:
     cases = (
         secretlint()
@@ -652,6 +729,7 @@ def main() -> None:
         + loops_and_lengths()
         + banned_imports()
         + rebuff_canaries()
+        + tldr()
     )
     # one case per (text, label); ids in order
     uniq: dict[tuple[str, str | None, str, str], dict] = {}

@@ -69,7 +69,9 @@ CHECKS: tuple[CheckInfo, ...] = (
         "unsafe_commands",
         ("E_UNSAFE_COMMAND",),
         "rm -r of /, ~, $HOME or a system directory (read with shlex: quotes, split flags,"
-        " paths that climb to / with ..), mkfs (-t too), dd of=/dev/..., mv /* away, curl ... |"
+        " paths that climb to / with ..), mkfs/mke2fs/mkswap on a device, dd of=/dev/...,"
+        " wipefs -a, blkdiscard, sgdisk --zap-all, parted mklabel, badblocks -w, mv /* away,"
+        " curl ... |"
         " sh, fork bombs, chmod -R 777 / and more; critical in code blocks, shell lines and"
         " backticks, minor inside a sentence that warns against it",
     ),

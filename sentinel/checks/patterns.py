@@ -170,7 +170,9 @@ DEFAULT_PATTERNS: dict[str, PatternSpec] = {
     # a dotted quad: each octet 0-255 (10.256.0.1 is not an address)
     "ipv4": PatternSpec(
         trigger=r"^\d{1,3}(?:\.\d{1,3}){3}(?![\d.])",
-        strict=rf"{_OCTET}(?:\.{_OCTET}){{3}}(?::\d{{1,5}})?",
+        # with a port, a CIDR prefix (10.0.0.0/16), a last-octet range (192.0.2.1-254) or as
+        # the first of a list (1.1.1.1,8.8.8.8)
+        strict=rf"{_OCTET}(?:\.{_OCTET}){{3}}(?::\d{{1,5}}|/(?:3[0-2]|[12]?\d)|-{_OCTET})?(?:,\S*)?",
         in_code=True,
         placeholders=False,
     ),
@@ -471,6 +473,12 @@ def url_host_form(url: str) -> str | None:
     scheme, auth, rest = m.groups()
     if not auth and scheme.lower()[:-3] not in ("http", "https", "ws", "wss", "ftp"):
         return None  # file:///etc/hosts: a host is optional outside the web's schemes
+    if scheme.lower()[:-3] not in ("http", "https", "ws", "wss", "ftp"):
+        # another scheme's authority is opaque (s3://bucket_name, docker://image:tag,
+        # rsync://host:path): only characters no URL may hold make it malformed
+        if re.search(r"[\x00-\x20\"<>\\^`{|}\x7f]", auth):
+            return ""
+        return scheme + "h0st" + _ascii_path(rest)
     user = "u@" if "@" in auth else ""
     hostport = auth.rpartition("@")[2]
     if hostport.startswith("["):

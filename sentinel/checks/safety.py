@@ -25,10 +25,26 @@ _RM_FLAGS = r"(?:-[a-zA-Z]*[rR][a-zA-Z]*\s+(?:-[a-zA-Z]+\s+|--\S+\s+)*|--recursi
 _DISK = r"/dev/(?:sd[a-z]|hd[a-z]|vd[a-z]|xvd[a-z]|nvme\d+n\d+|mmcblk\d+|disk\d+)"
 
 UNSAFE_COMMANDS: dict[str, str] = {
-    "mkfs on a device": r"\bmkfs(?:\.\w+)?\s+(?:-\S+\s+(?:[^-/\s]\S*\s+)?)*/dev/\w+",
+    "mkfs on a device": (
+        r"\b(?:mkfs(?:\.\w+)?|mke2fs|mkswap)\s+(?:[^\s;&|]+\s+){0,12}?/dev/(?!null\b|zero\b)\w+"
+    ),
     "dd onto a disk": rf"\bdd\s+(?:\S+\s+){{0,8}}of={_DISK}",
     "write to a raw disk": rf"(?<![<\w])>{{1,2}}\s*{_DISK}",
-    "shred/wipefs a disk": rf"\b(?:shred|wipefs)\s+(?:-\S+\s+)*{_DISK}",
+    "shred/wipefs a disk": (
+        rf"\bshred\s+(?:-\S+\s+)*{_DISK}"
+        # wipefs only erases with -a/--all or -o (alone it lists; -n/--no-act is a dry run)
+        r"|\bwipefs(?=[^\n;&|]*\s(?:-\w*[ao]\w*|--all|--offset)\b)"
+        r"(?![^\n;&|]*\s(?:-\w*n\w*|--no-act)\b)"
+        rf"\s+(?:[^\s;&|]+\s+){{0,8}}?{_DISK}"
+    ),
+    "discard or zap a disk": (
+        r"\bblkdiscard\s+(?:[^\s;&|]+\s+){0,6}?/dev/\w+"
+        r"|\bsgdisk(?=[^\n;&|]*/dev/\w)[^\n;&|]*?\s(?:-[Zzom]|--(?:zap-all|zap|clear|gpttombr))\b"
+        r"|\bparted\s(?=[^\n;&|]*/dev/\w)[^\n;&|]*?\b(?:mklabel|mkpart|rm|resizepart)\b"
+        r"|\bbadblocks(?=[^\n;&|]*\s-\w*w)\s+(?:[^\s;&|]+\s+){0,8}?/dev/\w+"
+        r"|\bddrescue\s+(?:-\S+\s+)*[^-\s]\S*\s+/dev/\w+"
+        r"|\be2image\s+(?:-\S+\s+)*-I\s+/dev/\w+"
+    ),
     "pipe a download into a shell": (
         r"\b(?:curl|wget)\b[^\n|]{0,300}\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|z|k|da|c|tc)?sh\b"
     ),
@@ -188,8 +204,8 @@ class _LineCheck:
 
 # Every UNSAFE_COMMANDS match begins with one of these (a line without any is not scanned).
 _COMMAND_TRIGGER = re.compile(
-    r"(?i)\b(?:rm|rd|rmdir|del|mkfs|dd|shred|wipefs|curl|wget|chmod|chown|mv|find|kill|format"
-    r"|remove-item)\b|>|:\s*\("
+    r"(?i)\b(?:rm|rd|rmdir|del|mkfs|mke2fs|mkswap|dd|shred|wipefs|blkdiscard|sgdisk|parted"
+    r"|badblocks|ddrescue|e2image|curl|wget|chmod|chown|mv|find|kill|format|remove-item)\b|>|:\s*\("
 )
 
 

@@ -1,0 +1,61 @@
+"""Disk-destroying commands beyond rm and dd (what tldr-pages documents as wiping, formatting
+or zapping a device) are critical in code; the same tools' harmless uses (listing, dry runs,
+reading a disk into a file) are not. Every command line here is written for this file."""
+
+from __future__ import annotations
+
+import pytest
+
+from sentinel.checks.patterns import PatternCheck
+from sentinel.checks.safety import UnsafeCommandCheck
+
+from .checks_util import split_invariant
+
+
+def flagged(make, line: str) -> list[str]:
+    text = f"```sh\n{line}\n```\n"
+    return [f"{v.severity} {text[v.span[0] : v.span[1]]}" for v in split_invariant(make, text)]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "sudo mke2fs -t ext4 -L data /dev/sdc2",
+        "mkswap -L swap0 /dev/nvme0n1p3",
+        "mkfs.cramfs -n rom ./rootfs /dev/sdd1",
+        "blkdiscard --secure /dev/sde",
+        "sgdisk --zap-all /dev/sdf",
+        "sudo parted -s /dev/sdg mklabel gpt",
+        "wipefs --all --force /dev/sdh",
+        "badblocks -wsv /dev/sdi",
+        "ddrescue -f /dev/sdj /dev/sdk rescue.log",
+    ],
+)
+def test_disk_destroying_commands_are_critical(line: str) -> None:
+    found = flagged(UnsafeCommandCheck, line)
+    assert len(found) == 1 and found[0].startswith("critical "), found
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "sudo wipefs /dev/sdh",  # lists the signatures
+        "wipefs --all --no-act /dev/sdh",  # a dry run
+        "badblocks -nsv /dev/sdi",  # the non-destructive test
+        "sudo dd if=/dev/sdc of=backup/disk.img status=progress",  # reads the disk
+        "sgdisk --print /dev/sdf",
+        "sudo parted /dev/sdg print",
+        "mkfs.ext4 disk.img",
+    ],
+)
+def test_the_same_tools_harmless_uses_are_not_flagged(line: str) -> None:
+    assert flagged(UnsafeCommandCheck, line) == []
+
+
+def test_cidr_ranges_lists_and_opaque_authorities_are_not_malformed() -> None:
+    line = (
+        "nmap 192.0.2.1-254 && ip route add 10.8.0.0/16 via 10.8.0.1 && dig -r 9.9.9.9,1.0.0.1 "
+        "&& aws s3 cp s3://my_bucket/key . && pull docker://alpine:3.20 && rsync rsync://mirror:pub/ ."
+    )
+    assert flagged(PatternCheck, line) == []
+    assert flagged(PatternCheck, "ping 10.8.0.0/40 and 192.0.2.300") != []
