@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agents.engine import SamplingParams
@@ -23,6 +23,8 @@ class Persona:
     max_tokens: int = 256
     color: str = "white"
     canary: str | None = None  # a marker the user wrote into system_prompt (leak if repeated)
+    # E_PATTERN's patterns: name -> strict regex, or (trigger, strict); see sentinel's Contract
+    patterns: dict[str, str | tuple[str, str]] = field(default_factory=dict)
 
     def sampling(self, seed: int | None = None) -> SamplingParams:
         return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, seed=seed)

@@ -110,7 +110,9 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         full = f"{key}.{missing}" if key else missing
         return full, "missing required key"
     if v == "type":
-        want = TYPE_WORDS.get(error.validator_value, str(error.validator_value))
+        kinds = error.validator_value
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        want = " or ".join(TYPE_WORDS.get(k, str(k)) for k in kinds)
         return key, f"expected {want}, got {_shown(value)[:60]}"
     if v == "enum":
         choices = " or ".join(_shown(c) for c in error.validator_value)
@@ -270,8 +272,46 @@ def _build_personas(path: Path, data: dict, models: dict) -> dict[str, Persona]:
             max_tokens=table.get("max_tokens", 256),
             color=_colour(path, name, table.get("color", "white")),
             canary=table.get("canary"),
+            patterns=_patterns(path, name, table.get("patterns", {})),
         )
     return personas
+
+
+def _patterns(path: Path, persona: str, table: dict) -> dict[str, str | tuple[str, str]]:
+    """``[personas.X.patterns]``: each one checked now (a bad regex is one line, not a crash
+    at the first token)."""
+    import re
+
+    from sentinel.checks.patterns import DEFAULT_PATTERNS, PatternCheck
+
+    known = ", ".join(DEFAULT_PATTERNS)
+    out: dict[str, str | tuple[str, str]] = {}
+    for key, value in table.items():
+        where = f"personas.{persona}.patterns.{key}"
+        spec: str | tuple[str, str]
+        if isinstance(value, dict):
+            if set(value) != {"trigger", "strict"} or not all(
+                isinstance(v, str) and v for v in value.values()
+            ):
+                raise ConfigError(path, where, 'expected {trigger = "regex", strict = "regex"}')
+            spec = (value["trigger"], value["strict"])
+        else:
+            if key.lower() not in DEFAULT_PATTERNS:
+                raise ConfigError(
+                    path,
+                    where,
+                    f"a plain regex replaces a known pattern ({known}); for a new one give "
+                    '{trigger = "regex", strict = "regex"}',
+                )
+            spec = value
+        try:
+            PatternCheck({key: spec})
+        except re.error as exc:
+            raise ConfigError(path, where, f"invalid regular expression: {exc}") from None
+        except ValueError as exc:
+            raise ConfigError(path, where, str(exc)) from None
+        out[key] = spec
+    return out
 
 
 def _llama_cpp_path(path: Path, value: str) -> str | None:

@@ -42,6 +42,15 @@ PERSONA = {
         "color": {"type": "string"},
         # a marker the user planted in system_prompt: seeing it in an answer is E_PROMPT_LEAK
         "canary": {"type": "string", "minLength": 4},
+        # E_PATTERN: a strict regex replacing a known pattern, or {trigger, strict} for a new one
+        "patterns": {
+            "type": "object",
+            "additionalProperties": {
+                "type": ["string", "object"],
+                "description": "a regex a `url`/`email`/`path`/`ipv4` must match in full, or "
+                '`{trigger = "regex", strict = "regex"}` for a new kind of token',
+            },
+        },
     },
 }
 

@@ -75,6 +75,8 @@ def checks() -> str:
 
 
 def _describe(schema: dict[str, Any]) -> str:
+    if "description" in schema:
+        return str(schema["description"])
     if "enum" in schema:
         return " \\| ".join(f"`{v!r}`".replace("'", '"') for v in schema["enum"])
     kind = schema.get("type", "")

@@ -49,6 +49,7 @@ def contract_for(persona: Persona, system_prompt: str, canary: str | None) -> Co
         canary=canary,
         canaries=(persona.canary,) if persona.canary else (),
         max_tokens=persona.max_tokens,
+        patterns=dict(persona.patterns),
     )
 
 

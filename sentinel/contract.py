@@ -19,5 +19,7 @@ class Contract:
     system_prompt: str = ""
     canary: str | None = None  # a marker planted in the system prompt; seeing it = leak
     canaries: tuple[str, ...] = ()  # markers the user declared (config, --canary)
-    patterns: dict[str, str] = field(default_factory=dict)  # name -> regex a match must obey
+    # [personas.X] patterns: name -> a strict regex replacing a known one (url, email, path,
+    # ipv4), or a (trigger, strict) pair for a new kind of token (see checks/patterns.py)
+    patterns: dict[str, str | tuple[str, str]] = field(default_factory=dict)
     max_tokens: int | None = None  # what the persona was asked for (drift: far longer)

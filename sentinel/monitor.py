@@ -63,7 +63,9 @@ class Monitor:
         self._judged_upto = 0
         self._unjudged: int | None = None  # where a judge request went unanswered, if one did
         self._received = 0  # characters fed by the producer
-        self.watchdog = StallWatchdog(settings.stall_warn_s, settings.stall_halt_s)
+        self.watchdog = StallWatchdog(
+            settings.stall_warn_s, settings.stall_halt_s, severity=dict(settings.severity) or None
+        )
         self.stats = {"coalesced": 0, "pieces": 0}
 
     @property

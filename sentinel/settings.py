@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sentinel.verdict import DEFAULT_SEVERITY, Severity
+from sentinel.verdict import Severity
 
 # A judge on the personas' GPU gives way to them while they stream: with this share of the time
 # the primary kept >= 0.97 of its tokens/s on an H200 (benchmarks/results/vulkan_judge_h200.json).
@@ -34,7 +34,8 @@ class SentinelSettings:
     # Tools whose repeated identical calls are never a loop (E_TOOL_LOOP), e.g. pollers.
     tool_loop_exempt: tuple[str, ...] = ()
     queue_size: int = 256  # bounded feed queue between the stream and the checks
-    severity: dict[str, Severity] = field(default_factory=dict)  # per-code overrides
+    # per-code overrides ([sentinel.severity]): given to every check, applied by the monitor
+    severity: dict[str, Severity] = field(default_factory=dict)
 
     @property
     def busy_share(self) -> float:
@@ -42,6 +43,3 @@ class SentinelSettings:
         if self.judge_busy_share is not None:
             return self.judge_busy_share
         return 1.0 if self.device == "cpu" else BUSY_SHARE_GPU
-
-    def severity_of(self, code: str) -> Severity:
-        return self.severity.get(code, DEFAULT_SEVERITY.get(code, "minor"))

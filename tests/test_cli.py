@@ -333,3 +333,30 @@ def test_log_filters_sessions_like_the_review_screen(tmp_path):
     assert none.output == f"no sessions matching until=2025-03-01 in {db}\n"
     bad = CliRunner().invoke(main, ["log", "--db", str(db), "--since", "yesterday"])
     assert bad.exit_code == 2 and "'yesterday' does not match the format" in bad.output
+
+
+def test_sentinel_check_uses_the_personas_patterns_and_the_severity_overrides(tmp_path):
+    """``[personas.X.patterns]`` and ``[sentinel.severity]`` reach the checks of a stream."""
+    from tests.conftest import ROOT
+
+    text = "Filed as TKT-1234567 and TKT-42.\n"  # 7 digits: malformed; 2: well formed
+    base = (ROOT / "config.toml").read_text()
+    plain = tmp_path / "plain.toml"
+    plain.write_text(base)
+    mine = tmp_path / "mine.toml"
+    mine.write_text(
+        base.replace(
+            "# [personas.coder.patterns]",
+            "[personas.coder.patterns]\n"
+            "ticket = { trigger = '^TKT-\\d', strict = '^TKT-\\d{1,6}[.,]?$' }\n#",
+        ).replace("# [sentinel.severity]", '[sentinel.severity]\nE_PATTERN = "critical"\n#')
+    )
+    args = ["sentinel", "check", "-", "--persona", "coder", "--json"]
+    before = CliRunner().invoke(main, [*args, "--config", str(plain)], input=text)
+    assert before.exit_code == 0 and before.output == ""
+    after = CliRunner().invoke(main, [*args, "--config", str(mine)], input=text)
+    assert after.exit_code == 1, after.output  # critical now
+    [verdict] = [json.loads(line) for line in after.output.splitlines()]
+    assert (verdict["code"], verdict["severity"]) == ("E_PATTERN", "critical")
+    start, end = verdict["span"]
+    assert text[start:end] == "TKT-1234567"

@@ -30,7 +30,7 @@ CASES = [
     (
         "unknown persona key",
         lambda s: s.replace("[personas.coder]\n", "[personas.coder]\nmood = 'grumpy'\n"),
-        "personas.coder.mood: unknown key (expected one of: banned_imports, canary, color, contract, max_tokens, max_words, model, schema, schema_file, system_prompt, temperature)",
+        "personas.coder.mood: unknown key (expected one of: banned_imports, canary, color, contract, max_tokens, max_words, model, patterns, schema, schema_file, system_prompt, temperature)",
     ),
     (
         "wrong type",
@@ -186,6 +186,35 @@ CASES = [
         "personas.critic.schema_file: file not found: {dir}/critic.json",
     ),
     ("not utf8", None, "expected UTF-8 text, found invalid bytes"),
+    (
+        "pattern regex invalid",
+        lambda s: s.replace(
+            "# [personas.coder.patterns]", "[personas.coder.patterns]\nurl = '^(http'\n#"
+        ),
+        "personas.coder.patterns.url: invalid regular expression: "
+        "missing ), unterminated subpattern at position 1",
+    ),
+    (
+        "pattern plain regex for a new name",
+        lambda s: s.replace(
+            "# [personas.coder.patterns]", "[personas.coder.patterns]\nticket = '^T-\\d+$'\n#"
+        ),
+        "personas.coder.patterns.ticket: a plain regex replaces a known pattern (url, email, "
+        'path, ipv4); for a new one give {{trigger = "regex", strict = "regex"}}',
+    ),
+    (
+        "pattern table without strict",
+        lambda s: s.replace(
+            "# [personas.coder.patterns]",
+            "[personas.coder.patterns]\nticket = { trigger = 'T-' }\n#",
+        ),
+        'personas.coder.patterns.ticket: expected {{trigger = "regex", strict = "regex"}}',
+    ),
+    (
+        "pattern not text",
+        lambda s: s.replace("# [personas.coder.patterns]", "[personas.coder.patterns]\nurl = 3\n#"),
+        "personas.coder.patterns.url: expected a string or a table, got 3",
+    ),
 ]
 
 
