@@ -116,3 +116,36 @@ async def test_a_message_whose_insert_failed_keeps_its_verdicts_and_says_so_at_f
         assert _count(db, "SELECT count(*) FROM verdicts WHERE message_id IS NULL") == 1
     finally:
         await store.close()
+
+
+async def test_a_rolled_back_insert_never_lends_its_id_to_the_next_message(tmp_path):
+    """A batch that fails as a whole (here: a write in it hits a missing table, injected
+    through the writer) rolls the message insert back; SQLite would give its id to the next
+    message, so the first message's later writes must not land on that one."""
+    db = tmp_path / "h.db"
+    store = await Store.open(db)
+    try:
+        sid = await store.create_session("chat")
+
+        async def broken(conn):
+            await conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+        ref = await store.queue_message_start(sid, "coder")
+        await store._writable().enqueue(broken)  # fault injection: same batch as the insert
+        try:
+            await store.flush()
+        except Exception as exc:
+            assert "no_such_table" in str(exc) or "database" in str(exc)
+        assert ref.id is None
+        other = await store.start_message(sid, "critic")
+        await store.queue_message_finish(ref, "the first answer", 3, "done")
+        try:
+            await store.flush()  # the first message's final text has nowhere to go: said so
+        except Exception as exc:
+            assert "write rejected" in str(exc)
+        else:
+            raise AssertionError("a write of a never-stored message was not reported")
+        (row,) = await store.get_transcript(sid)
+        assert (row.id, row.persona, row.content, row.status) == (other, "critic", "", "streaming")
+    finally:
+        await store.close()

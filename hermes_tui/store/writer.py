@@ -69,6 +69,7 @@ class _Op:
     kind: str = "op"
     message: MessageKey = 0
     bounded: bool = False  # counted against MAX_QUEUED until its batch is done
+    ref: MessageRef | None = None  # the message this op inserts (its id forgotten on rollback)
 
 
 _STOP = _Op(fn=None, kind="stop")
@@ -97,12 +98,12 @@ class Writer:
         """Queue a write without waiting; a failure is raised by the next ``flush``."""
         self._queue.put_nowait(_Op(fn=fn))
 
-    async def enqueue(self, fn: WriteFn) -> None:
+    async def enqueue(self, fn: WriteFn, ref: MessageRef | None = None) -> None:
         """Queue a write nobody waits for; returns at once unless ``MAX_QUEUED`` such writes
         are already waiting (then when there is room). A failure is raised by the next
-        ``flush``."""
+        ``flush``. ``ref``: the message ``fn`` inserts."""
         await self._room.acquire()
-        self._queue.put_nowait(_Op(fn=fn, bounded=True))
+        self._queue.put_nowait(_Op(fn=fn, bounded=True, ref=ref))
 
     def checkpoint(self, message: MessageKey, content: str, tokens: int) -> None:
         """Record the latest text of a streaming message; written when the writer gets to it."""
@@ -150,6 +151,7 @@ class Writer:
                     log.exception("store writer failed")
                     err = StoreError(f"database {self.path}: writer failed ({exc})")
                     for op in ops:
+                        self._forget_ref(op)
                         self._fail(op, err, report=False)
                     if not isinstance(exc, Exception):
                         raise
@@ -196,6 +198,7 @@ class Writer:
                     pass
             err = map_error(exc, self.path, self.busy_timeout_ms)
             for op in ops:
+                self._forget_ref(op)
                 self._fail(op, err)
             return
         for op, value, exc in results:
@@ -206,6 +209,13 @@ class Writer:
                 err = StoreError(f"database {self.path}: write rejected ({exc})")
                 err.__cause__ = exc
                 self._fail(op, err)
+
+    @staticmethod
+    def _forget_ref(op: _Op) -> None:
+        """The batch rolled back: an id its insert got is not the message's (SQLite may give
+        it to the next insert), so later writes of that message must not use it."""
+        if op.ref is not None:
+            op.ref.id = None
 
     def _fail(self, op: _Op, err: StoreError, *, report: bool = True) -> None:
         if op.fut is not None:

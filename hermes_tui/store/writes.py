@@ -185,7 +185,8 @@ class Writes:
                 " VALUES (?, ?, ?, ?, ?, ?, 'streaming')",
                 params,
                 ref,
-            )
+            ),
+            ref,
         )
         return ref
 
