@@ -85,3 +85,13 @@ def test_urls_end_where_prose_and_markup_end_them() -> None:
     )
     assert flagged(text) == []
     assert flagged("Then open htp:/broken in a browser.\n") == ["htp:/broken"]
+
+
+def test_placeholders_flags_lists_and_jsonpath_are_not_malformed() -> None:
+    text = (
+        "Run `gyb --email {{you@example.org}}` or msmtp --from={{me@example.org}} -t; the filter "
+        "$..items[?(@.price)] picks them; serve on http://local_ip:1313 and crawl "
+        "https://example.com,https://example.org today.\n"
+    )
+    assert flagged(text) == []
+    assert flagged("Then mail --to=two..dots@example.org now.\n") == ["two..dots@example.org"]

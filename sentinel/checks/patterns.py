@@ -132,10 +132,12 @@ class PatternSpec:
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# the URL Standard allows "_" in a host (http://local_ip); DNS names do not, e-mail domains not
+_URL_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _URL_STRICT = (
     r"(?:[a-z][a-z0-9+.-]*://"
     r"(?:[^\s/@:]+(?::[^\s/@]*)?@)?"  # user:password@
-    rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?|\d{{1,3}}(?:\.\d{{1,3}}){{3}}|\[[0-9A-Fa-f:.]+\])"
+    rf"(?:{_URL_LABEL}(?:\.{_URL_LABEL})*\.?|\d{{1,3}}(?:\.\d{{1,3}}){{3}}|\[[0-9A-Fa-f:.]+\])"
     r"(?::\d{1,5})?"
     r"(?:[/?#][^\s<>\"]*)?"
     r"|file:/[^\s<>\"]*"
@@ -217,7 +219,7 @@ class _Compiled(NamedTuple):
 _NOT_A_SCHEME = re.compile(
     r"(?![hH][tT][tT][pP][sS]?:|[fF][iI][lL][eE]:|[fF][tT][pP][sS]?:)[^:]+:/(?!/)"
 )
-_URL_END = re.compile(r"[\"`<>()]")
+_URL_END = re.compile(r"[\"`<>()]|,(?=[a-z][\w+.-]*://)")
 
 
 def _url_in_prose(raw: str) -> str:
@@ -349,7 +351,7 @@ class PatternCheck:
                 # and dots around the part the trigger saw belong to it
                 whole = _address(token)
                 if whole is not None:
-                    if "@" not in whole or _email_ok(whole):
+                    if "@" not in whole or _email_ok(whole):  # ("": not an address)
                         continue
                     offset = start + token.find(whole)
                     return [
@@ -521,27 +523,41 @@ def _ip_literal_ok(inner: str) -> bool:
     return True
 
 
-_WRAP = {"(": ")", "<": ">", "[": "]", '"': '"', "'": "'", "*": "*", "_": "_", "`": "`"}
+_WRAP = {
+    "(": ")",
+    "<": ">",
+    "[": "]",
+    "{": "}",
+    '"': '"',
+    "'": "'",
+    "*": "*",
+    "_": "_",
+    "`": "`",
+}
+_NOT_AN_ADDRESS = re.compile(r"\[\?\(|\(@|\$\.|@$")  # JSONPath ($..a[?(@.b)]), no domain
 
 
 def _address(token: str) -> str | None:
     """The e-mail address a whitespace-separated token holds: without the sentence's
     punctuation after it, a possessive ``'s``, or brackets, quotes or emphasis wrapped around
     it (``(joe@x.org)``, ``<joe@x.org>``, ``**joe@x.org**``); None for a token that has more in
-    it than an address (a list ``a@x.org,b@y.org``)."""
-    t = token
+    it than an address (a list ``a@x.org,b@y.org``); ``""`` for what is no address at all
+    (a JSONPath filter ``$..a[?(@.b)]``, ``x@@``, ``name@``)."""
+    t = re.sub(r"^--?[\w-]+=", "", token)  # a command-line flag: --from=joe@x.org
     for _ in range(4):
         before = t
         t = re.sub(r"(?:['’]s)?[.,;:!?]+$|['’]s$", "", t)
         if len(t) > 1 and t[0] in _WRAP and t[-1] == _WRAP[t[0]]:
             if not (t[0] == '"' and t.index('"', 1) < t.rfind("@")):
                 t = t[1:-1]  # (a quoted local part "joe"@x.org keeps its quotes)
-        elif t and t[0] in "(<[" and _WRAP[t[0]] not in t:
+        elif t and t[0] in "(<[{" and _WRAP[t[0]] not in t:
             t = t[1:]  # an opening bracket of the sentence
-        elif t and t[-1] in ")>]" and {")": "(", ">": "<", "]": "["}[t[-1]] not in t:
+        elif t and t[-1] in ")>]}" and {")": "(", ">": "<", "]": "[", "}": "{"}[t[-1]] not in t:
             t = t[:-1]
         if t == before:
             break
+    if _NOT_AN_ADDRESS.search(t):
+        return ""
     return None if ("," in t or ";" in t) else t
 
 
