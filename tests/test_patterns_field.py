@@ -95,3 +95,7 @@ def test_placeholders_flags_lists_and_jsonpath_are_not_malformed() -> None:
     )
     assert flagged(text) == []
     assert flagged("Then mail --to=two..dots@example.org now.\n") == ["two..dots@example.org"]
+
+
+def test_an_ipv4_address_takes_ascii_digits_only() -> None:
+    assert flagged("It listens on 19\u09e8.0.2.1 and on 192.0.2.1 now\n") == ["19\u09e8.0.2.1"]

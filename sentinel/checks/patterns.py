@@ -131,7 +131,9 @@ class PatternSpec:
 
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_OCTET = (
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # ASCII digits: 1২7.0.0.1 is not an address
+)
 # the URL Standard allows "_" in a host (http://local_ip); DNS names do not, e-mail domains not
 _URL_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _URL_STRICT = (
