@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from rich.console import Console
+from textual import events
 from textual._compositor import Compositor
 from textual.geometry import Region
 
@@ -73,3 +74,33 @@ async def test_frames_of_two_panes_and_the_prompt_are_drawn_as_textual_would(tmp
             prompt.insert_text_at_cursor("x")
             await pilot.pause(0.05)
         assert sum(split) >= 5, split  # the frames it exists for did happen, and matched
+
+
+async def test_a_key_is_drawn_at_once_and_as_the_next_frame_draws_it(tmp_path):
+    app = HermesApp(load_config(write_small_config(tmp_path)), autostart=False)
+    console = Console(width=200, height=50, force_terminal=True, color_system="truecolor")
+    async with app.run_test(size=(200, 50)) as pilot:
+        chat = app.screen
+        prompt = chat.query_one("#prompt")
+        shown: list[tuple[str, object]] = []  # (prompt text, update) as each reached the screen
+        original = app._display
+
+        def display(screen, renderable):
+            shown.append((prompt.value, renderable))
+            original(screen, renderable)
+
+        app._display = display
+        chat._update_timer.pause()  # no frame at all: the key must still reach the screen
+        app._driver.send_message(events.Key("q", "q"))
+        for _ in range(20):
+            await pilot.pause(0.01)
+            if any(text == "q" for text, _ in shown):
+                break
+        first = next(update for text, update in shown if text == "q")
+        assert {y for y, _, _ in first.spans} == set(prompt.region.line_range)  # the prompt only
+        # ... drawn as Textual draws that region in a frame
+        compositor = chat._compositor
+        compositor._dirty_regions = {prompt.region}
+        frame = Compositor.render_partial_update(compositor)
+        assert drawn(first, console) == drawn(frame, console)
+        chat._update_timer.resume()

@@ -235,7 +235,6 @@ class ChatScreen(Screen):
 
     @on(Input.Changed, "#prompt")
     def _draft_changed(self, event: Input.Changed) -> None:
-        self.query_one(Transcript).key_pressed()
         self._update_status(event.value)
 
     @property

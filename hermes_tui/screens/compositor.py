@@ -15,12 +15,20 @@ are complete: a chop is a run of cells covered by the same widgets, so every wid
 chop that overlaps a box also overlaps that box and was rendered. What reaches the terminal
 is the same spans Textual sends, with the same content.
 
+``draw_now(widget)`` sends one widget's cells to the terminal at once, before the next frame:
+the prompt after each key (``hermes_tui.widgets.prompt``). A key press otherwise waited for
+the frame after it, and while answers stream that frame may also lay out and repaint a
+scrolled pane; now the key is on the screen when its handler returns, and the frame redraws
+the prompt once more with everything else.
+
 It uses the compositor's internals (``_dirty_regions``, ``_render_chops``,
 ``_regions_to_spans``, ``cuts``); on a Textual without them it falls back to Textual's own
 update.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from textual._compositor import ChopsUpdate, Compositor
 from textual.geometry import Region
@@ -77,3 +85,39 @@ class BoxedCompositor(Compositor):
                     if strip is not None and x < right and end > left:
                         line[x] = strip
         return ChopsUpdate(chops, spans, chop_ends)  # type: ignore[arg-type]
+
+    def render_region(self, region: Region) -> ChopsUpdate | None:
+        """``region`` as the widgets now draw it, without waiting for (or taking part in) a
+        frame: the next frame still draws whatever is dirty, ``region`` included."""
+        region = region.intersection(self.size.region)
+        if not region or not hasattr(self, "_render_chops"):
+            return None
+        lines = range(region.y, region.bottom)
+        rendered = self._render_chops(region, lines.__contains__)
+        cuts = self.cuts
+        chop_ends = [cut_set[1:] for cut_set in cuts]
+        chops: list[dict[int, object]] = [dict.fromkeys(cut_set[:-1]) for cut_set in cuts]
+        for y in lines:
+            line = chops[y]
+            for (x, strip), end in zip(rendered[y].items(), chop_ends[y], strict=False):
+                if strip is not None and x < region.right and end > region.x:
+                    line[x] = strip
+        spans = [(y, region.x, region.right) for y in lines]
+        return ChopsUpdate(chops, spans, chop_ends)  # type: ignore[arg-type]
+
+
+def draw_now(widget: Any) -> None:
+    """Send ``widget``'s region to the terminal now (see the module doc); nothing when its
+    screen is not the one shown or does not use ``BoxedCompositor``."""
+    if not widget.is_attached:
+        return
+    screen, app = widget.screen, widget.app
+    compositor = getattr(screen, "_compositor", None)
+    if screen is not app.screen or not isinstance(compositor, BoxedCompositor):
+        return
+    region = widget.region
+    if not region:
+        return
+    update = compositor.render_region(region)
+    if update is not None:
+        app._display(screen, update)

@@ -11,6 +11,7 @@ from textual.reactive import Reactive
 from textual.suggester import Suggester
 from textual.widgets import Input
 
+from hermes_tui.screens.compositor import draw_now
 from hermes_tui.terminal_text import sanitize_for_terminal
 
 _LAST_MENTION = re.compile(r"(?:^|\s)@([\w-]*)$")
@@ -66,20 +67,33 @@ class PromptInput(Input):
         self._prefill = text
 
     async def _on_key(self, event: events.Key) -> None:
-        """The prompt's own keys (Backspace, Delete, arrows, Home/End, Ctrl+W, Enter...) act
-        here, in the order they were typed.
+        """Every key typed into the prompt acts here, in the order typed, and the prompt is
+        drawn on the terminal at once (``draw_now``: a key no longer waits for the next frame,
+        which may also lay out and repaint a scrolled pane).
 
+        The prompt's own keys (Backspace, Delete, arrows, Home/End, Ctrl+W, Enter...) too:
         Input inserts a printable key in its own handler, but leaves every other key to bubble
         up through the DOM (one message queue per widget) to the app, which only then finds
         the binding. Keys that arrive in one burst are all queued before the first is
         handled, so a letter typed after a Backspace was inserted before the Backspace ran
         and the Backspace deleted it (or Enter sent letters typed after it)."""
-        if event.is_printable:
-            return  # Input's own handler, next in the MRO, inserts it
+        if event.is_printable:  # as Input's own handler (skipped below), then drawn at once
+            event.stop()
+            event.prevent_default()
+            assert event.character is not None
+            self._restart_blink()
+            if self.selection.is_empty:
+                self.insert_text_at_cursor(event.character)
+            else:
+                self.replace(event.character, *self.selection)
+            draw_now(self)
+            return
         for binding in self._bindings.key_to_bindings.get(event.key, ()):
             if not binding.priority and await self.app.run_action(binding.action, self):
                 event.stop()
                 event.prevent_default()  # also skips Input's handler
+                if self.is_attached:
+                    draw_now(self)
                 return
 
     def insert_text_at_cursor(self, text: str) -> None:

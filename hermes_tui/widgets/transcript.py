@@ -14,7 +14,6 @@ then waited for all of it (``benchmarks/bench_tui.py``).
 from __future__ import annotations
 
 import asyncio
-import time
 
 from textual.app import ComposeResult
 from textual.containers import Container, Horizontal, VerticalScroll
@@ -25,7 +24,6 @@ from hermes_tui.widgets.records import ChatMessage
 
 WIDE_AT = 160
 PAINT_S = 0.1  # each pane shows newly streamed text ten times a second
-KEY_FIRST_S = 0.03  # a pane paint due this soon after a key press waits one tick
 
 
 class PersonaPane(VerticalScroll):
@@ -57,8 +55,6 @@ class Transcript(Container):
         self._layout_lock = asyncio.Lock()
         self.paints = 0  # messages painted with new text (the TUI benchmark reports the rate)
         self._tick = 0
-        self._key_at = 0.0
-        self._deferred = False
 
     def compose(self) -> ComposeResult:
         if self.wide:
@@ -80,20 +76,10 @@ class Transcript(Container):
             slots = max(3, len(self.personas))
             self._ticker = self.set_interval(PAINT_S / slots, self._paint_next, name="paint")
 
-    def key_pressed(self) -> None:
-        """The prompt changed: its frame goes out before the next pane paint (see below)."""
-        self._key_at = time.monotonic()
-
     def _paint_next(self) -> None:
-        """Paint the streamed text of the pane whose turn it is.
-
-        Typing first: a paint due within ``KEY_FIRST_S`` of a key press waits one tick
-        (never two in a row), so the frame that shows the key is not one that also redraws
-        a scrolled pane. Streams still paint at least half as often while someone types."""
-        if not self._deferred and time.monotonic() - self._key_at < KEY_FIRST_S:
-            self._deferred = True
-            return
-        self._deferred = False
+        """Paint the streamed text of the pane whose turn it is. (A key press does not wait
+        for this: the prompt is drawn as soon as the key is handled, see
+        ``hermes_tui.screens.compositor.draw_now``.)"""
         self._tick = slot = (self._tick + 1) % max(3, len(self.personas))
         panes = list(self.query(PersonaPane))
         if slot >= len(panes):
