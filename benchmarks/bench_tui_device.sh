@@ -24,7 +24,7 @@ if [ "${1:-}" = prepare ]; then
     $(python3 -c 'import importlib.metadata as m, sys; print(" ".join(f"{n}=={m.version(n)}" for n in sys.argv[1:]))' \
       textual rich markdown-it-py mdurl pygments linkify-it-py mdit-py-plugins platformdirs aiosqlite jsonschema \
       jsonschema-specifications referencing rpds-py attrs rapidfuzz detect-secrets httpx2 httpcore2 truststore \
-      idna typing_extensions anyio sniffio h11)
+      idna typing_extensions anyio sniffio h11) || { echo 'pip download failed' >&2; exit 1; }
   sed -n '/^# --- run ---$/,$p' "$0" | tail -n +2 > "$C/run.sh"
   du -sh "$C"
   exit 0
