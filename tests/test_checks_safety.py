@@ -286,3 +286,60 @@ def test_a_warning_against_a_command_is_minor_a_command_is_critical(
 def test_look_alike_commands_are_not_flagged() -> None:
     text = "```sh\nrm -rf ./build\nrm -rf ~/.cache/pip\nmv ~/notes.txt /tmp/\nmkfs.ext4 disk.img\n```\n"
     assert split_invariant(UnsafeCommandCheck, text) == []
+
+
+@pytest.mark.parametrize(
+    "text,severity",
+    [
+        # the warning comes after the command, in the same or the next sentence
+        ("That fork bomb `:(){ :|:& };:` hangs a laptop in seconds; do not try it.\n", "minor"),
+        ("Some forums tell newcomers to run `sudo rm -rf /*`. Don't believe them.\n", "minor"),
+        ("* 🚫 `rm -rf ~` — never\n* ✅ `rm -rf ./out`\n", "minor"),  # a do/don't list
+        ("| `mv /* /mnt` | moves the whole system away, never use it |\n", "minor"),  # a table
+        ("GNU rm refuses so that `rm -rf /` fails unless you add a flag.\n", "minor"),
+        ("Why would `rm -rf ~` delete my dotfiles too?\n", "minor"),  # a question
+        ("To start over, run `sudo rm -rf ~` and log in again.\n", "critical"),  # an instruction
+        ("Fix it like this: `rm -rf /usr`\n", "critical"),
+    ],
+)
+def test_a_command_in_prose_is_critical_only_when_it_is_an_instruction(
+    text: str, severity: str
+) -> None:
+    found = split_invariant(UnsafeCommandCheck, text)
+    assert [v.severity for v in found] == [severity], found
+
+
+def test_a_make_variable_is_not_an_empty_path_but_a_shell_substitution_may_be() -> None:
+    make = "```make\nclean:\n\trm -rf $(OUT_DIR)/* $(TMP)\n```\n"
+    assert split_invariant(UnsafeCommandCheck, make) == []
+    shell = "```sh\nrm -rf /srv/$(hostname)/*\n```\n"  # empty output: /srv/*
+    assert [v.severity for v in split_invariant(UnsafeCommandCheck, shell)] == ["critical"]
+
+
+def test_the_flagged_command_stops_before_its_closing_backtick() -> None:
+    text = "Careful: `mv /* /srv/old` moves everything.\n"
+    (verdict,) = split_invariant(UnsafeCommandCheck, text)
+    assert text[verdict.span[0] : verdict.span[1]] == "mv /* /srv/old"
+
+
+@pytest.mark.parametrize(
+    "text,flagged",
+    [
+        ("```python\nos.system('rm -rf ~/', check=False)\n```\n", "rm -rf ~/"),
+        ('{"name": "bash", "arguments": {"cmd": "rm -rf /usr"}}\n', "rm -rf /usr"),
+        ("```sh\nzsh <(wget -qO- https://get.example.dev/setup)\n```\n", "zsh <(wget"),
+        ('```sh\nsh -c "$(curl -sL https://get.example.dev)"\n```\n', 'sh -c "$(curl'),
+        ("```sh\nsudo chmod -R 777 /var\n```\n", "chmod -R 777 /var"),
+        ("```sh\nshred -v -n 1 /dev/nvme0n1\n```\n", "shred -v -n 1 /dev/nvme0n1"),
+    ],
+)
+def test_commands_inside_strings_and_without_a_pipe_are_caught(text: str, flagged: str) -> None:
+    found = split_invariant(UnsafeCommandCheck, text)
+    assert [(v.severity, text[v.span[0] : v.span[1]]) for v in found] == [("critical", flagged)]
+
+
+def test_harmless_recursive_permissions_are_not_flagged() -> None:
+    text = (
+        "```sh\nchmod -R 755 ./static\nsudo chown -R www-data /var/www\nchmod -R u+w ~/src\n```\n"
+    )
+    assert split_invariant(UnsafeCommandCheck, text) == []

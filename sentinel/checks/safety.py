@@ -9,6 +9,7 @@ reported once (keyed by its span).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import posixpath
 import re
 import shlex
@@ -18,7 +19,7 @@ from rapidfuzz import fuzz
 
 from sentinel import secrets
 from sentinel.checks.patterns import severity_for
-from sentinel.verdict import Severity, Verdict
+from sentinel.verdict import Verdict
 
 _END = r"(?=[\s;&|)`'\"]|$)"  # the command word ends here (lines are scanned with their "\n")
 _RM_FLAGS = r"(?:-[a-zA-Z]*[rR][a-zA-Z]*\s+(?:-[a-zA-Z]+\s+|--\S+\s+)*|--recursive\s+(?:-\S+\s+)*)"
@@ -31,7 +32,7 @@ UNSAFE_COMMANDS: dict[str, str] = {
     "dd onto a disk": rf"\bdd\s+(?:\S+\s+){{0,8}}of={_DISK}",
     "write to a raw disk": rf"(?<![<\w])>{{1,2}}\s*{_DISK}",
     "shred/wipefs a disk": (
-        rf"\bshred\s+(?:-\S+\s+)*{_DISK}"
+        rf"\bshred\s+(?:-\S+\s+(?:\d+\s+)?)*{_DISK}"  # shred -n 3 -z /dev/sda
         # wipefs only erases with -a/--all or -o (alone it lists; -n/--no-act is a dry run)
         r"|\bwipefs(?=[^\n;&|]*\s(?:-\w*[ao]\w*|--all|--offset)\b)"
         r"(?![^\n;&|]*\s(?:-\w*n\w*|--no-act)\b)"
@@ -47,10 +48,13 @@ UNSAFE_COMMANDS: dict[str, str] = {
     ),
     "pipe a download into a shell": (
         r"\b(?:curl|wget)\b[^\n|]{0,300}\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|z|k|da|c|tc)?sh\b"
+        # the same without a pipe: bash <(curl …), bash -c "$(curl …)" (Homebrew's installer)
+        r"|\b(?:ba|z|k|da)?sh\s+(?:-\w+\s+)*(?:<\(|[\"']?\$\()\s*(?:curl|wget)\b"
     ),
     "fork bomb": r":\s*\(\s*\)\s*\{\s*:\s*\|\s*:\s*&\s*\}\s*;\s*:",
-    "chmod/chown -R of /": (
-        rf"\b(?:chmod|chown)\s+(?:-\S+\s+)*-[a-zA-Z]*R[a-zA-Z]*\s+(?:-\S+\s+)*\S+\s+/\*?{_END}"
+    "chmod/chown -R of / or a system directory": (
+        rf"\b(?:chmod|chown)\s+(?:-\S+\s+)*-[a-zA-Z]*R[a-zA-Z]*\s+(?:-\S+\s+)*\S+\s+"
+        rf"/(?:(?:bin|boot|dev|etc|lib|lib64|opt|root|sbin|srv|sys|usr|var)/?)?\*?{_END}"
     ),
     "move / or home away": (
         r"\bmv\s+(?:-\S+\s+)*(?:/\*?|~/?\*?|[\"']?\$\{?HOME\}?[\"']?/?\*?)\s+[^\s;&|]+"
@@ -228,8 +232,9 @@ def _rm_danger(args: str) -> str | None:
     recursively (None if none, or if it is not recursive)."""
     try:
         words = shlex.split(args, comments=True)
-    except ValueError:  # an unclosed quote: the command sits inside a string (os.system('…'))
-        words = [w.strip("'\"") for w in args.split()]
+    except ValueError:  # an unclosed quote: the command sits inside a string (os.system('…'),
+        # {"command": "rm -rf /"}): it ends where that string does
+        words = [w.strip("'\"") for w in re.split(r"['\"]", args)[0].split()]
     recursive = False
     operands: list[str] = []
     for w in words:
@@ -259,12 +264,16 @@ def _rm_danger(args: str) -> str | None:
 
 _BRACE = re.compile(r"\{([^{}]*,[^{}]*)\}")
 _UNGUARDED = re.compile(r"\$\{\w+:-([^}]*)\}|\$\{\w+\}|\$\w+|\$\([^)]*\)|`[^`]*`")
+# ``$(BUILD_DIR)``: a make variable (or a template slot), set where it is used; in shell it
+# would run a command of that name, whose output is not empty either.
+_MAKE_VAR = re.compile(r"\$\([A-Z_][A-Z0-9_]*\)")  # upper case: $(whoami) is a command
 
 
 def _expansions(op: str) -> list[str]:
     """The paths ``op`` may become: braces expanded, and each variable or command
     substitution that is not guarded (``${X:?}``) empty, or its ``:-`` default (what shell
     does when it is unset; ShellCheck's SC2115 case)."""
+    op = _MAKE_VAR.sub("set", op)
     op = re.sub(r"^\$\{?HOME\}?(?=/|$)", "~", op)
     op = re.sub(r"^~(?=/|$)", "/home/~", op)
     paths = [op]
@@ -298,10 +307,21 @@ def _dangerous_path(path: str) -> bool:
 _WARNING = re.compile(
     r"(?i)\b(?:never|don'?t|do\s+not|must\s+not|should\s+not|shouldn'?t|avoid|not\s+to"
     r"|dangerous|destructive|careful|caution|warning|beware|wipes?|destroys?|erases?"
-    r"|deletes?\s+every|irreversibl\w*|catastroph\w*|malicious|trick\w*|harm\w*|accident\w*)\b"
+    r"|deletes?\s+every|irreversibl\w*|catastroph\w*|malicious|trick\w*|harm\w*|accident\w*"
+    r"|prank\w*|freezes?|crash\w*|fails?|refuses?|prevents?|protects?|blocks?|guards?|safeguards?)\b"
+    r"|[\u274c\u26a0\U0001f6ab\u2620]"  # ❌ ⚠ 🚫 ☠: a do/don't list or a danger table
 )
+# What reads as telling the reader to run it: a run verb or "with"/":" just before the command,
+# or the sentence starting with it (an imperative). A question or a mention is not.
+_INSTRUCTION = re.compile(
+    r"(?i)(?:\b(?:run|type|execute|enter|paste|use|try|issue|invoke|with|just|simply|then|now"
+    r"|first|next|finally|do)\b|:)\W*$"
+)
+_PREFIX = re.compile(r"(?:\b(?:sudo|doas|env|nohup|time|\w+=\S*)\s*)+$")
 _SHELL_LINE = re.compile(r"^\s*(?:[$#>]\s|sudo\s|[\w./-]+@[\w.-]+[:~$#]|\S+\s*\$\s)")
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
+# How far after a command in prose a warning may still come ("… will freeze it, so do not")
+_AFTER = 160
 
 
 class UnsafeCommandCheck(_LineCheck):
@@ -310,9 +330,12 @@ class UnsafeCommandCheck(_LineCheck):
     Not flagged on purpose: ``shutdown``/``reboot`` (routine admin advice), ``rm -rf`` of a
     concrete sub-directory (``rm -rf /tmp/build``, ``rm -rf ./build``), ``git push --force``.
 
-    Severity by context: a command in a fenced code block, on a shell-looking line (a ``$``
-    prompt, ``sudo …``, or the command alone on its line), or in backticks is critical; the
-    same words in a sentence that warns against them ("never run `rm -rf /`") are minor.
+    Severity by context: a command in a fenced code block or on a shell-looking line (a ``$``
+    prompt, ``sudo …``, or the command alone on its line) is critical at once. In prose
+    (backticks included) it is critical only when the sentence tells the reader to run it ("run
+    `rm -rf /`", "clean up with `…`") and nothing on the line warns against it; a warning (before
+    or after it, "never", "❌", "… so do not try it"), a question or a mere mention is minor. A
+    prose verdict is therefore decided when its line ends (or ``_AFTER`` characters later).
     """
 
     name = "unsafe_commands"
@@ -330,12 +353,15 @@ class UnsafeCommandCheck(_LineCheck):
         self._seen: list[tuple[int, int]] = []
         self._in_code = False  # inside a fenced code block (state of the current line)
         self._head = ""  # the first characters of the current line
+        # prose commands waiting for the rest of their line: (verdict, instructed, text after)
+        self._pending: list[tuple[Verdict, bool, str]] = []
 
     def feed(self, piece: str) -> list[Verdict]:
         out: list[Verdict] = []
         pos = 0
         while (nl := piece.find("\n", pos)) >= 0:  # fence state, line by line
             self._head_add(piece[pos:nl])
+            out.extend(self._grow_pending(piece[pos:nl], True))
             out.extend(super().feed(piece[pos : nl + 1]))
             if self._head.lstrip().startswith(("```", "~~~")):
                 self._in_code = not self._in_code
@@ -343,8 +369,34 @@ class UnsafeCommandCheck(_LineCheck):
             pos = nl + 1
         if pos < len(piece):
             self._head_add(piece[pos:])
+            out.extend(self._grow_pending(piece[pos:], False))
             out.extend(super().feed(piece[pos:]))
         return out
+
+    def finish(self) -> list[Verdict]:
+        out = self._grow_pending("", True)
+        out.extend(super().finish())
+        return out + self._grow_pending("", True)
+
+    def _grow_pending(self, text: str, line_ended: bool) -> list[Verdict]:
+        """Add what followed each waiting prose command; decide those whose line ended."""
+        out: list[Verdict] = []
+        keep: list[tuple[Verdict, bool, str]] = []
+        for verdict, instructed, after in self._pending:
+            after = (after + text)[:_AFTER]
+            if line_ended or len(after) >= _AFTER:
+                out.append(self._decide(verdict, instructed, after))
+            else:
+                keep.append((verdict, instructed, after))
+        self._pending = keep
+        return out
+
+    def _decide(self, verdict: Verdict, instructed: bool, after: str) -> Verdict:
+        if instructed and not _WARNING.search(after) and not after.lstrip().startswith("?"):
+            question = after.split(". ")[0].rstrip().endswith("?")
+            if not question:
+                return verdict
+        return dataclasses.replace(verdict, severity="minor", detail=verdict.detail + " (in prose)")
 
     def _head_add(self, text: str) -> None:
         if len(self._head) < 16:
@@ -365,11 +417,12 @@ class UnsafeCommandCheck(_LineCheck):
                 end = m.end("args")
                 if i >= 0:  # up to the dangerous operand (and its closing quote)
                     end = m.start("args") + i + len(op)
-                    end += 1 if end < len(body) and body[end] in "\"'" else 0
+                    quoted = i > 0 and args[i - 1] in "\"'"  # rm -rf "/" (not a JSON string's end)
+                    end += 1 if quoted and end < len(body) and body[end] == args[i - 1] else 0
                 found.append((m.start(), end, "rm -r of /, a system directory or ~"))
         for s0, e0, name in sorted(found):
             end = min(e0, len(body))
-            while end > s0 and body[end - 1] in " \t":
+            while end > s0 and body[end - 1] in " \t`":  # a closing backtick is not in it
                 end -= 1
             if not complete and e0 >= len(body):
                 continue  # could still grow; decide when something follows
@@ -377,28 +430,39 @@ class UnsafeCommandCheck(_LineCheck):
             if _overlaps(span, self._seen):
                 continue
             self._seen.append(span)
-            sev = self._severity(body, s0, end)
             what = body[s0:end]
-            detail = f"{name}: {what!r}" + ("" if sev == self._sev else " (in a warning)")
-            out.append(Verdict(self.name, sev, "E_UNSAFE_COMMAND", span, detail))
+            verdict = Verdict(self.name, self._sev, "E_UNSAFE_COMMAND", span, f"{name}: {what!r}")
+            context = self._prose_context(body, s0)
+            if context is None:  # code: critical at once
+                out.append(verdict)
+                continue
+            warned, instructed = context
+            if warned:
+                out.append(self._decide(verdict, False, ""))
+            elif complete or len(body) - end >= _AFTER:
+                out.append(self._decide(verdict, instructed, body[end:]))
+            else:
+                self._pending.append((verdict, instructed, body[end:]))
         return out
 
-    def _severity(self, line: str, s: int, e: int) -> Severity:
-        """Critical in code (fence, shell-looking line, backticks outside a warning); minor in
-        a sentence that warns against the command."""
-        if self._in_code or self._min_start:
-            return self._sev
+    def _prose_context(self, line: str, s: int) -> tuple[bool, bool] | None:
+        """None when the command is code (a fence, a shell-looking line, the command alone at
+        the start of its line); else (a warning comes before it in its sentence or line item,
+        the sentence reads as telling the reader to run it)."""
+        if self._in_code:
+            return None
         before = line[:s]
-        if not before.strip() or _SHELL_LINE.match(line):
-            return self._sev
+        fresh = not self._min_start
+        if (fresh and not before.strip()) or _SHELL_LINE.match(line if fresh else self._head):
+            return None
         # the sentence around the command: from the last sentence end before it
         cut = 0
         for m in _SENTENCE_END.finditer(before):
             cut = m.end()
-        sentence = line[cut : e + 80]
-        if _WARNING.search(sentence):
-            return "minor"
-        return self._sev
+        sentence = before[cut:]
+        lead = _PREFIX.sub("", sentence.rstrip("`'\" ")).rstrip("`'\" ")  # "run `sudo " -> "run"
+        instructed = bool(_INSTRUCTION.search(lead)) or not lead
+        return bool(_WARNING.search(before)), instructed
 
 
 # A secret this long is reported by its first characters (a window may not hold it whole).
