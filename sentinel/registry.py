@@ -71,9 +71,13 @@ CHECKS: tuple[CheckInfo, ...] = (
         "rm -r of /, ~, $HOME or a system directory (read with shlex: quotes, split flags,"
         " paths that climb to / with ..), mkfs/mke2fs/mkswap on a device, dd of=/dev/...,"
         " wipefs -a, blkdiscard, sgdisk --zap-all, parted mklabel, badblocks -w, mv /* away,"
-        " curl ... |"
-        " sh, fork bombs, chmod -R 777 / and more; critical in code blocks, shell lines and"
-        " backticks, minor inside a sentence that warns against it",
+        " curl ... | sh and bash <(curl ...), fork bombs, chmod -R 777 of / or a system"
+        " directory, the same inside a string (os.system('...'), a JSON tool call) and more;"
+        " critical in code blocks and shell lines at once; in prose (backticks too) critical"
+        " only when the sentence tells the reader to run it, minor when the line warns against"
+        ' it (before or after: "never", ❌, "... so do not try it"), asks about it or only'
+        " mentions it (decided at the end of its line); $(NAME) in upper case is a make"
+        " variable, not an empty path",
     ),
     CheckInfo(
         "secrets",
