@@ -365,18 +365,18 @@ class Runtime:
         self._running.add(cancel)
         try:
             results = await self.session.send(text, workflow=workflow, cancel=cancel)
+            await self.store.flush()  # the recorder's queued writes of this turn, committed
+            skipped = skipped_after_cancel(targets, results) if cancel.is_set() else None
+            if skipped is not None:  # stored, so review, log show and --continue say so too
+                await self.store.add_message(
+                    self.session_id,
+                    ",".join(skipped.personas),
+                    NOTE_ROLE,
+                    skipped.text,
+                    status="cancelled",
+                )
         finally:
-            self._running.discard(cancel)
-        await self.store.flush()  # the recorder's queued writes of this turn, committed
-        skipped = skipped_after_cancel(targets, results) if cancel.is_set() else None
-        if skipped is not None:  # stored, so review, log show and --continue say so too
-            await self.store.add_message(
-                self.session_id,
-                ",".join(skipped.personas),
-                NOTE_ROLE,
-                skipped.text,
-                status="cancelled",
-            )
+            self._running.discard(cancel)  # close() waits for this: the store is still open
         return results
 
     async def close(self) -> None:
