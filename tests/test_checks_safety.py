@@ -343,3 +343,28 @@ def test_harmless_recursive_permissions_are_not_flagged() -> None:
         "```sh\nchmod -R 755 ./static\nsudo chown -R www-data /var/www\nchmod -R u+w ~/src\n```\n"
     )
     assert split_invariant(UnsafeCommandCheck, text) == []
+
+
+def test_a_short_prompt_copied_with_one_word_changed_is_a_leak_but_only_minor() -> None:
+    prompt = "You are the tester. Check the last reply quickly."
+    near = split_invariant(
+        lambda: PromptLeakCheck(prompt), "You are the tester. Check the final reply quickly.\n"
+    )
+    assert [(v.code, v.severity) for v in near] == [("E_PROMPT_LEAK", "minor")]
+    exact = split_invariant(
+        lambda: PromptLeakCheck(prompt), "Sure. You are the tester. Check the last reply quickly.\n"
+    )
+    assert [(v.code, v.severity) for v in exact] == [("E_PROMPT_LEAK", "critical")]
+    own_words = "As the tester I looked at the reply: it works.\n"
+    assert split_invariant(lambda: PromptLeakCheck(prompt), own_words) == []
+
+
+def test_a_declared_canary_is_found_in_any_case() -> None:
+    text = "Between us, the marker is otter-5521-lamp.\n"
+    (verdict,) = split_invariant(
+        lambda: PromptLeakCheck("Be brief.", canaries=["OTTER-5521-LAMP"]), text
+    )
+    assert (
+        verdict.code == "E_PROMPT_LEAK"
+        and text[verdict.span[0] : verdict.span[1]] == "otter-5521-lamp"
+    )

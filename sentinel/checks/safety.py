@@ -19,7 +19,7 @@ from rapidfuzz import fuzz
 
 from sentinel import secrets
 from sentinel.checks.patterns import severity_for
-from sentinel.verdict import Verdict
+from sentinel.verdict import Severity, Verdict
 
 _END = r"(?=[\s;&|)`'\"]|$)"  # the command word ends here (lines are scanned with their "\n")
 _RM_FLAGS = r"(?:-[a-zA-Z]*[rR][a-zA-Z]*\s+(?:-[a-zA-Z]+\s+|--\S+\s+)*|--recursive\s+(?:-\S+\s+)*)"
@@ -555,7 +555,13 @@ class PromptLeakCheck:
       with sentences left out, or of a one-sentence prompt);
     * for prompts of ``min_chars`` or more, a window of the output reproduces part of the
       prompt (``fuzz.partial_ratio`` >= ``threshold`` over ``window`` characters, evaluated each
-      time the output passes a multiple of ``every`` characters).
+      time the output passes a multiple of ``every`` characters): a near-exact copy, such as a
+      one-sentence prompt with one word changed ("review the prior answer"), is a leak too.
+      Under ``sure_chars`` (60) such a near copy is minor: a short prompt is also what an
+      answer may begin with in its own words ("You are the critic. Review the previous answer:
+      it is fine."), and only an exact copy of it is sure enough to halt.
+
+    Canaries match whatever their case ("zebra-7731-quill" for ``ZEBRA-7731-QUILL``).
 
     Incremental: the output is normalised as it arrives and only the last few hundred
     normalised characters are searched per piece.
@@ -570,7 +576,8 @@ class PromptLeakCheck:
         *,
         canaries: tuple[str, ...] | list[str] = (),
         threshold: float = 90.0,
-        min_chars: int = 60,
+        min_chars: int = 24,
+        sure_chars: int = 60,
         window: int = 60,
         every: int = 16,
         long_sentence_words: int = 8,
@@ -578,14 +585,15 @@ class PromptLeakCheck:
         severity: dict[str, str] | None = None,
     ) -> None:
         self.prompt = " ".join(system_prompt.lower().split())
-        marks = [c for c in (canary, *canaries) if c]
+        marks = [c.lower() for c in (canary, *canaries) if c]
         self.canaries = tuple(dict.fromkeys(marks))
-        self.canary = canary or None
+        self.canary = canary.lower() if canary else None
         self.threshold = threshold
         self.window = max(window, min_chars)
         self.every = every
         self.fuzzy = len(self.prompt) >= min_chars
         self._sev = severity_for("E_PROMPT_LEAK", severity)
+        self._fuzzy_sev: Severity = self._sev if len(self.prompt) >= sure_chars else "minor"
         self._tail = ""  # last few characters (canary straddling pieces)
         self._pos = 0
         self._next_eval = self.window
@@ -608,6 +616,9 @@ class PromptLeakCheck:
         self._nmap = [0]  # original offset of each normalised character
         self._nkeep = max((len(t) for t, _ in self._targets), default=0) + 2
         self._copy_seen = False
+        # a minor near copy waits until the exact copy could no longer complete (then the
+        # critical one is reported instead): (verdict, the offset it waits until)
+        self._near: tuple[Verdict, int] | None = None
 
     def feed(self, piece: str) -> list[Verdict]:
         out: list[Verdict] = []
@@ -624,16 +635,23 @@ class PromptLeakCheck:
         out.extend(self._fuzzy_windows(text, base, found[0][0] if found else None))
         if found and not self._copy_seen:
             self._copy_seen = True
+            self._near = None
             out.append(found[0][1])
+        if self._near is not None and self._pos >= self._near[1]:
+            out.append(self._near[0])
+            self._near = None
         self._tail = text[-keep:]
         return out
 
     def _canaries(self, text: str, base: int) -> list[Verdict]:
         out: list[Verdict] = []
+        low = text.lower() if self.canaries else text
+        if len(low) != len(text):  # lower() changed a length (rare: İ): keep offsets exact
+            low = "".join(ch.lower()[:1] or ch for ch in text)
         for c in self.canaries:
             if c in self._canary_seen:
                 continue
-            i = text.find(c)
+            i = low.find(c)
             if i >= 0:
                 self._canary_seen.add(c)
                 out.append(self._verdict((base + i, base + i + len(c)), "canary seen"))
@@ -705,11 +723,14 @@ class PromptLeakCheck:
                 self._fuzzy_seen = True
                 self._copy_seen = True
                 span = (base + max(0, end - self.window), base + end)
-                out.append(
-                    self._verdict(
-                        span, f"output reproduces the system prompt ({score:.0f}% similar)"
-                    )
-                )
+                detail = f"output reproduces the system prompt ({score:.0f}% similar)"
+                verdict = Verdict(self.name, self._fuzzy_sev, "E_PROMPT_LEAK", span, detail)
+                if self._fuzzy_sev == self._sev:
+                    out.append(verdict)
+                else:  # minor: unless the exact copy completes within the prompt's length
+                    self._copy_seen = False
+                    self._near = (verdict, self._pos + len(self.prompt))
+                    break
         return out
 
     def finish(self) -> list[Verdict]:
@@ -725,5 +746,9 @@ class PromptLeakCheck:
             found = self._match(old - 1)
             if found:
                 self._copy_seen = True
+                self._near = None
                 out.append(found[0][1])
+        if self._near is not None:
+            out.append(self._near[0])
+            self._near = None
         return out
