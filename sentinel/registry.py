@@ -90,9 +90,9 @@ CHECKS: tuple[CheckInfo, ...] = (
         "prompt_leak",
         ("E_PROMPT_LEAK",),
         "the persona's system prompt at any length (the whole prompt or its sentences,"
-        " normalised; a fuzzy window for long prompts, rapidfuzz), hermes's planted canary, or a"
-        " canary"
-        " the user declared (personas.NAME.canary, sentinel check --canary)",
+        " normalised; near-exact copies by a rapidfuzz window, minor under 60 characters),"
+        " hermes's planted canary, or a canary the user declared (personas.NAME.canary,"
+        " sentinel check --canary; any case)",
     ),
     CheckInfo(
         "tool_call",
