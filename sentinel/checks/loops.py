@@ -344,12 +344,13 @@ class LoopCheck:
             return []
         block_alpha = self._cand_alpha.get(p)
         if block_alpha is None:
-            toks = self._toks[onset : onset + p]
-            # cells of one table row that hold the same value (| ✓ | ✓ | ✓ |) are a table
-            row_cells = "|" in toks and not any("\n" in t for t in toks)
-            block_alpha = self._cand_alpha[p] = any(self._alpha[onset : onset + p]) and not (
-                row_cells
-            )
+            block_alpha = any(self._alpha[onset : onset + p])
+            if block_alpha:
+                # cells of one table row that hold the same value (| ✓ | ✓ | ✓ |) are a table
+                toks = self._toks[onset : onset + p]
+                if "|" in toks and "\n" not in "".join(toks):
+                    block_alpha = False
+            self._cand_alpha[p] = block_alpha
         if not block_alpha:
             return []
         block_chars = self._ends[onset + p - 1] - self._starts[onset]

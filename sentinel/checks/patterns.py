@@ -442,10 +442,11 @@ def _domain_ok(host: str) -> str | None:
     if re.search(r"%(?![0-9A-Fa-f]{2})", host):
         return None
     if "%" in host:
-        try:
-            host = unquote(host, errors="strict")
-        except UnicodeDecodeError:
-            return None
+        # (no exceptions on this path: a line of random characters would raise thousands,
+        # and their tracebacks are garbage the collector pauses on)
+        host = unquote(host, errors="replace")
+        if "\ufffd" in host:
+            return None  # percent escapes that are not UTF-8
     if not host or _FORBIDDEN_HOST.search(host):
         return None
     labels = host.split(".")
@@ -520,8 +521,8 @@ def _ip_literal_ok(inner: str) -> bool:
 
     if re.fullmatch(r"[vV][0-9a-fA-F]+\.[\w.~!$&'()*+,;=:-]+", inner):
         return True
-    if "%" in inner:
-        return False  # a zone id is not allowed in a URL's host
+    if "%" in inner or not re.fullmatch(r"[0-9A-Fa-f:.]{2,45}", inner):
+        return False  # a zone id is not allowed in a URL's host; nor other characters
     try:
         ipaddress.IPv6Address(inner)
     except ValueError:
