@@ -1,5 +1,9 @@
 """The one secret detector: the sentinel's E_SECRET check and hermes's redactor both call it.
 
+Size (over 500 lines): one detector, its data loaders (detect-secrets' plugins, gitleaks'
+rules, the keyword rules) and the filters that decide what is not a secret. They share the
+triggers and the span rules, and the sentinel and the redactor must run exactly this code.
+
 What counts as a secret comes from detect-secrets (Yelp's scanner), used as data: the compiled
 ``denylist`` regexes of its token plugins (AWS, Azure storage, basic-auth URLs, Discord, GitHub,
 GitLab, JWT, Mailchimp, npm, OpenAI, private keys, PyPI, SendGrid, Slack tokens and webhooks,

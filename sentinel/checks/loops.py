@@ -1,5 +1,9 @@
 """Degenerate repetition: a block repeated verbatim, a stuttering word, near-identical sentences.
 
+Size (over 500 lines): one incremental state machine (tokens, rolling hash, candidate periods,
+stutters, near-duplicate sentences, reporting) over one shared token buffer; its parts read
+each other's state on every token, so splitting it would only pass that state around.
+
 What separates a degenerate loop from structure is *variation*: list items, table rows and
 similar code lines repeat a template but their slots differ, so their token sequence is not
 periodic. A loop repeats a whole multi-token block with no variation. The detector therefore

@@ -1,5 +1,9 @@
 """Critical output: destructive shell commands, credentials, and leaks of the system prompt.
 
+Size (over 500 lines): the command and secret checks share one incremental line scanner
+(``_LineScanner``/``_LineCheck``) and its report-once-per-span rule; ``PromptLeakCheck`` shares
+only the normalisation and is the one that could move to a module of its own.
+
 Commands and secrets are matched per line. The current partial line is rescanned as it grows
 (so a key is caught before its line ends), but a match only counts once something that cannot
 extend it follows, so spans never depend on how the stream was split. Each finding is
