@@ -398,8 +398,9 @@ class Runtime:
 
 
 class ScreenRuntime(Protocol):
-    """The runtime as the screens see it. ``Runtime`` is the one implementation; a test hands
-    its own to ``ChatScreen`` through ``runtime_factory``."""
+    """The runtime as the screens see it (``HermesApp`` owns it and hands it to the chat
+    screen). ``Runtime`` is the one implementation; a test starts its own through
+    ``HermesApp(runtime_factory=...)``."""
 
     session_id: int
     title: str
