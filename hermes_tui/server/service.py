@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from agents.engine import Message, SamplingParams
 from agents.persona import Persona
@@ -37,9 +37,6 @@ from agents.pool.queue import PRIORITIES, NeverFitsError, PoolBusyError
 from agents.specs import DeviceSpec, ModelSpec
 from hermes_tui.config import Config
 from hermes_tui.server.openai_schema import ApiError, ChatRequest
-
-if TYPE_CHECKING:
-    from hermes_tui.server.completion import Completion
 
 log = logging.getLogger("hermes.serve")
 
@@ -96,6 +93,14 @@ def machine_budgets(config: Config) -> dict[str, int]:
     return {d.name: d.memory_bytes for d in config.pool.devices} or {"cpu": available_ram()}
 
 
+class Running(Protocol):
+    """A completion in flight as the core sees it (``completion.Completion``)."""
+
+    client: str
+
+    def stop(self, why: str) -> None: ...
+
+
 class ServerCore:
     """Owns the store, the pool and the judge for the whole machine; runs completions."""
 
@@ -119,8 +124,8 @@ class ServerCore:
         self.renderer = PromptRenderer()
         self.started = time.time()
         self.stopping = False
-        self.active: set[Completion] = set()
-        self.by_request: dict[str, Completion] = {}  # x-hermes-request ids of running ones
+        self.active: set[Running] = set()
+        self.by_request: dict[str, Running] = {}  # x-hermes-request ids of running ones
         self.background: set[asyncio.Task] = set()  # detached streams whose client left
         self._lanes: set[str] = set()
         self.canary = f"HERMES-CANARY-{secrets.token_hex(6)}"
