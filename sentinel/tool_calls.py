@@ -155,6 +155,8 @@ class ToolCallCheck:
         self._unsafe = UnsafeCommandCheck()
         self._secrets = SecretCheck()
         self._raw_codes: set[str] = set()  # codes the raw-text scan already reported
+        # codes the decoded strings reported first (a prose-looking raw line waits for its end)
+        self._decoded_codes: set[str] = set()
         self._finished = False
         self.broken_at: int | None = None  # offset of the first impossible character
         self.complete = False  # a whole, valid JSON object
@@ -177,6 +179,8 @@ class ToolCallCheck:
         for check in (self._unsafe, self._secrets):
             got = check.feed(piece) if piece is not None else check.finish()
             for v in got:
+                if v.code in self._decoded_codes:
+                    continue  # already reported for this call, from its decoded arguments
                 self._raw_codes.add(v.code)
                 found.append(self._verdict(v.code, v.span, v.detail))
 
@@ -233,6 +237,7 @@ class ToolCallCheck:
                     if v.code in self._raw_codes:
                         continue
                     self._raw_codes.add(v.code)
+                    self._decoded_codes.add(v.code)
                     span = (self._parser.start, self._parser.stop)
                     found.append(self._verdict(v.code, span, f"in a string argument: {v.detail}"))
 
