@@ -98,7 +98,7 @@ class _Detector(NamedTuple):
     pattern: re.Pattern[str]
     group: int  # which group is the secret (0: the whole match)
     trigger: str  # a regex every match contains (cheap pre-filter)
-    check: str  # "", "jwt", "random", "keyword", "url"
+    check: str  # "", "jwt", "random", "keyword", "url", "basic", "cmdpw", "b64key", "hexkey", …
 
 
 def _plugin_patterns() -> list[_Detector]:
@@ -243,6 +243,18 @@ _EXTRA = [
     ),
     ("Sourcegraph Token", r"\bsgp_(?:[a-fA-F0-9]{16}|local)_[a-fA-F0-9]{40}\b", "sgp_", ""),
     ("Facebook Access Token", r"\bEAA[MC][a-zA-Z0-9]{100,}", "EAA", ""),
+    # credentials in the forms the field's scanners know but no rule here had (trufflehog's
+    # URI and Telegram detectors, kubeconfig's base64 key fields, a command line's password)
+    ("Basic Auth Credentials", r"(?<=://:)[^\s:/?#\[\]@]{4,}(?=@)", "://:", "url"),
+    ("Basic Auth Credentials", r"(?i)(?<=basic )[A-Za-z0-9+/]{12,300}={0,2}", "i:basic ", "basic"),
+    ("Password on a command line", r"(?<=\s-p)[^\s'\"-][^\s'\"]{3,63}", " -p", "cmdpw"),
+    (
+        "Private Key",  # a PEM private key, base64-encoded again (kubeconfig client-key-data)
+        r"\bLS0tLS1CRUdJTi[A-Za-z0-9+/]{16,300}={0,2}",
+        "LS0tLS1CRUdJTi",
+        "b64key",
+    ),
+    ("Telegram Bot API Token", r"(?<![\w:])\d{5,16}:A[\w-]{32,34}(?![\w-])", "re:[0-9]:A", ""),
     # hermes's own: the `hermes serve` bearer token, any bearer credential, a URL's ?token=
     # (the `hermes web` link); the credential alone is marked, not the word before it
     ("hermes serve token", r"\bhermes-[A-Za-z0-9_-]{43}(?![\w-])", "hermes-", ""),
@@ -587,6 +599,27 @@ def _url_password(value: str) -> bool:
     return len(value) >= 4
 
 
+_PW_COMMAND = re.compile(r"\b(?:mysql\w*|mariadb\w*)\b")
+
+
+def _basic_credentials(value: str) -> bool:
+    """``Authorization: Basic …``: base64 of ``user:password`` with a real password."""
+    try:
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return False
+    user, colon, password = raw.partition(":")
+    return bool(colon and user and raw.isprintable() and _url_password(password))
+
+
+def _b64_private_key(value: str) -> bool:
+    head = value[: len(value) // 4 * 4][:64]
+    try:
+        return b"PRIVATE KEY" in base64.b64decode(head)
+    except (binascii.Error, ValueError):
+        return False
+
+
 def _aws_id(text: str, s: int, e: int) -> bool:
     """An access key id stands alone (TODAYINASIAASACK… is a word) and has a digit."""
     before = text[s - 1] if s else " "
@@ -678,6 +711,16 @@ def find_in_window(
                 if s == e or _gitleaks_allowed(rule, value, m.group(), text):
                     continue
                 if placeholder_shape(value):
+                    continue
+            elif d.check == "basic":
+                if not _basic_credentials(value):
+                    continue
+            elif d.check == "cmdpw":
+                line = text[text.rfind("\n", 0, s) + 1 : s]
+                if not _PW_COMMAND.search(line) or not _url_password(value):
+                    continue  # mkdir -p …: only a database client's -pPASSWORD
+            elif d.check == "b64key":
+                if not _b64_private_key(value):
                     continue
             elif d.check == "hexkey":
                 if not re.search(

@@ -164,3 +164,45 @@ def test_a_table_row_of_equal_cells_is_not_a_loop() -> None:
     header = "| model | " + " | ".join(f"f{i}" for i in range(8)) + " |\n|" + "---|" * 9 + "\n"
     row = "| tiny-1 | " + " | ".join([":heavy_check_mark:"] * 8) + " |\n"
     assert split_invariant(LoopCheck, header + row + row.replace("tiny-1", "tiny-2")) == []
+
+
+@pytest.mark.parametrize(
+    "text,secret",
+    [
+        ("CACHE=rediss://:Wq8vN2kLp5xZ@redis.internal:6380/1", "Wq8vN2kLp5xZ"),  # no user name
+        ("$ mysqldump -h db -u backup -pR7t!kq9Zx shop > shop.sql", "R7t!kq9Zx"),
+        (
+            "curl -H 'Authorization: Basic "
+            + base64.b64encode(b"deploy:Tr0ub4dor&3x").decode()
+            + "' https://ci.example.org",
+            base64.b64encode(b"deploy:Tr0ub4dor&3x").decode(),
+        ),
+        (
+            "notify = Bot(token='987654321:AAGx7Lq2mZp9Rt4Vw8Ny3Kd6Hs1Jf5Bc0Xe')",
+            "987654321:AAGx7Lq2mZp9Rt4Vw8Ny3Kd6Hs1Jf5Bc0Xe",
+        ),
+    ],
+)
+def test_credentials_in_urls_command_lines_headers_and_bot_tokens(text: str, secret: str) -> None:
+    assert spans(SecretCheck, text + "\n") == [secret]
+    assert secret not in redact(text)
+
+
+def test_a_kubeconfig_key_field_is_a_private_key_and_its_certificate_is_not() -> None:
+    key = base64.b64encode(b"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBx7\n").decode()
+    cert = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n").decode()
+    text = f"users:\n- name: admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n"
+    found = split_invariant(SecretCheck, text)
+    assert [(v.severity, text[v.span[0] : v.span[1]][:14]) for v in found] == [
+        ("critical", key[:14])
+    ]
+
+
+def test_options_and_prompts_that_look_like_passwords_are_not_secrets() -> None:
+    text = (
+        "mkdir -p build/out && mysql -u root -p shop\n"  # -p alone asks for the password
+        "mysql -u app -p$MYSQL_PASSWORD shop\n"  # a variable
+        "Authorization: Basic <base64 of user:password>\n"
+        "Basic usage: see the API guide.\n"
+    )
+    assert split_invariant(SecretCheck, text) == []
