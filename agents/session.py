@@ -241,7 +241,14 @@ class Session:
             verdicts.append(verdict)
             await self._emit(VerdictRaised(turn_id, persona.name, verdict))
 
-        watcher = self.watcher_factory(persona, on_verdict) if self.watcher_factory else None
+        watcher = None
+        if self.watcher_factory:
+            try:
+                watcher = self.watcher_factory(persona, on_verdict)
+            except Exception as exc:  # noqa: BLE001 - a sentinel that cannot start must not
+                # take the turn with it: the answer streams unchecked, and says so
+                down = SentinelDown(f"sentinel could not start, answer not checked: {exc!r}")
+                await on_verdict(down)
         stop = asyncio.Event()
         relay = asyncio.ensure_future(_relay(cancel, watcher, stop))
         status: EndStatus = "done"
@@ -316,6 +323,18 @@ class _Halted:
     @property
     def escalated(self) -> VerdictLike | None:
         return self.of.escalated
+
+
+@dataclass(frozen=True)
+class SentinelDown:
+    """The verdict a turn carries when its sentinel could not be built (a missing package, a
+    bad setting): the turn still runs, unchecked, and the record says so."""
+
+    detail: str
+    check: str = "sentinel"
+    severity: str = "minor"
+    code: str = "E_SENTINEL_DOWN"
+    span: tuple[int, int] = (0, 0)
 
 
 async def _relay(

@@ -206,3 +206,19 @@ async def test_a_turn_interrupted_by_cancellation_still_ends_on_record():
         pass
     [ended] = [e for e in events if isinstance(e, TurnEnded)]
     assert ended.status == "cancelled" and ended.detail == "interrupted" and ended.text
+
+
+async def test_a_sentinel_that_cannot_start_does_not_take_the_turn_with_it(monkeypatch):
+    """A check's package missing (here email-validator, as on a machine where it failed to
+    install): the answer still streams and ends, unchecked, with E_SENTINEL_DOWN saying so.
+    Before, the turn started and never ended (the chat showed it streaming for ever)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "email_validator", None)  # import raises ImportError
+    events: list = []
+    session, _ = make_session([["All ", "fine ", "here."]], events=events)
+    [result] = await asyncio.wait_for(session.send("@coder hi"), 30)
+    assert result.status == "done" and result.text == "All fine here."
+    [down] = [v for v in result.verdicts if v.code == "E_SENTINEL_DOWN"]
+    assert down.severity == "minor" and "email_validator" in down.detail
+    assert [type(e).__name__ for e in events][-1] == "TurnEnded"
