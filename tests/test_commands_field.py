@@ -59,3 +59,16 @@ def test_cidr_ranges_lists_and_opaque_authorities_are_not_malformed() -> None:
     )
     assert flagged(PatternCheck, line) == []
     assert flagged(PatternCheck, "ping 10.8.0.0/40 and 192.0.2.300") != []
+
+
+def test_a_command_in_a_json_string_is_decided_at_the_string_end() -> None:
+    """A JSON value is its own statement: a warning in another field is not about it, and the
+    verdict does not wait 160 characters (a loop in the next field would halt first)."""
+    told = '{"step": "run rm -rf / now", "note": "never mind", "then": "' + "go on " * 30 + '"}'
+    found = split_invariant(UnsafeCommandCheck, told + "\n")
+    assert [v.severity for v in found] == ["critical"]
+    check = UnsafeCommandCheck()
+    early = check.feed('{"step": "run rm -rf / now", "then": "x')
+    assert [v.severity for v in early] == ["critical"]  # at the closing quote, not later
+    warned = '{"note": "never run rm -rf / on a server", "x": 1}\n'
+    assert [v.severity for v in split_invariant(UnsafeCommandCheck, warned)] == ["minor"]

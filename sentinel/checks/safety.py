@@ -326,6 +326,8 @@ _SHELL_LINE = re.compile(r"^\s*(?:[$#>]\s|sudo\s|[\w./-]+@[\w.-]+[:~$#]|\S+\s*\$
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 # How far after a command in prose a warning may still come ("… will freeze it, so do not")
 _AFTER = 160
+# the command sits in a JSON string value: "key": "… before it, no quote in between
+_IN_JSON_STRING = re.compile(r'"\s*:\s*"[^"\n]*$')
 
 
 class UnsafeCommandCheck(_LineCheck):
@@ -358,7 +360,8 @@ class UnsafeCommandCheck(_LineCheck):
         self._in_code = False  # inside a fenced code block (state of the current line)
         self._head = ""  # the first characters of the current line
         # prose commands waiting for the rest of their line: (verdict, instructed, text after)
-        self._pending: list[tuple[Verdict, bool, str]] = []
+        # (a command in a JSON string value is decided at that string's closing quote)
+        self._pending: list[tuple[Verdict, bool, str, bool]] = []
 
     def feed(self, piece: str) -> list[Verdict]:
         out: list[Verdict] = []
@@ -385,13 +388,16 @@ class UnsafeCommandCheck(_LineCheck):
     def _grow_pending(self, text: str, line_ended: bool) -> list[Verdict]:
         """Add what followed each waiting prose command; decide those whose line ended."""
         out: list[Verdict] = []
-        keep: list[tuple[Verdict, bool, str]] = []
-        for verdict, instructed, after in self._pending:
+        keep: list[tuple[Verdict, bool, str, bool]] = []
+        for verdict, instructed, after, in_json in self._pending:
             after = (after + text)[:_AFTER]
-            if line_ended or len(after) >= _AFTER:
+            closes = after.find('"') if in_json else -1
+            if closes >= 0:
+                out.append(self._decide(verdict, instructed, after[:closes]))
+            elif line_ended or len(after) >= _AFTER:
                 out.append(self._decide(verdict, instructed, after))
             else:
-                keep.append((verdict, instructed, after))
+                keep.append((verdict, instructed, after, in_json))
         self._pending = keep
         return out
 
@@ -441,12 +447,18 @@ class UnsafeCommandCheck(_LineCheck):
                 out.append(verdict)
                 continue
             warned, instructed = context
+            in_json = _IN_JSON_STRING.search(body, 0, s0) is not None
+            closes = body.find('"', end) if in_json else -1
             if warned:
                 out.append(self._decide(verdict, False, ""))
+            elif closes >= 0:
+                # a JSON string's value is its own statement: what follows its closing quote
+                # (another field) does not warn about it ({"step": "run rm -rf / now", …})
+                out.append(self._decide(verdict, instructed, body[end:closes]))
             elif complete or len(body) - end >= _AFTER:
                 out.append(self._decide(verdict, instructed, body[end:]))
             else:
-                self._pending.append((verdict, instructed, body[end:]))
+                self._pending.append((verdict, instructed, body[end:], in_json))
         return out
 
     def _prose_context(self, line: str, s: int) -> tuple[bool, bool] | None:
