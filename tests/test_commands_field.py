@@ -72,3 +72,12 @@ def test_a_command_in_a_json_string_is_decided_at_the_string_end() -> None:
     assert [v.severity for v in early] == ["critical"]  # at the closing quote, not later
     warned = '{"note": "never run rm -rf / on a server", "x": 1}\n'
     assert [v.severity for v in split_invariant(UnsafeCommandCheck, warned)] == ["minor"]
+
+
+def test_ipv4_at_a_sentence_end_ranges_of_addresses_and_quoted_local_parts() -> None:
+    assert flagged(PatternCheck, "echo 'the router is 10.20.30.40.'") == []
+    assert flagged(PatternCheck, "echo 'the router is 256.20.30.40.'") == ["minor 256.20.30.40"]
+    assert flagged(PatternCheck, "nmap 172.16.0.10-172.16.0.90") == []
+    assert flagged(PatternCheck, "nmap 172.16.0.10-172.16.0.290") != []
+    prose = 'Write to "ops team"@example.org or ops+alerts@example.org today.\n'
+    assert split_invariant(PatternCheck, prose) == []

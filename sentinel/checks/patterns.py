@@ -173,10 +173,13 @@ DEFAULT_PATTERNS: dict[str, PatternSpec] = {
     "path": PatternSpec(trigger=r"^(?:~|\.{1,2})?/[\w.-]+[/\\]|^[A-Za-z]:\\", strict=_PATH_STRICT),
     # a dotted quad: each octet 0-255 (10.256.0.1 is not an address)
     "ipv4": PatternSpec(
-        trigger=r"^\d{1,3}(?:\.\d{1,3}){3}(?![\d.])",
-        # with a port, a CIDR prefix (10.0.0.0/16), a last-octet range (192.0.2.1-254) or as
-        # the first of a list (1.1.1.1,8.8.8.8)
-        strict=rf"{_OCTET}(?:\.{_OCTET}){{3}}(?::\d{{1,5}}|/(?:3[0-2]|[12]?\d)|-{_OCTET})?(?:,\S*)?",
+        trigger=r"^\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d)",  # "… is 300.168.1.1." ends a sentence
+        # with a port, a CIDR prefix (10.0.0.0/16), a range (192.0.2.1-254, 10.0.0.100-10.0.0.200)
+        # or as the first of a list (1.1.1.1,8.8.8.8)
+        strict=(
+            rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+            rf"(?::\d{{1,5}}|/(?:3[0-2]|[12]?\d)|-{_OCTET}(?:(?:\.{_OCTET}){{3}})?)?(?:,\S*)?"
+        ),
         in_code=True,
         placeholders=False,
     ),
@@ -310,6 +313,7 @@ class PatternCheck:
         self._tok: list[str] = []
         self._tok_len = 0
         self._tok_start = 0
+        self._quote_open = False  # an earlier word on this line opened a "quoted string"
 
     def feed(self, piece: str) -> list[Verdict]:
         out: list[Verdict] = []
@@ -319,6 +323,8 @@ class PatternCheck:
                 text = m.group()
                 if text[0].isspace():
                     out.extend(self._end_token(in_code))
+                    if "\n" in text:
+                        self._quote_open = False
                 else:
                     if not self._tok_len:
                         self._tok_start = self._pos + m.start()
@@ -339,7 +345,10 @@ class PatternCheck:
         self._tok, self._tok_len = [], 0
         if n > MAX_TOKEN:
             return []  # too long to be a usable URL/address/path (see MAX_TOKEN)
-        return self._judge(tok, self._tok_start, in_code)
+        out = self._judge(tok, self._tok_start, in_code)
+        if tok.count('"') % 2:
+            self._quote_open = not self._quote_open
+        return out
 
     def _judge(self, token: str, start: int, in_code: bool) -> list[Verdict]:
         inline_code = "`" in token
@@ -356,6 +365,12 @@ class PatternCheck:
                 # the whole address, as e-mail validators read it: quotes, comments, brackets
                 # and dots around the part the trigger saw belong to it
                 whole = _address(token)
+                if (
+                    self._quote_open
+                    and whole is not None
+                    and whole.partition("@")[0].count('"') % 2
+                ):
+                    continue  # "quoted local"@x: the quoted local part a space cut in two
                 if whole is not None:
                     if "@" not in whole or _email_ok(whole):  # ("": not an address)
                         continue
