@@ -149,3 +149,22 @@ class StreamScrubber:
             clean = self._clean[:start] + window
         self._raw, self._clean = text, clean
         return clean
+
+
+# At most this much of one message is stored (the rest is counted in a closing note): a flood
+# halted at 5 MB stored 3.3 million characters for one message.
+MAX_STORED_CHARS = 1_000_000
+
+
+def bounded(text: str, scrub: StreamScrubber | None = None) -> str:
+    """``text`` as stored: cut at MAX_STORED_CHARS, with a note of what was left out.
+
+    ``scrub``: the message's redactor, given only the stored part. The note changes with every
+    checkpoint, so a redactor shown the note too would see a text that no longer continues
+    the previous one and re-read all of it each time (a 2 MB answer took minutes)."""
+    head = text[:MAX_STORED_CHARS]
+    if scrub is not None:
+        head = scrub.update(head)
+    if len(text) <= MAX_STORED_CHARS:
+        return head
+    return head + f"\n[… {len(text) - MAX_STORED_CHARS} more characters not stored]"

@@ -15,7 +15,7 @@ from agents.persona import Persona
 from agents.pool.pool import ModelPool
 from agents.session import Listener, Session, TurnResult
 from hermes_tui.config import Config
-from hermes_tui.outbound import StreamScrubber
+from hermes_tui.outbound import StreamScrubber, bounded
 from hermes_tui.redact import redact
 from hermes_tui.skipped import NOTE_ROLE, skipped_after_cancel
 from hermes_tui.store import Store, default_db_path
@@ -24,19 +24,7 @@ from sentinel.contract import Contract
 from sentinel.monitor import Monitor
 
 CHECKPOINT_EVERY_S = 0.25  # streaming text reaches the DB at least this often (crash loses less)
-# At most this much of one message is stored (the rest is counted in a closing note): a flood
-# halted at 5 MB stored 3.3 million characters for one message.
-MAX_STORED_CHARS = 1_000_000
 CLOSE_WAIT_S = 0.5  # close() gives a cancelled turn this long to end (and be recorded)
-
-
-def bounded(text: str) -> str:
-    """``text`` as stored: cut at MAX_STORED_CHARS, with a note of what was left out."""
-    if len(text) <= MAX_STORED_CHARS:
-        return text
-    return (
-        text[:MAX_STORED_CHARS] + f"\n[… {len(text) - MAX_STORED_CHARS} more characters not stored]"
-    )
 
 
 def contract_for(persona: Persona, system_prompt: str, canary: str | None) -> Contract:
@@ -113,7 +101,7 @@ class Recorder:
                 text = "".join(self._text[t])
                 self._text[t] = [text]
                 await store.checkpoint_message(
-                    self._message[t], self._scrub[t].update(bounded(text)), self._tokens[t]
+                    self._message[t], bounded(text, self._scrub[t]), self._tokens[t]
                 )
         elif isinstance(event, VerdictRaised):
             v = event.verdict
@@ -129,7 +117,7 @@ class Recorder:
             scrub = self._scrub.pop(t, None) or StreamScrubber(self.redact_secrets)
             await store.queue_message_finish(
                 self._message.pop(t),
-                scrub.update(bounded(event.text)),
+                bounded(event.text, scrub),
                 event.tokens,
                 status,
                 error_code=event.code,

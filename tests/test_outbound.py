@@ -104,6 +104,9 @@ def _no_raw_controls(data: bytes) -> None:
 
 def test_batch_jsonl_hides_secrets_escapes_controls_and_is_0600(tmp_path, leaky):
     config = replay_config(tmp_path, leaky.port)
+    # The secret is critical, and a halt may land before the controls after it arrive: made
+    # minor here, so the whole answer (secrets and controls) always reaches the JSONL.
+    config.write_text(config.read_text() + '\n[sentinel.severity]\nE_SECRET = "minor"\n')
     out = tmp_path / "events.jsonl"
     result = hermes(
         "batch",
@@ -417,7 +420,7 @@ def test_a_streamed_message_is_redacted_as_the_whole_text_would_be():
 def test_a_flood_is_stored_bounded_with_one_verdict_per_kind(tmp_path):
     """A replayed 2 MB answer in 64 KB events (issue #12 item 11: halted, yet 3.3 million
     characters and 6,681 E_LOOP verdicts were stored for that one message)."""
-    from hermes_tui.runtime import MAX_STORED_CHARS
+    from hermes_tui.outbound import MAX_STORED_CHARS
 
     # ~64 KB events of words that never repeat a line (nothing for the loop check to halt)
     chunks = [" ".join(f"c{i}w{j}" for j in range(8000)) + "\n" for i in range(30)]
@@ -452,3 +455,22 @@ def test_a_flood_is_stored_bounded_with_one_verdict_per_kind(tmp_path):
         (e["turn"], e["check"], e["code"], e["severity"]) for e in jsonl if e["event"] == "verdict"
     ]
     assert len(kinds) == len(set(kinds))
+
+
+def test_a_message_past_the_stored_limit_is_redacted_and_cut_as_it_grows():
+    """The stored form of a growing answer, checkpoint by checkpoint, is the redacted first
+    MAX_STORED_CHARS plus a note, exactly as if the whole text were redacted at the end (the
+    redactor is shown only the stored part, so it keeps reading only what was added)."""
+    from hermes_tui.outbound import MAX_STORED_CHARS, StreamScrubber, bounded
+    from hermes_tui.redact import redact
+
+    key = "ghp_" + "Zq7Lm2Xv9Rt4Wn8Yb3Kd6Hs1Jf5Pc0Ea2Ugh"
+    filler = "word " * (MAX_STORED_CHARS // 5 - 20)
+    text = filler + f"token {key} end " + "more " * 5000
+    scrub = StreamScrubber()
+    for cut in range(len(filler) - 50, len(text), 4096):
+        stored = bounded(text[:cut], scrub)
+    stored = bounded(text, scrub)
+    assert key not in stored and "[REDACTED" in stored[MAX_STORED_CHARS - 400 :]
+    assert stored == bounded(redact(text, keep_offsets=True))
+    assert stored.endswith(f"[… {len(text) - MAX_STORED_CHARS} more characters not stored]")

@@ -21,6 +21,7 @@ from typing import Any
 from agents.engine import EngineError, PromptTooLongError
 from agents.pool.pool import GenerationInfo
 from agents.pool.queue import NeverFitsError, PoolBusyError
+from hermes_tui.outbound import StreamScrubber, bounded
 from hermes_tui.redact import redact
 from hermes_tui.server.openai_schema import ApiError, ChatRequest
 from hermes_tui.server.service import ServerCore, Target, busy
@@ -71,6 +72,9 @@ class Completion:
         self.cancel = asyncio.Event()
         self.stopped: str | None = None
         self.text = ""
+        # what is stored of the answer: redacted in time proportional to what was added, at
+        # most MAX_STORED_CHARS (a whole-text redaction per checkpoint made long answers slow)
+        self._scrub = StreamScrubber(core.config.redact_secrets)
         self.tokens = 0
         self.status = "streaming"
         self.code: str | None = None
@@ -215,7 +219,7 @@ class Completion:
                     last_ckpt = now
                     if self._message_id is not None:
                         await core.store.checkpoint_message(
-                            self._message_id, self._clean(self.text), self.tokens
+                            self._message_id, bounded(self.text, self._scrub), self.tokens
                         )
             if self.stopped == "halted":
                 self.status, self.code = "halted", self.halt_code
@@ -308,7 +312,11 @@ class Completion:
             if self._message_id is not None:
                 status = "interrupted" if self.status == "streaming" else self.status
                 await core.store.finish_message(
-                    self._message_id, self._clean(self.text), self.tokens, status, self.code
+                    self._message_id,
+                    bounded(self.text, self._scrub),
+                    self.tokens,
+                    status,
+                    self.code,
                 )
         except Exception as exc:  # the store failing must not hide the completion's outcome
             log.error("cannot record completion: %s", exc)
