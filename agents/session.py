@@ -85,7 +85,7 @@ class Watcher(Protocol):
 
     def feed(self, piece: str) -> None: ...
 
-    async def finish(self, corrections_used: int = 0) -> Outcome: ...
+    async def finish(self, corrections_used: int = 0, *, cut_off: bool = False) -> Outcome: ...
 
     async def cancel(self) -> None: ...
 
@@ -293,7 +293,9 @@ class Session:
             # No answer came, or the user cut it off: nothing to correct or halt.
             await watcher.cancel()
         elif watcher:
-            decision = await watcher.finish(corrections)
+            # An answer that stopped at max_tokens ends mid-word: that word is not judged.
+            cut_off = status == "done" and tokens >= persona.max_tokens
+            decision = await watcher.finish(corrections, cut_off=cut_off)
             if status == "halted" and decision.action != "halt":
                 decision = _Halted(decision)  # the stream was stopped: a halt whatever it said
             if decision.action == "halt":

@@ -96,11 +96,15 @@ class Monitor:
         else:
             self._queue.put_nowait(piece)
 
-    async def finish(self, corrections_used: int = 0) -> Decision:
-        """Drain the queue, run the end-of-message checks, and decide what happens next."""
+    async def finish(self, corrections_used: int = 0, *, cut_off: bool = False) -> Decision:
+        """Drain the queue, run the end-of-message checks, and decide what happens next.
+
+        ``cut_off``: the answer stopped at its token limit, so its last word is unfinished;
+        checks that judge words (``finish_cut_off``) leave that one alone."""
         await self._stop_consumer()
         for check in self.checks:
-            await self._emit_all(self._safe(check.finish, check))
+            end = getattr(check, "finish_cut_off", None) if cut_off else None
+            await self._emit_all(self._safe(end or check.finish, check))
         if self._judge_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._judge_task, timeout=1.0)

@@ -36,6 +36,7 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "rm-rf": {"first": SHELL + '{"command": "rm -rf /"}}</tool_call>'},
     "loop": {"first": SHELL + '{"command": "cat notes.txt"}}</tool_call>'},
     "good-call": {"first": SHELL + '{"command": "ls"}}</tool_call>'},
+    "url-cut": {"first": "https://"},
 }
 # Cases answered with OpenAI ``tool_calls`` deltas (a server with native tool support):
 # (id, name, argument fragments) per call.
@@ -94,12 +95,17 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        for delta in _deltas(body):
+        deltas = _deltas(body)
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        reason = "stop"
+        if limit and len(deltas) > limit:  # a piece stands for a token, as hermes counts them
+            deltas, reason = deltas[:limit], "length"
+        for delta in deltas:
             chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
             time.sleep(0.002)
-        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}
         self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
         self.wfile.flush()
 

@@ -134,6 +134,23 @@ def test_a_critical_verdict_ends_the_stream_with_content_filter(server) -> None:
     assert got["text"].count("more text here") < 20
 
 
+def test_an_answer_cut_by_max_tokens_mid_url_is_not_a_malformed_url(server) -> None:
+    """A replay of "https://" (what SmolLM2 once answered in two tokens on CI): cut by the
+    token limit it is an unfinished word, not a malformed URL to correct until it halts; the
+    same text as a finished answer still is."""
+    client = server.openai()
+    ask = user("url-cut")
+    cut = client.chat.completions.create(model="replay", messages=ask, max_tokens=3)
+    assert cut.choices[0].finish_reason == "length"
+    assert cut.choices[0].message.content == "https://"
+    assert hermes(cut)["verdicts"] == []
+    whole = client.chat.completions.create(model="replay", messages=ask)
+    assert whole.choices[0].finish_reason == "content_filter"
+    assert "malformed url: 'https://'" in hermes(whole)["detail"]
+    got = stream(server, model="replay", messages=ask, max_tokens=3)
+    assert got["finish"] == "length" and got["verdicts"] == []
+
+
 def test_non_streaming_minor_verdict_is_corrected_inside_the_server(server) -> None:
     whole = server.openai().chat.completions.create(model="planner", messages=user("json-broken"))
     assert whole.choices[0].message.content == '{"answer": 42}'

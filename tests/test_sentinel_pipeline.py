@@ -222,3 +222,19 @@ async def test_a_sentinel_that_cannot_start_does_not_take_the_turn_with_it(monke
     [down] = [v for v in result.verdicts if v.code == "E_SENTINEL_DOWN"]
     assert down.severity == "minor" and "email_validator" in down.detail
     assert [type(e).__name__ for e in events][-1] == "TurnEnded"
+
+
+async def test_an_answer_cut_by_max_tokens_mid_url_is_not_corrected():
+    """A replay: the answer's last word is an unfinished URL because the turn hit max_tokens.
+    That word is not judged (no correction, no verdict); the same words ending a finished
+    answer are a malformed URL."""
+    cut_url = ["See ", "http", "s://"]
+    for limit, expect in ((3, []), (40, ["E_PATTERN"])):
+        events = []
+        session, _ = make_session([cut_url, ["See the docs."]], events=events)
+        coder = session.personas["coder"]
+        session.personas["coder"] = dataclasses.replace(coder, max_tokens=limit)
+        [result] = await session.send("@coder where are the docs?")
+        found = [e.verdict.code for e in events if isinstance(e, VerdictRaised)]
+        assert found == expect, limit
+        assert result.corrections == len(expect)

@@ -304,7 +304,10 @@ class Completion:
                 await self._start_record(" (finished after the client left)")
             if watcher is not None:
                 if self.status in ("done", "halted"):
-                    decision = await watcher.finish(self.corrections_used)
+                    # Stopped at max_tokens mid-word: that word is not judged (a cut URL
+                    # is not a malformed one).
+                    cut_off = self.status == "done" and self.info.finish_reason == "length"
+                    decision = await watcher.finish(self.corrections_used, cut_off=cut_off)
                     if getattr(decision, "escalated", None) is not None:
                         await self._on_verdict(decision.escalated)
                 else:

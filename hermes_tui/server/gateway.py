@@ -305,11 +305,11 @@ class Gateway:
         verdicts, self.pending = self.pending, []
         return out, verdicts
 
-    async def finish(self, corrections_used: int = 0) -> Decision:
+    async def finish(self, corrections_used: int = 0, *, cut_off: bool = False) -> Decision:
         for event in self.parser.finish():
             self._event(event)
         if self.monitor is not None:
-            decision: Decision = await self.monitor.finish(corrections_used)
+            decision: Decision = await self.monitor.finish(corrections_used, cut_off=cut_off)
             if decision.escalated is not None:
                 self.verdicts.append(decision.escalated)
                 self.pending.append(decision.escalated)

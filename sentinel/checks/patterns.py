@@ -338,6 +338,12 @@ class PatternCheck:
     def finish(self) -> list[Verdict]:
         return self._end_token(self._lines.in_code)
 
+    def finish_cut_off(self) -> list[Verdict]:
+        """The answer hit its token limit: its last word ("https://") is unfinished, not
+        malformed, so it is not judged."""
+        self._tok, self._tok_len = [], 0
+        return []
+
     def _end_token(self, in_code: bool) -> list[Verdict]:
         if not self._tok_len:
             return []
