@@ -906,6 +906,58 @@ def sec_sampler(a, nvml, res) -> None:
     res["sampler"] = out
 
 
+def sec_device_top_k(a, nvml, res) -> None:
+    """The persona's top-k sampled on the device inside the decode (SeqRunner.DEVICE_TOP_K,
+    llama.cpp's backend sampling: 40 candidates a persona come back) against the host's
+    one-pass sampler over the whole vocabulary, with the default chain (temperature 0.7) and
+    greedy, each next to the raw cap; F16 0.85B and Q8_0 1.5B, 5 alternated runs each."""
+    import llama_cpp
+
+    from agents.pool import runner as R
+
+    out: dict = {}
+    models = {
+        "f16_0.85B": model_file(a.work, "0.85B" if not a.smoke else "0.5B", a.smoke, 0, True),
+        "q8_0_1.5B": q8_model(a),
+    }
+    orig = R.SeqRunner.DEVICE_TOP_K
+    try:
+        for name, path in models.items():
+            cap_ll = llama_cpp.Llama(str(path), n_ctx=64, n_gpu_layers=a.ngl, verbose=False)
+            cap_ll._ctx.close()
+            rows = []
+            for _ in range(5):
+                row = {"cap3_tps": raw_cap(cap_ll, a)["three_seq_tps"]}
+                for where, flag in (("device", True), ("host", False)):
+                    R.SeqRunner.DEVICE_TOP_K = flag
+                    for kind, temp in (("chain", 0.7), ("greedy", 0.0)):
+                        tps = pool_batched_round(a, path, a.tokens, temp)["decode_tps"] or 0
+                        row[f"{where}_{kind}_tps"] = tps
+                R.SeqRunner.DEVICE_TOP_K = orig
+                row["cap3_after_tps"] = raw_cap(cap_ll, a)["three_seq_tps"]
+                rows.append(row)
+                print("device_top_k", name, row, flush=True)
+            cap_ll.close()
+
+            def ratio(key: str, rows: list = rows) -> dict:
+                return _spread([r[key] / ((r["cap3_tps"] + r["cap3_after_tps"]) / 2) for r in rows])
+
+            out[name] = {
+                "runs": rows,
+                "device_chain_vs_cap3": ratio("device_chain_tps"),
+                "host_chain_vs_cap3": ratio("host_chain_tps"),
+                "device_greedy_vs_cap3": ratio("device_greedy_tps"),
+                "host_greedy_vs_cap3": ratio("host_greedy_tps"),
+                "device_vs_host_chain": _spread(
+                    [r["device_chain_tps"] / r["host_chain_tps"] for r in rows]
+                ),
+            }
+            print("device_top_k", name, {k: v for k, v in out[name].items() if k != "runs"})
+    finally:
+        R.SeqRunner.DEVICE_TOP_K = orig
+    res["device_top_k"] = out
+
+
 def sec_knobs(a, nvml, res) -> None:
     """What else stands between the pool and the raw cap (F16 0.85B, 3 alternated runs each):
     the hand-off interval to the event loop (SeqRunner.DELIVER_S: the loop thread's work
@@ -1057,6 +1109,7 @@ SECTIONS = {
     "first_turn": sec_first_turn,
     "sampler": sec_sampler,
     "knobs": sec_knobs,
+    "device_top_k": sec_device_top_k,
 }
 
 

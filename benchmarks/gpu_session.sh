@@ -10,6 +10,11 @@
 #   bash benchmarks/gpu_session.sh s1      # both builds, bench_sampling on the GPU, paired_f16
 #   bash benchmarks/gpu_session.sh s2      # (builds again only on a fresh machine) paired_q8,
 #                                          # peer, sampler, the Vulkan judge with --shares
+# Issue #18's third session (the top-k sampled on the device, the judge's share re-measured):
+#   bash benchmarks/gpu_session.sh s3a     # both builds, device_top_k, paired_f16
+#   bash benchmarks/gpu_session.sh s3b     # paired_q8, peer, the Vulkan judge at its default
+#                                          # share (9 pairs of 768 tokens), `hermes doctor` on
+#                                          # Vulkan (carry .whl/: the project's wheels)
 # Results and logs go to $OUT (or /tmp/out).
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
@@ -92,6 +97,33 @@ case ${1:-} in
       timeout "$(left)" python3 benchmarks/bench_vulkan_judge.py --judge-llama-cpp /tmp/llama-vulkan \
         --out "$O/vulkan_judge.json" 2>&1 | tee "$O/vulkan.log" | grep -v '^ ' | head -c 9000
     fi ;;
-  *) echo "usage: gpu_session.sh build|rest|extra|s1|s2"; exit 2 ;;
+  s3a)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site gpucarry/whl/*.whl .whl/*.whl
+    gen >"$O/gen-s3.log" 2>&1 &
+    bash scripts/build_llama_gpu.sh cuda vulkan 2>&1 | tee "$O/build-s3.log" | grep -v '^ '
+    wait
+    tail -3 "$O/gen-s3.log"
+    export PYTHONPATH=/tmp/llama-cuda:/tmp/site:$PWD
+    left() { echo $(( ${1:-575} - ($(date +%s) - T0) )); }
+    echo "time left: $(left) s"
+    timeout "$(( $(left) - 45 ))" python3 benchmarks/bench_gpu.py --sections device_top_k --tokens 256 \
+      --out "$O/gpu_device_top_k.json" 2>&1 | grep -v '^ \|^{\|^}' | tee "$O/device_top_k.log"
+    echo "time left for paired_f16: $(left) s"
+    [ "$(left)" -gt 40 ] && timeout "$(left)" python3 benchmarks/bench_gpu.py --sections paired_f16 \
+      --tokens 256 --out "$O/gpu_paired_f16.json" 2>&1 | grep -v '^ \|^{\|^}' | tee "$O/paired_f16.log" ;;
+  s3b)
+    export PYTHONPATH=/tmp/llama-cuda:/tmp/site:$PWD
+    . gpucarry/vk/vulkan-env.sh >/dev/null 2>&1
+    left() { echo $(( ${1:-575} - ($(date +%s) - T0) )); }
+    PYTHONPATH=/tmp/llama-vulkan:/tmp/site:$PWD timeout 60 python3 benchmarks/bench_vulkan_judge.py \
+      --only-doctor --judge-llama-cpp /tmp/llama-vulkan --out "$O/doctor_vulkan.json" 2>&1 | tail -30
+    timeout 200 python3 benchmarks/bench_gpu.py --sections paired_q8,peer \
+      --tokens 256 --batched-bench /tmp/llama-cuda/llama-batched-bench --out "$O/gpu_s3b.json" 2>&1 \
+      | grep -v '^ \|^{\|^}' | tee "$O/s3b.log"
+    echo "time left for the judge: $(left) s"
+    timeout "$(left)" python3 benchmarks/bench_vulkan_judge.py --judge-llama-cpp /tmp/llama-vulkan \
+      --shares 0.05 --pairs 9 --tokens 768 --out "$O/vulkan_judge.json" 2>&1 | tee "$O/vulkan.log" \
+      | grep -v '^ ' | head -c 9000 ;;
+  *) echo "usage: gpu_session.sh build|rest|extra|s1|s2|s3a|s3b"; exit 2 ;;
 esac
 echo "stage ${1:-} took $(( $(date +%s) - T0 )) s"

@@ -96,3 +96,57 @@ def test_same_seed_gives_the_same_text_again(stepper: Any) -> None:
     first, _, _ = _run(stepper, params, 12)
     again_old, again_new, _ = _run(stepper, params, 12)
     assert again_new == first == again_old
+
+
+def _device_run(ll: Any, per_seq: list[SamplingParams], steps: int, on_device: bool) -> Any:
+    """Batched steps in a fresh context, the top-k on the device (``DeviceTopK``) or not."""
+    import gpu_probe
+
+    from agents.pool.sampling import DeviceTopK
+
+    v = dict(unified=False, fa=False, n_batch=512, threads=None)
+    st = gpu_probe.Stepper(gpu_probe.make_ctx(ll, SEQS, 256, v), 512)
+    device = DeviceTopK(st.ctx, SEQS) if on_device else None
+    chains = [new_chain(p) for p in per_seq]
+    try:
+        if device is not None:
+            assert device.attach()
+        n_vocab = llama_cpp.llama_vocab_n_tokens(ll._model.vocab)
+        sampler = StepSampler(st.ctx, n_vocab, on_device=on_device)
+        pos, last = [], []
+        for s in range(SEQS):
+            prompt = ll.tokenize(f"Persona {s} tells a story about a lighthouse.".encode())
+            st.prefill(prompt, s, 512)
+            pos.append(len(prompt))
+            last.append(prompt[-1])
+        got: list[list[int]] = [[] for _ in range(SEQS)]
+        for _ in range(steps):
+            st.decode([(last[s], pos[s], s, True) for s in range(SEQS)])
+            last = sampler.sample(chains, [is_greedy(p) for p in per_seq])
+            for s in range(SEQS):
+                got[s].append(last[s])
+                pos[s] += 1
+        raw = llama_cpp.llama_get_sampled_logits_count_ith(st.ctx, 0)
+        return got, raw
+    finally:
+        if device is not None:
+            device.detach()
+        for c in chains:
+            llama_cpp.llama_sampler_free(c)
+        st.close()
+
+
+def test_top_k_on_the_device_gives_the_same_text(stepper: Any) -> None:
+    """The top-k in the decode graph (llama.cpp's backend sampling, here on the CPU backend):
+    each persona's chain sees 40 candidates, not the vocabulary, and writes the same text
+    for the same seed as the host path, greedy and sampled personas side by side."""
+    params = [
+        SamplingParams(temperature=0.0),
+        SamplingParams(temperature=0.8, seed=3, top_p=0.9),
+        SamplingParams(temperature=1.1, seed=9),
+    ]
+    host, host_rows = _device_run(stepper.llama, params, 20, on_device=False)
+    device, device_rows = _device_run(stepper.llama, params, 20, on_device=True)
+    assert device == host
+    assert device_rows == 40 < host_rows  # the device sent back 40 candidates a row
+    assert len({tuple(t) for t in host}) == SEQS

@@ -26,7 +26,7 @@ from typing import Any
 
 from agents.engine import EngineError, Message, PromptTooLongError, SamplingParams
 from agents.pool.queue import Request
-from agents.pool.sampling import StepSampler, is_greedy, new_chain
+from agents.pool.sampling import DeviceTopK, StepSampler, is_greedy, new_chain
 from agents.specs import ModelSpec
 
 LONG_PREFILL = 256  # prefills this long or longer measure the rate a re-prefill runs at
@@ -266,9 +266,13 @@ class SeqRunner:
     # * ubatch 2048: a re-prefill of a long history is a few large matrix products instead of
     #   one per 512 tokens, which is what makes re-prefilling cheaper than restoring a saved
     #   state on a GPU.
-    # Not used: llama.cpp's backend sampling (llama_set_sampler, the GPU samples inside the
-    # decode graph). Measured: batched +2.5% at best and interleaved -20% (the sampler graph
-    # changes with the sequence, so llama.cpp rebuilds it every call).
+    # The first sampler (top-k 40) runs on the device inside the decode graph (DeviceTopK,
+    # llama.cpp's backend sampling): 40 candidates per persona come back instead of the
+    # vocabulary's logits, and the host's one-pass top-k threshold is skipped. None: on a GPU
+    # only (on the CPU the same work just moves between threads). The whole chain on the
+    # device was measured earlier: batched +2.5% at best, interleaved -20% (llama.cpp then
+    # rebuilt the sampler graph whenever the sequence changed).
+    DEVICE_TOP_K: bool | None = None
     # Greedy text on a GPU already depends on batch shape (different kernels), so the CPU's
     # reason for separate KV streams does not hold there.
     GPU_FLASH_ATTN = True
@@ -316,6 +320,7 @@ class SeqRunner:
         self._outbox: list[tuple[Job, str]] = []
         self._delivered_at = 0.0
         self.sampler: StepSampler | None = None
+        self._device_top_k: DeviceTopK | None = None
         self._vocab: Any = None
         self._eog: dict[int, bool] = {}  # llama_vocab_is_eog, per token, remembered
         self._pieces: dict[int, bytes] = {}
@@ -374,14 +379,31 @@ class SeqRunner:
         self._mem = llama_cpp.llama_get_memory(self.ctx)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._vocab = self.llama._model.vocab
-        self.sampler = StepSampler(self.ctx, int(llama_cpp.llama_vocab_n_tokens(self._vocab)))
+        on_device = self.on_gpu if self.DEVICE_TOP_K is None else self.DEVICE_TOP_K
+        if on_device:
+            self._device_top_k = DeviceTopK(self.ctx, self.seqs)
+            if not self._device_top_k.attach():  # a backend without the ops: the host does it
+                self._device_top_k = None
+        self.sampler = StepSampler(
+            self.ctx,
+            int(llama_cpp.llama_vocab_n_tokens(self._vocab)),
+            on_device=self._device_top_k is not None,
+        )
         self.stats.loaded(time.perf_counter() - t0)
         self.formatter = _find_chat_formatter(self.llama)
+
+    @property
+    def device_top_k(self) -> bool:
+        """Whether the device samples each persona's top-k inside the decode (DEVICE_TOP_K)."""
+        return self._device_top_k is not None
 
     def close(self) -> None:
         import llama_cpp
 
         self.sampler, self._vocab = None, None
+        if self._device_top_k is not None:
+            self._device_top_k.detach()
+            self._device_top_k = None
         self._eog, self._pieces = {}, {}
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)

@@ -22,6 +22,14 @@ host that was 70-105 us per persona per step, 12-18% of a three-persona batched 
 Rows it cannot reduce (a NaN logit, fewer than k candidates) fall back to
 ``llama_sampler_sample``. Only the slot thread calls it, between one ``llama_decode`` and the
 next: the logits it reads are the context's own buffer, overwritten by the next decode.
+
+``DeviceTopK`` moves the first sampler into the decode itself (llama.cpp's backend sampling):
+every KV sequence gets a chain of just ``top_k(40)``, which the device runs on its logits
+inside the decode graph, so only 40 candidates per persona come back instead of the whole
+vocabulary; ``StepSampler`` then hands them to the persona's own chain (its top-k keeps all
+40, and top-p, min-p, temperature, the seeded draw and the accept run on the host as before):
+the same tokens for the same seed. Only the top-k moves: the rest of the chain on the device
+is dozens of tiny kernels per persona, which cost more than the host does on 40 candidates.
 """
 
 from __future__ import annotations
@@ -62,14 +70,58 @@ def is_greedy(params: SamplingParams) -> bool:
     return params.temperature <= 0
 
 
-class StepSampler:
-    """Samples the output rows of one decode step of one llama context (see the module)."""
+class DeviceTopK:
+    """A ``top_k`` chain on each of a context's KV sequences, run by the device inside every
+    decode (see the module). ``attach`` says whether the context took them all; ``detach``
+    takes them off again (before the context or the chains go)."""
 
-    def __init__(self, ctx: Any, n_vocab: int, top_k: int = TOP_K) -> None:
+    def __init__(self, ctx: Any, seqs: int, top_k: int = TOP_K) -> None:
         import llama_cpp
 
         self._lc = llama_cpp
         self.ctx = ctx
+        self.seqs = seqs
+        self.top_k = top_k
+        self._chains: list[Any] = []
+        # llama-cpp-python 0.3.36 binds the backend-sampling getters but not the setter.
+        fn = llama_cpp.llama_cpp._lib.llama_set_sampler
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p]
+        fn.restype = ctypes.c_bool
+        self._set = fn
+
+    def attach(self) -> bool:
+        lc = self._lc
+        for seq in range(self.seqs):
+            chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(self.top_k))
+            self._chains.append(chain)
+            if not self._set(self.ctx, seq, chain):
+                self.detach()
+                return False
+        return True
+
+    def detach(self) -> None:
+        for seq in range(len(self._chains)):
+            self._set(self.ctx, seq, None)
+        for chain in self._chains:
+            self._lc.llama_sampler_free(chain)
+        self._chains = []
+
+
+class StepSampler:
+    """Samples the output rows of one decode step of one llama context (see the module).
+
+    ``on_device``: the context runs a ``DeviceTopK`` (each row is then 40 candidates that
+    ``llama_sampler_sample`` gives the persona's chain)."""
+
+    def __init__(
+        self, ctx: Any, n_vocab: int, top_k: int = TOP_K, *, on_device: bool = False
+    ) -> None:
+        import llama_cpp
+
+        self._lc = llama_cpp
+        self.ctx = ctx
+        self.on_device = on_device
         self.n_vocab = n_vocab
         self.top_k = top_k
         self._block = n_vocab // top_k  # top_k blocks of this many logits per row
@@ -109,9 +161,11 @@ class StepSampler:
     def sample(self, chains: Sequence[Any], greedy: Sequence[bool]) -> list[int]:
         """Row i's next token from ``chains[i]`` (greedy[i]: the chain is the greedy one)."""
         n = len(chains)
+        lc = self._lc
+        if self.on_device:  # llama.cpp hands the device's 40 candidates to each chain
+            return [int(lc.llama_sampler_sample(chains[i], self.ctx, i)) for i in range(n)]
         rows = self.rows(n)
         out = [0] * n
-        lc = self._lc
         if all(greedy):
             for i, tok in enumerate(np.argmax(rows, axis=1).tolist()):
                 lc.llama_sampler_accept(chains[i], tok)

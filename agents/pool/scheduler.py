@@ -346,8 +346,12 @@ class Scheduler:
         else:
             slot.state = "ready"
             slot.last_used = time.monotonic()
+            where = "; top-k sampled on the device" if slot.runner.device_top_k else ""
             self.on_event(
-                "load", slot.name, "", f"{slot.estimate} bytes in {slot.stats.load_s or 0:.2f}s"
+                "load",
+                slot.name,
+                "",
+                f"{slot.estimate} bytes in {slot.stats.load_s or 0:.2f}s{where}",
             )
             self._schedule_keep_alive(slot)
             # Queued on the slot's thread before any turn this dispatch seats: a seated turn
