@@ -301,7 +301,7 @@ async def test_seeded_sampling_does_not_depend_on_who_else_runs(
 async def test_top_k_on_the_device_writes_the_same_texts(
     embedded_models: dict[str, ModelSpec], mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """DeviceTopK (on by default on a GPU) forced on here, on llama.cpp's CPU backend: each
+    """DeviceTopK (SeqRunner.DEVICE_TOP_K) forced on, on llama.cpp's CPU backend: each
     persona's text, greedy and seeded, is the one the host-side sampler writes."""
     from agents.pool.runner import SeqRunner
 
@@ -316,7 +316,7 @@ async def test_top_k_on_the_device_writes_the_same_texts(
         await pool.close()
         [load] = [e.detail for e in pool.events if e.kind == "load"]
         assert load.endswith("; top-k sampled on the device")
-        monkeypatch.setattr(SeqRunner, "DEVICE_TOP_K", None)
+        monkeypatch.setattr(SeqRunner, "DEVICE_TOP_K", False)
         assert device == host and all(device.values())
 
 

@@ -266,13 +266,15 @@ class SeqRunner:
     # * ubatch 2048: a re-prefill of a long history is a few large matrix products instead of
     #   one per 512 tokens, which is what makes re-prefilling cheaper than restoring a saved
     #   state on a GPU.
-    # The first sampler (top-k 40) runs on the device inside the decode graph (DeviceTopK,
-    # llama.cpp's backend sampling): 40 candidates per persona come back instead of the
-    # vocabulary's logits, and the host's one-pass top-k threshold is skipped. None: on a GPU
-    # only (on the CPU the same work just moves between threads). The whole chain on the
-    # device was measured earlier: batched +2.5% at best, interleaved -20% (llama.cpp then
-    # rebuilt the sampler graph whenever the sequence changed).
-    DEVICE_TOP_K: bool | None = None
+    # DEVICE_TOP_K: the first sampler (top-k 40) runs on the device inside the decode graph
+    # (DeviceTopK, llama.cpp's backend sampling): 40 candidates per persona come back instead
+    # of the vocabulary's logits, and the host's one-pass top-k threshold is skipped. True /
+    # False: always / never; None: on a GPU only. Off until measured on a GPU
+    # (`bench_gpu.py --sections device_top_k`): this session had no device time left. On the
+    # CPU it only moves work between threads (tiny models: sampled 1.2x faster, greedy 0.87x).
+    # The whole chain on the device was measured earlier: batched +2.5% at best, interleaved
+    # -20% (llama.cpp then rebuilt the sampler graph whenever the sequence changed).
+    DEVICE_TOP_K: bool | None = False
     # Greedy text on a GPU already depends on batch shape (different kernels), so the CPU's
     # reason for separate KV streams does not hold there.
     GPU_FLASH_ATTN = True
