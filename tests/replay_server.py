@@ -37,6 +37,7 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "loop": {"first": SHELL + '{"command": "cat notes.txt"}}</tool_call>'},
     "good-call": {"first": SHELL + '{"command": "ls"}}</tool_call>'},
     "url-cut": {"first": "https://"},
+    "json-first-char": {"first": 'x{"answer": 1}', "fixed": '{"answer": 1}'},
 }
 # Cases answered with OpenAI ``tool_calls`` deltas (a server with native tool support):
 # (id, name, argument fragments) per call.

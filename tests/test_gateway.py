@@ -345,6 +345,23 @@ def test_api_requests_show_in_hermes_log_with_their_verdicts(server) -> None:
     assert none.exit_code == 0 and "no sessions matching mode=batch" in none.output
 
 
+def test_a_verdict_on_the_first_token_is_stored_with_its_message(server) -> None:
+    """A replay whose first character breaks the JSON contract: the verdict comes while the
+    request's session and message rows are still being inserted, and is stored all the same,
+    attached to the answer it is about."""
+    got = stream(server, model="planner", messages=user("json-first-char"))
+    assert codes(got["verdicts"])[:1] == ["E_JSON_BROKEN"]
+    db = sqlite3.connect(server.db)
+    try:
+        row = db.execute(
+            "SELECT v.code, m.role, m.content FROM verdicts v JOIN messages m"
+            " ON m.id = v.message_id WHERE v.code = 'E_JSON_BROKEN' AND m.content LIKE 'x{%'"
+        ).fetchall()
+    finally:
+        db.close()
+    assert row and row[0][:2] == ("E_JSON_BROKEN", "assistant")
+
+
 def test_remote_models_get_the_tools_and_their_tool_call_deltas_are_checked(server) -> None:
     echo = server.openai().chat.completions.create(
         model="replay", messages=user("echo-tools"), tools=[SHELL_TOOL], tool_choice="required"

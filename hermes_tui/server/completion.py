@@ -132,6 +132,11 @@ class Completion:
 
     async def _on_verdict(self, verdict: Any) -> None:
         self.verdicts.append(verdict)
+        if self._record is not None and not self._record.done():
+            # A verdict on the first tokens comes before the rows it belongs to exist: the
+            # sentinel's task waits for them (the stream does not), then stores it.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._record)
         if self.session_id is not None:
             v = dataclasses.replace(verdict, detail=self._clean(verdict.detail))
             await self.core.store.add_verdict(
