@@ -270,7 +270,7 @@ class SeqRunner:
     # (DeviceTopK, llama.cpp's backend sampling): 40 candidates per persona come back instead
     # of the vocabulary's logits, and the host's one-pass top-k threshold is skipped. True /
     # False: always / never; None: on a GPU only. Off until measured on a GPU
-    # (`bench_gpu.py --sections device_top_k`): this session had no device time left. On the
+    # (`bench_gpu.py --sections device_top_k`): this session had ~3 device-minutes. On the
     # CPU it only moves work between threads (tiny models: sampled 1.2x faster, greedy 0.87x).
     # The whole chain on the device was measured earlier: batched +2.5% at best, interleaved
     # -20% (llama.cpp then rebuilt the sampler graph whenever the sequence changed).
