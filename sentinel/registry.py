@@ -69,7 +69,9 @@ CHECKS: tuple[CheckInfo, ...] = (
         "unsafe_commands",
         ("E_UNSAFE_COMMAND",),
         "rm -r of /, ~, $HOME or a system directory (read with shlex: quotes, split flags,"
-        " paths that climb to / with ..), mkfs/mke2fs/mkswap on a device, dd of=/dev/...,"
+        " paths that climb to / with .., also from a cd on the same line; a bare climb such as"
+        " rm -rf ../../.. is minor: where it lands depends on the working directory),"
+        " mkfs/mke2fs/mkswap on a device, dd of=/dev/...,"
         " wipefs -a, blkdiscard, sgdisk --zap-all, parted mklabel, badblocks -w, mv /* away,"
         " curl ... | sh and bash <(curl ...), fork bombs, chmod -R 777 of / or a system"
         " directory, the same inside a string (os.system('...'), a JSON tool call) and more;"

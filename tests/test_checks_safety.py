@@ -267,6 +267,29 @@ def test_destructive_command_variants_are_critical_in_code(line: str, flagged: s
 
 
 @pytest.mark.parametrize(
+    "line,flagged,severity",
+    [
+        # a climb that reaches / only from a shallow enough directory, which nobody named
+        ("rm -rf ../../../../../../../../", "rm -rf ../../../../../../../../", "minor"),
+        ("rm -rf ../build ../*", "rm -rf ../build ../*", "minor"),
+        ("rm -rf ..", "rm -rf ..", "minor"),
+        # the line says where it runs: / or a system directory, provably
+        ("cd /var/www && sudo rm -rf ../..", "rm -rf ../..", "critical"),
+        ("cd ~ && rm -rf ..", "rm -rf ..", "critical"),
+    ],
+)
+def test_rm_of_a_directory_above_the_working_one(line: str, flagged: str, severity: str) -> None:
+    text = f"Run this:\n\n```bash\n{line}\n```\n"
+    found = split_invariant(UnsafeCommandCheck, text)
+    assert [(v.severity, text[v.span[0] : v.span[1]]) for v in found] == [(severity, flagged)]
+
+
+def test_rm_of_a_sibling_directory_is_not_flagged() -> None:
+    text = "```bash\nrm -rf ../dist ../build/cache\ncd /srv/app/releases && rm -rf ../old\n```\n"
+    assert split_invariant(UnsafeCommandCheck, text) == []
+
+
+@pytest.mark.parametrize(
     "text,severity",
     [
         ("Never run `rm -rf /` on a server.\n", "minor"),

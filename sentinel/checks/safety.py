@@ -231,9 +231,13 @@ _SYSTEM_DIRS = frozenset(
 )
 
 
-def _rm_danger(args: str) -> str | None:
+def _rm_danger(args: str, cwd: str = "") -> tuple[str, bool] | None:
     """The operand of ``rm ARGS`` that deletes / , a system directory or the home directory
-    recursively (None if none, or if it is not recursive)."""
+    recursively, and whether it provably does: ``(operand, True)``; ``(operand, False)`` for a
+    relative path that only climbs (``..``, ``../../..``, ``../*``: a directory above the
+    working one, which reaches / only from a shallow enough one, unknown here); None if none,
+    or if it is not recursive. ``cwd``: the absolute directory a ``cd`` before the command on
+    its line moved to (relative operands are resolved against it)."""
     try:
         words = shlex.split(args, comments=True)
     except ValueError:  # an unclosed quote: the command sits inside a string (os.system('…'),
@@ -259,11 +263,38 @@ def _rm_danger(args: str) -> str | None:
             operands.append(w)
     if not recursive:
         return None
+    climb = None
     for op in operands:
         for path in _expansions(op):
+            if cwd and not path.startswith("/"):
+                path = posixpath.join(cwd, path)
             if _dangerous_path(path):
-                return op
-    return None
+                return op, True
+            if climb is None and _only_climbs(path):
+                climb = op
+    return (climb, False) if climb is not None else None
+
+
+def _only_climbs(path: str) -> bool:
+    """A relative path made of ``..`` only (``../..``, ``../../../``, ``../*``)."""
+    head, _, last = path.rpartition("/")
+    if "*" in last or "?" in last:
+        path = head
+    parts = posixpath.normpath(path).split("/") if path else []
+    return bool(parts) and all(p == ".." for p in parts)
+
+
+# ``cd /srv/app && rm -rf ../..``: the directory the command runs in, when its line says it
+_CD = re.compile(r"\bcd\s+([^\s;&|()]+)\s*(?:&&|;)\s*(?:sudo\s+(?:-\S+\s+)*)?$")
+
+
+def _known_cwd(before: str) -> str:
+    """The absolute directory ``before`` (the line up to an ``rm``) ends by moving to."""
+    m = _CD.search(before[-200:])
+    if m is None:
+        return ""
+    paths = _expansions(m.group(1).strip("'\""))
+    return paths[0] if len(paths) == 1 and paths[0].startswith("/") else ""
 
 
 _BRACE = re.compile(r"\{([^{}]*,[^{}]*)\}")
@@ -306,6 +337,9 @@ def _dangerous_path(path: str) -> bool:
         return True
     return norm in _SYSTEM_DIRS
 
+
+_RM_ROOT = "rm -r of /, a system directory or ~"
+_RM_CLIMB = "rm -r of a directory above the working one"
 
 # A sentence that warns against what it names: the command in it is not an instruction.
 _WARNING = re.compile(
@@ -420,16 +454,21 @@ class UnsafeCommandCheck(_LineCheck):
             for m in pat.finditer(text if complete else body, self._min_start):
                 found.append((m.start(), m.end(), name))
         for m in _RM.finditer(text if complete else body, self._min_start):
-            op = _rm_danger(m.group("args"))
-            if op is not None:
+            danger = _rm_danger(m.group("args"), _known_cwd(body[: m.start()]))
+            if danger is not None:
+                op, provable = danger
                 args = m.group("args")
-                i = args.find(op)
+                # the operand as a whole word (``../`` is also the start of ``../dist``)
+                w = re.search(rf"(?<![^\s'\"]){re.escape(op)}(?![^\s'\")])", args)
+                i = w.start() if w else args.find(op)
                 end = m.end("args")
                 if i >= 0:  # up to the dangerous operand (and its closing quote)
                     end = m.start("args") + i + len(op)
                     quoted = i > 0 and args[i - 1] in "\"'"  # rm -rf "/" (not a JSON string's end)
                     end += 1 if quoted and end < len(body) and body[end] == args[i - 1] else 0
-                found.append((m.start(), end, "rm -r of /, a system directory or ~"))
+                found.append(
+                    (m.start(), end, _RM_ROOT if provable else _RM_CLIMB),
+                )
         for s0, e0, name in sorted(found):
             end = min(e0, len(body))
             while end > s0 and body[end - 1] in " \t`":  # a closing backtick is not in it
@@ -442,6 +481,9 @@ class UnsafeCommandCheck(_LineCheck):
             self._seen.append(span)
             what = body[s0:end]
             verdict = Verdict(self.name, self._sev, "E_UNSAFE_COMMAND", span, f"{name}: {what!r}")
+            if name == _RM_CLIMB:  # where it lands depends on a directory nobody named: minor
+                out.append(dataclasses.replace(verdict, severity="minor"))
+                continue
             context = self._prose_context(body, s0)
             if context is None:  # code: critical at once
                 out.append(verdict)
