@@ -56,8 +56,8 @@ CHECKS: tuple[CheckInfo, ...] = (
     CheckInfo(
         "drift",
         ("E_DRIFT",),
-        "prose from a code-only persona, chat before a JSON persona's JSON, an answer far"
-        " longer than asked",
+        "prose from a code-only persona (its questions do not count: asking which version"
+        " is not drift), chat before a JSON persona's JSON, an answer far longer than asked",
     ),
     CheckInfo("word_limit", ("E_LENGTH",), "the word that crosses the persona's max_words"),
     CheckInfo(

@@ -76,6 +76,22 @@ def test_code_persona_writing_an_essay() -> None:
     assert found(make, unfenced) == []
 
 
+def test_a_coder_asking_what_it_needs_is_not_drift_an_essay_of_questions_is() -> None:
+    make = lambda: ContractDriftCheck("code")  # noqa: E731
+    asks = (
+        "I can't write that code yet: the requirements leave out what it runs against.\n"
+        "Which database do you use, and which version of it? Which Python version should the "
+        "script support? Does it run on a schedule or on demand, and who starts it? Should it "
+        "log to a file or to stdout, and do you need retries when the connection drops?\n"
+    )
+    assert len(asks.split()) > 50  # over the 40-word prose budget, nearly all of it questions
+    assert found(make, asks) == []
+    essay = "This explanation keeps going about why the code is good and nice. " * 6 + "\n"
+    assert [v.code for v in run(make, asks + essay)] == ["E_DRIFT"]  # statements still count
+    quiz = "Which one do you want? " * 60 + "\n"  # questions beyond 3x the budget count
+    assert [v.code for v in run(make, quiz)] == ["E_DRIFT"]
+
+
 def test_far_longer_than_asked() -> None:
     make = lambda: ContractDriftCheck("text", max_tokens=10)  # noqa: E731
     v = run(make, "word " * 40)

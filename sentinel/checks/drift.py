@@ -2,6 +2,9 @@
 
 * ``code``: prose lines outside code fences beyond ``max_prose_words`` words (a sentence of
   introduction is fine; an essay is not). Indented lines and comment lines are code-like.
+  Questions do not count (up to ``3 * max_prose_words`` of their words): a coder that asks
+  which database or Python version the code is for is asking what it needs to answer, and a
+  hidden correction would only make it guess.
 * ``json``: non-whitespace text before the first ``{``/``[`` (a leading ``` fence is allowed).
 * any kind: the answer grows far beyond what was asked (``length_factor`` x ``max_tokens``,
   estimated at ``chars_per_token`` characters per token, so it does not depend on the
@@ -18,6 +21,7 @@ from sentinel.verdict import Verdict
 _PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[,.!?:;]?")
 _CODE_START = re.compile(r"\s|#|//|/\*|\*|--|<|[{}()\[\];]")
 _MAX_WORDS = 200  # words of one line looked at (bounds the work on a 1 MB line)
+_SENTENCE = re.compile(r"[^.!?]*[.!?]+[\"'”’)]*|[^.!?]+$")
 
 
 class ContractDriftCheck:
@@ -42,6 +46,7 @@ class ContractDriftCheck:
         self._pos = 0
         self._lines = LineStream()
         self._prose_words = 0
+        self._question_words = 3 * max_prose_words  # question words not counted as prose
         self._done: set[str] = set()
         # json preamble state
         self._json_state = "start"  # start | fence | body | done
@@ -133,18 +138,23 @@ class ContractDriftCheck:
         if line.kind != "prose" or _CODE_START.match(line.text):
             return []
         # a bounded look (the first _MAX_WORDS words): a longer line is judged by its start
-        words = line.text[: _MAX_WORDS * 24].split()[:_MAX_WORDS]
+        head = line.text[: _MAX_WORDS * 24]
+        words = head.split()[:_MAX_WORDS]
         if len(words) < 3:
             return []
         plain = sum(1 for w in words if _PLAIN_WORD.fullmatch(w))
         if plain < 0.6 * len(words):
             return []
+        asked = sum(len(s.split()) for s in _SENTENCE.findall(head) if "?" in s[-4:])
+        free = min(asked, len(words), self._question_words)
+        self._question_words -= free
         before = self._prose_words
-        self._prose_words += len(words)
+        self._prose_words += len(words) - free
         if self._prose_words <= self.max_prose_words:
             return []
         self._done.add("prose")
-        # span: the word that crossed the budget, to the end of its line
+        # span: the word that crossed the budget (questions left out, roughly), to the end
+        # of its line
         idx = self.max_prose_words - before
         col = 0
         for k, m in enumerate(re.finditer(r"\S+", line.text[: _MAX_WORDS * 24])):
