@@ -24,11 +24,15 @@ Decisions:
   key, and an answer that pastes one is one edit away from pasting a real one. Values that are
   not key-shaped are not: ``<YOUR_KEY>``, ``${TOKEN}``, ``sk-your-key-here``, ``xxxx``, ``***``,
   nor a shape filled with filler (one character 8 times, ``tskey-api-AAAA…-BBBB…``, or one unit
-  4 times, ``…EXAMPLEEXAMPLE…``), nor one that runs on into a mask (``xoxp-…-####``).
+  4 times, ``…SAMPLESAMPLE…``), nor one that runs on into a mask (``xoxp-…-####``). AWS marks
+  its documented examples with ``EXAMPLE``: in an AWS shape that marker is not filler (gitleaks'
+  Bedrock example ``ABSKQmVkcm9ja0FQSUtleS1EXAMPLEEXAMPLE…`` counts, as the access key does).
 * **URL passwords**: not a template slot (``{password}``, ``$(PGPASSWORD)``, ``${VAR}``), not a
   placeholder word, not the user name again (``postgres:postgres@``: a default).
-* **A 64-hex value** is a private key only with a key named just before it (``private key:``,
-  ``wallet``, ``seed``); alone it is a hash (commit, checksum).
+* **A 64-hex value** is a secret only with a key named just before it on its line (``private
+  key:``, ``wallet``, ``seed``, ``API_TOKEN=``, ``ETH_PK=``) and no digest named there
+  (``sha256sum:``, ``commit``, ``public key``, ``fingerprint``, ``tx hash``); alone it is a hash:
+  a bare 64-hex string is a SHA-256 digest as often as a key, and a false halt costs more.
 * **Keyword values** (``password: hunter2``) must look like a credential: one token, not a
   template or a reference, at least 6 characters mixing two classes of characters (lower,
   upper, digit, symbol), or 16+ characters of high entropy. ``password: required`` is not one.
@@ -620,6 +624,34 @@ def _b64_private_key(value: str) -> bool:
         return False
 
 
+# What names a 64-hex value as a key (in the 40 characters before it), and what names it as
+# a digest (which wins: ``public key sha256:``, ``commit``, ``checksum``)
+_HEX_KEY_NAME = re.compile(
+    r"(?i)priv|secret|key|seed|mnemonic|wallet|token|passw|credential|(?<![a-z])pk(?![a-z])"
+)
+_HEX_DIGEST_NAME = re.compile(
+    r"(?i)\bsha\b|sha-?\d|hash|digest|checksum|sum\b|fingerprint|commit|\brev(?:ision)?\b"
+    r"|integrity|etag|md5|blake|crc|\bpub|public|\btx|transaction|\bid\b|_id\b"
+)
+
+
+def _hex_key_named(before: str) -> bool:
+    """Whether a 64-hex value is named as a key: a key name (``private key:``, ``seed``,
+    ``API_TOKEN=``, ``ETH_PK=``) in the 40 characters before it on its line, and no digest
+    name there (a bare 64-hex value is a SHA-256 digest as often as a key: not a secret)."""
+    return bool(_HEX_KEY_NAME.search(before)) and not _HEX_DIGEST_NAME.search(before)
+
+
+def _aws_example(kind: str, value: str) -> bool:
+    """An AWS key shape whose filler is AWS's own documentation marker, ``EXAMPLE``
+    (``ABSKQmVkcm9ja0FQSUtleS1EXAMPLEEXAMPLE…``, as in gitleaks' Bedrock rule): AWS's
+    documented examples count, like ``AKIAIOSFODNN7EXAMPLE``; other filler does not."""
+    if not kind.lower().startswith("aws") or "EXAMPLE" not in value:
+        return False
+    rest = value.replace("EXAMPLE", "")
+    return len(rest) >= 8 and not placeholder_shape(rest)
+
+
 def _aws_id(text: str, s: int, e: int) -> bool:
     """An access key id stands alone (TODAYINASIAASACK… is a word) and has a digit."""
     before = text[s - 1] if s else " "
@@ -710,7 +742,7 @@ def find_in_window(
                 value = text[s:e]
                 if s == e or _gitleaks_allowed(rule, value, m.group(), text):
                     continue
-                if placeholder_shape(value):
+                if placeholder_shape(value) and not _aws_example(d.kind, value):
                     continue
             elif d.check == "basic":
                 if not _basic_credentials(value):
@@ -723,9 +755,7 @@ def find_in_window(
                 if not _b64_private_key(value):
                     continue
             elif d.check == "hexkey":
-                if not re.search(
-                    r"(?i)priv|secret|key|seed|mnemonic|wallet", text[max(0, s - 40) : s]
-                ):
+                if not _hex_key_named(text[max(0, s - 40) : s]):
                     continue  # a hash (commit, checksum) unless a key is named next to it
             elif d.check not in ("keyword", "url") and placeholder_shape(value):
                 continue

@@ -108,6 +108,52 @@ def test_a_hash_without_a_key_named_next_to_it_is_not_a_secret() -> None:
     assert spans(SecretCheck, text) == []
 
 
+_HEX = "5f3a9c2e71d04b8896a1e0c7d2f4b63a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
+
+
+@pytest.mark.parametrize(
+    "line,secret",
+    [
+        (f"API_TOKEN={_HEX}", _HEX),  # a key name assigned: a secret
+        (f'  "auth_token": "{_HEX}",', _HEX),
+        (f"export ETH_PK=0x{_HEX}", "0x" + _HEX),
+        (f"shared_secret = {_HEX}", _HEX),
+        (f"wallet private key: 0x{_HEX}", "0x" + _HEX),
+    ],
+)
+def test_a_64_hex_value_with_a_key_named_before_it_is_a_secret(line: str, secret: str) -> None:
+    assert spans(SecretCheck, line + "\n") == [secret]
+    assert _HEX not in redact(line)
+
+
+def test_a_64_hex_value_alone_or_named_as_a_digest_is_not_a_secret() -> None:
+    text = (
+        f"{_HEX}\n"  # a bare 64-hex string: as often a SHA-256 digest as a key
+        f"Oops, I pasted 0x{_HEX}! Please ignore it.\n"
+        f"sha256sum: {_HEX}  dist/app.tar.gz\n"
+        f"public key (ed25519): {_HEX}\n"
+        f"key fingerprint SHA256:{_HEX}\n"
+        f"tx hash: 0x{_HEX}\n"
+        f'"integrity": "{_HEX}", "private_key_id": "{_HEX}"\n'
+    )
+    assert spans(SecretCheck, text) == []
+
+
+def test_an_aws_key_filled_with_awss_example_marker_is_a_secret_other_filler_is_not() -> None:
+    # gitleaks' own true positive for the Bedrock rule: the prefix is base64 "BedrockAPIKey-",
+    # the rest AWS's documentation marker, as in AKIAIOSFODNN7EXAMPLE (which counts too)
+    bedrock = "ABSKQmVkcm9ja0FQSUtleS1" + "EXAMPLE" * 15 + "EXM="
+    assert spans(SecretCheck, f"AWS_BEARER_TOKEN_BEDROCK={bedrock}\n") == [bedrock]
+    assert bedrock not in redact(f"key {bedrock} here")
+    filler = (
+        "ABSKQmVkcm9ja0FQSUtleS1" + "SAMPLE" * 20 + "=\n"  # filler that is not AWS's marker
+        "ABSK" + "EXAMPLE" * 17 + "\n"  # nothing but the marker: no key's content at all
+        "ABSKQmVkcm9ja0FQSUtleS1EXAMPLE\n"  # too short for the shape
+        "ABSKQmVkcm9ja0FQSUtleS1" + "EXAMPLE" * 48 + "\n"  # longer than the shape's 269
+    )
+    assert spans(SecretCheck, filler) == []
+
+
 def test_templates_defaults_and_fillers_are_not_secrets() -> None:
     text = (
         # templated connection strings: every slot syntax

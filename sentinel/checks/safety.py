@@ -525,6 +525,11 @@ class UnsafeCommandCheck(_LineCheck):
 
 # A secret this long is reported by its first characters (a window may not hold it whole).
 _LONG_SECRET = 256
+# A match that runs to the end of what has streamed (or of a window) may still grow, or stop
+# matching: a shape with a longest length (Bedrock's 109-269 characters) that the text runs
+# past is no key. It is reported before its end only once it is this long (a window still
+# holds its start then; few bounded shapes are this long).
+_EARLY = 300
 
 
 class SecretCheck(_LineCheck):
@@ -572,10 +577,11 @@ class SecretCheck(_LineCheck):
         tags = self._scan.tags_in(start - 24, start + len(text))
         for s, e, kind in secrets.find_in_window(body, self._min_start, complete, tags):
             long = kind != "Secret Keyword" and e - s >= _LONG_SECRET
-            if not complete and not long and (e >= len(body) or kind == "Secret Keyword"):
+            if not complete and (e >= len(body) or kind == "Secret Keyword"):
                 # the value may still grow; a keyword's value is judged with its whole line
                 # (``password = os.environ[...]`` is a reference only once the line is read)
-                continue
+                if kind == "Secret Keyword" or e - s < _EARLY:
+                    continue
             if long:  # longer than a window: its first characters, whatever the split
                 e = s + _LONG_SECRET
             out.extend(self._emit((start + s, start + e), kind))
