@@ -12,11 +12,13 @@ per code; clean cases flagged, minor and critical separately; the misses and fal
 themselves, with their sources. Goals (issue #16): detected >= 95% overall and >= 90% per code,
 clean flagged <= 1%, no critical verdict on a clean case.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_sentinel_accuracy.py``
+Run: ``PYTHONPATH=. python benchmarks/bench_sentinel_accuracy.py`` (``--help``: options;
+``--only CODE`` measures one code's cases and writes nothing)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import sys
@@ -62,7 +64,18 @@ def verdicts_for(case: dict, seed: int = 0) -> list[Verdict]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--only",
+        metavar="CODE",
+        help="only the cases that expect CODE (E_SECRET; 'clean' for the clean ones); "
+        f"prints the figures, does not write {OUT.relative_to(ROOT)}",
+    )
+    args = ap.parse_args()
     cases = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
+    if args.only:
+        want = None if args.only == "clean" else args.only
+        cases = [c for c in cases if c["expect"] == want]
     per_code: dict[str, list[int]] = {}
     misses, false_alarms = [], []
     clean = {"cases": 0, "minor": 0, "critical": 0}
@@ -103,21 +116,27 @@ def main() -> None:
         "clean": clean["cases"],
         "clean_share": round(clean["cases"] / n, 3),
         "detected": detected,
-        "detected_rate": round(detected / flawed, 4),
+        "detected_rate": round(detected / max(flawed, 1), 4),
         "per_code": {
             code: {"detected": d, "cases": t, "rate": round(d / t, 4)}
             for code, (d, t) in sorted(per_code.items())
         },
         "clean_flagged_minor": clean["minor"],
         "clean_flagged_critical": clean["critical"],
-        "clean_flagged_rate": round((clean["minor"] + clean["critical"]) / clean["cases"], 4),
+        "clean_flagged_rate": round(
+            (clean["minor"] + clean["critical"]) / max(clean["cases"], 1), 4
+        ),
         "misses": misses,
         "false_alarms": false_alarms,
     }
-    OUT.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    if not args.only:
+        OUT.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     summary = {k: v for k, v in results.items() if k not in ("misses", "false_alarms")}
     print(json.dumps(summary, indent=2))
     print(f"{len(misses)} misses, {len(false_alarms)} clean cases flagged")
+    if args.only:  # nothing written: show them here
+        for item in misses + false_alarms:
+            print(json.dumps(item, ensure_ascii=False)[:300])
 
 
 if __name__ == "__main__":
