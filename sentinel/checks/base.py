@@ -13,7 +13,9 @@ class Check(Protocol):
     ``feed`` receives each new piece of text (usually one token) in order; the check keeps
     its own state and character offset, and does O(len(piece)) amortised work. It returns the
     verdicts that became certain with this piece (each at most once). ``finish`` is called
-    once when the message ends and returns what can only be decided at the end.
+    once when the message ends and returns what can only be decided at the end. A check
+    that judges whole words may also define ``finish_cut_off()``, called instead when the
+    answer stopped at its token limit (its last word is unfinished, not wrong).
     """
 
     name: str
