@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from agents.engine import SamplingParams
 from agents.models import resolve_model_path
+from agents.pool import runner as runner_module
 from agents.pool.pool import ModelPool, NeverFitsError, PoolBusyError
 from agents.pool.runner import SeqRunner
 from agents.specs import DeviceSpec, ModelSpec, PoolSpec
@@ -124,17 +125,30 @@ async def test_personas_on_the_same_gguf_share_one_loaded_model(synth: dict[str,
         await pool.close()
 
 
-async def test_personas_take_turns_in_time_slices(synth: dict[str, Path]) -> None:
+async def test_personas_take_turns_in_time_slices(
+    synth: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     pool = ModelPool(_models({"m0": synth["m0"]}), PoolSpec(slice_tokens=3))
+    # The order the model produced the pieces in (each hand-off to the event loop lists them
+    # in that order). Not the order the readers got them: the pool hands pieces over in
+    # batches every few ms, and on a loaded machine one batch can hold a persona's whole
+    # answer, so the readers' order said more about the load than about the schedule.
     order: list[str] = []
+    put_all = runner_module._put_all
+
+    def recording(batch):
+        order.extend(job.persona for job, piece in batch if isinstance(piece, str))
+        put_all(batch)
+
+    monkeypatch.setattr(runner_module, "_put_all", recording)
     params = SamplingParams(max_tokens=12, temperature=0.0)
 
-    async def run(persona: str) -> None:
-        async for _ in pool.generate(persona, "m0", HI, params):
-            order.append(persona)
+    async def run(persona: str) -> int:
+        return len([p async for p in pool.generate(persona, "m0", HI, params)])
 
     try:
-        await asyncio.gather(run("architect"), run("coder"), run("critic"))
+        got = await asyncio.gather(run("architect"), run("coder"), run("critic"))
+        assert sum(got) == len(order)  # every piece read was produced, in this order
         runs = [p for i, p in enumerate(order) if i == 0 or order[i - 1] != p]
         # Round-robin: every persona gets a slice before anyone gets a second one.
         assert sorted(runs[:3]) == ["architect", "coder", "critic"]
@@ -145,22 +159,39 @@ async def test_personas_take_turns_in_time_slices(synth: dict[str, Path]) -> Non
 
 async def test_interactive_requests_go_ahead_of_batch(synth: dict[str, Path]) -> None:
     # One seat on the model: the two late requests must wait, and the interactive one goes first.
-    pool = ModelPool(_models({"m0": synth["m0"]}), PoolSpec(slice_tokens=1000), seqs_per_model=1)
+    models = {"m0": ModelSpec("m0", synth["m0"], n_ctx=4096)}  # room for a long answer
+    pool = ModelPool(models, PoolSpec(slice_tokens=100_000), seqs_per_model=1)
     first_piece: list[str] = []
 
-    async def run(persona: str, priority: str, params: SamplingParams = GREEDY) -> None:
-        async for _ in pool.generate(persona, "m0", HI, params, priority=priority):
+    async def run(
+        persona: str,
+        priority: str,
+        params: SamplingParams = GREEDY,
+        cancel: asyncio.Event | None = None,
+    ) -> None:
+        async for _ in pool.generate(persona, "m0", HI, params, cancel, priority=priority):
             if persona not in first_piece:
                 first_piece.append(persona)
 
     try:
-        long = SamplingParams(max_tokens=200, temperature=0.0)  # still busy when the others come
-        busy = asyncio.ensure_future(run("architect", "interactive", long))
+        # The seat stays taken until both late requests wait for it (the tiny model's 180-token
+        # answer took 20-75 ms: on a loaded machine it could end before the two were admitted,
+        # and the batch request, admitted first, then found the seat free).
+        long = SamplingParams(max_tokens=2000, temperature=0.0)
+        stop_busy = asyncio.Event()
+        busy = asyncio.ensure_future(run("architect", "interactive", long, stop_busy))
         while not first_piece:
             await asyncio.sleep(0.001)
         batch = asyncio.ensure_future(run("batcher", "batch"))
         await asyncio.sleep(0)
         inter = asyncio.ensure_future(run("critic", "interactive"))
+        for _ in range(6000):
+            if len(pool.snapshot().queue) == 2 or busy.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not busy.done(), "the long answer ended before the others were waiting"
+        assert {q.persona for q in pool.snapshot().queue} == {"batcher", "critic"}
+        stop_busy.set()  # the seat frees with both waiting: the interactive one goes first
         await asyncio.gather(busy, batch, inter)
         assert first_piece.index("critic") < first_piece.index("batcher")
     finally:
