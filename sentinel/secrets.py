@@ -31,7 +31,8 @@ Decisions:
   placeholder word, not the user name again (``postgres:postgres@``: a default).
 * **A 64-hex value** is a secret only with a key named just before it on its line (``private
   key:``, ``wallet``, ``seed``, ``API_TOKEN=``, ``ETH_PK=``) and no digest named there
-  (``sha256sum:``, ``commit``, ``public key``, ``fingerprint``, ``tx hash``); alone it is a hash:
+  (``sha256sum:``, ``commit``, ``public key``, ``fingerprint``, ``tx hash``, ``next_page_token``,
+  ``nonce``, ``salt``); alone it is a hash:
   a bare 64-hex string is a SHA-256 digest as often as a key, and a false halt costs more.
 * **Keyword values** (``password: hunter2``) must look like a credential: one token, not a
   template or a reference, at least 6 characters mixing two classes of characters (lower,
@@ -632,6 +633,7 @@ _HEX_KEY_NAME = re.compile(
 _HEX_DIGEST_NAME = re.compile(
     r"(?i)\bsha\b|sha-?\d|hash|digest|checksum|sum\b|fingerprint|commit|\brev(?:ision)?\b"
     r"|integrity|etag|md5|blake|crc|\bpub|public|\btx|transaction|\bid\b|_id\b"
+    r"|page|cursor|continuation|nonce|salt|\biv\b"  # what is sent in the clear
 )
 
 
@@ -639,7 +641,11 @@ def _hex_key_named(before: str) -> bool:
     """Whether a 64-hex value is named as a key: a key name (``private key:``, ``seed``,
     ``API_TOKEN=``, ``ETH_PK=``) in the 40 characters before it on its line, and no digest
     name there (a bare 64-hex value is a SHA-256 digest as often as a key: not a secret)."""
-    return bool(_HEX_KEY_NAME.search(before)) and not _HEX_DIGEST_NAME.search(before)
+    return (
+        bool(_HEX_KEY_NAME.search(before))
+        and not _HEX_DIGEST_NAME.search(before)
+        and not _keyword_name_allowed(before)  # gitleaks' names that hold none (csrf_token)
+    )
 
 
 def _aws_example(kind: str, value: str) -> bool:

@@ -135,6 +135,8 @@ def test_a_64_hex_value_alone_or_named_as_a_digest_is_not_a_secret() -> None:
         f"key fingerprint SHA256:{_HEX}\n"
         f"tx hash: 0x{_HEX}\n"
         f'"integrity": "{_HEX}", "private_key_id": "{_HEX}"\n'
+        f'{{"next_page_token": "{_HEX}", "nonce": "{_HEX}"}}\n'  # sent in the clear
+        f"csrf_token = {_HEX}\n"  # gitleaks' names that hold no secret
     )
     assert spans(SecretCheck, text) == []
 

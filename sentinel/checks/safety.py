@@ -454,7 +454,9 @@ class UnsafeCommandCheck(_LineCheck):
             for m in pat.finditer(text if complete else body, self._min_start):
                 found.append((m.start(), m.end(), name))
         for m in _RM.finditer(text if complete else body, self._min_start):
-            danger = _rm_danger(m.group("args"), _known_cwd(body[: m.start()]))
+            danger = _rm_danger(
+                m.group("args"), _known_cwd(body[max(0, m.start() - 200) : m.start()])
+            )
             if danger is not None:
                 op, provable = danger
                 args = m.group("args")
