@@ -101,7 +101,10 @@ def test_server_stopped_mid_turn_by_sigterm_then_the_next_turn_runs_in_process(t
     cfg = write_small_config(tmp_path, max_tokens=300)
     proc = ServeProc(cfg, tmp_path / "server.db", "--no-judge").start()
     long = "Tell a very long story about a lighthouse keeper and the sea."
-    run = batch(proc, script(tmp_path, turns=("coder", "critic"), text=long), tmp_path / "c.db")
+    # --seed 2: the coder's first answer runs to its 300 tokens (a sampled one could end, or
+    # be halted as a loop, before the signal: then its status is not E_SERVER_DOWN).
+    turns = script(tmp_path, turns=("coder", "critic"), text=long)
+    run = batch(proc, turns, tmp_path / "c.db", "--seed", "2")
     try:
         deadline = time.monotonic() + 120
         while not pool_snapshot(proc)["running"] and time.monotonic() < deadline:
@@ -134,7 +137,7 @@ def test_a_prompt_longer_than_the_context_is_a_400_the_sdk_does_not_retry(tmp_pa
             assert "does not fit n_ctx=2048" in exc.message
         assert proc.log().count("smollm2 api error") == 1  # asked once, not three times
         ok = client.chat.completions.create(
-            model="smollm2", messages=[long[0] | {"content": "hi"}], max_tokens=2
+            model="smollm2", messages=[long[0] | {"content": "hi"}], max_tokens=2, temperature=0
         )
         assert ok.choices[0].message.content
     finally:

@@ -55,7 +55,7 @@ def test_batch_and_doctor_use_a_running_server(tmp_path):
             timeout=120,
         )
         assert f"pool          hermes serve at unix:{proc.socket} (default socket)" in doctor.stdout
-        run = batch(proc, script(tmp_path), tmp_path / "client.db")
+        run = batch(proc, script(tmp_path), tmp_path / "client.db", "--seed", "1")
         out, err = run.communicate(timeout=300)
         assert run.returncode in (0, 1), err
         messages = [json.loads(line) for line in out.splitlines() if '"message"' in line]
@@ -94,7 +94,10 @@ def test_server_killed_mid_turn_is_e_server_down_then_falls_back_in_process(tmp_
     cfg = write_small_config(tmp_path, max_tokens=300)
     proc = ServeProc(cfg, tmp_path / "server.db", "--no-judge").start()
     long = "Tell a very long story about a lighthouse keeper and the sea."
-    run = batch(proc, script(tmp_path, turns=("coder", "critic"), text=long), tmp_path / "c.db")
+    # --seed 2: the coder's first answer runs to its 300 tokens (a sampled one could end, or
+    # be halted as a loop, before the kill: then its status is not E_SERVER_DOWN).
+    turns = script(tmp_path, turns=("coder", "critic"), text=long)
+    run = batch(proc, turns, tmp_path / "c.db", "--seed", "2")
     try:
         deadline = time.monotonic() + 120
         while not pool_snapshot(proc)["running"] and time.monotonic() < deadline:
@@ -151,7 +154,7 @@ def test_a_client_leaving_mid_stream_leaks_nothing(tmp_path):
         assert "cancelled E_CLIENT_GONE" in proc.log()
         # The slot and its KV sequence are free: the next request is served at once.
         again = proc.openai().chat.completions.create(
-            model="smollm2", messages=body["messages"], max_tokens=3
+            model="smollm2", messages=body["messages"], max_tokens=3, temperature=0
         )
         assert again.choices[0].message.content
         status = (
@@ -234,6 +237,7 @@ def test_a_hermes_serve_is_a_remote_model_for_another(tmp_path):
                 model="far",
                 messages=[{"role": "user", "content": "Say hello."}],
                 max_tokens=6,
+                temperature=0.0,
                 stream=True,
             )
             text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)

@@ -94,7 +94,9 @@ async def test_coder_answer_streams_into_its_view_on_the_real_model(tmp_path, mo
     db = tmp_path / "chat.db"
 
     async def start(listener):
-        return await Runtime.start(config, db_path=db, listener=listener, judge=False)
+        # Seeded: the test wants one answer, uncorrected ("done", two stored messages); a
+        # sampled one that the sentinel corrects (a loop, a banned import) would not be.
+        return await Runtime.start(config, db_path=db, listener=listener, judge=False, seed=1)
 
     app = HermesApp(config, db_path=db, runtime_factory=start)
     async with app.run_test(size=(80, 24)) as pilot:
