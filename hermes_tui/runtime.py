@@ -212,14 +212,7 @@ class Runtime:
         elif judge and config.sentinel.judge_model_path:
             from sentinel.judge import JudgeWorker
 
-            worker = JudgeWorker(
-                config.sentinel.judge_model_path,
-                config.sentinel.device,
-                llama_cpp_path=config.sentinel.judge_llama_cpp_path,
-                busy_share=config.sentinel.busy_share,
-                busy_deadline_s=config.sentinel.judge_timeout_s / 2,
-                hang_timeout_s=config.sentinel.judge_timeout_s,
-            )
+            worker = JudgeWorker.from_settings(config.sentinel)
         if isinstance(pool, ModelPool) and hasattr(worker, "set_primary_busy"):
             pool.add_activity_listener(worker.set_primary_busy)  # the judge gives way
         runtime = cls(config, store, pool, worker, seed)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel.judge_worker import MAX_TEXT_CHARS, device_settings
+from sentinel.settings import SentinelSettings
 from sentinel.verdict import Verdict
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -186,6 +187,26 @@ class JudgeWorker:
     to ``busy_share`` of the time (1: never gives way), for at most ``busy_deadline_s`` per
     request (``sentinel.judge_yield``); the state is sent again to a restarted child.
     """
+
+    @classmethod
+    def from_settings(
+        cls, settings: SentinelSettings, *, hang_timeout_s: float | None = None
+    ) -> JudgeWorker:
+        """The judge that ``[sentinel]`` describes (chat, batch and hermes serve all build it
+        here): its model, device and llama-cpp-python build; it gives way to streaming personas
+        (``judge_busy_share``) for at most half of ``judge_timeout_s`` a request, and a child
+        that answers nothing for ``hang_timeout_s`` (default ``judge_timeout_s``) is deemed
+        hung and restarted."""
+        if not settings.judge_model_path:
+            raise ValueError("[sentinel] names no judge model")
+        return cls(
+            settings.judge_model_path,
+            settings.device,
+            llama_cpp_path=settings.judge_llama_cpp_path,
+            busy_share=settings.busy_share,
+            busy_deadline_s=settings.judge_timeout_s / 2,
+            hang_timeout_s=settings.judge_timeout_s if hang_timeout_s is None else hang_timeout_s,
+        )
 
     def __init__(
         self,

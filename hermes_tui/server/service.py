@@ -165,13 +165,9 @@ class ServerCore:
         elif judge and config.sentinel.judge_model_path:
             from sentinel.judge import JudgeWorker
 
-            worker = JudgeWorker(
-                config.sentinel.judge_model_path,
-                config.sentinel.device,
-                llama_cpp_path=config.sentinel.judge_llama_cpp_path,
-                busy_share=config.sentinel.busy_share,
-                busy_deadline_s=config.sentinel.judge_timeout_s / 2,
-            )
+            # One judge for every client: a restart costs all of them a model load, so only a
+            # child silent for 30 s is deemed hung (the chat's limit is judge_timeout_s).
+            worker = JudgeWorker.from_settings(config.sentinel, hang_timeout_s=30.0)
         # The judge runs on the same memory: the pool gets what it leaves of each device.
         devices = tuple(
             DeviceSpec(name, budget - reserved.get(name, 0)) for name, budget in budgets.items()
