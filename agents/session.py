@@ -28,6 +28,7 @@ from agents.events import (
     VerdictRaised,
 )
 from agents.persona import Persona
+from agents.pool.pool import GenerationInfo
 
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z_][\w-]*)")
 
@@ -73,6 +74,8 @@ class TurnPool(Protocol):
         params: SamplingParams,
         cancel: asyncio.Event | None = None,
         priority: str = "interactive",
+        *,
+        info: GenerationInfo | None = None,
     ) -> AsyncIterator[str]: ...
 
 
@@ -255,6 +258,7 @@ class Session:
         text, tokens, code, detail = "", 0, None, ""
         if watcher:
             watcher.start()
+        info = GenerationInfo()  # the pool's own token count and finish reason
         try:
             async for piece in self.pool.generate(
                 persona.name,
@@ -263,6 +267,7 @@ class Session:
                 persona.sampling(self.seed),
                 stop,
                 self.priority,
+                info=info,
             ):
                 offset = len(text)
                 text += piece
@@ -293,8 +298,11 @@ class Session:
             # No answer came, or the user cut it off: nothing to correct or halt.
             await watcher.cancel()
         elif watcher:
-            # An answer that stopped at max_tokens ends mid-word: that word is not judged.
-            cut_off = status == "done" and tokens >= persona.max_tokens
+            # An answer that stopped at max_tokens ends mid-word: that word is not judged. The
+            # pool says so; counting pieces is not enough (a multi-token character, CJK or an
+            # emoji, arrives as one piece: 24 tokens of Japanese came in 13 pieces).
+            full = info.finish_reason == "length" or tokens >= persona.max_tokens
+            cut_off = status == "done" and full
             decision = await watcher.finish(corrections, cut_off=cut_off)
             if status == "halted" and decision.action != "halt":
                 decision = _Halted(decision)  # the stream was stopped: a halt whatever it said

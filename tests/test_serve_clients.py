@@ -300,3 +300,40 @@ def test_a_chat_turn_outlives_its_client_but_esc_still_stops_it(tmp_path):
     assert title.endswith("→ smollm2 (finished after the client left)")
     assert status == "done" and tokens > 4
     assert " interactive cancelled " in log
+
+
+def test_a_turn_through_the_server_hears_whether_it_was_cut_at_max_tokens(tmp_path):
+    """The chat's session asks the pool whether an answer stopped at its token limit (then
+    its last word is unfinished and not judged). Through a server that is the SSE stream's
+    finish_reason: counting pieces is not enough, 24 tokens of Japanese came in 13 pieces."""
+    import asyncio
+
+    from agents.engine import SamplingParams
+    from agents.pool.pool import GenerationInfo
+    from hermes_tui.server.client import ServerPool, parse_address
+
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
+
+    async def ask(pool: ServerPool, text: str, max_tokens: int) -> tuple[int, str]:
+        info = GenerationInfo()
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+        messages = [{"role": "user", "content": text}]
+        pieces = [p async for p in pool.generate("coder", "smollm2", messages, params, info=info)]
+        return len(pieces), info.finish_reason
+
+    async def main() -> list[tuple[int, str]]:
+        pool = ServerPool(parse_address(f"unix:{proc.socket}", "test"))
+        try:
+            return [
+                await ask(pool, "日本語で挨拶してください。", 24),
+                await ask(pool, "Say hi.", 200),
+            ]
+        finally:
+            await pool.close()
+
+    try:
+        (cut_pieces, cut), (_, whole) = asyncio.run(main())
+    finally:
+        proc.cleanup()
+    assert cut == "length" and cut_pieces < 24
+    assert whole == "stop"

@@ -111,3 +111,44 @@ async def test_parallel_on_the_real_model(tmp_path):
     await pool.close()
     assert {r.persona for r in results} == set(NAMES)
     assert all(r.status == "done" and r.tokens > 0 for r in results)
+
+
+async def test_an_answer_cut_at_max_tokens_is_known_cut_when_it_came_in_fewer_pieces(tmp_path):
+    """A multi-token character (CJK, an emoji) reaches the session as one piece: the real
+    model's 24-token greeting in Japanese came in 13 pieces. Counting pieces, the session
+    thought the answer finished, and the sentinel judged its unfinished last word (a URL cut
+    to "https://" is corrected as malformed). The pool's own finish reason says "length"."""
+    import dataclasses
+
+    from hermes_tui.runtime import contract_for
+    from sentinel.monitor import Monitor
+    from sentinel.settings import SentinelSettings
+
+    config = load_config(write_small_config(tmp_path, max_tokens=24))
+    pool = ModelPool(config.models, config.pool)
+    personas = {
+        "coder": dataclasses.replace(
+            config.personas["coder"],
+            contract="text",
+            temperature=0.0,
+            system_prompt="You are a helpful assistant.",
+        )
+    }
+    told: list[bool] = []
+
+    class Told(Monitor):
+        async def finish(self, corrections_used=0, *, cut_off=False):
+            told.append(cut_off)
+            return await super().finish(corrections_used, cut_off=cut_off)
+
+    def watcher(persona, on_verdict):
+        contract = contract_for(persona, persona.system_prompt, None)
+        return Told(contract, SentinelSettings(), on_verdict=on_verdict)
+
+    session = Session(personas, pool, default_persona="coder", watcher_factory=watcher)
+    try:
+        [result] = await session.send("日本語で挨拶してください。")
+    finally:
+        await pool.close()
+    assert result.status == "done" and result.tokens < 24  # pieces, not tokens
+    assert told == [True]

@@ -175,11 +175,14 @@ class ServerPool:
         params: SamplingParams,
         cancel: asyncio.Event | None = None,
         priority: str = "interactive",
+        *,
+        info: Any = None,
         **_: Any,
     ) -> AsyncIterator[str]:
+        """``info`` (a ``GenerationInfo``), when given, gets the server's finish reason."""
         if await self._use_local():
             async for piece in self.local.generate(
-                persona, model, messages, params, cancel, priority
+                persona, model, messages, params, cancel, priority, info=info
             ):
                 yield piece
             return
@@ -210,7 +213,7 @@ class ServerPool:
             # and stores it. Esc or the sentinel still stop it (POST /hermes/cancel below).
             headers["x-hermes-detach"] = "finish"
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        reader = asyncio.ensure_future(self._read(body, headers, queue))
+        reader = asyncio.ensure_future(self._read(body, headers, queue, info))
         try:
             async for piece in relay(queue, cancel):
                 yield piece
@@ -227,7 +230,9 @@ class ServerPool:
             async with self.address.client(PROBE_TIMEOUT_S, self.client_id) as http:
                 await http.post(f"/hermes/cancel/{rid}")
 
-    async def _read(self, body: dict, headers: dict, queue: asyncio.Queue[Any]) -> None:
+    async def _read(
+        self, body: dict, headers: dict, queue: asyncio.Queue[Any], info: Any = None
+    ) -> None:
         shown = self.address.shown
         try:
             async with self.address.client(None, self.client_id) as http:
@@ -253,6 +258,8 @@ class ServerPool:
                             piece = choice.get("delta", {}).get("content")
                             if piece:
                                 queue.put_nowait(piece)
+                            if info is not None and choice.get("finish_reason"):
+                                info.finish_reason = choice["finish_reason"]
                     if not finished:
                         raise httpx2.RemoteProtocolError("stream ended without [DONE]")
         except (httpx2.TransportError, httpx2.RemoteProtocolError) as exc:
