@@ -238,3 +238,18 @@ async def test_an_answer_cut_by_max_tokens_mid_url_is_not_corrected():
         found = [e.verdict.code for e in events if isinstance(e, VerdictRaised)]
         assert found == expect, limit
         assert result.corrections == len(expect)
+
+
+async def test_json_cut_by_max_tokens_is_broken_and_says_why():
+    """A replay of a JSON answer that the token limit cut inside its list: still broken JSON
+    (a hidden correction follows), and the verdict says the answer reached max_tokens."""
+    events = []
+    cut = [*BROKEN_JSON[:5], ', "owner": ', '"me"']  # the limit falls inside the object
+    session, engine = make_session([cut, FIXED_JSON], events=events)
+    architect = session.personas["architect"]
+    session.personas["architect"] = dataclasses.replace(architect, max_tokens=len(FIXED_JSON))
+    await session.send("@architect plan the release")
+    [first, *_] = [e.verdict for e in events if isinstance(e, VerdictRaised)]
+    assert first.code == "E_JSON_BROKEN"
+    assert first.detail.endswith("(the answer reached max_tokens)")
+    assert engine.calls == 2  # corrected, like any broken answer

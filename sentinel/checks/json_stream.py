@@ -48,6 +48,7 @@ transition (spans, schema validation of completed values); they are kept togethe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any, Literal, NamedTuple
@@ -702,6 +703,14 @@ class JsonStreamCheck:
             self._release_held(out)
         self._end_parser(end, out, 0, "unexpected end of output")
         return out
+
+    def finish_cut_off(self) -> list[Verdict]:
+        """The answer stopped at its token limit: the same verdicts, saying so (the hidden
+        correction then asks for a shorter answer, not merely a closed one)."""
+        return [
+            dataclasses.replace(v, detail=f"{v.detail} (the answer reached max_tokens)")
+            for v in self.finish()
+        ]
 
 
 def _span_map(pairs: Any, spans: list[list[int]]) -> dict[tuple[Any, ...], tuple[int, int]]:
