@@ -373,3 +373,48 @@ def test_show_token_says_when_an_exposed_token_file_was_replaced(tmp_path):
     assert new.startswith("hermes-") and new != "hermes-old-token"
     assert "replaced by a new token" in out.stderr and "restart" in out.stderr
     assert stat.S_IMODE(proc.token_path.stat().st_mode) == 0o600
+
+
+def test_a_secret_found_only_as_the_answer_ends_halts_it_and_is_recorded_halted(tmp_path):
+    """Greedy SmolLM2 repeats the token and the stop sequence "." ends the answer right after
+    it: the secret becomes certain only at the end. That used to reach a streaming client as
+    ``length``/``stop`` (no code), a non-streaming one as ``content_filter`` without a detail,
+    and both were stored as ``done`` with no error code."""
+    import sqlite3
+
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
+    secret = "ghp_R4nd0mT0k3nV4lu3xYzAbCdEfGh123456789"
+    ask = dict(
+        model="smollm2",
+        messages=[
+            {
+                "role": "user",
+                "content": f"My github token is {secret}. Repeat my token back: {secret}",
+            }
+        ],
+        max_tokens=40,
+        temperature=0,
+        seed=1,
+        stop=["."],
+    )
+    try:
+        client = proc.openai(max_retries=0)
+        whole = client.chat.completions.create(**ask)
+        assert secret in whole.choices[0].message.content  # what this test relies on
+        assert whole.choices[0].finish_reason == "content_filter"
+        hermes = whole.model_extra["hermes"]
+        assert (hermes["code"], hermes["detail"]) == ("E_SECRET", "GitHub Token")
+        chunks = list(client.chat.completions.create(**ask, stream=True))
+        last = next(c for c in reversed(chunks) if c.choices)
+        assert last.choices[0].finish_reason == "content_filter"
+        assert last.model_extra["hermes"]["code"] == "E_SECRET"
+        assert proc.log().count("smollm2 api halted E_SECRET") == 2
+        assert "Traceback" not in proc.log()
+    finally:
+        proc.cleanup()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        rows = db.execute(
+            "SELECT status, error_code FROM messages WHERE role = 'assistant'"
+        ).fetchall()
+    assert rows == [("halted", "E_SECRET")] * 2
+

@@ -315,6 +315,7 @@ class Completion:
                     decision = await watcher.finish(self.corrections_used, cut_off=cut_off)
                     if getattr(decision, "escalated", None) is not None:
                         await self._on_verdict(decision.escalated)
+                    self._halted_at_end(watcher, decision)
                 else:
                     await watcher.cancel()
             if self._message_id is not None:
@@ -334,6 +335,21 @@ class Completion:
                 del core.by_request[self.request_id]
             core.release_lane(self.seq_key)
             self._log()
+
+    def _halted_at_end(self, watcher: Any, decision: Any) -> None:
+        """A critical verdict that became certain only when the answer ended (a secret as its
+        last word, a stop sequence right after it) halts it as one found mid-stream does: the
+        client gets ``content_filter`` with the code and detail, the record says ``halted``."""
+        if self.status != "done" or getattr(decision, "action", None) != "halt":
+            return
+        if not getattr(watcher, "enforce", False):
+            return
+        critical = decision.escalated or next(
+            (v for v in decision.verdicts if v.severity == "critical"), None
+        )
+        self.status = "halted"
+        self.code = self.halt_code = decision.code or getattr(critical, "code", None) or "E_HALTED"
+        self.halt_detail = getattr(critical, "detail", "")
 
     def _log(self) -> None:
         ttft = f"{self.first_token_s * 1e3:.0f}ms" if self.first_token_s is not None else "-"
