@@ -418,3 +418,26 @@ def test_a_secret_found_only_as_the_answer_ends_halts_it_and_is_recorded_halted(
         ).fetchall()
     assert rows == [("halted", "E_SECRET")] * 2
 
+
+def test_a_huge_wrong_value_is_not_quoted_back_whole_in_the_400(tmp_path):
+    import openai
+
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
+    try:
+        client = proc.openai(max_retries=0)
+        hi = [{"role": "user", "content": "hi"}]
+        try:  # 90,000 stop strings (1 MB): the message used to repeat all of them
+            client.chat.completions.create(model="smollm2", messages=hi, stop=["abcdefgh"] * 90000)
+            raise AssertionError("a 90,000-item stop list was accepted")
+        except openai.BadRequestError as exc:
+            assert exc.param == "stop"
+            assert "stop: ['abcdefgh', " in exc.message and "is too long" in exc.message
+            assert len(exc.message) < 400 and len(exc.response.content) < 1000
+        with proc.uds_client() as http:  # 5 MB of text where the messages list belongs
+            body = json.dumps({"model": "smollm2", "messages": "a" * 5_000_000})
+            resp = http.post("/v1/chat/completions", content=body)
+        assert resp.status_code == 400 and len(resp.content) < 1000
+        assert "is not of type 'array'" in resp.json()["error"]["message"]
+        assert "Traceback" not in proc.log()
+    finally:
+        proc.cleanup()

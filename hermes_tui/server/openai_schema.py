@@ -138,6 +138,21 @@ def _where(error: jsonschema.ValidationError) -> str:
     return out
 
 
+MAX_SHOWN_VALUE = 80  # characters of a wrong value quoted back in an error message
+
+
+def _short_message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message with the wrong value it quotes cut short: a 1 MB ``stop`` list or
+    a 5 MB string where a list belongs used to come back whole in the 400's message."""
+    message, shown = error.message, repr(error.instance)
+    if len(shown) > MAX_SHOWN_VALUE and message.startswith(shown):
+        cut = shown[: MAX_SHOWN_VALUE - 1] + "…"
+        message = f"{cut} ({len(shown):,} characters){message[len(shown) :]}"
+    if len(message) > 2 * MAX_SHOWN_VALUE + 200:  # a long value quoted elsewhere in it
+        message = message[: 2 * MAX_SHOWN_VALUE + 199] + "…"
+    return message
+
+
 def _text(content: Any) -> str:
     """``content`` as text: a string, or the text parts of a list of parts joined."""
     if content is None:
@@ -167,7 +182,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     if errors:
         best = jsonschema.exceptions.best_match(errors)
         where = _where(best) or "body"
-        raise ApiError(400, f"{where}: {best.message}", param=where)
+        raise ApiError(400, f"{where}: {_short_message(best)}", param=where)
     messages: list[Message] = []
     for m in data["messages"]:
         role = "system" if m["role"] == "developer" else m["role"]
