@@ -19,26 +19,31 @@ from hermes_tui.errors import Fail
 DEFAULT_N_CTX = 4096  # for a GGUF given by path (a config model plans with its own n_ctx)
 
 
-def _config_model(model: str, config_path: str | None) -> tuple[ModelSpec | None, PoolSpec | None]:
-    """The config's entry for MODEL when MODEL names one (and the config's pool), else None."""
+def _config_model(
+    model: str, config_path: str | None
+) -> tuple[ModelSpec | None, PoolSpec | None, ConfigError | None]:
+    """The config's entry for MODEL when MODEL names one (and the config's pool), else None;
+    and the config's error when it could not be read."""
     if Path(model).expanduser().exists() or model.startswith("embedded:"):
-        return None, None
+        return None, None, None
     try:
         config = load_config(config_path)
-    except ConfigError:
-        return None, None
+    except ConfigError as exc:
+        return None, None, exc
     spec = config.models.get(model)
-    return (spec, config.pool) if spec is not None and spec.path else (None, None)
+    return (spec, config.pool, None) if spec is not None and spec.path else (None, None, None)
 
 
-def _model_path(model: str, spec: ModelSpec | None) -> Path:
+def _model_path(model: str, spec: ModelSpec | None, config_error: ConfigError | None) -> Path:
     """MODEL is a GGUF path, ``embedded:NAME``, or a model name from the config."""
     if spec is not None:
         return spec.path
     try:
         return resolve_model_path(model)
     except ModelFileError as exc:
-        raise Fail(str(exc), 2) from None
+        # Not a file: MODEL was meant as a config name, and the config's own problem is the
+        # one to fix (it used to say "model file not found: smollm2" for a typo in the config).
+        raise Fail(str(config_error or exc), 2) from None
 
 
 def _config_devices(pool: PoolSpec) -> tuple[list[Device], Device | None]:
@@ -85,7 +90,7 @@ def render(
     For a model named in the config, ``n_ctx`` defaults to the model's and, when neither
     ``--device`` nor ``--ram`` is given, the devices and budgets are the config's pool's.
     """
-    spec, pool = _config_model(model, config_path)
+    spec, pool, config_error = _config_model(model, config_path)
     seqs = 1
     if n_ctx is None and spec is not None and pool is not None:
         # What the pool allocates: one KV sequence of n_ctx per persona decoding at once
@@ -95,7 +100,7 @@ def render(
         n_ctx = DEFAULT_N_CTX
     if n_ctx < 1:
         raise Fail(f"--n-ctx {n_ctx}: expected a positive number of tokens", 2)
-    path = _model_path(model, spec)
+    path = _model_path(model, spec, config_error)
     try:
         info = read_gguf_info(path)
     except GGUFInfoError as exc:

@@ -227,6 +227,17 @@ def test_plan_that_cannot_fit_exits_1_with_the_reason(tmp_path):
     assert "fits: NO - does not fit" in result.output
 
 
+def test_plan_of_a_config_model_with_a_broken_config_names_the_configs_problem(tmp_path):
+    config = tmp_path / "config.toml"
+    text = (ROOT / "config.toml").read_text().replace("temperature =", "temprature =", 1)
+    config.write_text(text)
+    result = CliRunner().invoke(main, ["--config", str(config), "plan", "smollm2"])
+    assert result.exit_code == 2
+    # It used to read the name as a path: "model file not found: smollm2".
+    assert result.output.startswith(f"hermes: {config}: personas.")
+    assert "temprature: unknown key" in result.output and len(result.output.splitlines()) == 1
+
+
 def test_plan_for_a_config_model_uses_its_n_ctx_and_the_pools_budget(tmp_path):
     config = tmp_path / "config.toml"
     text = (ROOT / "config.toml").read_text().replace('memory = "8GiB"', 'memory = "3GiB"')
