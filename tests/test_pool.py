@@ -328,27 +328,41 @@ async def test_seeded_sampling_does_not_depend_on_who_else_runs(
     assert together == solo
 
 
-@pytest.mark.parametrize("mode", ["batched", "interleaved"])
+@pytest.mark.parametrize(
+    ("mode", "temperature"), [("batched", 0.9), ("batched", 0.0), ("interleaved", 0.9)]
+)
 async def test_top_k_on_the_device_writes_the_same_texts(
-    embedded_models: dict[str, ModelSpec], mode: str, monkeypatch: pytest.MonkeyPatch
+    embedded_models: dict[str, ModelSpec],
+    mode: str,
+    temperature: float,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """DeviceTopK (SeqRunner.DEVICE_TOP_K) forced on, on llama.cpp's CPU backend: each
-    persona's text, greedy and seeded, is the one the host-side sampler writes."""
+    persona's text, greedy or seeded, is the one the host-side sampler writes."""
     from agents.pool.runner import SeqRunner
 
-    for params in (
-        SamplingParams(max_tokens=16, temperature=0.0),
-        SamplingParams(max_tokens=16, temperature=0.9, seed=5),
-    ):
-        _, host, pool = await _solo_and_together(embedded_models, params, decode_mode=mode)
-        await pool.close()
-        monkeypatch.setattr(SeqRunner, "DEVICE_TOP_K", True)
-        _, device, pool = await _solo_and_together(embedded_models, params, decode_mode=mode)
-        await pool.close()
-        [load] = [e.detail for e in pool.events if e.kind == "load"]
-        assert load.endswith("; top-k sampled on the device")
-        monkeypatch.setattr(SeqRunner, "DEVICE_TOP_K", False)
-        assert device == host and all(device.values())
+    params = SamplingParams(max_tokens=16, temperature=temperature, seed=5)
+
+    async def together() -> tuple[dict[str, str], list[str]]:
+        pool = ModelPool(embedded_models, PoolSpec(slice_tokens=4), decode_mode=mode)
+        try:
+            texts = await asyncio.gather(
+                *(
+                    _text(pool, p, "smol", messages=_conv(q), params=params)
+                    for p, q in QUESTIONS.items()
+                )
+            )
+        finally:
+            await pool.close()
+        return dict(zip(QUESTIONS, texts, strict=True)), [
+            e.detail for e in pool.events if e.kind == "load"
+        ]
+
+    host, _ = await together()
+    monkeypatch.setattr(SeqRunner, "DEVICE_TOP_K", True)
+    device, [load] = await together()
+    assert load.endswith("; top-k sampled on the device")
+    assert device == host and all(device.values())
 
 
 async def test_a_stop_string_mid_batch_then_the_next_turn_match_the_persona_alone(
