@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.engine import EngineError, Message, PromptTooLongError, SamplingParams
+from agents.pool.prompt_limit import estimated_tokens_over
 from agents.pool.queue import Request
 from agents.pool.sampling import DeviceTopK, StepSampler, is_greedy, new_chain
 from agents.specs import ModelSpec
@@ -473,9 +474,17 @@ class SeqRunner:
             native = template_uses_tools(getattr(self.formatter, "template", "") or "")
             messages, extra = render_messages(messages, job.tools, job.tool_choice, native)
         result = self.formatter(messages=messages, **extra)
-        job.prompt = self.llama.tokenize(
-            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
-        )
+        data = result.prompt.encode("utf-8")
+
+        def tokenize(part: bytes) -> list[int]:
+            return list(self.llama.tokenize(part, add_bos=not result.added_special, special=True))
+
+        if (about := estimated_tokens_over(tokenize, data, self.spec.n_ctx)) is not None:
+            raise PromptTooLongError(
+                f"{self.spec.name}: prompt of about {about:,} tokens ({len(data):,} bytes) "
+                f"does not fit n_ctx={self.spec.n_ctx}"
+            )
+        job.prompt = tokenize(data)
         stops = result.stop if isinstance(result.stop, list) else [result.stop]
         job.text = TextStream([s for s in stops if s] + list(job.params.stop))
         job.stop_ids = frozenset(getattr(self.formatter, "stop_token_ids", None) or ())
