@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -380,8 +381,6 @@ def test_a_secret_found_only_as_the_answer_ends_halts_it_and_is_recorded_halted(
     it: the secret becomes certain only at the end. That used to reach a streaming client as
     ``length``/``stop`` (no code), a non-streaming one as ``content_filter`` without a detail,
     and both were stored as ``done`` with no error code."""
-    import sqlite3
-
     proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
     secret = "ghp_R4nd0mT0k3nV4lu3xYzAbCdEfGh123456789"
     ask = dict(
@@ -441,3 +440,99 @@ def test_a_huge_wrong_value_is_not_quoted_back_whole_in_the_400(tmp_path):
         assert "Traceback" not in proc.log()
     finally:
         proc.cleanup()
+
+
+def test_a_prompt_far_over_the_context_is_refused_from_a_prefix_of_it():
+    """The real tokenizer of the embedded model: 5 MB, or 20,000 short messages rendered,
+    are found too long for n_ctx=2048 after tokenizing a few tens of KB of them (all of it
+    took 30 s and 15 s while the model's slot waited); a prompt that fits is not cut."""
+    import llama_cpp
+
+    from agents.models import resolve_model_path
+    from agents.pool.prompt_limit import estimated_tokens_over
+
+    llama = llama_cpp.Llama(
+        str(resolve_model_path("embedded:smollm2-135m")), vocab_only=True, verbose=False
+    )
+    seen: list[int] = []
+
+    def tokenize(part: bytes) -> list[int]:
+        seen.append(len(part))
+        return llama.tokenize(part, add_bos=False, special=True)
+
+    big = b"a" * 5_000_000
+    about = estimated_tokens_over(tokenize, big, 2048)
+    assert about is not None and 1_000_000 < about < 1_500_000  # 4 a's a token: 1,250,000
+    assert sum(seen) < 64_000
+    seen.clear()
+    turns = b"<|im_start|>user\nhi<|im_end|>\n" * 20_000
+    assert estimated_tokens_over(tokenize, turns, 2048) is not None and sum(seen) < 64_000
+    seen.clear()
+    fits = "".join(f"word{i} " for i in range(1500)).encode()  # ~3,000 tokens in 13 KB
+    assert estimated_tokens_over(tokenize, fits, 4096) is None
+    assert estimated_tokens_over(tokenize, fits, 2048) is not None
+
+
+def test_a_5_mb_message_is_a_400_and_the_next_request_is_answered(tmp_path):
+    import openai
+
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
+    try:
+        client = proc.openai(max_retries=0)
+        for messages in (
+            [{"role": "user", "content": "a" * 5_000_000}],
+            [{"role": "user", "content": "hi"}] * 20_000,
+        ):
+            try:
+                client.chat.completions.create(model="smollm2", messages=messages, max_tokens=2)
+                raise AssertionError("a prompt far over n_ctx was answered")
+            except openai.BadRequestError as exc:
+                assert exc.code == "context_length_exceeded"
+                assert "tokens" in exc.message and "does not fit n_ctx=2048" in exc.message
+        ok = client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+        assert ok.choices[0].message.content
+        assert "Traceback" not in proc.log()
+    finally:
+        proc.cleanup()
+
+
+def test_a_5_mb_message_does_not_hold_the_other_clients_while_it_is_redacted(tmp_path):
+    """Storing a client's message redacts it (~1 s a MB): that ran on the server's event
+    loop, so nothing else was answered until it was done (/health asked 1 s after a 5 MB
+    message took 4.6 s of that message's 9). Now it is answered at once, and the message is
+    stored cut at MAX_STORED_CHARS with a note, as long answers are."""
+    import threading
+
+    import openai
+
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
+    done: dict[str, float] = {}
+
+    def big() -> None:
+        try:
+            proc.openai(max_retries=0, timeout=300).chat.completions.create(
+                model="smollm2", messages=[{"role": "user", "content": "a " * 2_500_000}]
+            )
+        except openai.BadRequestError:
+            done["big"] = time.monotonic()
+
+    try:
+        sender = threading.Thread(target=big)
+        t0 = time.monotonic()
+        sender.start()
+        time.sleep(1)
+        with proc.uds_client() as http:
+            asked = time.monotonic()
+            assert http.get("/health").json() == {"status": "ok"}
+            health_s = time.monotonic() - asked
+        sender.join(300)
+        assert "big" in done, proc.log()
+        # Paired in this run: /health waited a quarter of the big request's time or more.
+        assert health_s < (done["big"] - t0) / 8, (health_s, done["big"] - t0)
+    finally:
+        proc.cleanup()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        (stored,) = db.execute("SELECT content FROM messages WHERE role = 'user'").fetchone()
+    assert stored.startswith("a a a ") and stored.endswith("more characters not stored]")

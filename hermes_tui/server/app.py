@@ -164,7 +164,7 @@ class App:
         body = await read_body(request)
         req = oa.parse_chat_request(body)
         target = self.core.resolve(req.model)
-        self.core.admit(target)
+        await self.core.admit(target)
         headers = request.headers
         completion = Completion(
             self.core,

@@ -26,6 +26,9 @@ from hermes_tui.redact import redact
 from hermes_tui.server.openai_schema import ApiError, ChatRequest
 from hermes_tui.server.service import ServerCore, Target, busy
 
+OFF_LOOP_CHARS = 20_000  # a message this long is redacted off the event loop (~20 ms of work)
+LOGGED_WINDOW = 4_000  # --log-prompts shows 200 characters, redacted from this many
+
 log = logging.getLogger("hermes.serve")
 
 CHECKPOINT_EVERY_S = 0.25
@@ -124,11 +127,20 @@ class Completion:
         last_user = next(
             (m["content"] for m in reversed(self.request.messages) if m["role"] == "user"), ""
         )
-        await store.add_message(self.session_id, target.name, "user", self._clean(last_user))
+        stored = await self._clean_off_loop(last_user)
+        await store.add_message(self.session_id, target.name, "user", stored)
         self._message_id = await store.start_message(self.session_id, target.name)
 
     def _clean(self, text: str) -> str:
         return redact(text, keep_offsets=True) if self.core.config.redact_secrets else text
+
+    async def _clean_off_loop(self, text: str) -> str:
+        """A client's message as stored: at most MAX_STORED_CHARS, redacted in a worker thread
+        when it is long (redaction takes about 1 s a MB: a 5 MB message held every other
+        client's stream for 5 s on the event loop)."""
+        if len(text) < OFF_LOOP_CHARS:
+            return self._clean(text)
+        return await asyncio.to_thread(self._clean, bounded(text))
 
     async def _on_verdict(self, verdict: Any) -> None:
         self.verdicts.append(verdict)
@@ -363,5 +375,5 @@ class Completion:
                 (m["content"] for m in reversed(self.request.messages) if m["role"] == "user"),
                 "",
             )
-            line += f" prompt_text={redact(last)[:200]!r}"
+            line += f" prompt_text={redact(last[:LOGGED_WINDOW])[:200]!r}"
         log.info(line)
