@@ -36,7 +36,7 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "rm-rf": {"first": SHELL + '{"command": "rm -rf /"}}</tool_call>'},
     "loop": {"first": SHELL + '{"command": "cat notes.txt"}}</tool_call>'},
     "good-call": {"first": SHELL + '{"command": "ls"}}</tool_call>'},
-    "url-cut": {"first": "https://"},
+    "url-cut": {"first": "See http://-x.com/"},  # 3-character pieces: cut at 4, "See http://-"
     "json-first-char": {"first": 'x{"answer": 1}', "fixed": '{"answer": 1}'},
 }
 # Cases answered with OpenAI ``tool_calls`` deltas (a server with native tool support):

@@ -135,19 +135,19 @@ def test_a_critical_verdict_ends_the_stream_with_content_filter(server) -> None:
 
 
 def test_an_answer_cut_by_max_tokens_mid_url_is_not_a_malformed_url(server) -> None:
-    """A replay of "https://" (what SmolLM2 once answered in two tokens on CI): cut by the
-    token limit it is an unfinished word, not a malformed URL to correct until it halts; the
-    same text as a finished answer still is."""
+    """A replay: cut by the token limit, "http://-" is an unfinished word, not a malformed
+    URL to correct until it halts (CI's SmolLM2 once spent its two tokens on "https://");
+    a finished answer's malformed URL still is one."""
     client = server.openai()
     ask = user("url-cut")
-    cut = client.chat.completions.create(model="replay", messages=ask, max_tokens=3)
+    cut = client.chat.completions.create(model="replay", messages=ask, max_tokens=4)
     assert cut.choices[0].finish_reason == "length"
-    assert cut.choices[0].message.content == "https://"
+    assert cut.choices[0].message.content == "See http://-"
     assert hermes(cut)["verdicts"] == []
     whole = client.chat.completions.create(model="replay", messages=ask)
     assert whole.choices[0].finish_reason == "content_filter"
-    assert "malformed url: 'https://'" in hermes(whole)["detail"]
-    got = stream(server, model="replay", messages=ask, max_tokens=3)
+    assert "malformed url: 'http://-x.com/'" in hermes(whole)["detail"]
+    got = stream(server, model="replay", messages=ask, max_tokens=4)
     assert got["finish"] == "length" and got["verdicts"] == []
 
 

@@ -87,6 +87,21 @@ def test_urls_end_where_prose_and_markup_end_them() -> None:
     assert flagged("Then open htp:/broken in a browser.\n") == ["htp:/broken"]
 
 
+def test_a_scheme_named_on_its_own_is_not_a_malformed_url() -> None:
+    """What the ci agent met in a coder's answer: a scheme or "www." on its own names a kind of
+    address ("prefix it with https://"), in prose and in code; a host after it is judged."""
+    text = (
+        "Links start with https:// and most sites with www. before the name; prefix it with "
+        "`http://` when it has none.\n"
+        '```python\nif url.startswith("http://"):\n    url = "https://" + url[7:]\n```\n'
+    )
+    assert flagged(text) == []
+    assert flagged("Open http://-x.com/ or www..example.org now.\n") == [
+        "http://-x.com/",
+        "www..example.org",
+    ]
+
+
 def test_placeholders_flags_lists_and_jsonpath_are_not_malformed() -> None:
     text = (
         "Run `gyb --email {{you@example.org}}` or msmtp --from={{me@example.org}} -t; the filter "

@@ -228,7 +228,7 @@ async def test_an_answer_cut_by_max_tokens_mid_url_is_not_corrected():
     """A replay: the answer's last word is an unfinished URL because the turn hit max_tokens.
     That word is not judged (no correction, no verdict); the same words ending a finished
     answer are a malformed URL."""
-    cut_url = ["See ", "http", "s://"]
+    cut_url = ["See ", "http://", "-x"]
     for limit, expect in ((3, []), (40, ["E_PATTERN"])):
         events = []
         session, _ = make_session([cut_url, ["See the docs."]], events=events)

@@ -224,6 +224,9 @@ class _Compiled(NamedTuple):
 _NOT_A_SCHEME = re.compile(
     r"(?![hH][tT][tT][pP][sS]?:|[fF][iI][lL][eE]:|[fF][tT][pP][sS]?:)[^:]+:/(?!/)"
 )
+# A scheme or "www." on its own names the kind of address ("prefix it with https://",
+# url = "https://" + rest, "sites start with www."), it is not a malformed one.
+_BARE_SCHEME = re.compile(r"[A-Za-z][\w+.-]*:/*|www\.?", re.IGNORECASE)
 _URL_END = re.compile(r"[\"`<>()]|,(?=[a-z][\w+.-]*://)")
 
 
@@ -396,6 +399,8 @@ class PatternCheck:
                 raw = _url_in_prose(raw)
             cand = _strip(raw.strip("`"))
             if not cand:
+                continue
+            if spec.name == "url" and _BARE_SCHEME.fullmatch(cand):
                 continue
             if cand.count("{") > cand.count("}") or cand.count("$(") > cand.count(")"):
                 continue  # a template slot that a space cut ({{ host }}): not judged
