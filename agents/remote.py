@@ -69,6 +69,8 @@ def join_surrogates(held: str, piece: str) -> tuple[str, str]:
 class RemoteEngine(Engine):
     """Streams ``/v1/chat/completions`` with ``stream: true`` from an OpenAI-compatible server."""
 
+    reports_finish = True  # stream(outcome=...) says why the answer ended
+
     def __init__(
         self,
         name: str,
@@ -187,7 +189,7 @@ class RemoteEngine(Engine):
                     f"{self.name}: HTTP {resp.status} {resp.reason} from {self.url}: {detail}"
                 )
             held = ""  # a high surrogate whose low half is in the next event
-            calls = {"open": False}  # a tool call's text is open (this stream's own state)
+            calls: dict[str, Any] = {"open": False}  # a tool call's text is open (this stream's)
             while not stop_flag.is_set():
                 raw = resp.readline()
                 if not raw:
@@ -207,6 +209,7 @@ class RemoteEngine(Engine):
                 emit("\ufffd")  # the pair never completed
             if calls["open"]:
                 emit(CALL_CLOSE)
+            holder["finish_reason"] = calls.get("finish_reason")
         except EngineError as exc:
             emit(exc)
         except ConnectionRefusedError as exc:
@@ -237,9 +240,9 @@ class RemoteEngine(Engine):
             conn.close()
             emit(DONE)
 
-    def _piece(self, data: str, calls: dict[str, bool] | None = None) -> str | None:
+    def _piece(self, data: str, calls: dict[str, Any] | None = None) -> str | None:
         """The text of one event (JSON ``\\ud83d`` escapes may leave lone surrogates: see
-        ``join_surrogates``)."""
+        ``join_surrogates``); its ``finish_reason`` goes into ``calls``."""
         try:
             event = json.loads(data)
         except json.JSONDecodeError as exc:
@@ -250,6 +253,8 @@ class RemoteEngine(Engine):
             choice = event["choices"][0]
         except (KeyError, IndexError, TypeError):
             return None
+        if calls is not None and choice.get("finish_reason"):
+            calls["finish_reason"] = str(choice["finish_reason"])
         delta = choice.get("delta") or {}
         text = delta.get("content") or choice.get("text")
         out = str(text) if text is not None else ""
@@ -258,7 +263,7 @@ class RemoteEngine(Engine):
         return out or None
 
     @staticmethod
-    def _call_text(call: Any, calls: dict[str, bool]) -> str:
+    def _call_text(call: Any, calls: dict[str, Any]) -> str:
         """A streamed OpenAI ``tool_calls`` delta as Hermes ``<tool_call>`` text, so the
         gateway parses and checks remote calls like a local model's (arguments raw)."""
         if not isinstance(call, dict):
@@ -278,9 +283,11 @@ class RemoteEngine(Engine):
         params: SamplingParams,
         cancel: asyncio.Event | None = None,
         tools: dict[str, Any] | None = None,
+        outcome: dict[str, Any] | None = None,
     ) -> AsyncIterator[str]:
         """``tools``: ``{"tools": [...], "tool_choice": ...}`` sent as they are; the calls
-        that come back are streamed as ``<tool_call>`` text (see ``_call_text``)."""
+        that come back are streamed as ``<tool_call>`` text (see ``_call_text``).
+        ``outcome["finish_reason"]``: what the server said ended the answer (None: nothing)."""
         async with endpoint_semaphore(self.base_url, self.max_concurrency):
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -303,3 +310,5 @@ class RemoteEngine(Engine):
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)  # unblock a readline waiting on data
                 await asyncio.shield(worker)
+                if outcome is not None:
+                    outcome["finish_reason"] = holder.get("finish_reason")

@@ -38,6 +38,8 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "good-call": {"first": SHELL + '{"command": "ls"}}</tool_call>'},
     "url-cut": {"first": "See http://-x.com/"},  # 3-character pieces: cut at 4, "See http://-"
     "json-first-char": {"first": 'x{"answer": 1}', "fixed": '{"answer": 1}'},
+    # each piece stands for two tokens (as a CJK character or an emoji can)
+    "two-per-piece": {"first": "こんにちは、元気ですか。今日は良い天気ですね。"},
 }
 # Cases answered with OpenAI ``tool_calls`` deltas (a server with native tool support):
 # (id, name, argument fragments) per call.
@@ -98,9 +100,10 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         deltas = _deltas(body)
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        per = 2 if case_of(body.get("messages", []))[0] == "two-per-piece" else 1
         reason = "stop"
-        if limit and len(deltas) > limit:  # a piece stands for a token, as hermes counts them
-            deltas, reason = deltas[:limit], "length"
+        if limit and len(deltas) * per > limit:  # a piece stands for `per` tokens
+            deltas, reason = deltas[: limit // per], "length"
         for delta in deltas:
             chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())

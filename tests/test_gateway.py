@@ -345,6 +345,19 @@ def test_api_requests_show_in_hermes_log_with_their_verdicts(server) -> None:
     assert none.exit_code == 0 and "no sessions matching mode=batch" in none.output
 
 
+def test_a_remote_server_saying_length_is_believed_when_pieces_were_fewer(server) -> None:
+    """A replay whose pieces each stand for two tokens: the remote server stops at max_tokens
+    after half as many pieces and says "length"; hermes passes that on (counting pieces,
+    it said "stop", and the unfinished last word was judged as finished)."""
+    client = server.openai()
+    ask = user("two-per-piece")
+    cut = client.chat.completions.create(model="replay", messages=ask, max_tokens=6)
+    assert cut.choices[0].finish_reason == "length"
+    assert cut.choices[0].message.content == "こんにちは、元気で"  # 3 pieces, 6 tokens
+    whole = client.chat.completions.create(model="replay", messages=ask, max_tokens=400)
+    assert whole.choices[0].finish_reason == "stop"
+
+
 def test_a_verdict_on_the_first_token_is_stored_with_its_message(server) -> None:
     """A replay whose first character breaks the JSON contract: the verdict comes while the
     request's session and message rows are still being inserted, and is stored all the same,

@@ -381,7 +381,10 @@ class ModelPool:
                 self._event("admit", spec.name, persona, f"{priority}; remote {ep.url}")
                 t0, n = time.monotonic(), 0
                 engine = self._remote_engine(spec)
-                kw = {"tools": tools} if tools else {}
+                kw: dict[str, Any] = {"tools": tools} if tools else {}
+                outcome: dict[str, Any] = {}
+                if getattr(engine, "reports_finish", False):
+                    kw["outcome"] = outcome
                 async for piece in engine.stream(messages, params, cancel, **kw):
                     n += 1
                     if info is not None:
@@ -390,7 +393,12 @@ class ModelPool:
                             info.first_token_s = time.monotonic() - t0
                     yield piece
                 self.remote.record_speed(ep, n, time.monotonic() - t0)
-                if info is not None and n >= params.max_tokens:
+                reason = outcome.get("finish_reason")
+                # The server's word; pieces are counted only when it says nothing (a piece
+                # may hold several tokens: a CJK character, an emoji).
+                if info is not None and (
+                    reason == "length" or not reason and n >= params.max_tokens
+                ):
                     info.finish_reason = "length"
         except PoolBusyError as exc:
             self.rejected += 1
