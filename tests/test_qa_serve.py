@@ -536,3 +536,53 @@ def test_a_5_mb_message_does_not_hold_the_other_clients_while_it_is_redacted(tmp
     with sqlite3.connect(tmp_path / "s.db") as db:
         (stored,) = db.execute("SELECT content FROM messages WHERE role = 'user'").fetchone()
     assert stored.startswith("a a a ") and stored.endswith("more characters not stored]")
+
+
+def test_a_wrong_shape_in_the_fields_the_gateway_reads_is_a_400_naming_it(tmp_path):
+    """Each of these was a 500 with a traceback in the server's output (or answered as if the
+    field were not there); the official SDK sends them as given."""
+    import openai
+
+    proc = ServeProc(write_small_config(tmp_path), tmp_path / "s.db", "--no-judge").start()
+    hi = [{"role": "user", "content": "hi"}]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    call = {"id": "1", "type": "function", "function": "f"}
+    cases = [
+        (
+            "response_format.json_schema",
+            {"response_format": {"type": "json_schema", "json_schema": "x"}},
+        ),
+        ("response_format.type", {"response_format": {"type": "xml"}}),
+        (
+            "tool_choice.function",
+            {"tools": tools, "tool_choice": {"type": "function", "function": "f"}},
+        ),
+        ("tool_choice", {"tool_choice": "required"}),
+        ("messages[0].tool_calls", {"messages": [{"role": "assistant", "tool_calls": "y"}, *hi]}),
+        (
+            "messages[0].tool_calls[0].function",
+            {"messages": [{"role": "assistant", "tool_calls": [call]}, *hi]},
+        ),
+    ]
+    try:
+        client = proc.openai(max_retries=0)
+        for param, fields in cases:
+            ask = {"model": "smollm2", "messages": hi, "max_tokens": 2, **fields}
+            try:
+                client.chat.completions.create(**ask)
+                raise AssertionError(f"{param}: answered")
+            except openai.BadRequestError as exc:
+                assert exc.param == param, (param, exc.message)
+                assert exc.message.startswith(f"Error code: 400 - {param}: "), exc.message
+        ok = client.chat.completions.create(
+            model="smollm2",
+            messages=hi,
+            max_tokens=2,
+            tools=tools,
+            tool_choice="auto",
+            response_format={"type": "text"},
+        )
+        assert ok.choices[0].finish_reason in ("stop", "length", "tool_calls")
+        assert "Traceback" not in proc.log() and " 500 " not in proc.log()
+    finally:
+        proc.cleanup()

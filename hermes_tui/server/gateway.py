@@ -95,6 +95,8 @@ def options_from(raw: dict[str, Any], settings: SentinelSettings) -> Options:
             opts.schemas[fn["name"]] = fn.get("parameters")
         opts.tools = tools or None
     choice = raw.get("tool_choice")
+    if choice == "required" and not opts.tools:
+        raise ApiError(400, "tool_choice: 'required' needs tools", param="tool_choice")
     if choice is not None and choice not in ("none", "auto", "required"):
         name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
         if name not in opts.schemas:

@@ -1,8 +1,8 @@
 """The OpenAI chat-completions wire format: request checking, response, chunk and error shapes.
 
-Only what hermes serves is checked strictly (``messages``, sampling, ``stream``...); other
-fields (``tools``, ``response_format``, ``user``...) stay in ``ChatRequest.raw`` for the layers
-that handle them, so a standard client's extra fields never make a request fail.
+Only what hermes serves is checked strictly (``messages``, sampling, ``stream``, and the shapes
+of ``tools``, ``tool_choice``, ``response_format`` and ``tool_calls``); other fields (``user``...)
+stay in ``ChatRequest.raw``, so a standard client's extra fields never make a request fail.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ _CONTENT = {
     ]
 }
 
+_NAMED = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+_TOOL_CALL = {"type": "object", "required": ["function"], "properties": {"function": _NAMED}}
+
 REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["model", "messages"],
@@ -49,6 +52,29 @@ REQUEST_SCHEMA: dict[str, Any] = {
                     "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
                     "content": _CONTENT,
                     "name": {"type": "string"},
+                    "tool_call_id": {"type": "string"},
+                    "tool_calls": {"type": ["array", "null"], "items": _TOOL_CALL},
+                },
+            },
+        },
+        # The fields the gateway reads: their shapes here, so a wrong one is a 400 naming
+        # it (a string where an object belongs was a 500 with a traceback in the log).
+        "tools": {"type": ["array", "null"], "items": {"type": "object"}},
+        "tool_choice": {
+            "anyOf": [
+                {"type": "null"},
+                {"enum": ["none", "auto", "required"]},
+                {"type": "object", "required": ["function"], "properties": {"function": _NAMED}},
+            ]
+        },
+        "response_format": {
+            "type": ["object", "null"],
+            "required": ["type"],
+            "properties": {
+                "type": {"enum": ["text", "json_object", "json_schema"]},
+                "json_schema": {
+                    "type": "object",
+                    "properties": {"schema": {"type": ["object", "boolean"]}},
                 },
             },
         },
