@@ -38,7 +38,7 @@ _PER_MESSAGE_TOKENS = 8  # chat-template markers around each message
 
 def approx_tokens(text: str) -> int:
     """A safe over-estimate of the token count of ``text`` (see ``Session._trimmed``)."""
-    ascii_chars = sum(1 for c in text if c < "\x80")
+    ascii_chars = len(text.encode("ascii", "ignore"))  # in C: a 1 MB message took 0.2 s
     return ascii_chars // 3 + 1 + len(text.encode("utf-8", "replace")) - ascii_chars
 
 

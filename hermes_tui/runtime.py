@@ -25,6 +25,8 @@ from sentinel.monitor import Monitor
 
 CHECKPOINT_EVERY_S = 0.25  # streaming text reaches the DB at least this often (crash loses less)
 CLOSE_WAIT_S = 0.5  # close() gives a cancelled turn this long to end (and be recorded)
+REDACT_OFF_LOOP_CHARS = 20_000  # a message this long is redacted in a worker thread (~20 ms)
+TITLE_FROM_CHARS = 4_000  # a title (60 characters) is read from the message's start
 
 
 def contract_for(persona: Persona, system_prompt: str, canary: str | None) -> Contract:
@@ -273,13 +275,22 @@ class Runtime:
         from hermes_tui.resume import title_from
 
         if not self.title and first_message:
-            shown = redact(first_message) if self.config.redact_secrets else first_message
-            self.title = title_from(shown)
+            self.title = title_from((await self.redacted(first_message))[:TITLE_FROM_CHARS])
         self.session_id = await self.store.create_session(
             self.mode, title=self.title, config_hash=self.config.digest, personas=[]
         )
         self._recorder = self._make_recorder()
         return self.session_id
+
+    async def redacted(self, text: str) -> str:
+        """``text`` as it may be stored (secrets hidden). A long one is redacted in a worker
+        thread: redaction takes about 1 s a MB, and a pasted log held the chat's screen (the
+        event loop) that long."""
+        if not self.config.redact_secrets:
+            return text
+        if len(text) < REDACT_OFF_LOOP_CHARS:
+            return redact(text)
+        return await asyncio.to_thread(redact, text)
 
     async def set_title(self, title: str) -> None:
         """Rename the session (stored now, or at its first message)."""
@@ -339,8 +350,15 @@ class Runtime:
         as they happen and the store through the recorder; when this returns, every write
         of the turn is committed. ``cancel`` set (Esc, or ``close``) ends it early."""
         targets, _ = self.session.route(text)  # raises UnknownPersonaError before storing
+        price = getattr(self.pool, "price", None)  # the in-process pool: its GGUF reads
+        for name in targets if price is not None else ():
+            await price(self.config.personas[name].model)
+        stored = await self.redacted(text)
+        if not self.session_id and not self.title:
+            from hermes_tui.resume import title_from
+
+            self.title = title_from(stored[:TITLE_FROM_CHARS])  # redacted, then cut: no half secret
         await self.ensure_session(text)
-        stored = redact(text) if self.config.redact_secrets else text
         await self.store.queue_message(self.session_id, ",".join(targets), "user", stored)
         cancel = cancel if cancel is not None else asyncio.Event()
         self._running.add(cancel)

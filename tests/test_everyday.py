@@ -673,3 +673,59 @@ async def test_continue_and_resume_while_hermes_serve_runs(tmp_path, monkeypatch
         assert len(stored) == 3
     finally:
         proc.cleanup()
+
+
+async def test_a_pasted_megabyte_does_not_hold_the_chat_while_it_is_redacted(tmp_path):
+    """Before a message is stored its secrets are hidden (about 1 s a MB), and its title
+    too: both ran on the chat's event loop, so a pasted log froze the screen for as long (a
+    1 MB message: 0.57 s of 0.6). The real runtime, in-process pool and SQLite; the model
+    refuses the prompt (it is far over n_ctx), which is not what this test is about."""
+    from hermes_tui.redact import redact
+
+    config = load_config(str(write_small_config(tmp_path)))
+    db = tmp_path / "h.db"
+    runtime = await Runtime.start(config, db_path=db, judge=False, server="off")
+    secret = "ghp_R4nd0mT0k3nV4lu3xYzAbCdEfGh123456789"
+    text = f"@coder {secret} " + "log line " * 110_000 + secret
+    t0 = time.perf_counter()
+    redact(text)
+    redact_s = time.perf_counter() - t0  # the work that held the loop, timed in this run
+    lag, stop = 0.0, False
+    import gc
+    import threading
+    import traceback
+
+    held: list[str] = []  # where the loop was when it was held (says what to fix next)
+    seen = [time.perf_counter()]
+
+    def watch(main: int) -> None:
+        while not stop:
+            time.sleep(0.05)
+            if time.perf_counter() - seen[0] > 0.1:
+                held.append("".join(traceback.format_stack(sys._current_frames()[main])[-4:]))
+
+    async def tick() -> None:
+        nonlocal lag
+        while not stop:
+            t = seen[0] = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lag = max(lag, time.perf_counter() - t - 0.005)
+
+    # The earlier tests' garbage is collected now, not in a pause that this would time.
+    gc.collect()
+    gc.disable()
+    watcher = threading.Thread(target=watch, args=(threading.get_ident(),), daemon=True)
+    watcher.start()
+    ticker = asyncio.create_task(tick())
+    try:
+        await runtime.send(text)
+    finally:
+        stop = True
+        gc.enable()
+        await ticker
+        await runtime.close()
+    assert lag < redact_s / 3, (lag, redact_s, held[:3])
+    ((title,),) = rows(db, "SELECT title FROM sessions")
+    assert title.startswith("[REDACTED:github-token]") and secret not in title
+    ((stored,),) = rows(db, "SELECT content FROM messages WHERE role = 'user'")
+    assert secret not in stored and stored.endswith("[REDACTED:github-token]")

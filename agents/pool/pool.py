@@ -273,6 +273,17 @@ class ModelPool:
             self._placements[model] = placement_bytes(self._spec(model), self.seqs, self.budgets)
         return self._placements[model]
 
+    async def price(self, model: str) -> None:
+        """Make ``placement(model)`` known without holding the event loop: the first one reads
+        the model's GGUF header (1-3 s for the embedded model on a busy 2-core machine; it
+        froze the chat's screen at its first message, and every client of ``hermes serve``).
+        Callers await it before ``generate``, which admits (or refuses) in one loop turn; a
+        model that cannot be priced fails there, as it always did."""
+        spec = self.models.get(model)
+        if spec is not None and not spec.remote and model not in self._placements:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.placement, model)
+
     def _spec(self, model: str) -> ModelSpec:
         try:
             return self.models[model]

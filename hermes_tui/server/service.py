@@ -124,7 +124,6 @@ class ServerCore:
         self.renderer = PromptRenderer()
         self.started = time.time()
         self.stopping = False
-        self.priced: set[str] = set()  # models whose GGUF was read for their estimate
         self.active: set[Running] = set()
         self.by_request: dict[str, Running] = {}  # x-hermes-request ids of running ones
         self.background: set[asyncio.Task] = set()  # detached streams whose client left
@@ -254,12 +253,10 @@ class ServerCore:
         spec = self.config.models[target.model]
         if spec.remote:
             return
-        if target.model not in self.priced:
-            # The first request for a model reads its GGUF's header to price it (1-3 s for
-            # the embedded model on a busy 2-core machine): not on the event loop, where it
-            # held every other client's stream.
-            await asyncio.to_thread(self.pool.placement, target.model)
-            self.priced.add(target.model)
+        # The first request for a model reads its GGUF's header to price it: not on the
+        # event loop, where it held every other client's stream (the pool's generate must
+        # then admit in one loop turn: Completion.open).
+        await self.pool.price(target.model)
         try:
             self.pool.check_fits(target.model)
         except NeverFitsError as exc:
