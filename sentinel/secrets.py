@@ -561,17 +561,31 @@ def _credential_value(value: str, line: str) -> bool:
         return False
     if value.lower() in ("true", "false", "null", "none", "required", "optional", "string"):
         return False
-    if re.search(r"(?i)api[-_]?key|secret|token|passw", value) or re.fullmatch(
+    named = re.search(r"(?i)api[-_]?key|secret|token|passw", value) is not None
+    if (named and (re.search(r"[-_.]", value) or value.isupper())) or re.fullmatch(
         r"[A-Z0-9]+(?:[-_][A-Z0-9]+)+", value
     ):
-        return False  # a name (LLM_SECRET_NAME = "NEXUS-GPT4-API-KEY"), not a credential
+        # a name (LLM_SECRET_NAME = "NEXUS-GPT4-API-KEY", db_password_file), not a credential;
+        # a word in one piece of letters and digits is a password (Hunter2Secret)
+        return False
     low = value.lower()
     if placeholder_shape(value) or _sequential_run(value) or any(w in low for w in _FAKE_WORDS):
         return False
     high = len(value) >= 16 and _entropy(value) >= 3.5
-    if any(w in low for w in _PLACEHOLDER_WORDS) and not high:
+    if any(w in low for w in _PLACEHOLDER_WORDS) and not high and not named:
         return False
+    if named and not _more_than_words(low):
+        return False  # the word itself with a little around it (mypassword99, secret123)
     return high or _classes(value) >= 2
+
+
+def _more_than_words(low: str) -> bool:
+    """Whether a value holds 6+ letters and digits besides the placeholder words in it:
+    ``hunter2secret`` is a password with a word in it, ``mypassword99`` and
+    ``your_token_here`` are stand-ins."""
+    for w in _PLACEHOLDER_WORDS:
+        low = low.replace(w, "")
+    return sum(c.isalnum() for c in low) >= 6
 
 
 def _jwt_valid(token: str) -> bool:

@@ -177,6 +177,21 @@ def test_templates_defaults_and_fillers_are_not_secrets() -> None:
     assert spans(SecretCheck, text) == []
 
 
+def test_a_password_with_a_word_like_secret_in_it_is_a_secret_and_redacted() -> None:
+    """The qa agent's find: a value holding 'secret' or 'password' was read as a name or a
+    stand-in, so hermes log and batch --out kept it in the clear. A word inside a password is
+    still a password; the word with a little around it, or an identifier, is not."""
+    real = 'password = "Hunter2Secret"\nDB_PASS=Hunter2Secret!\nsecret = "TokenValue2024xyz"\n'
+    assert spans(SecretCheck, real) == ["Hunter2Secret", "Hunter2Secret!", "TokenValue2024xyz"]
+    cleaned = redact(real)
+    assert "Hunter2" not in cleaned and "TokenValue" not in cleaned
+    stand_ins = (
+        'password = "MyPassword99"\npassword = "secret123"\npassword: "examplepassword1"\n'
+        'api_key = "my_api_key_name"\ntoken = "SECRET_TOKEN"\npassword = "your_password_here"\n'
+    )
+    assert spans(SecretCheck, stand_ins) == []
+
+
 def test_templated_urls_are_not_malformed() -> None:
     text = (
         "Connect with postgresql://{user}:{password}@{{ host }}:5432/{db} or with\n"
