@@ -267,6 +267,8 @@ async def test_a_chat_that_cannot_start_says_why_when_you_send(small_config, tmp
         chat = chat_of(app)
         await until(pilot, lambda: chat._start_error, what="start failure")
         assert "could not start" in str(chat.query_one("#status").render())
+        # the start failure's own toast is posted to the app after the error is set
+        await until(pilot, lambda: list(app._notifications), what="the start failure's toast")
         app.clear_notifications()
         await send(pilot, "hello?")
         [note] = list(app._notifications)
