@@ -120,7 +120,11 @@ class Writer:
         """Wait until every write queued so far is committed; raise a background failure."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Op(fn=None, fut=fut))
-        await fut
+        try:
+            await fut
+        except StoreError:
+            self._bg_error = None  # told now, through this flush's own failure
+            raise
         if self._bg_error is not None:
             err, self._bg_error = self._bg_error, None
             raise err
@@ -200,6 +204,10 @@ class Writer:
             for op in ops:
                 self._forget_ref(op)
                 self._fail(op, err)
+            # The cause of what fails next (a message whose insert this rolled back): the next
+            # flush reports this (a full disk), not "no message" for a later write.
+            if self._bg_error is None:
+                self._bg_error = err
             return
         for op, value, exc in results:
             if exc is None:
@@ -223,7 +231,7 @@ class Writer:
                 op.fut.set_exception(err)
         else:  # fire-and-forget write: report on the next flush()
             log.warning("%s", err)
-            if report:
+            if report and self._bg_error is None:  # the first failure is the one to tell
                 self._bg_error = err
 
 
