@@ -1124,12 +1124,22 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu.json")
     ap.add_argument("--pairs", type=int, default=5, help="paired runs per paired_* section")
     ap.add_argument("--batched-bench", default=None, help="llama-batched-bench (peer section)")
+    ap.add_argument(
+        "--device-top-k",
+        choices=("default", "on", "off"),
+        default="default",
+        help="SeqRunner.DEVICE_TOP_K for every section but device_top_k (which runs both)",
+    )
     ap.add_argument("--first-turn-child", choices=("on", "off"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     a.ngl = 0 if a.smoke else -1
     a.dev = "cpu" if a.smoke else "cuda:0"
     a.budget = int(a.budget_gib * GiB)
+    if a.device_top_k != "default":
+        from agents.pool.runner import SeqRunner
+
+        SeqRunner.DEVICE_TOP_K = a.device_top_k == "on"
     if a.first_turn_child:
         print("FIRSTTURN" + json.dumps(first_turn_child(a, a.first_turn_child == "on")))
         return
@@ -1144,7 +1154,8 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "gpus": [nvml.name(i) for i in range(len(nvml.handles))] if nvml else [],
             "smoke": a.smoke,
-        }
+        },
+        "device_top_k_flag": a.device_top_k,
     }
     try:
         res["machine"]["nvidia_smi"] = subprocess.run(

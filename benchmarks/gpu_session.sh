@@ -11,10 +11,11 @@
 #   bash benchmarks/gpu_session.sh s2      # (builds again only on a fresh machine) paired_q8,
 #                                          # peer, sampler, the Vulkan judge with --shares
 # Issue #18's third session (the top-k sampled on the device, the judge's share re-measured):
-#   bash benchmarks/gpu_session.sh s3a     # both builds, device_top_k, paired_f16
-#   bash benchmarks/gpu_session.sh s3b     # paired_q8, peer, the Vulkan judge at its default
-#                                          # share (9 pairs of 768 tokens), `hermes doctor` on
-#                                          # Vulkan (carry .whl/: the project's wheels)
+#   bash benchmarks/gpu_session.sh s3a     # both builds, device_top_k
+#   bash benchmarks/gpu_session.sh s3b     # `hermes doctor` on Vulkan, paired_f16, paired_q8 and
+#                                          # peer with the faster sampling path s3a found, the
+#                                          # Vulkan judge at its default share (9 pairs of
+#                                          # 768 tokens); carry .whl/ (the project's wheels)
 # Results and logs go to $OUT (or /tmp/out).
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
@@ -106,20 +107,32 @@ case ${1:-} in
     export PYTHONPATH=/tmp/llama-cuda:/tmp/site:$PWD
     left() { echo $(( ${1:-575} - ($(date +%s) - T0) )); }
     echo "time left: $(left) s"
-    timeout "$(( $(left) - 45 ))" python3 benchmarks/bench_gpu.py --sections device_top_k --tokens 256 \
+    timeout "$(left)" python3 benchmarks/bench_gpu.py --sections device_top_k --tokens 256 \
       --out "$O/gpu_device_top_k.json" 2>&1 | grep -v '^ \|^{\|^}' | tee "$O/device_top_k.log"
-    echo "time left for paired_f16: $(left) s"
-    [ "$(left)" -gt 40 ] && timeout "$(left)" python3 benchmarks/bench_gpu.py --sections paired_f16 \
-      --tokens 256 --out "$O/gpu_paired_f16.json" 2>&1 | grep -v '^ \|^{\|^}' | tee "$O/paired_f16.log" ;;
+    cp "$O/gpu_device_top_k.json" /tmp/hermes-gpu/ 2>/dev/null ;;
   s3b)
     export PYTHONPATH=/tmp/llama-cuda:/tmp/site:$PWD
-    . gpucarry/vk/vulkan-env.sh >/dev/null 2>&1
     left() { echo $(( ${1:-575} - ($(date +%s) - T0) )); }
+    if [ ! -d /tmp/llama-cuda ]; then  # a fresh machine: the builds first, less is measured
+      echo "no builds here (a fresh machine): building again"
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site gpucarry/whl/*.whl .whl/*.whl
+      gen >"$O/gen-s3b.log" 2>&1 &
+      bash scripts/build_llama_gpu.sh cuda vulkan 2>&1 | tee "$O/build-s3b.log" | grep -v '^ '
+      wait
+    fi
+    . gpucarry/vk/vulkan-env.sh >/dev/null 2>&1
+    # the pool's sampling path the paired runs use: the device's top-k where s3a found it faster
+    flag=$(python3 -c 'import json,sys
+try: d=json.load(open("/tmp/hermes-gpu/gpu_device_top_k.json"))["device_top_k"]
+except Exception: print("off"); sys.exit()
+m=[d[k]["device_vs_host_chain"]["median"] for k in d if "device_vs_host_chain" in d[k]]
+print("on" if m and min(m) > 1.0 else "off")')
+    echo "device top-k for the paired runs: $flag"
     PYTHONPATH=/tmp/llama-vulkan:/tmp/site:$PWD timeout 60 python3 benchmarks/bench_vulkan_judge.py \
       --only-doctor --judge-llama-cpp /tmp/llama-vulkan --out "$O/doctor_vulkan.json" 2>&1 | tail -30
-    timeout 200 python3 benchmarks/bench_gpu.py --sections paired_q8,peer \
-      --tokens 256 --batched-bench /tmp/llama-cuda/llama-batched-bench --out "$O/gpu_s3b.json" 2>&1 \
-      | grep -v '^ \|^{\|^}' | tee "$O/s3b.log"
+    timeout "$(( $(left) - 200 ))" python3 benchmarks/bench_gpu.py --sections paired_f16,paired_q8,peer \
+      --device-top-k "$flag" --tokens 256 --batched-bench /tmp/llama-cuda/llama-batched-bench \
+      --out "$O/gpu_s3b.json" 2>&1 | grep -v '^ \|^{\|^}' | tee "$O/s3b.log"
     echo "time left for the judge: $(left) s"
     timeout "$(left)" python3 benchmarks/bench_vulkan_judge.py --judge-llama-cpp /tmp/llama-vulkan \
       --shares 0.05 --pairs 9 --tokens 768 --out "$O/vulkan_judge.json" 2>&1 | tee "$O/vulkan.log" \
