@@ -910,23 +910,26 @@ def sec_device_top_k(a, nvml, res) -> None:
     """The persona's top-k sampled on the device inside the decode (SeqRunner.DEVICE_TOP_K,
     llama.cpp's backend sampling: 40 candidates a persona come back) against the host's
     one-pass sampler over the whole vocabulary, with the default chain (temperature 0.7) and
-    greedy, each next to the raw cap; F16 0.85B and Q8_0 1.5B, 5 alternated runs each."""
+    greedy, each next to the raw cap; F16 0.85B and Q8_0 1.5B (--models), --pairs alternated
+    runs each."""
     import llama_cpp
 
     from agents.pool import runner as R
 
     out: dict = {}
-    models = {
-        "f16_0.85B": model_file(a.work, "0.85B" if not a.smoke else "0.5B", a.smoke, 0, True),
-        "q8_0_1.5B": q8_model(a),
+    f16_shape = "0.85B" if not a.smoke else "0.5B"
+    makers = {
+        "f16_0.85B": lambda: model_file(a.work, f16_shape, a.smoke, 0, True),
+        "q8_0_1.5B": lambda: q8_model(a),
     }
+    models = {k: make() for k, make in makers.items() if k in a.models.split(",")}
     orig = R.SeqRunner.DEVICE_TOP_K
     try:
         for name, path in models.items():
             cap_ll = llama_cpp.Llama(str(path), n_ctx=64, n_gpu_layers=a.ngl, verbose=False)
             cap_ll._ctx.close()
             rows = []
-            for _ in range(5):
+            for _ in range(a.pairs):
                 row = {"cap3_tps": raw_cap(cap_ll, a)["three_seq_tps"]}
                 for where, flag in (("device", True), ("host", False)):
                     R.SeqRunner.DEVICE_TOP_K = flag
@@ -1123,6 +1126,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu.json")
     ap.add_argument("--pairs", type=int, default=5, help="paired runs per paired_* section")
+    ap.add_argument(
+        "--models", default="f16_0.85B,q8_0_1.5B", help="the device_top_k section's models"
+    )
     ap.add_argument("--batched-bench", default=None, help="llama-batched-bench (peer section)")
     ap.add_argument(
         "--device-top-k",

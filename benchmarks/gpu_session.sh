@@ -16,6 +16,8 @@
 #                                          # peer with the faster sampling path s3a found, the
 #                                          # Vulkan judge at its default share (9 pairs of
 #                                          # 768 tokens); carry .whl/ (the project's wheels)
+#   bash benchmarks/gpu_session.sh s3c     # (a fresh machine) the CUDA build, the host sampling
+#                                          # cost, first_turn, device_top_k on Q8_0 (3 runs)
 # Results and logs go to $OUT (or /tmp/out).
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
@@ -99,7 +101,9 @@ case ${1:-} in
         --out "$O/vulkan_judge.json" 2>&1 | tee "$O/vulkan.log" | grep -v '^ ' | head -c 9000
     fi ;;
   s3a)
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site gpucarry/whl/*.whl .whl/*.whl
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      $(ls gpucarry/whl/*.whl | grep -v typing_extensions)  # one typing_extensions: two stop pip
     gen >"$O/gen-s3.log" 2>&1 &
     bash scripts/build_llama_gpu.sh cuda vulkan 2>&1 | tee "$O/build-s3.log" | grep -v '^ '
     wait
@@ -137,6 +141,24 @@ print("on" if m and min(m) > 1.0 else "off")')
     timeout "$(left)" python3 benchmarks/bench_vulkan_judge.py --judge-llama-cpp /tmp/llama-vulkan \
       --shares 0.05 --pairs 9 --tokens 768 --out "$O/vulkan_judge.json" 2>&1 | tee "$O/vulkan.log" \
       | grep -v '^ ' | head -c 9000 ;;
-  *) echo "usage: gpu_session.sh build|rest|extra|s1|s2|s3a|s3b"; exit 2 ;;
+  s3c)  # a fresh machine: the CUDA build alone, the first turn again, device_top_k on Q8_0
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      $(ls gpucarry/whl/*.whl | grep -v typing_extensions)
+    gen >"$O/gen-s3c.log" 2>&1 &
+    bash scripts/build_llama_gpu.sh cuda 2>&1 | tee "$O/build-s3c.log" | grep -v '^ '
+    wait
+    tail -3 "$O/gen-s3c.log"
+    export PYTHONPATH=/tmp/llama-cuda:/tmp/site:$PWD
+    left() { echo $(( ${1:-575} - ($(date +%s) - T0) )); }
+    timeout 60 python3 benchmarks/bench_sampling.py --model /tmp/hermes-gpu/0.85B-0-rnd.gguf \
+      --ngl -1 --steps 200 --out "$O/sampling_h200.json" 2>&1 | grep -v '^ \|^{\|^}'
+    timeout 70 python3 benchmarks/bench_gpu.py --sections first_turn --tokens 256 \
+      --out "$O/gpu_first_turn.json" 2>&1 | grep -v '^ \|^{\|^}' | tee "$O/first_turn.log"
+    echo "time left: $(left) s"
+    timeout "$(left)" python3 benchmarks/bench_gpu.py --sections device_top_k --models q8_0_1.5B \
+      --pairs 3 --tokens 256 --out "$O/gpu_device_top_k_q8.json" 2>&1 | grep -v '^ \|^{\|^}' \
+      | tee "$O/device_top_k_q8.log" ;;
+  *) echo "usage: gpu_session.sh build|rest|extra|s1|s2|s3a|s3b|s3c"; exit 2 ;;
 esac
 echo "stage ${1:-} took $(( $(date +%s) - T0 )) s"
