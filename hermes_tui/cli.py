@@ -412,7 +412,13 @@ MAX_CHECK_BYTES = 16 * 2**20  # saved text to check: /dev/zero or a runaway pipe
 
 @sentinel.command("check")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--persona", default=None, help="Whose contract to check against (default persona).")
+@click.option(
+    "--persona",
+    default=None,
+    metavar="NAME",
+    help="Check against this persona's contract too (its JSON schema, code rules, word limit, "
+    "system prompt). Without it, only the checks that need no persona's contract run.",
+)
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON verdict per line.")
 @click.option(
@@ -425,12 +431,14 @@ MAX_CHECK_BYTES = 16 * 2**20  # saved text to check: /dev/zero or a runaway pipe
 def sentinel_check(
     file, persona: str | None, config_path: str | None, as_json: bool, canaries: tuple[str, ...]
 ) -> None:
-    """Run every check on saved text (FILE, or - for stdin) as if it streamed.
+    """Run the sentinel's checks on saved text (FILE, or - for stdin) as if it streamed.
 
+    Without --persona: unsafe_commands, secrets, loops, patterns and the other checks that
+    need no persona's contract; with it, that persona's contract as well.
     Exit 0 when no verdict is critical, 1 otherwise, 2 on usage errors.
     """
     from hermes_tui.readfile import InputFileError, read_limited
-    from hermes_tui.sentinel_check import check_text, render
+    from hermes_tui.sentinel_check import check_text, render, scope
 
     config = load_config(config_path)
     name = "stdin" if file == "-" else file
@@ -446,10 +454,8 @@ def sentinel_check(
         raise Fail(f"{name}: {exc}", 2) from None
     except UnicodeDecodeError:
         raise Fail(f"{name}: expected UTF-8 text, found invalid bytes", 2) from None
-    verdicts = asyncio.run(
-        check_text(config, persona or config.default_persona, text, canaries=tuple(canaries))
-    )
-    click.echo(render(verdicts, text, as_json), nl=False)
+    verdicts = asyncio.run(check_text(config, persona, text, canaries=tuple(canaries)))
+    click.echo(render(verdicts, text, as_json, scope(config, persona)), nl=False)
     sys.exit(1 if any(v.severity == "critical" for v in verdicts) else 0)
 
 

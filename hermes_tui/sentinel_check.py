@@ -10,13 +10,14 @@ import random
 from hermes_tui.config import Config
 from hermes_tui.errors import Fail
 from hermes_tui.runtime import contract_for
+from sentinel.contract import Contract
 from sentinel.monitor import Monitor
 from sentinel.verdict import Verdict
 
 
 async def check_text(
     config: Config,
-    persona: str,
+    persona: str | None,
     text: str,
     seed: int = 0,
     canaries: tuple[str, ...] = (),
@@ -25,14 +26,11 @@ async def check_text(
     same monitor a live stream uses (no judge), and return its verdicts.
 
     Past the first 100,000 characters the chunks are 64-512 characters: the verdicts do not
-    depend on the split, and a 5 MB file is checked in seconds rather than minutes."""
-    if persona not in config.personas:
-        known = ", ".join(config.personas)
-        raise Fail(f"unknown persona {persona!r} (expected one of: {known})", 2)
-    p = config.personas[persona]
-    # As in a chat: the persona's prompt and declared canary, any hermes-planted canary
-    # (recognised by its shape: its value was random), and the --canary markers.
-    contract = contract_for(p, p.system_prompt, None)
+    depend on the split, and a 5 MB file is checked in seconds rather than minutes.
+
+    With ``persona`` None no persona's contract applies (no schema, code rules, word limit
+    or system prompt): only the checks that need none (safety, secrets, loops, patterns...)."""
+    contract = contract_of(config, persona)  # and the --canary markers:
     contract = dataclasses.replace(contract, canaries=contract.canaries + tuple(canaries))
     monitor = Monitor(contract, config.sentinel)
     monitor.start()
@@ -48,12 +46,32 @@ async def check_text(
     return monitor.verdicts
 
 
-def render(verdicts: list[Verdict], text: str, as_json: bool) -> str:
+def contract_of(config: Config, persona: str | None) -> Contract:
+    """The contract ``persona`` answers under; None: the empty one (a plain "text" answer)."""
+    if persona is None:
+        return Contract()
+    if persona not in config.personas:
+        known = ", ".join(config.personas)
+        raise Fail(f"unknown persona {persona!r} (expected one of: {known})", 2)
+    p = config.personas[persona]
+    # As in a chat: the persona's prompt and declared canary; any hermes-planted canary is
+    # recognised by its shape (its value was random).
+    return contract_for(p, p.system_prompt, None)
+
+
+def scope(config: Config, persona: str | None) -> str:
+    """The line saying which contract the text was checked against."""
+    if persona is None:
+        return "contract: none (only the checks that need no persona; --persona NAME adds one's)"
+    return f"contract: {persona}'s ({config.personas[persona].contract})"
+
+
+def render(verdicts: list[Verdict], text: str, as_json: bool, heading: str = "") -> str:
     if as_json:
         return "".join(json.dumps(v.as_dict()) + "\n" for v in verdicts)
+    lines = [heading] if heading else []
     if not verdicts:
-        return "pass: no verdicts\n"
-    lines = []
+        return "\n".join([*lines, "pass: no verdicts"]) + "\n"
     for v in verdicts:
         start, end = v.span
         quoted = text[start:end].replace("\n", "\\n")

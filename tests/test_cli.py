@@ -315,6 +315,31 @@ def test_sentinel_check_json_persona_minor_only_exits_0():
     assert "E_JSON_BROKEN" in result.output and "«S»" in result.output
 
 
+def test_sentinel_check_without_persona_applies_no_personas_contract():
+    """Plain prose was judged with the default persona's JSON contract: E_JSON_BROKEN."""
+    prose = "The deployment went fine. We restarted the web tier and cleared the cache.\n"
+    plain = CliRunner().invoke(main, ["sentinel", "check", "-"], input=prose)
+    assert plain.exit_code == 0
+    assert plain.output.splitlines() == [
+        "contract: none (only the checks that need no persona; --persona NAME adds one's)",
+        "pass: no verdicts",
+    ]
+    as_json = CliRunner().invoke(main, ["sentinel", "check", "-", "--json"], input=prose)
+    assert as_json.exit_code == 0 and as_json.output == ""  # JSONL stays JSONL
+    # the general checks still run: a secret or a destructive command is caught
+    leak = "Run this:\n```sh\nrm -rf /\n```\n"
+    unsafe = CliRunner().invoke(main, ["sentinel", "check", "-", "--json"], input=leak)
+    assert unsafe.exit_code == 1
+    assert [json.loads(line)["code"] for line in unsafe.output.splitlines()] == ["E_UNSAFE_COMMAND"]
+    # with --persona, that persona's contract: the same prose is not the architect's JSON
+    named = CliRunner().invoke(
+        main, ["sentinel", "check", "-", "--persona", "architect"], input=prose
+    )
+    assert named.output.splitlines()[0] == "contract: architect's (json)"
+    assert "E_JSON_BROKEN" in named.output
+    assert "--persona NAME" in CliRunner().invoke(main, ["sentinel", "check", "--help"]).output
+
+
 def test_sentinel_check_unknown_persona_is_exit_2():
     result = CliRunner().invoke(main, ["sentinel", "check", "-", "--persona", "poet"], input="hi")
     assert result.exit_code == 2
