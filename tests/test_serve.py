@@ -251,3 +251,32 @@ def test_full_queue_is_429_with_retry_after_and_never_fits_is_400(tmp_path):
         assert sdk.chat.completions.create(model="smollm2", messages=PROMPT, max_tokens=2)
     finally:
         proc.cleanup()
+
+
+def test_an_image_part_is_a_400_naming_it_and_text_parts_are_answered(server):
+    """The models are text-only: an image part answered as if it were not there is a wrong
+    answer (QA: "describe this image" got a confident description of nothing)."""
+    client = server.openai(max_retries=0)
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    ask = [
+        {"role": "system", "content": "You describe images."},
+        {"role": "user", "content": [{"type": "text", "text": "What is in it?"}, image]},
+    ]
+    for streamed in (False, True):
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(
+                model="smollm2", messages=ask, max_tokens=4, stream=streamed
+            )
+        assert err.value.param == "messages[1].content[1]"
+        assert err.value.code == "unsupported_content"
+        assert "'image_url' content parts are not supported" in err.value.message
+        assert "text-only" in err.value.message and "\n" not in err.value.message
+    parts = [{"type": "text", "text": "Name three"}, {"type": "text", "text": " colours."}]
+    ok = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": parts}],
+        max_tokens=4,
+        temperature=0.0,
+    )
+    assert ok.choices[0].message.content
+

@@ -32,7 +32,7 @@ from typing import Any
 
 from agents.tool_parse import ArgsDelta, CallEnd, CallStart, TextDelta, ToolCallParser
 from agents.tool_prompt import offered_tools, tool_names
-from hermes_tui.server.openai_schema import ApiError
+from hermes_tui.server.openai_schema import ApiError, content_text
 from sentinel.contract import Contract
 from sentinel.decision import Decision
 from sentinel.settings import SentinelSettings
@@ -126,7 +126,7 @@ def wire_messages(raw: dict[str, Any]) -> list[dict[str, Any]]:
         role = "system" if m.get("role") == "developer" else m.get("role", "user")
         content = m.get("content")
         if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if p.get("type") == "text")
+            content = content_text(content)
         msg: dict[str, Any] = {"role": role, "content": content or ""}
         if m.get("tool_calls"):
             msg["tool_calls"] = m["tool_calls"]

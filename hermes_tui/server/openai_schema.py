@@ -28,7 +28,11 @@ _CONTENT = {
             "items": {
                 "type": "object",
                 "required": ["type"],
-                "properties": {"type": {"type": "string"}, "text": {"type": "string"}},
+                "properties": {
+                    "type": {"type": "string"},
+                    "text": {"type": "string"},
+                    "refusal": {"type": "string"},
+                },
             },
         },
     ]
@@ -179,13 +183,37 @@ def _short_message(error: jsonschema.ValidationError) -> str:
     return message
 
 
-def _text(content: Any) -> str:
-    """``content`` as text: a string, or the text parts of a list of parts joined."""
+def content_text(content: Any) -> str:
+    """``content`` as text: a string, or the text parts of a list of parts joined (checked
+    by ``_text_only`` first)."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return "".join(p.get("text") or p.get("refusal") or "" for p in content)
+
+
+TEXT_PARTS = ("text", "refusal")  # an assistant's earlier refusal is text too
+
+
+def _text_only(messages: list[dict[str, Any]]) -> None:
+    """Every content part is text: the models served are text-only, and an image, audio or
+    file part answered as if it were not there is a wrong answer (400 naming the part)."""
+    for i, m in enumerate(messages):
+        content = m.get("content")
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            kind = part["type"]
+            if kind not in TEXT_PARTS:
+                where = f"messages[{i}].content[{j}]"
+                raise ApiError(
+                    400,
+                    f"{where}: {kind!r} content parts are not supported: the models of this "
+                    "hermes serve are text-only (send text parts only)",
+                    param=where,
+                    code="unsupported_content",
+                )
 
 
 def _not_json(name: str) -> Any:
@@ -209,10 +237,11 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         best = jsonschema.exceptions.best_match(errors)
         where = _where(best) or "body"
         raise ApiError(400, f"{where}: {_short_message(best)}", param=where)
+    _text_only(data["messages"])
     messages: list[Message] = []
     for m in data["messages"]:
         role = "system" if m["role"] == "developer" else m["role"]
-        content = _text(m.get("content"))
+        content = content_text(m.get("content"))
         try:
             content.encode("utf-8")
         except UnicodeEncodeError:
