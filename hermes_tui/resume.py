@@ -42,6 +42,9 @@ class Restored:
     workflow: str | None = None  # "pipeline" | "parallel" | None (no multi-persona turn)
     last_targets: list[str] = field(default_factory=list)
     spoke: list[str] = field(default_factory=list)  # personas with an answer, config order
+    # the session's stored names (its sessions.personas), this config's personas or not: a
+    # hermes serve request names a model ("smollm2"), an older config a persona since removed
+    personas: list[str] = field(default_factory=list)
 
 
 def strip_mentions(text: str) -> str:
@@ -111,6 +114,7 @@ async def restore(store: Any, session_id: int, personas: list[str]) -> Restored:
     restored = rebuild(messages, personas)
     restored.session_id = session_id
     restored.title = session.title
+    restored.personas = list(session.personas)
     return restored
 
 

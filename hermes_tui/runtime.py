@@ -263,7 +263,8 @@ class Runtime:
         if restored.workflow:
             session.workflow = restored.workflow
         self.session = session
-        self.session_id, self.title, self.spoke = session_id, restored.title, restored.spoke
+        self.session_id, self.title = session_id, restored.title
+        self.spoke = self._writers([*restored.spoke, *restored.personas])
         self.restored = restored
         self._recorder = self._make_recorder()
         return restored
@@ -300,6 +301,13 @@ class Runtime:
         if self.session_id:
             await self.store.update_session(self.session_id, title=self.title)
 
+    def _writers(self, names: list[str]) -> list[str]:
+        """A session's personas as stored: this config's in its order, then any other name
+        the session already had, kept (a resumed session never loses one)."""
+        return [p for p in self.personas if p in names] + [
+            n for n in dict.fromkeys(names) if n not in self.personas
+        ]
+
     def _make_recorder(self) -> Recorder:
         return Recorder(
             self.store, self.session_id, self.config.redact_secrets, lambda: self.interrupted
@@ -328,7 +336,7 @@ class Runtime:
             if self._recorder is not None:
                 await self._recorder(event)
             if isinstance(event, TurnEnded) and event.text and event.persona not in self.spoke:
-                self.spoke = [p for p in self.personas if p in {*self.spoke, event.persona}]
+                self.spoke = self._writers([*self.spoke, event.persona])
                 await self.store.queue_session_update(self.session_id, personas=self.spoke)
 
         return Session(

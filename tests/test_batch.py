@@ -373,3 +373,48 @@ def test_progress_says_how_each_turn_ended():
     asyncio_run(writer(VerdictRaised(5, "coder", v)))
     line = writer._outcome(TurnEnded(5, "coder", "text", 12, "halted", "E_LOOP"))
     assert line == "✖ [2/3] coder halted, 12 tok (E_LOOP); E_JSON_BROKEN"
+
+
+def test_resume_of_a_hermes_serve_session_keeps_its_record(tmp_path):
+    """An API request (hermes serve) to a model, continued by a batch: the session's personas
+    were rewritten to the batch's (["smollm2"] became ["coder"]), so `hermes log --persona
+    smollm2` no longer found it. Its own names, title, mode and messages stay."""
+    from click.testing import CliRunner
+
+    from hermes_tui.cli import main
+
+    from .serve_util import ServeProc
+
+    config = text_contract_config(tmp_path)
+    db = tmp_path / "s.db"
+    server = ServeProc(config, db, "--no-judge").start()
+    try:
+        asked = [{"role": "user", "content": "Say hi."}]
+        server.openai().chat.completions.create(model="smollm2", messages=asked, max_tokens=4)
+    finally:
+        server.stop()
+        server.cleanup()
+    con = sqlite3.connect(db)
+    [(sid, before)] = con.execute("SELECT id, personas FROM sessions").fetchall()
+    assert json.loads(before) == ["smollm2"]
+    api_rows = con.execute("SELECT persona, role, content FROM messages ORDER BY id").fetchall()
+
+    script = tmp_path / "more.toml"
+    script.write_text('[[turn]]\nto = "coder"\ntext = "Say hello."\n')
+    resumed = run(
+        ["batch", str(script), "--config", str(config), "--db", str(db), "--no-judge"]
+        + ["--resume", str(sid)]
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    row = con.execute("SELECT mode, title, personas FROM sessions WHERE id = ?", (sid,)).fetchone()
+    assert row[:2] == ("api", "OpenAI → smollm2")
+    assert json.loads(row[2]) == ["coder", "smollm2"]  # who wrote in it: both, none lost
+    after = con.execute("SELECT persona, role, content FROM messages ORDER BY id").fetchall()
+    assert after[: len(api_rows)] == api_rows and len(after) > len(api_rows)
+
+    def listed(persona: str) -> list[int]:
+        out = CliRunner().invoke(main, ["log", "--db", str(db), "--json", "--persona", persona])
+        assert out.exit_code == 0, out.output
+        return [json.loads(line)["id"] for line in out.output.splitlines()]
+
+    assert listed("smollm2") == [sid] and listed("coder") == [sid]
