@@ -270,9 +270,11 @@ class SeqRunner:
     # DEVICE_TOP_K: the first sampler (top-k 40) runs on the device inside the decode graph
     # (DeviceTopK, llama.cpp's backend sampling): 40 candidates per persona come back instead
     # of the vocabulary's logits, and the host's one-pass top-k threshold is skipped. True /
-    # False: always / never; None: on a GPU only. Off until measured on a GPU
-    # (`bench_gpu.py --sections device_top_k`): this session had ~3 device-minutes. On the
-    # CPU it only moves work between threads (tiny models: sampled 1.2x faster, greedy 0.87x).
+    # False: always / never; None: on a GPU only. Off: measured on two H200s
+    # (benchmarks/results/gpu_h200_issue18_run3.json, `device_top_k`) it was no faster for
+    # sampled personas (1.01x the host path, pool/cap 0.86-0.87 vs 0.85) and slower for greedy
+    # ones (0.84-0.85 of the cap vs the host's 0.95-0.96): the top-k inside the graph costs
+    # the device about what it saves the host. On the CPU it only moves work between threads.
     # The whole chain on the device was measured earlier: batched +2.5% at best, interleaved
     # -20% (llama.cpp then rebuilt the sampler graph whenever the sequence changed).
     DEVICE_TOP_K: bool | None = False
