@@ -279,4 +279,3 @@ def test_an_image_part_is_a_400_naming_it_and_text_parts_are_answered(server):
         temperature=0.0,
     )
     assert ok.choices[0].message.content
-
