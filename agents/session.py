@@ -300,9 +300,9 @@ class Session:
         elif watcher:
             # An answer that stopped at max_tokens ends mid-word: that word is not judged. The
             # pool says so; counting pieces is not enough (a multi-token character, CJK or an
-            # emoji, arrives as one piece: 24 tokens of Japanese came in 13 pieces).
-            full = info.finish_reason == "length" or tokens >= persona.max_tokens
-            cut_off = status == "done" and full
+            # emoji, arrives as one piece: 24 tokens of Japanese came in 13 pieces), and too
+            # much (a stop string on the last allowed token ends a finished answer).
+            cut_off = status == "done" and info.finish_reason == "length"
             decision = await watcher.finish(corrections, cut_off=cut_off)
             if status == "halted" and decision.action != "halt":
                 decision = _Halted(decision)  # the stream was stopped: a halt whatever it said

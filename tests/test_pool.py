@@ -585,3 +585,26 @@ async def test_fake_gpu_context_settings_keep_seeded_text_across_seat_swaps(
 
     swapped, kept = await run(1, 4), await run(3, 32)
     assert swapped == kept and all(swapped.values())
+
+
+async def test_finish_reason_says_what_ended_the_answer() -> None:
+    """GenerationInfo.finish_reason: "length" when the context ran out before max_tokens (it
+    said "stop", as if the model had finished), "stop" for the model's own end."""
+    from agents.pool.pool import GenerationInfo
+
+    models = {"smol": ModelSpec("smol", EMBEDDED, n_ctx=128)}
+    pool = ModelPool(models, PoolSpec())
+    try:
+        long = [{"role": "user", "content": "Tell me a long story about the sea. " * 10}]
+        info = GenerationInfo()
+        params = SamplingParams(max_tokens=100, temperature=0.0)
+        text = "".join([p async for p in pool.generate("a", "smol", long, params, info=info)])
+        assert text and info.completion_tokens < 100  # the context ended it
+        assert info.finish_reason == "length"
+        short = GenerationInfo()
+        greedy = SamplingParams(max_tokens=60, temperature=0.0)
+        hi = [{"role": "user", "content": "Say hi."}]
+        _ = [p async for p in pool.generate("b", "smol", hi, greedy, info=short)]
+        assert short.completion_tokens < 60 and short.finish_reason == "stop"
+    finally:
+        await pool.close()

@@ -279,3 +279,31 @@ def test_an_image_part_is_a_400_naming_it_and_text_parts_are_answered(server):
         temperature=0.0,
     )
     assert ok.choices[0].message.content
+
+
+def test_a_stop_string_on_the_last_allowed_token_ends_with_stop_not_length(server):
+    """The answer was ended by the client's stop string, on the very token max_tokens allowed:
+    that is a finished answer ("stop"), not one cut off ("length"), streamed or whole."""
+    client = server.openai()
+    ask = dict(model="smollm2", messages=PROMPT, temperature=0.0)
+    before = client.chat.completions.create(max_tokens=2, **ask).choices[0].message.content
+    for k in range(3, 16):  # the first token whose own text is not in the answer before it
+        full = client.chat.completions.create(max_tokens=k, **ask)
+        assert full.choices[0].finish_reason == "length"  # greedy SmolLM2 says more
+        text = full.choices[0].message.content
+        assert text.startswith(before) and len(text) > len(before)
+        stop = text[len(before) :].strip() or text[len(before) :]  # the last token's text
+        if stop not in before:
+            break
+        before = text
+    else:
+        raise AssertionError("no usable token in 3..15")
+    whole = client.chat.completions.create(max_tokens=k, stop=[stop], **ask)
+    assert whole.choices[0].message.content == text[: text.index(stop)]
+    assert whole.choices[0].finish_reason == "stop"
+    assert whole.usage.completion_tokens == k
+    chunks = list(client.chat.completions.create(max_tokens=k, stop=[stop], stream=True, **ask))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    # Cut by max_tokens with the stop string not reached: still "length".
+    other = client.chat.completions.create(max_tokens=k, stop=["\u2603never"], **ask)
+    assert other.choices[0].finish_reason == "length"

@@ -24,7 +24,7 @@ from typing import Any
 from agents.engine import Engine, Message, SamplingParams, relay
 from agents.pool.queue import AdmissionQueue, NeverFitsError, PoolBusyError, QueuedInfo, Request
 from agents.pool.remote_gate import RemoteGate, SeatCancelled
-from agents.pool.runner import Job, SeqRunner
+from agents.pool.runner import Job, SeqRunner, TextStream
 from agents.pool.scheduler import PoolEvent, Scheduler, slot_key
 from agents.pool.state_cache import StateCache
 from agents.specs import ModelSpec, PoolSpec
@@ -135,9 +135,48 @@ class GenerationInfo:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    finish_reason: str = "stop"  # "stop" (end of text or a stop string) or "length"
+    # what ended the answer: "stop" (end of text or a stop string, on the last allowed token
+    # too) or "length" (max_tokens or the context ran out first)
+    finish_reason: str = "stop"
     queue_wait_s: float | None = None  # admission to the first token
     first_token_s: float | None = None
+
+
+class _StopSeen(TextStream):
+    """The job's text stream, remembering whether a stop string ended the answer (the runner
+    hears it from ``feed`` and ends the job as it does at max_tokens)."""
+
+    hit = False
+
+    def feed(self, data: bytes) -> tuple[str, bool]:
+        out, stopped = super().feed(data)
+        self.hit = self.hit or stopped
+        return out, stopped
+
+
+class _PoolJob(Job):
+    """A ``Job`` that can say what ended it: the runner gives it a fresh ``TextStream`` when
+    the prompt is prepared; it is taken as a ``_StopSeen`` with the same stop strings."""
+
+    @property
+    def text(self) -> TextStream | None:
+        return self.__dict__.get("_text")
+
+    @text.setter
+    def text(self, stream: TextStream | None) -> None:
+        if stream is not None and not isinstance(stream, _StopSeen):
+            stream = _StopSeen(stream.stops)
+        self.__dict__["_text"] = stream
+
+    def finish_reason(self, n_ctx: int) -> str:
+        """ "stop" when the model or a stop string ended the answer, even on its last allowed
+        token (it used to say "length" then: a finished answer read as one cut off);
+        "length" when max_tokens or the context ended it first."""
+        if isinstance(self.text, _StopSeen) and self.text.hit:
+            return "stop"
+        total = len(self.prompt or ()) + len(self.generated)
+        full = len(self.generated) >= self.params.max_tokens or total + 1 >= n_ctx
+        return "length" if full else "stop"
 
 
 @dataclass(frozen=True)
@@ -337,7 +376,7 @@ class ModelPool:
             self._event("reject", model, persona, str(exc))
             raise
         loop = asyncio.get_running_loop()
-        job = Job(persona, model, slot_key(spec), list(messages), params, loop)
+        job = _PoolJob(persona, model, slot_key(spec), list(messages), params, loop)
         job.tools, job.tool_choice = tools, tool_choice
         job.request = Request(
             persona, model, priority, params.max_tokens, payload=job, client=client
@@ -365,8 +404,7 @@ class ModelPool:
                 info.prompt_tokens = len(job.prompt or ())
                 info.completion_tokens = len(job.generated)
                 info.first_token_s = job.first_token_s
-                full = len(job.generated) >= params.max_tokens
-                info.finish_reason = "length" if full else "stop"
+                info.finish_reason = job.finish_reason(self._spec(model).n_ctx)
 
     async def _generate_remote(
         self,
