@@ -179,8 +179,10 @@ class JudgeWorker:
 
     ``on_down`` (optional) is called with each ``E_SENTINEL_DOWN`` verdict; they are also kept
     in :attr:`down_verdicts` until :meth:`take_down_verdicts`. ``hang_timeout_s`` is how long
-    one request may stay unanswered before the child is deemed hung and killed (a per-call
-    ``timeout_s`` only stops waiting; the child may just be slow). ``log_path`` receives the
+    a child holding a request may stay silent (no answer, no progress line) before it is
+    deemed hung and killed (a per-call
+    ``timeout_s`` only stops waiting, and the child drops the request when it passes; a child
+    that is slow, not hung, sends progress lines and is not killed). ``log_path`` receives the
     child's stderr (llama.cpp logs); by default it is discarded so it never hits the terminal.
 
     ``set_primary_busy(True)`` while the personas stream makes the child keep its device work
@@ -256,6 +258,8 @@ class JudgeWorker:
         self._restarts = 0
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
+        self._last_life = 0.0  # the child's last line (answer or progress), time.monotonic()
+        self.expired = 0  # requests the child dropped because their deadline had passed
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._restart_task: asyncio.Task[None] | None = None
@@ -380,13 +384,14 @@ class JudgeWorker:
         if not self.alive:
             return None
         try:
-            return await asyncio.wait_for(self._round_trip(request), timeout_s)
+            expires_at = time.monotonic() + timeout_s
+            return await asyncio.wait_for(self._round_trip(request, expires_at), timeout_s)
         except TimeoutError:
             return None
         except Exception:  # the judge is advisory: never let it break the caller
             return None
 
-    async def _round_trip(self, request: JudgeRequest) -> JudgeResult | None:
+    async def _round_trip(self, request: JudgeRequest, expires_at: float) -> JudgeResult | None:
         async with self._lock:  # one request in the child at a time: no stale backlog
             proc = self._proc
             if not self.alive or proc is None or proc.stdin is None:
@@ -399,6 +404,7 @@ class JudgeWorker:
                 "contract_kind": request.contract_kind,
                 "instructions": request.instructions,
                 "text": request.text,
+                "expires_at": expires_at,  # the child drops it once nobody waits for it
             }
             try:
                 proc.stdin.write((json.dumps(line) + "\n").encode("utf-8"))
@@ -480,6 +486,11 @@ class JudgeWorker:
             if not raw:
                 break
             message = _parse_line(raw)
+            self._last_life = time.monotonic()
+            if "progress" in message:  # still judging: slow, not hung
+                continue
+            if message.get("expired"):
+                self.expired += 1
             entry = self._pending.pop(message.get("id", -1), None)
             if entry is None or entry.future.done():
                 continue  # an answer nobody waits for any more (caller timed out)
@@ -499,14 +510,18 @@ class JudgeWorker:
         self._child_down(proc)
 
     async def _watchdog(self, proc: asyncio.subprocess.Process) -> None:
-        """Kill a child that holds a request far too long (a hung driver, a stuck kernel)."""
+        """Kill a child that holds a request and says nothing for ``hang_timeout_s`` (a hung
+        driver, a stuck kernel, a frozen process). A slow one (a loaded CPU) sends a progress
+        line after its decodes and is left alone: its late requests expire instead."""
         period = max(0.05, min(1.0, self.hang_timeout_s / 4))
         while proc.returncode is None:
             await asyncio.sleep(period)
             if self._pending and proc is self._proc:
                 oldest = min(p.sent_at for p in self._pending.values())
-                if time.monotonic() - oldest > self.hang_timeout_s:
-                    self._kill_reason = f"no answer for {self.hang_timeout_s:g} s (hung)"
+                if time.monotonic() - max(oldest, self._last_life) > self.hang_timeout_s:
+                    self._kill_reason = (
+                        f"no answer and no progress for {self.hang_timeout_s:g} s (hung)"
+                    )
                     _kill(proc)
                     return
 

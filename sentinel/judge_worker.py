@@ -9,9 +9,16 @@ the parent (``sentinel.judge.JudgeWorker``) notices the closed pipe and restarts
 Protocol (one JSON object per line):
 
 * startup, child -> parent: ``{"ready": true, "load_s": 0.2}`` or ``{"error": "..."}`` (exit 2)
-* parent -> child: ``{"id": 1, "contract_kind": "code", "instructions": "...", "text": "..."}``
+* parent -> child: ``{"id": 1, "contract_kind": "code", "instructions": "...", "text": "...",
+  "expires_at": 12345.6}`` (``expires_at``: the parent's deadline on ``time.monotonic()``, the
+  same clock in both processes of one machine)
 * child -> parent: ``{"id": 1, "on_task": false, "reason": "...", "latency_s": 0.4}`` or
-  ``{"id": 1, "error": "..."}``
+  ``{"id": 1, "error": "..."}``; ``{"id": 1, "error": "expired", "expired": true}`` for a request
+  whose deadline passed before or while it was judged (nobody waits for it: the child stops and
+  takes the next one instead of working through a stale backlog)
+* child -> parent, while judging: ``{"progress": 1}`` every ``PROGRESS_EVERY_S`` in which the
+  process used CPU time: the parent's watchdog tells a slow judge (a loaded CPU) from a hung
+  one (a frozen process, a stuck device call) by these, and kills only the hung one
 * parent -> child, at any time: ``{"primary_busy": true}`` / ``false``: the personas stream (or
   stopped); read at once by a reader thread, even mid-verdict. While busy, the judge keeps its
   device work to ``--busy-share`` of the time for at most ``--busy-deadline-s`` per request
@@ -47,6 +54,8 @@ VERDICT_SCHEMA: dict[str, Any] = {
 }
 
 MAX_TOKENS = 48
+PROGRESS_EVERY_S = 0.5
+MIN_BEAT_CPU_S = 0.01  # CPU time a beat's interval must show for the process to count as working
 MAX_INSTRUCTIONS_CHARS = 1000
 MAX_TEXT_CHARS = 1500
 
@@ -186,6 +195,60 @@ def _load(model: str, device: str, n_ctx: int, n_threads: int | None) -> Any:
     )
 
 
+class Expired(Exception):
+    """The request's deadline passed: nobody waits for its verdict any more."""
+
+
+class RequestWatch:
+    """The request being judged, watched from two sides.
+
+    * The judge model's decode is wrapped: before each, a request past its deadline is stopped
+      (``Expired``: the batch is not decoded, so the model's state stays consistent).
+    * A heartbeat thread sends ``{"progress": id}`` every ``PROGRESS_EVERY_S`` while a request
+      is judged and this process used CPU time since the last beat (a loaded CPU: slow, not
+      hung). A frozen process sends nothing, nor does one blocked in a stuck device call,
+      which uses no CPU: those the parent's watchdog kills.
+    """
+
+    def __init__(self, llm: Any, out: IO[str], lock: threading.Lock) -> None:
+        self.out = out
+        self.lock = lock
+        self.request_id: Any = None
+        self.expires_at: float | None = None
+        ctx = llm._ctx
+        decode = ctx.decode
+
+        def watched(batch: Any) -> None:
+            if self.expires_at is not None and time.monotonic() > self.expires_at:
+                raise Expired
+            decode(batch)
+
+        ctx.decode = watched
+        threading.Thread(target=self._beat, daemon=True).start()
+
+    def _beat(self) -> None:
+        cpu = time.process_time()
+        while True:
+            time.sleep(PROGRESS_EVERY_S)
+            now = time.process_time()
+            rid, used, cpu = self.request_id, now - cpu, now
+            if rid is not None and used >= MIN_BEAT_CPU_S:
+                with self.lock:
+                    _send(self.out, {"progress": rid})
+
+    def expired(self, request: dict[str, Any]) -> bool:
+        deadline = request.get("expires_at")
+        return isinstance(deadline, (int, float)) and time.monotonic() > deadline
+
+    def begin(self, request: dict[str, Any]) -> None:
+        deadline = request.get("expires_at")
+        self.expires_at = float(deadline) if isinstance(deadline, (int, float)) else None
+        self.request_id = request.get("id")
+
+    def end(self) -> None:
+        self.request_id = self.expires_at = None
+
+
 def answer(llm: Any, request: dict[str, Any], yielder: Yielder | None = None) -> dict[str, Any]:
     """One grammar-constrained verdict for one request."""
     started = time.perf_counter()
@@ -284,14 +347,25 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(
         target=_read_requests, args=(sys.stdin, requests, yielder), daemon=True
     ).start()
+    lock = threading.Lock()  # the heartbeat thread writes lines too
+    watch = RequestWatch(llm, out, lock)
     while (request := requests.get()) is not None:
         if isinstance(request, ValueError):
-            _send(out, {"id": None, "error": str(request)})
-            continue
-        try:
-            _send(out, answer(llm, request, yielder))
-        except Exception as exc:  # a failed verdict must not end the worker
-            _send(out, {"id": request.get("id"), "error": f"{type(exc).__name__}: {exc}"})
+            reply: dict[str, Any] = {"id": None, "error": str(request)}
+        elif watch.expired(request):
+            reply = {"id": request.get("id"), "error": "expired", "expired": True}
+        else:
+            watch.begin(request)
+            try:
+                reply = answer(llm, request, yielder)
+            except Expired:
+                reply = {"id": request.get("id"), "error": "expired", "expired": True}
+            except Exception as exc:  # a failed verdict must not end the worker
+                reply = {"id": request.get("id"), "error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                watch.end()
+        with lock:
+            _send(out, reply)
     return 0
 
 

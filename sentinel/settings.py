@@ -20,7 +20,8 @@ class SentinelSettings:
     judge_llama_cpp_path: str | None = None
     judge_every_chars: int = 400  # ask the judge again after this much new text
     # How long one judge request may go unanswered: then the turn goes on unjudged (and says
-    # so) and a judge process that still holds it is deemed hung, killed and restarted.
+    # so) and the judge's process drops it; a process that also sent no progress for as long
+    # is deemed hung, killed and restarted (a slow one, e.g. on a loaded CPU, is not).
     judge_timeout_s: float = 5.0
     # While the personas stream, a judge on a GPU keeps its device work to this share of the
     # time (sentinel.judge_yield), for at most half of judge_timeout_s per request; 1: never

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -133,6 +134,58 @@ async def test_a_hung_child_is_killed_by_the_watchdog_and_restarted(model_path):
         assert "hung" in worker.down_verdicts[-1].detail
         await _wait_until(lambda: worker.alive)
         assert not _process_exists(pid)
+
+
+# About 800 characters: a few seconds of judging on this CPU, long enough to throttle.
+MEDIUM = JudgeRequest.tail(
+    "code", "Write a Python function add(a, b) that returns the sum.", "Sure! " * 120 + "Bake."
+)
+
+
+async def test_a_slow_judge_is_not_taken_for_a_hung_one(model_path):
+    """On a loaded CPU a judgement can take longer than the hang limit (the chat's is
+    judge_timeout_s, 5 s; a 1,500-character tail took 14 s on a busy 2-core machine): the
+    watchdog killed the judge as 'hung' and reloaded its model, again every turn, and no
+    verdict ever came. A slow child reports progress and is left to finish. Slowed for real:
+    SIGSTOP/SIGCONT in turn, half the time stopped."""
+    async with JudgeWorker(model_path, hang_timeout_s=3.0) as worker:
+        pid = worker.pid
+        assert pid is not None
+        stop = asyncio.Event()
+
+        async def throttle() -> None:
+            with contextlib.suppress(ProcessLookupError):  # killed: the assertions say so
+                while not stop.is_set():
+                    os.kill(pid, signal.SIGSTOP)
+                    await asyncio.sleep(0.2)
+                    os.kill(pid, signal.SIGCONT)
+                    await asyncio.sleep(0.2)
+
+        started = time.monotonic()
+        throttler = asyncio.create_task(throttle())
+        try:
+            result = await worker.judge(MEDIUM, timeout_s=120)
+        finally:
+            stop.set()
+            await throttler
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        took = time.monotonic() - started
+        assert isinstance(result, JudgeResult), worker.down_verdicts
+        assert took > worker.hang_timeout_s  # it was slower than the hang limit...
+        assert (
+            worker.restarts == 0 and worker.pid == pid and not worker.down_verdicts
+        )  # ...and kept
+
+
+async def test_a_request_nobody_waits_for_is_dropped_not_judged(model_path):
+    """The caller gave up (the monitor's deadline): the child stops that judgement at its next
+    decode and takes the next request, instead of finishing a verdict nobody reads."""
+    async with JudgeWorker(model_path) as worker:
+        assert await worker.judge(MEDIUM, timeout_s=0.3) is None
+        await _wait_until(lambda: worker.expired == 1 and worker.pending == 0, 30)
+        assert isinstance(await worker.judge(SHORT, timeout_s=60), JudgeResult)
+        assert worker.expired == 1 and worker.restarts == 0
 
 
 async def test_a_caller_timeout_gives_none_and_the_judge_keeps_working(model_path):
