@@ -37,6 +37,13 @@ Decisions:
 * **Keyword values** (``password: hunter2``) must look like a credential: one token, not a
   template or a reference, at least 6 characters mixing two classes of characters (lower,
   upper, digit, symbol), or 16+ characters of high entropy. ``password: required`` is not one.
+* **Environment assignments and passphrases** (which detect-secrets' keyword rules miss): a
+  credential-named variable assigned before a command (``PGPASSWORD=s3cr3tpass psql …``, the
+  value judged as a keyword value) and three or more lowercase words assigned to a password
+  or passphrase name, quoted or alone on their line (``db_password = "correct horse battery
+  staple"``); not prose about one (``password: at least twelve characters``: a word of prose
+  in it), not a name about one (``password_hint``, ``TOKEN_FILE``), not a path (``PWD=/x``).
+  Judged on whole lines, as keyword values are.
 * **Private keys**: a ``BEGIN … PRIVATE KEY`` header (RSA, EC, DSA, OpenSSH, PKCS#8, encrypted,
   PGP ``PRIVATE KEY BLOCK``, PuTTY) is a secret whatever follows it, unless it sits inside a
   sentence (``the file starts with -----BEGIN RSA PRIVATE KEY-----``): then only if a body or
@@ -173,6 +180,75 @@ def _plugin_patterns() -> list[_Detector]:
     return out
 
 
+# Assignments detect-secrets' keyword rules miss (they need the value to end its line and
+# be one token, and know no "passphrase"): a shell's environment assignment before a command
+# (``PGPASSWORD=s3cr3tpass psql -h db``: the value ends at the blank) and a passphrase of
+# lowercase words in a clearly named assignment (``db_password = "correct horse battery
+# staple"``, ``passphrase: hunter two cats`` alone on its line). The value is group "v".
+_ENV_ASSIGNMENT = (
+    r"(?<![^\s;&|(`])(?P<name>[A-Za-z_][A-Za-z0-9_]{0,60})="
+    r"(?:(?P<q>['\"])(?P<qv>[^'\"\n]{1,200})(?P=q)|(?P<v>[^\s'\"`;|&<>()]{1,200}))"
+    r"(?=[ \t]+[^\s#])"  # a command (or another assignment) follows on the line
+)
+_PHRASE_NAME = r"(?<![\w.-])(?P<name>[\w.-]{0,30}?(?i:passw(?:or)?d|pass_?phrase)(?P<sfx>\w{0,20}))"
+_PHRASE_WORDS = r"[a-z0-9]+(?: [a-z0-9]+){2,7}"
+_PHRASE_QUOTED = (
+    _PHRASE_NAME + r"[\"'\]]{0,2}[ \t]*(?::=|=>|[:=])[ \t]*"
+    rf"(?P<q>[\"'`])(?P<v>{_PHRASE_WORDS}|[^\s\"'`]{{6,200}})(?P=q)"
+)
+_PHRASE_LINE = (  # unquoted: the name starts its line and the value ends it
+    r"(?m:^)[ \t]*(?:[-*][ \t]+)?"
+    + _PHRASE_NAME
+    # ':' or a spaced '=' (NAME=a b c in a shell is NAME=a before the command b c)
+    + r"(?:[ \t]*:|[ \t]+=|=(?=[ \t]))[ \t]*"
+    rf"(?P<v>{_PHRASE_WORDS}|[^\s\"'`]{{6,200}})[ \t]*$"
+)
+_PASSWORD_NAME = re.compile(r"(?i)passw(?:or)?d|pass_?phrase")
+# what an environment variable holding a credential is called (the end of its name)
+_ENV_SECRET_NAME = re.compile(
+    r"(?i)(?:passw(?:or)?d|pass_?phrase|(?:^|_)pass|(?:^|_)pwd|secret|token"
+    r"|(?:api|access|secret|private|auth|client)_?key)$"
+)
+# a name like this holds something about a password, not the password
+_ABOUT_PASSWORD = re.compile(
+    r"(?i)hint|prompt|label|message|msg|help|text|error|err\b|policy|desc|placeholder|field"
+    r"|title|rule|require|length|len\b|format|question|reset|expir|file|path|env|var|name|_id"
+    r"|type|mode|hash|digest|salt|min|max|regex|pattern|url|uri|cmd|command|manager|store"
+)
+# words of prose about a password (``password: at least twelve characters``), not of one
+_PROSE_WORDS = frozenset(
+    "a an the and or of to in on at for with by from is are was were be been being it its "
+    "this that these those you your yours my our their his her we they i me us not no none "
+    "must should can could will would may might set use used using same as if when then than "
+    "least most characters character chars long short length min max minimum maximum "
+    "required optional empty blank default see below above here there one any all each every "
+    "password passwords passphrase passphrases secret token key keys change changed enter "
+    "type typed value string field chosen choose stored hidden masked redacted example "
+    "sample placeholder dummy fake test login user username admin random word words strong "
+    "weak secure unique memorable common letters letter digits digit numbers number symbols "
+    "uppercase lowercase mixed case new old current generated via only also do does did "
+    "has have had what which who how why where".split()
+)
+
+
+def _phrase_password(value: str) -> bool:
+    """Three or more lowercase words that read as a passphrase, not as prose about one."""
+    words = value.split()
+    if len(words) < 3 or len(set(words)) < len(words):
+        return False
+    if any(w in _PROSE_WORDS for w in words) or any(w in value for w in _PLACEHOLDER_WORDS):
+        return False
+    return sum(c.isalpha() for c in value) >= 10
+
+
+def _path_like(value: str) -> bool:
+    return re.match(r"(?:[~.]{0,2}/|[A-Za-z]:\\|\w+://)", value) is not None
+
+
+# detect-secrets' keyword assignments (CONFIG files: unquoted values; code: quoted values):
+# what each match contains (its trigger)
+_KEYWORD_TRIGGER = "i:key|i:pass|i:pwd|i:secret|i:token|i:contrase"
+
 _EXTRA = [
     # shapes detect-secrets lacks (gitleaks' published rules have them)
     (
@@ -260,6 +336,11 @@ _EXTRA = [
         "b64key",
     ),
     ("Telegram Bot API Token", r"(?<![\w:])\d{5,16}:A[\w-]{32,34}(?![\w-])", "re:[0-9]:A", ""),
+    # assignments detect-secrets' keyword rules miss (see _ENV_ASSIGNMENT), under
+    # the keyword rules' trigger (one tag for all: no extra trigger to scan for)
+    ("Password in an environment assignment", _ENV_ASSIGNMENT, _KEYWORD_TRIGGER, "envpw"),
+    ("Passphrase", _PHRASE_QUOTED, _KEYWORD_TRIGGER, "phrase"),
+    ("Passphrase", _PHRASE_LINE, _KEYWORD_TRIGGER, "phraseline"),
     # hermes's own: the `hermes serve` bearer token, any bearer credential, a URL's ?token=
     # (the `hermes web` link); the credential alone is marked, not the word before it
     ("hermes serve token", r"\bhermes-[A-Za-z0-9_-]{43}(?![\w-])", "hermes-", ""),
@@ -272,10 +353,6 @@ _EXTRA = [
         "hexkey",
     ),
 ]
-
-# detect-secrets' keyword assignments: CONFIG files (unquoted values) and code (quoted values)
-_KEYWORD_TRIGGER = "i:key|i:pass|i:pwd|i:secret|i:token|i:contrase"
-
 
 # Every keyword-rule match has a keyword followed (within a few characters) by ':', '=', '!',
 # '(' or '.assign', or a comparison before it, or a ';' (detect-secrets' quoted-and-semicolon
@@ -699,6 +776,11 @@ def _masked_next(text: str, end: int) -> bool:
     return _MASK_NEXT.match(text, end) is not None
 
 
+# judged on whole lines only: a value that may still grow, or that the rest of its line
+# decides (``password = os.environ[...]``); the environment rule matches again at every
+# piece of a long run of assignments (``X_PASS=a X_PASS=a ...``) until its line is read
+_WHOLE_LINE = frozenset({"keyword", "phrase", "phraseline", "envpw"})
+
 _JWT_TAIL = re.compile(r"[A-Za-z0-9_=+/.-]*")
 
 
@@ -724,7 +806,7 @@ def find_in_window(
         keywords = False  # no keyword next to an assignment, comparison, call or ';'
     for i in sorted(wanted):
         d = dets[i]
-        if d.check == "keyword" and not keywords:
+        if d.check in _WHOLE_LINE and not keywords:
             continue
         for m in d.pattern.finditer(text, start):
             g = d.group if d.group <= (d.pattern.groups or 0) else 0
@@ -771,6 +853,36 @@ def find_in_window(
                 line = text[text.rfind("\n", 0, s) + 1 : s]
                 if not _PW_COMMAND.search(line) or not _url_password(value):
                     continue  # mkdir -p …: only a database client's -pPASSWORD
+            elif d.check == "envpw":
+                name = m.group("name")
+                if m.group("qv") is not None:
+                    if _PASSWORD_NAME.search(name):
+                        continue  # quoted: the keyword and passphrase rules judge it
+                    s, e = m.span("qv")
+                else:
+                    s, e = m.span("v")
+                value = text[s:e]
+                if len(value) < 6:
+                    continue
+                if not _ENV_SECRET_NAME.search(name) or name.lower() in ("pwd", "oldpwd"):
+                    continue
+                if " " in value:
+                    if not _phrase_password(value):
+                        continue
+                elif _path_like(value) or not _credential_value(value, text):
+                    continue
+                if _ABOUT_PASSWORD.search(name) or _keyword_name_allowed(name):
+                    continue
+            elif d.check in ("phrase", "phraseline"):
+                s, e = m.span("v")
+                value = text[s:e]
+                if " " in value:
+                    if not _phrase_password(value):
+                        continue
+                elif "phrase" not in m.group("name").lower() or not _credential_value(value, text):
+                    continue  # one token: the keyword rules judge a password's
+                if _ABOUT_PASSWORD.search(m.group("sfx")) or _keyword_name_allowed(m.group("name")):
+                    continue
             elif d.check == "b64key":
                 if not _b64_private_key(value):
                     continue

@@ -396,3 +396,12 @@ def test_sentinel_check_uses_the_personas_patterns_and_the_severity_overrides(tm
     assert (verdict["code"], verdict["severity"]) == ("E_PATTERN", "critical")
     start, end = verdict["span"]
     assert text[start:end] == "TKT-1234567"
+
+
+def test_sentinel_check_flags_a_password_given_to_a_command_as_critical():
+    line = "PGPASSWORD=s3cr3tpass psql -h db -U app shop\n"
+    result = CliRunner().invoke(main, ["sentinel", "check", "-", "--json"], input=line)
+    assert result.exit_code == 1
+    [verdict] = [json.loads(v) for v in result.output.splitlines()]
+    assert (verdict["code"], verdict["severity"]) == ("E_SECRET", "critical")
+    assert line[slice(*verdict["span"])] == "s3cr3tpass"

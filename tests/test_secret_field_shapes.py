@@ -269,3 +269,43 @@ def test_options_and_prompts_that_look_like_passwords_are_not_secrets() -> None:
         "Basic usage: see the API guide.\n"
     )
     assert split_invariant(SecretCheck, text) == []
+
+
+@pytest.mark.parametrize(
+    "text,secret",
+    [
+        ("PGPASSWORD=s3cr3tpass psql -h db -U app shop", "s3cr3tpass"),
+        ("$ PGUSER=app PGPASSWORD=s3cr3tpass pg_dump shop > shop.sql", "s3cr3tpass"),
+        ("MYSQL_PWD=Abc123xyz mysql -u root shop", "Abc123xyz"),
+        ("env DB_PASSWORD='correct horse battery' ./migrate.sh", "correct horse battery"),
+        ('db_password = "correct horse battery staple"', "correct horse battery staple"),
+        ('{"password": "correct horse battery staple"}', "correct horse battery staple"),
+        ("passphrase: hunter two cats", "hunter two cats"),
+        ("  - passphrase: hunter2cats", "hunter2cats"),
+    ],
+)
+def test_a_password_before_a_command_or_a_passphrase_of_words_is_a_secret(
+    text: str, secret: str
+) -> None:
+    """The stranger's QA: an environment assignment before a command and lowercase
+    passphrases in named assignments were neither flagged nor redacted."""
+    assert spans(SecretCheck, text + "\n") == [secret]
+    assert secret not in redact(text)
+
+
+def test_prose_about_passwords_and_shell_variables_are_not_secrets() -> None:
+    text = (
+        "The password field must be at least 12 characters; `password_min_length = 12`.\n"
+        "password: at least twelve characters long\n"
+        "passphrase: four random common words\n"
+        "password: same as before\n"
+        'password_hint = "first pet name"\n'
+        'password_prompt: "please type it now"\n'
+        "PWD=/home/me make\nOLDPWD=/tmp/abc123 cd -\nCOMPASS_DIR=/usr/share/x cmd\n"
+        "DB_PASSWORD=$DB_PASSWORD ./run\nPASSWORD=changeme docker run app\n"
+        "PGPASSWORD=postgres psql -U postgres\nTOKEN_FILE=/run/secrets/tok ./app\n"
+        "Set PASSWORD=required and restart.\n"
+        "The passphrase you chose protects the key; passphrase protected keys need an agent.\n"
+    )
+    assert split_invariant(SecretCheck, text) == []
+    assert redact(text) == text
