@@ -22,14 +22,26 @@ import json
 import re
 from typing import Any
 
-from hermes_tui.redact import redact
+from hermes_tui.redact import find_secrets, marker, redact
 from hermes_tui.terminal_text import escape_controls, sanitize_for_terminal
+from sentinel.secrets import MAX_SECRET_CHARS
 
-__all__ = ["display", "dumps", "export", "inline", "redaction", "scrub", "set_redaction"]
+__all__ = [
+    "HeldBackScrubber",
+    "display",
+    "dumps",
+    "export",
+    "inline",
+    "redaction",
+    "scrub",
+    "set_redaction",
+]
 
 _state = {"redact": True}
 
 _PEM_END = re.compile(r"-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----")  # as redact.py's
+WORD_END = (" ", "\n", "\t", "\r")  # where a secret ends: what follows is released
+OFF_LOOP_CHARS = 20_000  # redacting more than this (~20 ms) belongs in a worker thread
 
 # What json.dumps(ensure_ascii=False) leaves raw that a terminal would act on or reorder.
 _JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
@@ -168,3 +180,78 @@ def bounded(text: str, scrub: StreamScrubber | None = None) -> str:
     if len(text) <= MAX_STORED_CHARS:
         return head
     return head + f"\n[… {len(text) - MAX_STORED_CHARS} more characters not stored]"
+
+
+class HeldBackScrubber:
+    """``redact`` for text sent while it streams (``hermes serve``'s deltas): what could still
+    become part of a secret is held back, what is released has been redacted with the text
+    before it, so a secret never leaves in the clear, and normal text is late by one word.
+
+    * Held back: the unfinished word (after the last space, tab or line break), at most
+      ``MAX_SECRET_CHARS`` characters (the longest secret the detector reports whole); of a
+      longer run without whitespace all but its last ``MAX_SECRET_CHARS`` are released.
+    * Each release is redacted as part of a window: the last ``CONTEXT`` characters already
+      released (the keyword of ``password = "..."``), then the released text. Inside an open
+      private-key block the window starts with its BEGIN line, however long the body.
+    * Markers keep the secret's length (``[REDACTED:kind]`` cut or padded with ``*``), as
+      everywhere else, so verdict spans still point at the same text.
+
+    The work per release is bounded by its own length plus about 1,000 characters
+    (``feed`` of a huge piece: see ``costly``)."""
+
+    CONTEXT = 512
+    HOLD = MAX_SECRET_CHARS
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._ctx = ""  # raw text released last (at most CONTEXT characters)
+        self._held = ""  # raw text not released yet
+        self._pem_head = ""  # the BEGIN line of an open private-key block
+
+    def costly(self, piece: str) -> bool:
+        """Whether ``feed(piece)`` redacts enough text to belong in a worker thread."""
+        return self.enabled and len(self._held) + len(piece) > OFF_LOOP_CHARS
+
+    def feed(self, piece: str) -> str:
+        """The text that can be sent now (redacted), ``piece`` taken in."""
+        if not self.enabled:
+            return piece
+        cut = max(piece.rfind(c) for c in WORD_END)
+        self._held += piece
+        if cut >= 0:
+            cut += len(self._held) - len(piece) + 1  # up to and with the whitespace
+        cut = max(cut, len(self._held) - self.HOLD)
+        return self._release(cut) if cut > 0 else ""
+
+    def flush(self) -> str:
+        """Everything held back (the answer ended), redacted."""
+        if not self.enabled:
+            return ""
+        return self._release(len(self._held))
+
+    def drop(self) -> None:
+        """Forget what is held back (a halted answer: its unfinished word is not sent)."""
+        self._held = ""
+
+    def _release(self, n: int) -> str:
+        raw, self._held = self._held[:n], self._held[n:]
+        # the held tail is read too: a secret that goes on past the cut is hidden up to it
+        head = self._pem_head + "\n" if self._pem_head and self._pem_head not in self._ctx else ""
+        window = head + self._ctx + raw + self._held
+        base, end = len(head) + len(self._ctx), len(head) + len(self._ctx) + len(raw)
+        out: list[str] = []
+        pos = base
+        self._pem_head = ""
+        for start, stop, kind in find_secrets(window):
+            if kind == "pem-private-key" and stop >= end and not _PEM_END.search(window, start):
+                line = window.find("\n", start)
+                self._pem_head = window[start : line if line >= 0 else len(window)][:120]
+            lo, hi = max(start, pos), min(stop, end)
+            if lo >= hi:
+                continue
+            out.append(window[pos:lo])
+            out.append(marker(kind, stop - start)[lo - start : hi - start])
+            pos = hi
+        out.append(window[pos:end])
+        self._ctx = (self._ctx + raw)[-self.CONTEXT :]
+        return "".join(out)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from sentinel.secrets import find_secrets as _find
 from sentinel.secrets import kind_slug
 
-__all__ = ["find_secrets", "redact"]
+__all__ = ["find_secrets", "marker", "redact"]
 
 
 def find_secrets(text: str) -> list[tuple[int, int, str]]:
@@ -28,6 +28,12 @@ def find_secrets(text: str) -> list[tuple[int, int, str]]:
     counts: documentation example keys do, placeholders and templates do not).
     """
     return [(s, e, kind_slug(k)) for s, e, k in _find(text)]
+
+
+def marker(kind: str, width: int) -> str:
+    """``[REDACTED:<kind>]`` exactly ``width`` characters long (cut, or padded with ``*``)."""
+    tag = f"[REDACTED:{kind}]"
+    return tag[:width] if len(tag) >= width else tag + "*" * (width - len(tag))
 
 
 def redact(text: str, keep_offsets: bool = False) -> str:
@@ -45,13 +51,7 @@ def redact(text: str, keep_offsets: bool = False) -> str:
     pos = 0
     for start, end, kind in spans:
         parts.append(text[pos:start])
-        marker = f"[REDACTED:{kind}]"
-        if keep_offsets:
-            width = end - start
-            marker = (
-                marker[:width] if len(marker) >= width else marker + "*" * (width - len(marker))
-            )
-        parts.append(marker)
+        parts.append(marker(kind, end - start) if keep_offsets else f"[REDACTED:{kind}]")
         pos = end
     parts.append(text[pos:])
     return "".join(parts)

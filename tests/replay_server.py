@@ -38,6 +38,15 @@ SCRIPTS: dict[str, dict[str, str]] = {
     "good-call": {"first": SHELL + '{"command": "ls"}}</tool_call>'},
     "url-cut": {"first": "See http://-x.com/"},  # 3-character pieces: cut at 4, "See http://-"
     "json-first-char": {"first": 'x{"answer": 1}', "fixed": '{"answer": 1}'},
+    # secrets as a model might write them (made up for these tests)
+    "secret": {
+        "first": 'Use these:\npassword = "Hunter2Secret"\naws_access_key_id = AKIAIOSFODNN7EXAMPLE'
+        "\nDone."
+    },
+    "secret-call": {
+        "first": SHELL
+        + '{"command": "export API_TOKEN=ghp_R4nd0mT0k3nV4lu3xYzAbCdEfGh123456789"}}</tool_call>'
+    },
     # each piece stands for two tokens (as a CJK character or an emoji can)
     "two-per-piece": {"first": "こんにちは、元気ですか。今日は良い天気ですね。"},
 }

@@ -401,3 +401,59 @@ def test_tool_loop_exemptions_from_the_config_and_the_request() -> None:
     opts = options_from(raw, SentinelSettings(tool_loop_exempt=("wait",)))
     assert opts.loop.exempt == {"wait", "poll"} and (opts.loop.minor, opts.loop.critical) == (3, 5)
     assert opts.history_calls == [("wait", "{}")] * 4
+
+
+SECRETS = ("Hunter2Secret", "AKIAIOSFODNN7EXAMPLE", "ghp_R4nd0mT0k3nV4lu3xYzAbCdEfGh123456789")
+
+
+def in_clear(text: str) -> list[str]:
+    """Any 7 characters of a secret of the replay found in ``text``."""
+    return [s for s in SECRETS if any(s[i : i + 7] in text for i in range(len(s) - 6))]
+
+
+def test_a_secret_in_the_answer_never_reaches_the_client_in_the_clear(server) -> None:
+    """A replay (a model writes no password on demand), in 3-character pieces: the deltas
+    used to carry the password and the AWS key as they came, and the E_SECRET halt arrived
+    after they had left. Now the unfinished word is held back and released redacted."""
+    redacted = (
+        'Use these:\npassword = "[REDACTED:gen"\naws_access_key_id = [REDACTED:aws-access\nDone.'
+    )
+    client = server.openai()
+    ask = dict(model="replay", messages=user("secret"))
+    annotate = {"hermes": {"sentinel": "annotate"}}
+    chunks = list(client.chat.completions.create(stream=True, extra_body=annotate, **ask))
+    deltas = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
+    assert not in_clear("".join(deltas)) and "".join(deltas) == redacted
+    assert deltas[0] == "Use "  # normal text is late by one word, not by the whole answer
+    assert len(deltas) > 5
+    found = [v for c in chunks for v in hermes(c).get("verdicts", [])]
+    assert codes(found).count("E_SECRET") == 2
+    assert not in_clear(str(found))
+    whole = client.chat.completions.create(extra_body=annotate, **ask)
+    assert whole.choices[0].message.content == redacted
+    # enforce (the default): halted at the password, and nothing of it was sent before
+    got = stream(server, **ask)
+    assert got["finish"] == "content_filter" and got["end"]["code"] == "E_SECRET"
+    assert got["text"].startswith("Use these:\npassword = ") and not in_clear(got["text"])
+    halted = client.chat.completions.create(**ask)
+    assert halted.choices[0].finish_reason == "content_filter"
+    assert not in_clear(halted.choices[0].message.content or "")
+
+
+def test_a_secret_in_tool_call_arguments_is_not_sent_in_the_clear(server) -> None:
+    """A replay: a shell call exporting a GitHub token. Enforced, the call is not delivered
+    (E_SECRET); annotated, its streamed arguments arrive redacted, still one JSON object."""
+    annotate = {"hermes": {"sentinel": "annotate"}}
+    ask = dict(model="replay", messages=user("secret-call"), tools=[SHELL_TOOL])
+    got = stream(server, extra_body=annotate, **ask)
+    assert got["calls"] and "E_SECRET" in codes(got["verdicts"])
+    args = got["calls"][0]["arguments"]
+    assert not in_clear(args) and "[REDACTED:github-token]" in args
+    assert __import__("json").loads(args)["command"].startswith("export API_TOKEN=[REDACTED")
+    whole = server.openai().chat.completions.create(extra_body=annotate, **ask)
+    call = whole.choices[0].message.tool_calls[0]
+    assert not in_clear(call.function.arguments)
+    enforced = stream(server, **ask)
+    assert enforced["calls"] == [] and enforced["finish"] == "content_filter"

@@ -399,7 +399,9 @@ def test_a_secret_found_only_as_the_answer_ends_halts_it_and_is_recorded_halted(
     try:
         client = proc.openai(max_retries=0)
         whole = client.chat.completions.create(**ask)
-        assert secret in whole.choices[0].message.content  # what this test relies on
+        # what this test relies on: the answer repeats the token (it used to arrive as it was)
+        answer = whole.choices[0].message.content
+        assert "[REDACTED:github-token]" in answer and secret[:8] not in answer
         assert whole.choices[0].finish_reason == "content_filter"
         hermes = whole.model_extra["hermes"]
         assert (hermes["code"], hermes["detail"]) == ("E_SECRET", "GitHub Token")
@@ -407,6 +409,8 @@ def test_a_secret_found_only_as_the_answer_ends_halts_it_and_is_recorded_halted(
         last = next(c for c in reversed(chunks) if c.choices)
         assert last.choices[0].finish_reason == "content_filter"
         assert last.model_extra["hermes"]["code"] == "E_SECRET"
+        sent = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert "[REDACTED:github-token]" in sent and secret[:8] not in sent
         assert proc.log().count("smollm2 api halted E_SECRET") == 2
         assert "Traceback" not in proc.log()
     finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any, get_args
 
@@ -193,42 +192,6 @@ class App:
             return error_response(exc)
         finally:
             await completion.abandon()
-
-    async def _whole(self, c: Completion) -> Response:
-        cid, created = oa.completion_id(), int(time.time())
-        try:
-            async for _ in c.pieces():
-                pass
-        except ApiError as exc:
-            return error_response(exc)
-        finally:
-            await c.abandon()
-        use = oa.usage(c.info.prompt_tokens, c.tokens)
-        return JSONResponse(
-            oa.completion(cid, c.request.model, created, c.text, c.finish_reason, use)
-        )
-
-    async def _events(self, c: Completion) -> AsyncIterator[dict[str, Any]]:
-        cid, created, model = oa.completion_id(), int(time.time()), c.request.model
-
-        def data(obj: dict[str, Any]) -> dict[str, Any]:
-            return {"data": json.dumps(obj, ensure_ascii=False)}
-
-        try:
-            yield data(oa.chunk(cid, model, created, {"role": "assistant", "content": ""}))
-            async for piece in c.pieces():
-                yield data(oa.chunk(cid, model, created, {"content": piece}))
-        except ApiError as exc:  # mid-stream: OpenAI's SDKs raise on an ``error`` event
-            yield data(exc.body())
-            yield {"data": "[DONE]"}
-            return
-        finally:
-            await c.abandon()  # only if the client left before the first piece
-        yield data(oa.chunk(cid, model, created, {}, c.finish_reason))
-        if c.request.include_usage:
-            use = oa.usage(c.info.prompt_tokens, c.tokens)
-            yield data(oa.usage_chunk(cid, model, created, use))
-        yield {"data": "[DONE]"}
 
 
 async def _guarded(events: AsyncIterator[dict[str, Any]], c: Completion) -> AsyncIterator[Any]:

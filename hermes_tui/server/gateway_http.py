@@ -5,15 +5,24 @@ Chunks carry ``"hermes": {"verdicts": [...]}`` when verdicts became known (stand
 ignore unknown fields); the last chunk (and a whole answer) also carries ``sentinel`` (the
 mode), ``corrections`` and, when the stream ended with ``content_filter``, ``code`` and
 ``detail``.
+
+Secrets never leave in the clear (``[storage] redact_secrets``, on by default): streamed
+content and tool-call arguments pass an ``outbound.HeldBackScrubber`` each (the unfinished
+word is held back until it cannot grow into a secret, then sent redacted); a whole answer,
+a delivered call's arguments and every verdict's detail are redacted whole.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from hermes_tui.outbound import OFF_LOOP_CHARS, WORD_END, HeldBackScrubber, scrub_value
+from hermes_tui.redact import redact
 from hermes_tui.server import openai_schema as oa
 from hermes_tui.server.completion import Completion
 from hermes_tui.server.gateway import Content, Gateway, Out, ToolDelta, hermes_field
@@ -30,6 +39,90 @@ def delta_of(item: Out) -> dict[str, Any]:
         call["type"] = "function"
         call["function"]["name"] = item.name
     return {"tool_calls": [call]}
+
+
+class Outgoing:
+    """What of a request's output may leave now, secrets redacted (see the module docstring).
+
+    ``items`` takes the gateway's drained output, ``end`` what is still held back when the
+    answer ends. Content held back is released before a tool call starts (it is complete)."""
+
+    def __init__(self, enabled: bool, *, whole_calls: bool) -> None:
+        self.enabled = enabled
+        self.whole_calls = whole_calls  # enforce: a call's arguments come complete, at once
+        self.content = HeldBackScrubber(enabled)
+        self.args: dict[int, HeldBackScrubber] = {}
+
+    async def _feed(self, scrub: HeldBackScrubber, text: str) -> str:
+        if scrub.costly(text):  # a huge piece: not on the event loop
+            return await asyncio.to_thread(scrub.feed, text)
+        return scrub.feed(text)
+
+    async def items(self, outs: list[Out]) -> list[Out]:
+        released: list[Out] = []
+        for item in outs:
+            if isinstance(item, Content):
+                text = await self._feed(self.content, item.text)
+                if text:
+                    released.append(Content(text))
+                continue
+            if rest := self.content.flush():
+                released.append(Content(rest))
+            if self.whole_calls:
+                args = await arguments_out(item.arguments, self.enabled)
+            else:
+                scrub = self.args.setdefault(item.index, HeldBackScrubber(self.enabled))
+                args = await self._feed(scrub, item.arguments)
+            if item.id is not None or args:
+                released.append(ToolDelta(item.index, item.id, item.name, args))
+        return released
+
+    def end(self, halted: bool) -> list[Out]:
+        """The rest: the unfinished word of an answer halted mid-stream is dropped (what
+        halted it may be a secret cut too short for the detector), any other is sent,
+        redacted (an answer halted as it ended has a finished last word)."""
+        out: list[Out] = []
+        if halted:
+            self.content.drop()
+        elif rest := self.content.flush():
+            out.append(Content(rest))
+        for index, scrub in self.args.items():
+            if rest := scrub.flush():
+                out.append(ToolDelta(index, None, None, rest))
+        return out
+
+
+async def text_out(text: str, enabled: bool) -> str:
+    """A whole text as it may leave: redacted (in a worker thread when it is long)."""
+    if not enabled or not text:
+        return text
+    if len(text) > OFF_LOOP_CHARS:
+        return await asyncio.to_thread(redact, text, True)
+    return redact(text, keep_offsets=True)
+
+
+async def arguments_out(arguments: str, enabled: bool) -> str:
+    """A complete call's arguments as they may leave: redacted, and still the JSON they were
+    (a marker that would break it is put inside the string values instead)."""
+    out = await text_out(arguments, enabled)
+    if out == arguments:
+        return out
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return out
+    try:
+        json.loads(out)
+    except ValueError:
+        return json.dumps(scrub_value(value), ensure_ascii=False)
+    return out
+
+
+def safe_verdicts(verdicts: list[Verdict], enabled: bool) -> list[Verdict]:
+    """Verdicts as they may leave: a detail quoting the answer is redacted."""
+    if not enabled:
+        return verdicts
+    return [dataclasses.replace(v, detail=redact(v.detail, keep_offsets=True)) for v in verdicts]
 
 
 def _chunks(
@@ -90,17 +183,27 @@ async def stream_events(c: Completion) -> AsyncIterator[dict[str, Any]]:
     def data(obj: dict[str, Any]) -> dict[str, Any]:
         return {"data": json.dumps(obj, ensure_ascii=False)}
 
+    enabled = c.core.config.redact_secrets
+    gw: Gateway = c.watcher
+    out = Outgoing(enabled, whole_calls=gw.enforce)
+
+    async def released() -> list[dict[str, Any]]:
+        outs, verdicts = c.watcher.drain()
+        items = await out.items(outs)
+        return _chunks(cid, model, created, items, safe_verdicts(verdicts, enabled))
+
     yield data(oa.chunk(cid, model, created, {"role": "assistant", "content": ""}))
     try:
         async for _ in c.pieces():
-            for ch in _chunks(cid, model, created, *c.watcher.drain()):
+            for ch in await released():
                 yield data(ch)
     except ApiError as exc:
+        for ch in _chunks(cid, model, created, out.end(halted=False), []):
+            yield data(ch)
         yield data(exc.body())
         yield {"data": "[DONE]"}
         return
-    gw: Gateway = c.watcher
-    for ch in _chunks(cid, model, created, *gw.drain()):
+    for ch in await released():
         yield data(ch)
     delivered = len(gw.tool_calls()) if gw.calls else 0
     filtered = None
@@ -122,7 +225,7 @@ async def stream_events(c: Completion) -> AsyncIterator[dict[str, Any]]:
             fgw: Gateway = nxt.watcher
             _, verdicts = fgw.drain()
             if verdicts:
-                yield data(_chunks(cid, model, created, [], verdicts)[0])
+                yield data(_chunks(cid, model, created, [], safe_verdicts(verdicts, enabled))[0])
             if nxt.status != "done":
                 break
             if fgw.calls and not fgw.broken_calls:
@@ -132,7 +235,7 @@ async def stream_events(c: Completion) -> AsyncIterator[dict[str, Any]]:
             fn = call["function"]
             outs: list[Out] = [
                 ToolDelta(index, call["id"], fn["name"], ""),
-                ToolDelta(index, None, None, fn["arguments"]),
+                ToolDelta(index, None, None, await arguments_out(fn["arguments"], enabled)),
             ]
             for ch in _chunks(cid, model, created, outs, []):
                 yield data(ch)
@@ -143,7 +246,11 @@ async def stream_events(c: Completion) -> AsyncIterator[dict[str, Any]]:
     reason, extra = _end(last, gw, delivered, filtered)
     if last is not c and last.status == "halted":
         reason = "content_filter"
+    for ch in _chunks(cid, model, created, out.end(halted=c.stopped == "halted"), []):
+        yield data(ch)
     extra["corrections"] = last.corrections_used
+    if enabled and extra.get("detail"):
+        extra["detail"] = redact(extra["detail"], keep_offsets=True)
     final = oa.chunk(cid, model, created, {}, reason)
     final["hermes"] = hermes_field([], **extra)
     yield data(final)
@@ -179,9 +286,19 @@ async def whole_answer(c: Completion) -> dict[str, Any]:
     elif gw.enforce and gw.decision is not None and gw.decision.action == "halt":
         esc = gw.decision.escalated
         filtered = (gw.decision.code or "E_HALTED", esc.detail if esc else "")
+    enabled = c.core.config.redact_secrets
     calls = gw.tool_calls() if filtered is None else []
+    for call in calls:
+        fn = call["function"]
+        fn["arguments"] = await arguments_out(fn["arguments"], enabled)
     reason, extra = _end(c, gw, len(calls), filtered)
+    if enabled and extra.get("detail"):
+        extra["detail"] = redact(extra["detail"], keep_offsets=True)
     text = "".join(gw.content)
+    if enabled and c.stopped == "halted":  # stopped mid-word: not sent (as in a stream)
+        end = max(text.rfind(ch) for ch in WORD_END) + 1
+        text = text[: max(end, len(text) - HeldBackScrubber.HOLD)]
+    text = await text_out(text, enabled)
     body = oa.completion(
         cid, c.request.model, created, text, reason, oa.usage(c.info.prompt_tokens, tokens)
     )
@@ -189,5 +306,5 @@ async def whole_answer(c: Completion) -> dict[str, Any]:
     if calls:
         message["tool_calls"] = calls
         message["content"] = text or None
-    body["hermes"] = hermes_field(verdicts, **extra)
+    body["hermes"] = hermes_field(safe_verdicts(verdicts, enabled), **extra)
     return body
