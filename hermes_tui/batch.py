@@ -27,6 +27,7 @@ from hermes_tui.config import Config, tomllib
 from hermes_tui.errors import Fail
 from hermes_tui.outbound import dumps
 from hermes_tui.readfile import InputFileError, read_limited
+from hermes_tui.terminal_text import show_controls
 
 EXIT_OK, EXIT_CRITICAL, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 MAX_SCRIPT_BYTES = 10 * 2**20
@@ -327,6 +328,6 @@ async def _run_turns(runtime: Any, writer: JsonlWriter, script: Script, config: 
         writer.script_turn = n
         await runtime.send(as_message(turn), workflow=script.workflow)
     if writer.failed:
-        click.echo(f"hermes: {writer.first_error}", err=True)
+        click.echo(f"hermes: {show_controls(writer.first_error)}", err=True)
         return EXIT_RUNTIME
     return EXIT_CRITICAL if writer.critical else EXIT_OK

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -31,6 +31,7 @@ from hermes_tui.batch import (
 from hermes_tui.config import Config, ConfigError
 from hermes_tui.config import load_config as _load_config
 from hermes_tui.errors import Fail
+from hermes_tui.terminal_text import show_controls
 from sentinel.registry import CHECK_NAMES
 from sentinel.verdict import SEVERITIES
 
@@ -40,6 +41,14 @@ def load_config(path: str | None) -> Config:
     config = _load_config(path)
     outbound.set_redaction(config.redact_secrets)
     return config
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    """The one line on stderr, and the exit: a file name, config value or persona quoted in
+    it shows its control characters written out (``\\x1b``), so a name cannot retitle the
+    terminal or hide the line."""
+    click.echo(f"hermes: {show_controls(message)}", err=True)
+    sys.exit(status)
 
 
 def friendly(fn):
@@ -52,17 +61,13 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except (ConfigError, ScriptError) as exc:
-            click.echo(f"hermes: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
+            _fail(str(exc), EXIT_USAGE)
         except StoreError as exc:
-            click.echo(f"hermes: {exc}", err=True)
-            sys.exit(EXIT_RUNTIME)
+            _fail(str(exc), EXIT_RUNTIME)
         except Fail as exc:
-            click.echo(f"hermes: {exc}", err=True)
-            sys.exit(exc.exit_status)
+            _fail(str(exc), exc.exit_status)
         except KeyboardInterrupt:
-            click.echo("hermes: interrupted", err=True)
-            sys.exit(130)
+            _fail("interrupted", 130)
         except BrokenPipeError:  # `hermes batch ... | head`: the reader left; leave quietly
             with contextlib.suppress(OSError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -70,16 +75,14 @@ def friendly(fn):
         except Exception as exc:  # the last safety net: one line, not a traceback
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
                 where = f" {exc.filename}" if exc.filename else ""
-                click.echo(f"hermes: cannot write{where}: {exc.strerror}", err=True)
-                sys.exit(EXIT_RUNTIME)
+                _fail(f"cannot write{where}: {exc.strerror}", EXIT_RUNTIME)
             if os.environ.get("HERMES_DEBUG"):
                 raise
-            click.echo(
-                f"hermes: internal error: {type(exc).__name__}: {exc} "
+            _fail(
+                f"internal error: {type(exc).__name__}: {exc} "
                 "(set HERMES_DEBUG=1 to see the traceback)",
-                err=True,
+                EXIT_RUNTIME,
             )
-            sys.exit(EXIT_RUNTIME)
 
     return wrapper
 
@@ -384,7 +387,7 @@ def plan(model, config_path, devices, ram, n_ctx: int | None, as_json: bool) -> 
     from hermes_tui import plan_view
 
     text, fits = plan_view.render(model, config_path, devices, ram, n_ctx, as_json)
-    click.echo(text, nl=False)
+    click.echo(text if as_json else show_controls(text), nl=False)
     sys.exit(0 if fits else 1)
 
 
@@ -398,7 +401,7 @@ def doctor(config_path: str | None, db_path: str | None, as_json: bool) -> None:
     from hermes_tui import doctor as doc
 
     report = doc.collect(config_path, db_path)
-    click.echo(json.dumps(report, indent=2) if as_json else doc.render(report))
+    click.echo(json.dumps(report, indent=2) if as_json else show_controls(doc.render(report)))
     sys.exit(0 if report["ok"] else 1)
 
 
@@ -461,7 +464,13 @@ def sentinel_check(
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on.",
+)
 @click.option(
     "--max-sessions",
     type=click.IntRange(min=1),

@@ -10,6 +10,7 @@ import random
 from hermes_tui.config import Config
 from hermes_tui.errors import Fail
 from hermes_tui.runtime import contract_for
+from hermes_tui.terminal_text import show_controls
 from sentinel.contract import Contract
 from sentinel.monitor import Monitor
 from sentinel.verdict import Verdict
@@ -76,7 +77,12 @@ def render(verdicts: list[Verdict], text: str, as_json: bool, heading: str = "")
         start, end = v.span
         quoted = text[start:end].replace("\n", "\\n")
         quoted = quoted if len(quoted) <= 40 else quoted[:37] + "..."
-        lines.append(f"{v.severity:8} {v.code:17} {start}-{end:<6} {v.check}: {v.detail}")
+        if v.code == "E_SECRET":  # this output goes to terminals and CI logs: not the secret
+            quoted = f"[REDACTED: {end - start} characters]"
+        # the saved text is untrusted: its escapes are shown, never sent to the terminal
+        quoted = show_controls(quoted)
+        detail = show_controls(v.detail)
+        lines.append(f"{v.severity:8} {v.code:17} {start}-{end:<6} {v.check}: {detail}")
         if quoted:
             lines.append(f"{'':8} «{quoted}»")
     return "\n".join(lines) + "\n"

@@ -65,6 +65,16 @@ def _complete_escape(tail: str) -> bool:
     return len(tail) >= 2 and _ESCAPE_SEQ.match(tail) is not None
 
 
+_VISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def show_controls(text: str) -> str:
+    """``text`` with each control character (except ``\\n`` and ``\\t``) and bidi override
+    written out as an escape (ESC as ``\\x1b``): for the CLI's own lines, which quote file
+    names, config values and saved text, so that what was there is seen, never obeyed."""
+    return _VISIBLE.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
 def escape_controls(text: str) -> str:
     """Replace each control character (except ``\\n`` and ``\\t``) with U+FFFD, one for one.
 

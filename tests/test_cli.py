@@ -405,3 +405,50 @@ def test_sentinel_check_flags_a_password_given_to_a_command_as_critical():
     [verdict] = [json.loads(v) for v in result.output.splitlines()]
     assert (verdict["code"], verdict["severity"]) == ("E_SECRET", "critical")
     assert line[slice(*verdict["span"])] == "s3cr3tpass"
+
+
+def test_web_with_a_port_out_of_range_is_a_usage_error():
+    """`hermes web --port 99999` was an internal error (OverflowError from bind)."""
+    result = CliRunner().invoke(main, ["web", "--port", "99999"])
+    assert result.exit_code == 2
+    assert "99999 is not in the range 1<=x<=65535" in result.output
+    assert "internal error" not in result.output
+
+
+def test_error_lines_show_the_escapes_in_a_file_name_never_send_them(tmp_path):
+    """A file named with a terminal escape (a title change) was quoted raw in the error."""
+    name = tmp_path / "a\x1b]0;pwned\x07b.txt"
+    name.write_bytes(b"\xff\xfe")
+    result = CliRunner().invoke(main, ["sentinel", "check", str(name)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"hermes: {tmp_path}/a\\x1b]0;pwned\\x07b.txt: expected UTF-8 text, found invalid bytes\n"
+    )
+
+
+def test_doctor_and_plan_show_the_escapes_in_a_config_value(tmp_path):
+    from tests.conftest import ROOT
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        (ROOT / "config.toml")
+        .read_text()
+        .replace('path = "embedded:smollm2-135m"', 'path = "m\\u001b]0;pwned\\u0007.gguf"')
+    )
+    doctor = CliRunner().invoke(main, ["doctor", "--config", str(config)])
+    assert doctor.exit_code == 1
+    assert "m\\x1b]0;pwned\\x07.gguf" in doctor.output and "model file not found" in doctor.output
+    plan = CliRunner().invoke(main, ["plan", "smollm2", "--config", str(config)])
+    assert plan.exit_code == 2
+    for out in (doctor.output, plan.output):
+        assert "\x1b" not in out and "\x07" not in out
+
+
+def test_sentinel_check_text_output_neutralises_escapes_and_hides_secrets():
+    text = "spam \x1b]0;pwned\x07 " * 6 + "\nPGPASSWORD=s3cr3tpass psql -h db\n"
+    result = CliRunner().invoke(main, ["sentinel", "check", "-"], input=text)
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "\\x1b]0;pwned\\x07" in result.output  # shown, not obeyed
+    assert "s3cr3tpass" not in result.output  # this output lands in terminals and CI logs
+    assert "«[REDACTED: 10 characters]»" in result.output
