@@ -148,7 +148,35 @@ def _db(config_path: str | None, db_path: str | None, need_config: bool = False)
     return config.db_path or default_db_path()
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """The ``hermes`` group: a usage error (a missing argument, a bad option value, an unknown
+    command) is one line, ``hermes: <what is wrong> (see <command> --help)``, exit 2, in place
+    of click's usage block; what it quotes shows its control characters written out."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `hermes sentinel`: its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "hermes"
+            _fail(f"{exc.format_message()} (see {where} --help)", exc.exit_code)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            _fail("aborted", 1)
+        sys.exit(rv if isinstance(rv, int) else 0)  # an int: --help's or --version's exit
+
+
+@click.group(
+    cls=OneLineErrors,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @config_option
 @db_option
 @click.version_option(package_name="hermes-tui")

@@ -452,3 +452,33 @@ def test_sentinel_check_text_output_neutralises_escapes_and_hides_secrets():
     assert "\\x1b]0;pwned\\x07" in result.output  # shown, not obeyed
     assert "s3cr3tpass" not in result.output  # this output lands in terminals and CI logs
     assert "«[REDACTED: 10 characters]»" in result.output
+
+
+@pytest.mark.parametrize(
+    "argv,said",
+    [
+        (["batch"], "hermes: Missing argument 'SCRIPT'. (see main batch --help)"),
+        (
+            ["log", "show", "x"],
+            "hermes: Invalid value for 'SESSION_ID': 'x' is not a valid integer range. "
+            "(see main log show --help)",
+        ),
+        (["fly"], "hermes: No such command 'fly'. (see main --help)"),
+        (
+            ["log", "--bogus\x1b[2J"],
+            "hermes: No such option '--bogus\\x1b[2J'. (see main log --help)",
+        ),
+    ],
+)
+def test_a_usage_error_is_one_line(argv, said):
+    """click's usage block (Usage:, Try ..., a blank line, Error: ...) is one line now, and
+    what it quotes from the command line cannot clear the screen. (CliRunner names the
+    program 'main'; the installed script says 'hermes'.)"""
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 2
+    assert result.stderr == said + "\n" and result.stdout == ""
+
+
+def test_a_group_without_its_command_still_shows_its_help():
+    result = CliRunner().invoke(main, ["sentinel"])
+    assert result.exit_code == 2 and "check" in result.output and "Usage:" in result.output
