@@ -41,6 +41,7 @@ _state = {"redact": True}
 
 _PEM_END = re.compile(r"-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----")  # as redact.py's
 WORD_END = (" ", "\n", "\t", "\r")  # where a secret ends: what follows is released
+_PASSWORD_NAME = re.compile(r"(?i)pass|pwd")  # a line naming a password is held to its end
 OFF_LOOP_CHARS = 20_000  # redacting more than this (~20 ms) belongs in a worker thread
 
 # What json.dumps(ensure_ascii=False) leaves raw that a terminal would act on or reorder.
@@ -187,9 +188,11 @@ class HeldBackScrubber:
     become part of a secret is held back, what is released has been redacted with the text
     before it, so a secret never leaves in the clear, and normal text is late by one word.
 
-    * Held back: the unfinished word (after the last space, tab or line break), at most
-      ``MAX_SECRET_CHARS`` characters (the longest secret the detector reports whole); of a
-      longer run without whitespace all but its last ``MAX_SECRET_CHARS`` are released.
+    * Held back: the last word, until the next one begins (after a space, tab or line
+      break), and a line that names a password (``pass``, ``pwd``: a passphrase is several
+      words, judged with its line) until it ends; at most ``MAX_SECRET_CHARS`` characters
+      (the longest secret the detector reports whole): of more, all but the last
+      ``MAX_SECRET_CHARS`` are released.
     * Each release is redacted as part of a window: the last ``CONTEXT`` characters already
       released (the keyword of ``password = "..."``), then the released text. Inside an open
       private-key block the window starts with its BEGIN line, however long the body.
@@ -216,11 +219,18 @@ class HeldBackScrubber:
         """The text that can be sent now (redacted), ``piece`` taken in."""
         if not self.enabled:
             return piece
-        cut = max(piece.rfind(c) for c in WORD_END)
         self._held += piece
-        if cut >= 0:
-            cut += len(self._held) - len(piece) + 1  # up to and with the whitespace
-        cut = max(cut, len(self._held) - self.HOLD)
+        held = self._held
+        # A word is over once the next one has begun: what follows a value decides some
+        # detectors (``PGPASSWORD=s3cr3t psql``: a command follows), a line end others.
+        body = held[: len(held.rstrip())]
+        cut = max(body.rfind(c) for c in WORD_END) + 1
+        if cut:
+            nl = held.rfind("\n", 0, cut)
+            line = held[nl + 1 :] if nl >= 0 else self._ctx[self._ctx.rfind("\n") + 1 :] + held
+            if _PASSWORD_NAME.search(line):  # a passphrase is words: its whole line is judged
+                cut = nl + 1
+        cut = max(cut, len(held) - self.HOLD)
         return self._release(cut) if cut > 0 else ""
 
     def flush(self) -> str:

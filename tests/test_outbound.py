@@ -478,6 +478,10 @@ def test_a_message_past_the_stored_limit_is_redacted_and_cut_as_it_grows():
 
 
 _STREAMED = [
+    'db_password = "correct horse battery staple"\nnext line',
+    "passphrase: hunter two cats\nok",
+    "PGPASSWORD=s3cr3tpass psql -h db\n",
+    "export GITHUB_TOKEN=ghp_R4nd0mT0k3nV4lu3xYzAbCdEfGh123456789 \n",
     'Use these:\npassword = "Hunter2Secret"\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\nDone.',
     "Your token is ghp_R4nd0mT0k3nV4lu3xYzAbCdEfGh123456789. Again: "
     "ghp_R4nd0mT0k3nV4lu3xYzAbCdEfGh123456789",
@@ -527,8 +531,14 @@ def test_held_back_scrubber_holds_one_word_and_at_most_the_longest_secret() -> N
 
     scrub = HeldBackScrubber()
     assert scrub.feed("Hello") == ""  # could still become a secret
-    assert scrub.feed(" wor") == "Hello "
-    assert scrub.feed("ld\n") == "world\n"
+    assert scrub.feed(" ") == ""  # what follows it may decide
+    assert scrub.feed("wor") == "Hello "
+    assert scrub.feed("ld\nThe") == "world\n"
+    assert scrub.feed(" password is") == ""  # a line naming a password: held to its end
+    assert scrub.feed(" correct horse battery staple\nok") == (
+        "The password is correct horse battery staple\n"
+    )
+    scrub.flush()
     blob = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY" * 40  # no whitespace, 1,280 characters
     out = scrub.feed(blob)
     assert out == blob[: len(blob) - MAX_SECRET_CHARS]  # held: at most the longest secret
