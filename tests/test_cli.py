@@ -482,3 +482,25 @@ def test_a_usage_error_is_one_line(argv, said):
 def test_a_group_without_its_command_still_shows_its_help():
     result = CliRunner().invoke(main, ["sentinel"])
     assert result.exit_code == 2 and "check" in result.output and "Usage:" in result.output
+
+
+def test_log_on_another_programs_database_says_so_and_leaves_it_alone(tmp_path):
+    """`hermes log` said 'schema version 0 (not a hermes database...); open it once writable
+    with hermes to upgrade' of another program's SQLite file: advice to let hermes write it."""
+    import hashlib
+    import sqlite3
+
+    db = tmp_path / "app.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE sessions(token TEXT)")
+    con.commit()
+    con.close()
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    for argv in (["log"], ["log", "show", "1"], ["log", "search", "x"]):
+        result = CliRunner().invoke(main, [*argv, "--db", str(db)])
+        assert result.exit_code == 3, result.output
+        assert result.stderr == (
+            f"hermes: {db} is an SQLite database but not a hermes one (it has a table "
+            "'sessions'); move it aside or pass another --db\n"
+        )
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before

@@ -16,7 +16,7 @@ import aiosqlite
 from hermes_tui.store.errors import DB_ERRORS, StoreError, map_error
 from hermes_tui.store.files import WritersLock, default_db_path, immutable_uri, prepare_file, uri
 from hermes_tui.store.inspect import FIRST_TABLE_SQL, schema_problem
-from hermes_tui.store.migrations import SCHEMA_VERSION, migrate, too_new, user_version
+from hermes_tui.store.migrations import SCHEMA_VERSION, migrate, user_version
 from hermes_tui.store.queries import Queries
 from hermes_tui.store.search import Search
 from hermes_tui.store.writer import (
@@ -93,10 +93,18 @@ class Store(Queries, Search, Writes):
                     raise
                 first = await cls._connect(fallback, busy_timeout_ms)
             conns.append(first)
+            # Refuse a newer or foreign database before touching it (WAL rewrites the header);
+            # read-only too, so `hermes log` says what a write would (not "upgrade" it).
+            version = await user_version(first)
+            first_table = None
+            if version == 0:
+                async with first.execute(FIRST_TABLE_SQL) as cur:
+                    row = await cur.fetchone()
+                first_table = row[0] if row is not None else None
+            problem = schema_problem(path, version, first_table)
+            if problem is not None:
+                raise problem
             if readonly:
-                version = await user_version(first)
-                if version > SCHEMA_VERSION:
-                    raise too_new(path, version)
                 if version < SCHEMA_VERSION:
                     what = "not a hermes database" if version == 0 else "from an older hermes"
                     raise StoreError(
@@ -110,16 +118,6 @@ class Store(Queries, Search, Writes):
                     write_conn=None,
                     read_conn=first,
                 )
-            # Refuse a newer or foreign database before touching it (WAL rewrites the header).
-            version = await user_version(first)
-            first_table = None
-            if version == 0:
-                async with first.execute(FIRST_TABLE_SQL) as cur:
-                    row = await cur.fetchone()
-                first_table = row[0] if row is not None else None
-            problem = schema_problem(path, version, first_table)
-            if problem is not None:
-                raise problem
             async with first.execute("PRAGMA journal_mode=WAL") as cur:
                 row = await cur.fetchone()
             if row is None or str(row[0]).lower() != "wal":
