@@ -1,0 +1,82 @@
+"""The options the ``hermes`` commands share (--config, --db, --server) and how a command
+finds its config and database from them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hermes_tui import outbound
+from hermes_tui.config import Config, ConfigError
+from hermes_tui.config import load_config as _load_config
+
+
+def load_config(path: str | None) -> Config:
+    """The config, and what leaves the process follows its ``redact_secrets``."""
+    config = _load_config(path)
+    outbound.set_redaction(config.redact_secrets)
+    return config
+
+
+def inherit(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """An option given before the command counts for it too: `hermes --db x.db log` reads
+    x.db, as `hermes log --db x.db` does (the nearest one given wins)."""
+    while value is None and ctx.parent is not None:
+        ctx = ctx.parent
+        value = ctx.params.get(param.name or "")
+    return value
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    callback=inherit,
+    help="config.toml to use (default: $HERMES_CONFIG, ./config.toml, user config, packaged).",
+)
+db_option = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    callback=inherit,
+    help="SQLite database file.",
+)
+
+
+def use_server(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--server URL (or 'off') reaches Runtime.start (see ``server.client.locate``)."""
+    if value:
+        from hermes_tui.server import client
+
+        client.CLI_SERVER = value
+    return value
+
+
+server_option = click.option(
+    "--server",
+    default=None,
+    metavar="URL",
+    expose_value=False,
+    callback=use_server,
+    help="hermes serve to use: unix:/path or http://host:port ('off': in-process). "
+    "Default: $HERMES_SERVER, [server] url, else the default socket if a server runs.",
+)
+
+
+def db_for(config_path: str | None, db_path: str | None, need_config: bool = False) -> Path:
+    from hermes_tui.store import default_db_path
+
+    if db_path:
+        return Path(db_path)
+    try:
+        config = load_config(config_path)
+    except ConfigError:
+        if need_config or config_path or os.environ.get("HERMES_CONFIG"):
+            raise  # a config the user named must be valid; a stray ./config.toml need not be
+        return default_db_path()
+    return config.db_path or default_db_path()
