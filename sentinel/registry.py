@@ -103,11 +103,13 @@ CHECKS: tuple[CheckInfo, ...] = (
             "E_TOOL_SCHEMA",
             "E_TOOL_UNKNOWN",
             "E_TOOL_LOOP",
+            "E_TOOL_REQUIRED",
             "E_UNSAFE_COMMAND",
             "E_SECRET",
         ),
-        "a tool call's arguments as they stream: impossible or off-schema, an undeclared tool,"
-        " the same calls repeated; unsafe commands and secrets inside them",
+        "a tool call's arguments as they stream: impossible or off-schema, an undeclared tool"
+        " (or one tool_choice did not name), the same calls repeated, no call where tool_choice"
+        " required one (hermes serve); unsafe commands and secrets inside them",
     ),
     CheckInfo(
         "judge",

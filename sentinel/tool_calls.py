@@ -283,6 +283,22 @@ def canonical_arguments(arguments: str) -> str:
         return arguments.strip()
 
 
+def missing_required_call(
+    tool_choice: Any, offered: Sequence[str], at: int, severity: Severity | None = None
+) -> Verdict | None:
+    """E_TOOL_REQUIRED when ``tool_choice`` required a call (``"required"``, or a named
+    function among the ``offered`` tools) and the answer made none; ``at``: where its text
+    ends. None when nothing was required."""
+    if not offered or not (tool_choice == "required" or isinstance(tool_choice, dict)):
+        return None
+    if isinstance(tool_choice, dict):
+        detail = f"tool_choice named {offered[0]}: the answer called no tool"
+    else:
+        detail = f"tool_choice 'required': the answer is text, not a call of {', '.join(offered)}"
+    sev = severity or DEFAULT_SEVERITY["E_TOOL_REQUIRED"]
+    return Verdict(CHECK, sev, "E_TOOL_REQUIRED", (at, at), detail)
+
+
 def find_tool_loops(
     calls: Sequence[tuple[str, str]], settings: ToolLoopSettings | None = None
 ) -> list[Verdict]:

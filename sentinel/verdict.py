@@ -24,11 +24,14 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "E_PROMPT_LEAK": "critical",
     "E_SENTINEL_DOWN": "minor",
     # Tool calls (sentinel.tool_calls): arguments that cannot become JSON, that break the
-    # tool's schema, a tool the request did not declare, the same call again and again.
+    # tool's schema, a tool the request did not declare (or offer), the same call again and
+    # again; and none at all where the request required one.
     "E_TOOL_ARGS": "minor",
     "E_TOOL_SCHEMA": "minor",
     "E_TOOL_UNKNOWN": "minor",
     "E_TOOL_LOOP": "minor",
+    # no call where the request's tool_choice required one ("required" or a named function)
+    "E_TOOL_REQUIRED": "minor",
 }
 
 CODES: tuple[str, ...] = tuple(DEFAULT_SEVERITY)

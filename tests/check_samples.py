@@ -14,7 +14,7 @@ from hermes_tui.config import Config, load_config
 from hermes_tui.sentinel_check import check_text
 from sentinel.checks.stall import StallWatchdog
 from sentinel.judge import JudgeResult, to_verdict
-from sentinel.tool_calls import ToolCallCheck, find_tool_loops
+from sentinel.tool_calls import ToolCallCheck, find_tool_loops, missing_required_call
 from sentinel.verdict import Verdict
 
 CODER_PROMPT = "You are the coder. Answer with code only, in one fenced code block."
@@ -73,7 +73,9 @@ def tool_call_verdicts() -> list[Verdict]:
             out += check.feed(ch)
         out += check.finish()
     out += find_tool_loops([("run", '{"cmd": "ls"}')] * 3)
-    return out
+    missing = missing_required_call("required", ["run"], 12)  # text where a call was required
+    assert missing is not None
+    return [*out, missing]
 
 
 async def real_verdicts(config: Config | None = None) -> list[tuple[str, str, list[Verdict]]]:

@@ -47,6 +47,12 @@ SCRIPTS: dict[str, dict[str, str]] = {
         "first": SHELL
         + '{"command": "export API_TOKEN=ghp_R4nd0mT0k3nV4lu3xYzAbCdEfGh123456789"}}</tool_call>'
     },
+    # text where tool_choice required a call: the correction turn calls, or still does not
+    "text-then-call": {
+        "first": "I would list the files.",
+        "fixed": SHELL + '{"command": "ls"}}</tool_call>',
+    },
+    "text-only": {"first": "I would list the files."},
     # each piece stands for two tokens (as a CJK character or an emoji can)
     "two-per-piece": {"first": "こんにちは、元気ですか。今日は良い天気ですね。"},
 }
@@ -59,7 +65,11 @@ NATIVE: dict[str, dict[str, list[tuple[str, str, list[str]]]]] = {
     },
 }
 _CASE = re.compile(r"case:([\w-]+)")
-_FROM_SENTINEL = ("The sentinel found problems", "The sentinel rejected your tool call")
+_FROM_SENTINEL = (
+    "The sentinel found problems",
+    "The sentinel rejected your tool call",
+    "The sentinel rejected your answer",
+)
 
 
 def pieces(text: str) -> list[str]:

@@ -457,3 +457,58 @@ def test_a_secret_in_tool_call_arguments_is_not_sent_in_the_clear(server) -> Non
     assert not in_clear(call.function.arguments)
     enforced = stream(server, **ask)
     assert enforced["calls"] == [] and enforced["finish"] == "content_filter"
+
+
+READ_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "read_file",
+        "description": "Read a file",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
+    },
+}
+
+
+def test_tool_choice_required_is_enforced_text_gets_a_hidden_turn_then_content_filter(
+    server,
+) -> None:
+    """A replay: tool_choice "required" and the model answered text. The client used to get
+    that text as the answer (finish_reason "stop"). Now it is a broken tool-call contract:
+    the hidden turn asks for the call; when none comes, content_filter and E_TOOL_REQUIRED,
+    stored with the answer."""
+    client = server.openai()
+    ask = dict(model="replay", tools=[SHELL_TOOL], tool_choice="required")
+    got = stream(server, messages=user("text-then-call"), **ask)
+    assert got["finish"] == "tool_calls" and got["end"]["corrections"] == 1
+    assert [c["arguments"] for c in got["calls"]] == ['{"command": "ls"}']
+    assert "E_TOOL_REQUIRED" in codes(got["verdicts"])
+    whole = client.chat.completions.create(messages=user("text-then-call"), **ask)
+    assert whole.choices[0].finish_reason == "tool_calls"
+    assert whole.choices[0].message.tool_calls[0].function.name == "run_shell"
+    never = stream(server, messages=user("text-only"), **ask)
+    assert never["finish"] == "content_filter" and never["calls"] == []
+    assert never["end"]["code"] == "E_TOOL_REQUIRED" and never["end"]["corrections"] == 2
+    assert "tool_choice 'required'" in never["end"]["detail"]
+    refused = client.chat.completions.create(messages=user("text-only"), **ask)
+    assert refused.choices[0].finish_reason == "content_filter"
+    assert hermes(refused)["code"] == "E_TOOL_REQUIRED" and hermes(refused)["corrections"] == 2
+    # a named function: no call is the same breach, a call of another tool is an unknown one
+    named = {"type": "function", "function": {"name": "run_shell"}}
+    got = stream(server, messages=user("text-only"), **{**ask, "tool_choice": named})
+    assert got["finish"] == "content_filter" and got["end"]["code"] == "E_TOOL_REQUIRED"
+    other = {"type": "function", "function": {"name": "read_file"}}
+    tools = [SHELL_TOOL, READ_TOOL]
+    got = stream(server, model="replay", messages=user("good-call"), tools=tools, tool_choice=other)
+    assert got["finish"] == "content_filter" and got["calls"] == []
+    assert got["end"]["code"] == "E_TOOL_UNKNOWN"
+    # tool_choice "auto" (or none given): text is a fine answer
+    auto = stream(server, model="replay", messages=user("text-only"), tools=[SHELL_TOOL])
+    assert auto["finish"] == "stop" and auto["text"] == "I would list the files."
+    db = sqlite3.connect(server.db)
+    try:
+        rows = db.execute(
+            "SELECT status, error_code FROM messages WHERE error_code = 'E_TOOL_REQUIRED'"
+        ).fetchall()
+    finally:
+        db.close()
+    assert rows and set(rows) == {("halted", "E_TOOL_REQUIRED")} and len(rows) >= 3

@@ -348,6 +348,28 @@ class Completion:
             core.release_lane(self.seq_key)
             self._log()
 
+    async def withheld(self, code: str, detail: str) -> None:
+        """The gateway did not deliver this answer after it ended (a tool call it could not
+        fix, none where tool_choice required one): the record says so, as the client is told
+        (``halted`` with the code, ``finish_reason: "content_filter"``)."""
+        self.status, self.code = "halted", code
+        self.halt_code, self.halt_detail = code, detail
+        if self._message_id is None:
+            return
+        try:
+            await self.core.store.finish_message(
+                self._message_id, bounded(self.text, self._scrub), self.tokens, "halted", code
+            )
+        except Exception as exc:  # the store failing must not hide the outcome
+            log.error("cannot record completion: %s", exc)
+        log.info(
+            "%s %s %s halted %s (after it ended)",
+            self.client,
+            self.target.name,
+            self.priority,
+            code,
+        )
+
     def _halted_at_end(self, watcher: Any, decision: Any) -> None:
         """A critical verdict that became certain only when the answer ended (a secret as its
         last word, a stop sequence right after it) halts it as one found mid-stream does: the

@@ -17,6 +17,9 @@ Per request (``"hermes": {"sentinel": ...}`` in the body):
   ``[sentinel] max_corrections``) or ends with ``content_filter`` and its code: a broken call
   is never delivered. Non-streaming: a minor verdict on the content runs the hidden correction
   turn inside the server; the client gets the corrected answer.
+  ``tool_choice`` ``"required"`` or a named function is part of that contract: an answer
+  with no call gets the same hidden turn asking for one (``E_TOOL_REQUIRED``), then ends with
+  ``content_filter`` and that code; a call of a tool other than the named one is unknown.
 * ``annotate``: verdicts in-band, nothing held, stopped or corrected.
 * ``off``: no sentinel (tool calls are still parsed).
 """
@@ -40,6 +43,7 @@ from sentinel.tool_calls import (
     ToolCallCheck,
     ToolLoopSettings,
     find_tool_loops,
+    missing_required_call,
     tool_schema_error,
 )
 from sentinel.verdict import Verdict
@@ -198,6 +202,7 @@ class Gateway:
         self.halt = asyncio.Event()
         self.halt_verdict: Verdict | None = None
         names = tool_names(offered_tools(opts.tools, opts.tool_choice))
+        self.offered = names
         self.parser = ToolCallParser(names, plain_json=bool(names))
         self.calls: list[_Call] = []
         self.out: list[Out] = []
@@ -255,7 +260,7 @@ class Gateway:
             if self.monitor is not None:
                 self.monitor.feed(event.text)
         elif isinstance(event, CallStart):
-            known = event.name in self.opts.schemas
+            known = event.name in self.offered  # tool_choice naming one: only that one
             check = None
             if self.checking:
                 schema = self.opts.schemas.get(event.name)
@@ -310,6 +315,11 @@ class Gateway:
     async def finish(self, corrections_used: int = 0, *, cut_off: bool = False) -> Decision:
         for event in self.parser.finish():
             self._event(event)
+        if self.checking and not self.calls:
+            at = sum(len(t) for t in self.content)
+            v = missing_required_call(self.opts.tool_choice, self.offered, at)
+            if v is not None:
+                self._verdict(v)
         if self.monitor is not None:
             decision: Decision = await self.monitor.finish(corrections_used, cut_off=cut_off)
             if decision.escalated is not None:
@@ -334,6 +344,25 @@ class Gateway:
     def broken_calls(self) -> list[_Call]:
         return [c for c in self.calls if not self.deliverable(c)]
 
+    @property
+    def call_required(self) -> bool:
+        choice = self.opts.tool_choice
+        return bool(self.offered) and (choice == "required" or isinstance(choice, dict))
+
+    @property
+    def missing_call(self) -> bool:
+        """tool_choice required a call and the answer has none (it is text)."""
+        return self.call_required and not self.calls
+
+    @property
+    def needs_fix(self) -> bool:
+        """The tool-call contract is broken: a call not deliverable, or none where one must be."""
+        return bool(self.broken_calls) or self.missing_call
+
+    def required_detail(self) -> str:
+        v = missing_required_call(self.opts.tool_choice, self.offered, 0)
+        return v.detail if v is not None else ""
+
     def tool_calls(self) -> list[dict[str, Any]]:
         """The delivered calls in OpenAI's ``message.tool_calls`` shape."""
         out = []
@@ -345,7 +374,15 @@ class Gateway:
         return out
 
     def fix_request(self) -> str:
-        """The hidden Fix_Syntax message for the broken calls."""
+        """The hidden Fix_Syntax message for the broken calls (or the missing one)."""
+        if self.missing_call:
+            names = ", ".join(self.offered)
+            return (
+                "The sentinel rejected your answer: this request requires a tool call "
+                f"({self.required_detail()}). Answer with a call of {names}: ONE valid JSON "
+                "object of arguments matching its parameters schema, in "
+                "<tool_call></tool_call> tags, and no other text."
+            )
         lines = ["The sentinel rejected your tool call(s):"]
         for c in self.broken_calls:
             assert c.check is not None

@@ -152,6 +152,8 @@ def _followup(c: Completion, hidden: str) -> Completion:
 
 
 def _undeliverable_code(gw: Gateway) -> tuple[str, str]:
+    if gw.missing_call:
+        return "E_TOOL_REQUIRED", gw.required_detail()
     for call in gw.broken_calls:
         if call.check is not None:
             for v in call.check.verdicts:
@@ -208,9 +210,10 @@ async def stream_events(c: Completion) -> AsyncIterator[dict[str, Any]]:
     delivered = len(gw.tool_calls()) if gw.calls else 0
     filtered = None
     last, tokens = c, c.tokens
-    if gw.enforce and gw.broken_calls and c.status == "done":
-        # Fix_Syntax: hidden turns until the calls are deliverable (their text is not sent).
-        index = max((call.sent_index or 0) + 1 for call in gw.calls)
+    if gw.enforce and gw.needs_fix and c.status == "done":
+        # Fix_Syntax: hidden turns until the calls are deliverable (their text is not sent),
+        # or until there is a call where tool_choice requires one.
+        index = max(((call.sent_index or 0) + 1 for call in gw.calls), default=0)
         fixed: list[dict[str, Any]] = []
         while last.corrections_used < gw.settings.max_corrections:
             nxt = _followup(last, last.watcher.fix_request())
@@ -228,7 +231,7 @@ async def stream_events(c: Completion) -> AsyncIterator[dict[str, Any]]:
                 yield data(_chunks(cid, model, created, [], safe_verdicts(verdicts, enabled))[0])
             if nxt.status != "done":
                 break
-            if fgw.calls and not fgw.broken_calls:
+            if fgw.calls and not fgw.needs_fix:
                 fixed = fgw.tool_calls()
                 break
         for call in fixed:
@@ -242,7 +245,10 @@ async def stream_events(c: Completion) -> AsyncIterator[dict[str, Any]]:
             index += 1
         delivered += len(fixed)
         if not fixed:
-            filtered = _undeliverable_code(last.watcher if last.watcher.calls else gw)
+            lgw: Gateway = last.watcher
+            filtered = _undeliverable_code(lgw if lgw.calls or lgw.missing_call else gw)
+            if last.status == "done":
+                await last.withheld(*filtered)
     reason, extra = _end(last, gw, delivered, filtered)
     if last is not c and last.status == "halted":
         reason = "content_filter"
@@ -274,15 +280,17 @@ async def whole_answer(c: Completion) -> dict[str, Any]:
             break
         decision = gw.decision
         left = c.corrections_used < gw.settings.max_corrections
-        if gw.broken_calls and left:
+        if gw.needs_fix and left:
             c = _followup(c, gw.fix_request())
         elif decision is not None and decision.action == "correct" and decision.correction and left:
             c = _followup(c, decision.correction)
         else:
             break
     filtered = None
-    if gw.enforce and gw.broken_calls:
+    if gw.enforce and gw.needs_fix:
         filtered = _undeliverable_code(gw)
+        if c.status == "done":
+            await c.withheld(*filtered)
     elif gw.enforce and gw.decision is not None and gw.decision.action == "halt":
         esc = gw.decision.escalated
         filtered = (gw.decision.code or "E_HALTED", esc.detail if esc else "")
