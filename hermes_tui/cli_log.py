@@ -13,6 +13,9 @@ from hermes_tui.cli_options import config_option, db_for, db_option
 from sentinel.registry import CHECK_NAMES
 from sentinel.verdict import SEVERITIES
 
+# more than any database holds: a larger --limit means "all" (it overflowed SQLite integers)
+MAX_LIMIT = 10**9
+
 
 @click.group(invoke_without_command=True)
 @config_option
@@ -21,6 +24,7 @@ from sentinel.verdict import SEVERITIES
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
+    callback=lambda ctx, param, value: min(value, MAX_LIMIT),
     default=50,
     show_default=True,
     help="How many sessions to list.",
@@ -86,7 +90,12 @@ def log_show(ctx, session_id: int, config_path, db_path, as_json: bool, hidden: 
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many matches."
+    "--limit",
+    type=click.IntRange(min=1),
+    callback=lambda ctx, param, value: min(value, MAX_LIMIT),
+    default=50,
+    show_default=True,
+    help="How many matches.",
 )
 @click.pass_context
 @friendly

@@ -4,6 +4,7 @@ review screen and the chat in a browser (hermes web)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import click
 from hermes_tui.batch import EXIT_USAGE, check_personas, parse_script, run_batch
 from hermes_tui.cli_errors import friendly
 from hermes_tui.cli_options import config_option, db_for, db_option, load_config, server_option
+from hermes_tui.config import Config
 from hermes_tui.errors import Fail
 
 
@@ -97,8 +99,8 @@ def batch(
     config = load_config(config_path)
     parsed = parse_script(script)
     check_personas(parsed, config, script)
-    if out != "-" and Path(out).resolve() == script.resolve():
-        raise Fail(f"--out {out} is the script itself; write the events somewhere else", 2)
+    if out != "-":
+        _refuse_out_over_inputs(Path(out), script, Path(db_path) if db_path else None, config)
     if resume is not None:
         asyncio.run(
             session_to_continue(Path(db_path) if db_path else db_for(config_path, None), resume)
@@ -109,6 +111,32 @@ def batch(
         click.echo("hermes: terminated", err=True)
         sys.exit(143)
     sys.exit(code)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (a symlink or hard link too), or would be."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _refuse_out_over_inputs(out: Path, script: Path, db: Path | None, config: Config) -> None:
+    """--out is emptied before the events are written: never the script, the database (its
+    journal files) or the config. `--out x.db --db x.db` emptied the database."""
+    from hermes_tui.store import default_db_path
+
+    db = db or config.db_path or default_db_path()
+    named = [(script, "the script itself"), (db, f"the database {db}")]
+    named += [(Path(f"{db}{tail}"), f"the database's {tail[1:]} file") for tail in _DB_FILES]
+    if config.path is not None:
+        named.append((Path(config.path), "the config file"))
+    for path, what in named:
+        if _same_file(out, path):
+            raise Fail(f"--out {out} is {what}; write the events somewhere else", EXIT_USAGE)
+
+
+_DB_FILES = ("-wal", "-shm", "-journal")
 
 
 @click.command()

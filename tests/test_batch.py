@@ -418,3 +418,28 @@ def test_resume_of_a_hermes_serve_session_keeps_its_record(tmp_path):
         return [json.loads(line)["id"] for line in out.output.splitlines()]
 
     assert listed("smollm2") == [sid] and listed("coder") == [sid]
+
+
+def test_out_onto_the_database_or_the_config_is_refused_and_loses_nothing(tmp_path):
+    """`hermes batch s.toml --db x.db --out x.db` emptied the database (--out is emptied once
+    hermes has started), and every session in it was lost."""
+    config = text_contract_config(tmp_path)
+    db = tmp_path / "keep.db"
+    script = tmp_path / "s.toml"
+    script.write_text('[[turn]]\nto = "coder"\ntext = "Say hello."\n')
+    first = run(["batch", str(script), "--config", str(config), "--db", str(db), "--no-judge"])
+    assert first.returncode == 0, first.stderr
+    kept = {p.name: p.read_bytes() for p in (db, config)}
+    for out, what in (
+        (db, f"the database {db}"),
+        (Path(f"{db}-wal"), "the database's wal file"),
+        (tmp_path / "." / "keep.db", f"the database {db}"),
+        (config, "the config file"),
+    ):
+        argv = ["batch", str(script), "--config", str(config), "--db", str(db), "--out", str(out)]
+        refused = run([*argv, "--no-judge"])
+        assert refused.returncode == 2
+        assert refused.stderr == f"hermes: --out {out} is {what}; write the events somewhere else\n"
+    assert {p.name: p.read_bytes() for p in (db, config)} == kept
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*) FROM sessions").fetchone() == (1,)

@@ -504,3 +504,24 @@ def test_log_on_another_programs_database_says_so_and_leaves_it_alone(tmp_path):
             "'sessions'); move it aside or pass another --db\n"
         )
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def test_log_takes_any_limit_and_any_day(tmp_path):
+    """A --limit past SQLite's integers, or a day no timestamp reaches (0001-01-01,
+    9999-12-31), was an internal error (OverflowError, 'year 0 is out of range')."""
+    from .test_tui import seed_store
+
+    db = tmp_path / "r.db"
+    asyncio.run(seed_store(db))
+    huge = "99999999999999999999"
+    for argv in (
+        ["log", "--limit", huge],
+        ["log", "--since", "0001-01-01"],
+        ["log", "--until", "9999-12-31"],
+        ["log", "--since", "0001-01-01", "--until", "9999-12-31"],
+    ):
+        result = CliRunner().invoke(main, [*argv, "--db", str(db), "--json"])
+        assert result.exit_code == 0, (argv, result.output)
+        assert len(result.output.splitlines()) == 3  # every session
+    search = CliRunner().invoke(main, ["log", "search", "plan", "--limit", huge, "--db", str(db)])
+    assert search.exit_code == 0 and "internal error" not in search.output

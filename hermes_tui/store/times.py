@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from datetime import datetime
 from typing import Any
@@ -37,8 +38,12 @@ def day_range(since: dt.date | None, until: dt.date | None) -> tuple[float | Non
     """The ``since``/``until`` filters for a range of whole days as a user types them: from
     ``since``'s local midnight up to the midnight after ``until`` (both days included). The
     review screen and ``hermes log`` both use this, so "until" means the same everywhere."""
-    start = to_ts(_midnight(since)) if since is not None else None
-    end = to_ts(_midnight(until) + dt.timedelta(days=1)) if until is not None else None
+    start = end = None
+    # a day no timestamp reaches (0001-01-01, 9999-12-31) bounds nothing: all sessions
+    with contextlib.suppress(ValueError, OverflowError, OSError):
+        start = to_ts(_midnight(since)) if since is not None else None
+    with contextlib.suppress(ValueError, OverflowError, OSError):
+        end = to_ts(_midnight(until) + dt.timedelta(days=1)) if until is not None else None
     return start, end
 
 
