@@ -31,6 +31,10 @@ async def export_session(
     return markdown(session, messages)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _iso(ts: float | None) -> str:
     if ts is None:
         return ""
@@ -39,14 +43,15 @@ def _iso(ts: float | None) -> str:
 
 def markdown(session: SessionRow, messages: list[MessageRow]) -> str:
     """The Markdown document for one session's messages."""
-    title = session.title or f"Session {session.id}"
+    # one line each: a newline in a stored title or name must not forge the lines after it
+    title = _one_line(session.title) or f"Session {session.id}"
     lines = [
         f"# {title}",
         "",
         f"- session: {session.id}",
         f"- started: {_iso(session.started)}",
         f"- mode: {session.mode}",
-        f"- personas: {', '.join(session.personas)}",
+        f"- personas: {', '.join(map(_one_line, session.personas))}",
         f"- verdicts: {session.minor} minor, {session.critical} critical",
     ]
     if session.config_hash:

@@ -39,12 +39,18 @@ async def sessions(
     head = f"{'ID':>5}  {'STARTED':16}  {'MODE':5}  {'MSGS':>4}  {'MINOR':>5}  {'CRIT':>4}  TITLE"
     lines = [head]
     for r in rows:
-        title = r.title or "(untitled)"
+        # one row each: a newline in a stored title or name must not forge the rows after it
+        title = _one_line(r.title) or "(untitled)"
+        names = ", ".join(map(_one_line, r.personas))
         lines.append(
             f"{r.id:>5}  {_when(r.started):16}  {r.mode:5}  {r.message_count:>4}  "
-            f"{r.minor:>5}  {r.critical:>4}  {title} [{', '.join(r.personas)}]"
+            f"{r.minor:>5}  {r.critical:>4}  {title} [{names}]"
         )
     return sanitize_for_terminal("\n".join(lines) + "\n")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _describe(filters: dict[str, Any]) -> str:
@@ -83,9 +89,10 @@ async def search(db: Path, query: str, as_json: bool, limit: int = 50) -> str:
         return "no matches\n"
     folded: dict[tuple[str, str, str, str], list[int]] = {}
     for h in hits:
-        who = f"you → {h.persona.replace(',', ' ')}" if h.role == "user" else h.persona
+        persona = _one_line(h.persona)
+        who = f"you → {persona.replace(',', ' ')}" if h.role == "user" else persona
         if h.role == "sentinel":
-            who = f"sentinel → {h.persona}"
+            who = f"sentinel → {persona}"
         elif h.role == NOTE_ROLE:
             who = "hermes"
         key = (who, h.kind, h.code or "", " ".join(h.snippet.split()))

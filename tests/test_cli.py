@@ -525,3 +525,30 @@ def test_log_takes_any_limit_and_any_day(tmp_path):
         assert len(result.output.splitlines()) == 3  # every session
     search = CliRunner().invoke(main, ["log", "search", "plan", "--limit", huge, "--db", str(db)])
     assert search.exit_code == 0 and "internal error" not in search.output
+
+
+def test_a_newline_in_a_stored_title_or_name_cannot_forge_rows(tmp_path):
+    """A title holding a newline printed a second, fake row in `hermes log` (and a fake line
+    under `hermes log show`'s heading): each session is one row, each heading one line."""
+    from hermes_tui.store import Store
+
+    db = tmp_path / "forged.db"
+    fake = "\n    2  2026-01-01 00:00  chat      9      0     0  paid invoice"
+
+    async def seed() -> None:
+        store = await Store.open(db)
+        sid = await store.create_session("batch", title="real" + fake, personas=["coder\nx"])
+        await store.add_message(sid, "coder\nx", "user", "find the needle")
+        await store.close()
+
+    asyncio.run(seed())
+    listed = CliRunner().invoke(main, ["log", "--db", str(db)])
+    assert listed.exit_code == 0
+    [_, row] = listed.output.splitlines()
+    assert row.startswith("    1  ") and row.endswith("paid invoice [coder x]")
+    shown = CliRunner().invoke(main, ["log", "show", "1", "--db", str(db)])
+    lines = shown.output.splitlines()
+    assert lines[0] == "# real 2 2026-01-01 00:00 chat 9 0 0 paid invoice" and lines[1] == ""
+    assert "- personas: coder x" in lines
+    found = CliRunner().invoke(main, ["log", "search", "needle", "--db", str(db)])
+    assert len(found.output.splitlines()) == 1 and "you → coder x" in found.output
