@@ -138,7 +138,7 @@ CASES = [
             "# [sentinel.severity]   # override a code's default severity\n# E_LENGTH",
             "[sentinel.severity]\nE_LENGHT",
         ),
-        "sentinel.severity.E_LENGHT: unknown code (expected one of: E_JSON_BROKEN, E_JSON_SCHEMA, E_PATTERN, E_LOOP, E_STALL, E_DRIFT, E_LENGTH, E_BANNED_IMPORT, E_UNSAFE_COMMAND, E_SECRET, E_PROMPT_LEAK, E_SENTINEL_DOWN, E_TOOL_ARGS, E_TOOL_SCHEMA, E_TOOL_UNKNOWN, E_TOOL_LOOP)",
+        "sentinel.severity.E_LENGHT: unknown code (expected one of: E_JSON_BROKEN, E_JSON_SCHEMA, E_PATTERN, E_LOOP, E_STALL, E_DRIFT, E_LENGTH, E_BANNED_IMPORT, E_UNSAFE_COMMAND, E_SECRET, E_PROMPT_LEAK, E_SENTINEL_DOWN, E_TOOL_ARGS, E_TOOL_SCHEMA, E_TOOL_UNKNOWN, E_TOOL_LOOP, E_TOOL_REQUIRED)",
     ),
     (
         "severity value",
