@@ -78,7 +78,12 @@ class OneLineErrors(click.Group):
             exc.show()
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
-            where = exc.ctx.command_path if exc.ctx is not None else "hermes"
+            # "hermes log show", whatever the program was started as (python -m, a test runner)
+            names, ctx = [], exc.ctx
+            while ctx is not None and ctx.parent is not None:
+                names.insert(0, ctx.info_name or "")
+                ctx = ctx.parent
+            where = " ".join(["hermes", *names])
             fail(f"{exc.format_message()} (see {where} --help)", exc.exit_code)
         except click.ClickException as exc:
             fail(exc.format_message(), exc.exit_code)

@@ -457,16 +457,16 @@ def test_sentinel_check_text_output_neutralises_escapes_and_hides_secrets():
 @pytest.mark.parametrize(
     "argv,said",
     [
-        (["batch"], "hermes: Missing argument 'SCRIPT'. (see main batch --help)"),
+        (["batch"], "hermes: Missing argument 'SCRIPT'. (see hermes batch --help)"),
         (
             ["log", "show", "x"],
             "hermes: Invalid value for 'SESSION_ID': 'x' is not a valid integer range. "
-            "(see main log show --help)",
+            "(see hermes log show --help)",
         ),
-        (["fly"], "hermes: No such command 'fly'. (see main --help)"),
+        (["fly"], "hermes: No such command 'fly'. (see hermes --help)"),
         (
             ["log", "--bogus\x1b[2J"],
-            "hermes: No such option '--bogus\\x1b[2J'. (see main log --help)",
+            "hermes: No such option '--bogus\\x1b[2J'. (see hermes log --help)",
         ),
     ],
 )

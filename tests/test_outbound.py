@@ -136,7 +136,12 @@ def test_log_and_exports_hide_what_the_database_kept(tmp_path, leaky):
     holds the key; every `hermes log` output under a redacting config hides it."""
     db = tmp_path / "h.db"
     plain = replay_config(tmp_path, leaky.port, redact=False)
-    result = hermes("batch", str(script(tmp_path, "hi")), "--config", str(plain), "--db", str(db))
+    # As above: the secret made minor, so a halt cannot land before the controls after it
+    # arrive (CI saw the answer end at the AWS key once).
+    plain.write_text(plain.read_text() + '\n[sentinel.severity]\nE_SECRET = "minor"\n')
+    result = hermes(
+        "batch", str(script(tmp_path, "hi")), "--config", str(plain), "--db", str(db), "--no-judge"
+    )
     assert result.returncode in (0, 1), result.stderr
     assert TOKEN.encode() in result.stdout  # redaction off: the user asked for it
     redacting = tmp_path / "redacting"

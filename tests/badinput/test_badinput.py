@@ -424,7 +424,10 @@ def test_missing_script_and_directory_script(tmp_path, db_copy):
     _check_script(tmp_path, tmp_path / "absent.toml", db_copy)
     result = invoke(["batch", tmp_path, "--config", text_config(tmp_path), "--db", db_copy])
     assert result.exit_code == 2 and "Traceback" not in result.stderr  # click's usage error
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert result.stderr.strip() == (
+        f"hermes: Invalid value for 'SCRIPT': File '{tmp_path}' is a directory."
+        " (see hermes batch --help)"
+    )
 
 
 def test_unknown_mention_in_text_is_a_script_error(tmp_path, db_copy):
@@ -778,7 +781,8 @@ def test_bad_database_is_one_line_and_left_alone(tmp_path, known_db, small_scrip
         return  # nothing needed the dropped table; a verdict write would fail with one line
     if kind == "directory":
         assert result.exit_code == 2  # click refuses a directory as --db
-        assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+        (line,) = result.stderr.strip().splitlines()  # one line, naming the option
+        assert line.startswith("hermes: Invalid value for '--db': ") and "is a directory" in line
         return
     assert_one_line(result, 3)
     assert result.stdout == ""
