@@ -9,26 +9,16 @@ from typing import Any
 import click
 
 from hermes_tui.cli_errors import friendly
-from hermes_tui.cli_options import config_option, db_for, db_option
+from hermes_tui.cli_options import SESSION_ID, config_option, db_for, db_option, limit_option
 from sentinel.registry import CHECK_NAMES
 from sentinel.verdict import SEVERITIES
-
-# more than any database holds: a larger --limit means "all" (it overflowed SQLite integers)
-MAX_LIMIT = 10**9
 
 
 @click.group(invoke_without_command=True)
 @config_option
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    callback=lambda ctx, param, value: min(value, MAX_LIMIT),
-    default=50,
-    show_default=True,
-    help="How many sessions to list.",
-)
+@limit_option("How many sessions to list.")
 @click.option("--persona", default=None, help="Sessions in which this persona wrote.")
 @click.option("--code", default=None, metavar="E_CODE", help="Sessions with this verdict code.")
 @click.option(
@@ -69,7 +59,7 @@ def sub_db(ctx: click.Context, config_path: str | None, db_path: str | None) -> 
 
 
 @log.command("show")
-@click.argument("session_id", type=click.IntRange(1, 2**63 - 1))
+@click.argument("session_id", type=SESSION_ID)
 @config_option
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -89,14 +79,7 @@ def log_show(ctx, session_id: int, config_path, db_path, as_json: bool, hidden: 
 @config_option
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    callback=lambda ctx, param, value: min(value, MAX_LIMIT),
-    default=50,
-    show_default=True,
-    help="How many matches.",
-)
+@limit_option("How many matches.")
 @click.pass_context
 @friendly
 def log_search(ctx, query: str, config_path, db_path, as_json: bool, limit: int) -> None:

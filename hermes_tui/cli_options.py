@@ -80,3 +80,21 @@ def db_for(config_path: str | None, db_path: str | None, need_config: bool = Fal
             raise  # a config the user named must be valid; a stray ./config.toml need not be
         return default_db_path()
     return config.db_path or default_db_path()
+
+
+# a session id as SQLite stores it (INTEGER PRIMARY KEY): 1 .. 2**63 - 1
+SESSION_ID = click.IntRange(1, 2**63 - 1)
+# more than any database holds: a larger --limit means "all" (it overflowed SQLite integers)
+MAX_LIMIT = 10**9
+
+
+def limit_option(help: str) -> Any:
+    """``--limit N`` (default 50), at most ``MAX_LIMIT``."""
+    return click.option(
+        "--limit",
+        type=click.IntRange(min=1),
+        callback=lambda ctx, param, value: min(value, MAX_LIMIT),
+        default=50,
+        show_default=True,
+        help=help,
+    )

@@ -12,7 +12,14 @@ import click
 
 from hermes_tui.batch import EXIT_USAGE, check_personas, parse_script, run_batch
 from hermes_tui.cli_errors import friendly
-from hermes_tui.cli_options import config_option, db_for, db_option, load_config, server_option
+from hermes_tui.cli_options import (
+    SESSION_ID,
+    config_option,
+    db_for,
+    db_option,
+    load_config,
+    server_option,
+)
 from hermes_tui.config import Config
 from hermes_tui.errors import Fail
 
@@ -23,7 +30,7 @@ from hermes_tui.errors import Fail
 @click.option("--continue", "-c", "cont", is_flag=True, help="Continue the latest session.")
 @click.option(
     "--resume",
-    type=click.IntRange(1, 2**63 - 1),
+    type=SESSION_ID,
     default=None,
     metavar="ID",
     help="Continue session ID (see `hermes log`).",
@@ -75,7 +82,7 @@ async def session_to_continue(db: Path, resume: int | None) -> int:
 @click.option("--no-judge", is_flag=True, help="Run the deterministic checks only.")
 @click.option(
     "--resume",
-    type=click.IntRange(1, 2**63 - 1),
+    type=SESSION_ID,
     default=None,
     metavar="ID",
     help="Append the script's turns to session ID (its histories restored).",
