@@ -708,15 +708,26 @@ def raw_cap(ll, a) -> dict:
     v = dict(unified=True, fa=True, n_batch=2048, threads=None)
     if a.smoke:
         v = dict(unified=False, fa=False, n_batch=512, threads=None)
+    import llama_cpp
+
     st = gpu_probe.Stepper(gpu_probe.make_ctx(ll, 3, 2048 if not a.smoke else 512, v), 512)
+    steps = 200 if not a.smoke else 10
+    n_vocab = llama_cpp.llama_vocab_n_tokens(ll._model.vocab)
     try:
-        r = gpu_probe.time_steps(st, 3, 200 if not a.smoke else 10)
+        r = gpu_probe.time_steps(st, 3, steps)
+        sampled = {
+            how: gpu_probe.time_sampled_steps(st, 3, steps, how, n_vocab)["tok_s"]
+            for how in ("llama_sampler", "step_sampler")
+        }
     finally:
         st.close()
     return {
         "one_seq_tps": r["b1"]["tok_s"],
         "three_seq_tps": r["batched"]["tok_s"],
         "three_vs_one": r["batched_vs_b1_tok_s"],
+        # the same 3-sequence steps, each followed by sampling every sequence's next token
+        "three_seq_llama_sampler_tps": sampled["llama_sampler"],
+        "three_seq_step_sampler_tps": sampled["step_sampler"],
     }
 
 
@@ -792,24 +803,40 @@ def paired_runs(a, path: Path) -> dict:
     for i in range(a.pairs):
         before = stream_tps(ll, n)
         pool = pool_batched_round(a, path, n)
+        greedy = pool_batched_round(a, path, n, temperature=0.0)
         after = stream_tps(ll, n)
         cap = raw_cap(cap_ll, a)
         base = (before + after) / 2
+        tps = pool["decode_tps"] or 0
         row = {
             "stream_before_tps": before,
             "stream_after_tps": after,
             "pool": pool,
+            "pool_greedy": greedy,
             "cap": cap,
-            "pool_vs_stream": (pool["decode_tps"] or 0) / base,
-            "pool_vs_cap3": (pool["decode_tps"] or 0) / cap["three_seq_tps"],
+            "pool_vs_stream": tps / base,
+            "pool_vs_cap3": tps / cap["three_seq_tps"],
             "pool_steps_vs_cap3": (pool["decode_tps_step_sum"] or 0) / cap["three_seq_tps"],
+            "pool_greedy_vs_cap3": (greedy["decode_tps"] or 0) / cap["three_seq_tps"],
+            # sampled personas against the same raw steps that also sample: with llama.cpp's
+            # own sampler per sequence (its batched example's way), and with the pool's sampler
+            "pool_vs_cap3_llama_sampler": tps / cap["three_seq_llama_sampler_tps"],
+            "pool_vs_cap3_step_sampler": tps / cap["three_seq_step_sampler_tps"],
             "cap3_vs_stream": cap["three_seq_tps"] / base,
         }
         pairs.append(row)
         print("paired", path.name, i, json.dumps(row), flush=True)
     ll.close()
     cap_ll.close()
-    keys = ("pool_vs_stream", "pool_vs_cap3", "pool_steps_vs_cap3", "cap3_vs_stream")
+    keys = (
+        "pool_vs_stream",
+        "pool_vs_cap3",
+        "pool_steps_vs_cap3",
+        "pool_greedy_vs_cap3",
+        "pool_vs_cap3_llama_sampler",
+        "pool_vs_cap3_step_sampler",
+        "cap3_vs_stream",
+    )
     out: dict = {"tokens_per_persona": n, "pairs": pairs}
     out["summary"] = {k: _spread([p[k] for p in pairs]) for k in keys}
     out["summary"]["pool_decode_tps"] = _spread([p["pool"]["decode_tps"] for p in pairs])
@@ -818,6 +845,11 @@ def paired_runs(a, path: Path) -> dict:
     )
     out["summary"]["cap_three_seq_tps"] = _spread([p["cap"]["three_seq_tps"] for p in pairs])
     out["summary"]["cap_one_seq_tps"] = _spread([p["cap"]["one_seq_tps"] for p in pairs])
+    for key in ("three_seq_llama_sampler_tps", "three_seq_step_sampler_tps"):
+        out["summary"][f"cap_{key}"] = _spread([p["cap"][key] for p in pairs])
+    out["summary"]["pool_greedy_decode_tps"] = _spread(
+        [p["pool_greedy"]["decode_tps"] for p in pairs]
+    )
     out["goal_pool_vs_cap3"] = 0.95
     return out
 

@@ -128,6 +128,48 @@ def time_steps(st: Stepper, seqs: int, steps: int, warm: int = 24) -> dict[str, 
     return out
 
 
+def time_sampled_steps(
+    st: Stepper, seqs: int, steps: int, how: str, n_vocab: int, warm: int = 24
+) -> dict[str, Any]:
+    """ms per batched step of ``seqs`` sequences that sample their next token after every
+    step, the way llama.cpp's own batched example does, and feed it back: each with the pool's
+    chain (top-k 40, top-p 0.95, min-p 0.05, temperature 0.7, a seeded draw), sampled by
+    ``how``: "llama_sampler" (llama_sampler_sample per sequence, as llama.cpp's examples do)
+    or "step_sampler" (the pool's StepSampler, one pass over the step's logits). The time
+    between steps (the sampling) counts: each sample is one decode plus its sampling."""
+    from agents.engine import SamplingParams
+    from agents.pool.sampling import StepSampler, new_chain
+
+    lc = st.lc
+    st.clear()
+    prompt = [(i * 37) % 400 + 10 for i in range(48)]
+    for s in range(seqs):
+        st.prefill(prompt, s, 512)
+    chains = [new_chain(SamplingParams(temperature=0.7, seed=s + 1)) for s in range(seqs)]
+    fast = StepSampler(st.ctx, n_vocab) if how == "step_sampler" else None
+    greedy = [False] * seqs
+    toks = [prompt[-1]] * seqs
+    pos = len(prompt)
+    samples: list[float] = []
+    try:
+        for k in range(warm + steps):
+            t0 = time.perf_counter()
+            st.decode([(toks[s], pos, s, True) for s in range(seqs)])
+            if fast is not None:
+                toks = fast.sample(chains, greedy)
+            else:
+                toks = [int(lc.llama_sampler_sample(chains[s], st.ctx, s)) for s in range(seqs)]
+            if k >= warm:
+                samples.append(time.perf_counter() - t0)
+            pos += 1
+    finally:
+        for c in chains:
+            lc.llama_sampler_free(c)
+    r = _ms(samples)
+    r["tok_s"] = seqs / statistics.median(samples)
+    return r
+
+
 def time_sampler(st: Stepper, n: int = 200) -> dict[str, float]:
     """Host cost of the pool's sampler chains (top-k/p, min-p, temp, dist; and greedy)."""
     lc = st.lc

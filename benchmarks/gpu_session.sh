@@ -10,6 +10,9 @@
 #                                        # Builds again first on a fresh machine.
 #   bash benchmarks/gpu_session.sh s3c   # (a fresh machine) the CUDA build alone, the host
 #                                        # sampling cost, first_turn, device_top_k on Q8_0
+#   bash benchmarks/gpu_session.sh s4a   # the CUDA build, the host sampling cost, paired_f16
+#                                        # (with the sampled and greedy caps, session 8)
+#   bash benchmarks/gpu_session.sh s4b   # right after s4a: paired_q8 and the peer
 # Results and logs go to $OUT (or /tmp/out). The first two sessions' stages (build, rest, extra,
 # s1, s2) are in git history (577e1a9); every section they ran is a bench_gpu.py section.
 set -u -o pipefail
@@ -87,6 +90,18 @@ print("on" if m and min(m) > 1.0 else "off")')
     echo "time left: $(left) s"
     bench "$(left)" --sections device_top_k --models q8_0_1.5B --pairs 3 \
       --out "$O/gpu_device_top_k_q8.json" | tee "$O/device_top_k_q8.log" ;;
-  *) echo "usage: gpu_session.sh s3a|s3b|s3c"; exit 2 ;;
+  s4a)  # session 8: the CUDA build, the host sampling cost, paired_f16 with the sampled caps
+    prepare cuda
+    export PYTHONPATH=/tmp/llama-cuda:/tmp/site:$PWD
+    timeout 60 python3 benchmarks/bench_sampling.py --model /tmp/hermes-gpu/0.85B-0-rnd.gguf \
+      --ngl -1 --steps 200 --out "$O/sampling_h200.json" 2>&1 | grep -v '^ \|^{\|^}'
+    echo "time left: $(left) s"
+    bench "$(left)" --sections paired_f16 --out "$O/gpu_s4a.json" | tee "$O/s4a.log" ;;
+  s4b)  # session 8, the same machine right after s4a: paired_q8 and the peer
+    [ -d /tmp/llama-cuda ] || prepare cuda
+    export PYTHONPATH=/tmp/llama-cuda:/tmp/site:$PWD
+    bench "$(left)" --sections paired_q8,peer --batched-bench /tmp/llama-cuda/llama-batched-bench \
+      --out "$O/gpu_s4b.json" | tee "$O/s4b.log" ;;
+  *) echo "usage: gpu_session.sh s3a|s3b|s3c|s4a|s4b"; exit 2 ;;
 esac
 echo "stage ${1:-} took $(( $(date +%s) - T0 )) s"
