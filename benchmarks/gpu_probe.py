@@ -35,6 +35,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+# the 48-token prompt every timed sequence starts from
+PROMPT = [(i * 37) % 400 + 10 for i in range(48)]
+
+
 def make_ctx(ll: Any, seqs: int, n_ctx: int, v: dict[str, Any]) -> Any:
     import llama_cpp
     from llama_cpp import _internals
@@ -102,7 +106,7 @@ def _ms(samples: list[float]) -> dict[str, float]:
 def time_steps(st: Stepper, seqs: int, steps: int, warm: int = 24) -> dict[str, Any]:
     """ms per step for 1 sequence, 3 in one batch and 3 one call each (positions advance)."""
     out: dict[str, Any] = {}
-    prompt = [(i * 37) % 400 + 10 for i in range(48)]
+    prompt = PROMPT
     for mode in ("b1", "batched", "interleaved"):
         st.clear()
         used = [0] if mode == "b1" else list(range(seqs))
@@ -142,7 +146,7 @@ def time_sampled_steps(
 
     lc = st.lc
     st.clear()
-    prompt = [(i * 37) % 400 + 10 for i in range(48)]
+    prompt = PROMPT
     for s in range(seqs):
         st.prefill(prompt, s, 512)
     chains = [new_chain(SamplingParams(temperature=0.7, seed=s + 1)) for s in range(seqs)]
