@@ -224,6 +224,9 @@ def decode_ms_per_token(rounds: int = 3, tokens: int = 48) -> list[float]:
 
 
 def main() -> None:
+    from sentinel import cpu_backend
+
+    cpu_backend.apply()  # where AMX faults, llama.cpp's extra CPU buffers go off (as in hermes)
     rng = random.Random(1)
     decode_before = decode_ms_per_token()
     long = normal_text(rng, 50_000)

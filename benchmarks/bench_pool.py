@@ -362,6 +362,9 @@ def machine() -> dict:
 
 
 async def main() -> None:
+    from sentinel import cpu_backend
+
+    cpu_backend.apply()  # where AMX faults, llama.cpp's extra CPU buffers go off (as in hermes)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="embedded:smollm2-135m")
     ap.add_argument("--n-gpu-layers", type=int, default=0)

@@ -100,6 +100,9 @@ def _batch(st, last: list[int], pos: list[int]):
 
 
 def main() -> None:
+    from sentinel import cpu_backend
+
+    cpu_backend.apply()  # where AMX faults, llama.cpp's extra CPU buffers go off (as in hermes)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="GGUF (default: the embedded SmolLM2)")
     ap.add_argument("--ngl", type=int, default=0)

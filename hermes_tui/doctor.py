@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hermes_tui.config import ConfigError, find_config, load_config
+from sentinel import cpu_backend
 
 
 def llama_build() -> dict[str, Any]:
@@ -18,11 +19,14 @@ def llama_build() -> dict[str, Any]:
         return {"ok": False, "error": f"llama-cpp-python is not importable: {exc}"}
     info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
     backends = sorted(set(re.findall(r"(?:^|\|\s*)([A-Za-z][\w-]*) :", info)))
+    cpu = cpu_backend.decide()  # probes (a child process) only where the CPU offers AMX
     return {
         "ok": True,
         "version": llama_cpp.__version__,
         "backends": backends or ["CPU"],
         "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        "cpu_extra_buffers": cpu.extra_buffers,
+        "cpu_extra_buffers_reason": cpu.reason,
         "system_info": info.strip(),
     }
 
@@ -242,6 +246,11 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"llama.cpp     llama-cpp-python {ll['version']}, backends: "
             f"{', '.join(ll['backends'])}, GPU offload: {'yes' if ll['gpu_offload'] else 'no'}"
+        )
+        state = "on" if ll["cpu_extra_buffers"] else "OFF"
+        lines.append(
+            f"llama.cpp     extra CPU buffer types (AMX, repacked weights) {state}: "
+            f"{ll['cpu_extra_buffers_reason']}"
         )
     else:
         lines.append(f"llama.cpp     MISSING: {ll['error']}")

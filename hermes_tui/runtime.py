@@ -20,6 +20,7 @@ from hermes_tui.redact import redact
 from hermes_tui.skipped import NOTE_ROLE, skipped_after_cancel
 from hermes_tui.store import Store, default_db_path
 from hermes_tui.store.writer import MessageRef
+from sentinel import cpu_backend
 from sentinel.contract import Contract
 from sentinel.monitor import Monitor
 
@@ -200,6 +201,8 @@ class Runtime:
         from hermes_tui.server.client import RemoteJudge, connect, locate
 
         store = await Store.open(db_path or config.db_path or default_db_path())
+        # Before any local model loads (the probe, where there is one, is a child process).
+        await asyncio.to_thread(cpu_backend.apply)
         try:
             remote = await connect(locate(server, config.server_url), lambda: local_pool(config))
         except BaseException:

@@ -40,6 +40,7 @@ import threading
 import time
 from typing import IO, Any
 
+from sentinel import cpu_backend
 from sentinel.judge_yield import Yielder
 
 # The verdict the model must produce. ``on_task`` comes first so that even an answer cut
@@ -188,6 +189,7 @@ def _load(model: str, device: str, n_ctx: int, n_threads: int | None) -> Any:
     kwargs, _env = device_settings(device)  # the parent already applied the environment
     if not os.path.isfile(model):
         raise FileNotFoundError(f"no such file: {model}")
+    cpu_backend.apply()  # the parent's choice is in the environment: no second probe
     from llama_cpp import Llama
 
     return Llama(

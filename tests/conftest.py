@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from sentinel import cpu_backend
+
 ROOT = Path(__file__).resolve().parents[1]
+
+# Tests create llama_cpp.Llama directly too: decide (and where AMX faults, turn llama.cpp's
+# extra CPU buffer types off) before any of them, as hermes does before its first load.
+cpu_backend.apply()
 
 
 @pytest.fixture(autouse=True)

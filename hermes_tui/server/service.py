@@ -37,6 +37,7 @@ from agents.pool.queue import PRIORITIES, NeverFitsError, PoolBusyError
 from agents.specs import DeviceSpec, ModelSpec
 from hermes_tui.config import Config
 from hermes_tui.server.openai_schema import ApiError, ChatRequest
+from sentinel import cpu_backend
 
 log = logging.getLogger("hermes.serve")
 
@@ -174,6 +175,7 @@ class ServerCore:
         )
         spec = dataclasses.replace(config.pool, devices=devices)
         store = await Store.open(db_path or config.db_path or default_db_path())
+        await asyncio.to_thread(cpu_backend.apply)  # before any model loads (see the module)
         pool = ModelPool(
             config.models,
             spec,
