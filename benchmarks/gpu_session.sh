@@ -13,6 +13,7 @@
 #   bash benchmarks/gpu_session.sh s4a   # the CUDA build, the host sampling cost, paired_f16
 #                                        # (with the sampled and greedy caps, session 8)
 #   bash benchmarks/gpu_session.sh s4b   # right after s4a: paired_q8 and the peer
+#   (session 9 ran s4a and s4b again with the column-maxima top-k of agents/pool/sampling.py)
 # Results and logs go to $OUT (or /tmp/out). The first two sessions' stages (build, rest, extra,
 # s1, s2) are in git history (577e1a9); every section they ran is a bench_gpu.py section.
 set -u -o pipefail
