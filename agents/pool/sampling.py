@@ -11,15 +11,13 @@ host that was 70-105 us per persona per step, 12-18% of a three-persona batched 
 
 * greedy rows: one ``argmax`` over them (llama.cpp's greedy keeps the first maximum, as
   ``argmax`` does);
-* top-k rows: vectorised over all of them, a threshold no higher than each row's k-th largest
-  logit (the k-th largest of the maxima of its columns, the row seen as a grid of about 2,000
-  columns), and only the logits at or above it in the columns that can hold one (a superset
-  of the top k, typically 40-60) go to the persona's own chain through ``llama_sampler_apply``.
-  The chain's top-k then picks the same k tokens from them that it would have picked from
-  the whole vocabulary, and everything after it (top-p, min-p, temperature, the seeded draw,
-  the chain's accept) runs unchanged in llama.cpp: the same tokens for the same seed. (The
-  first version took the minimum of k block maxima: it let 2,000 candidates of SmolLM2's
-  rows through and read every row twice.)
+* top-k rows: one vectorised pass finds, per row, a threshold no higher than its k-th largest
+  logit (the smallest of the maxima of k disjoint blocks: those k maxima are k logits at or
+  above it), and only the logits at or above it (a superset of the top k, typically a few
+  hundred) go to the persona's own chain through ``llama_sampler_apply``. The chain's top-k
+  then picks the same k tokens from them that it would have picked from the whole vocabulary,
+  and everything after it (top-p, min-p, temperature, the seeded draw, the chain's accept)
+  runs unchanged in llama.cpp: the same tokens for the same seed.
 
 Rows it cannot reduce (a NaN logit, fewer than k candidates) fall back to
 ``llama_sampler_sample``. Only the slot thread calls it, between one ``llama_decode`` and the
@@ -126,10 +124,7 @@ class StepSampler:
         self.on_device = on_device
         self.n_vocab = n_vocab
         self.top_k = top_k
-        # The top-k threshold's grid (see _candidates): depth rows of width logits, width
-        # about 2,000 (the partition of the column maxima costs about width).
-        self._depth = min(64, max(8, n_vocab // 2048))
-        self._width = n_vocab // self._depth
+        self._block = n_vocab // top_k  # top_k blocks of this many logits per row
         self._view: npt.NDArray[np.float32] | None = None
         self._view_key: tuple[int, int] = (0, 0)
         # One candidate buffer (llama_token_data: id, logit, p), reused by every row.
@@ -182,19 +177,25 @@ class StepSampler:
                 out[i] = int(np.argmax(rows[i]))
                 lc.llama_sampler_accept(chains[i], out[i])
         sub = rows if len(idx) == n else rows[idx]
-        k = self.top_k
-        if self._width < k:  # a vocabulary too small to reduce
+        k, b = self.top_k, self._block
+        if b < 1:  # a vocabulary smaller than k: nothing to reduce
             for i in idx:
                 out[i] = self._fallback(chains[i], i)
             return out
-        for j, (ids, vals) in enumerate(self._candidates(sub)):
-            i = idx[j]
+        # (rows, k, block) over the first k*block logits of each row: no copy
+        blocks = np.lib.stride_tricks.as_strided(
+            sub, shape=(len(idx), k, b), strides=(sub.strides[0], b * 4, 4), writeable=False
+        )
+        limit = blocks.max(axis=2).min(axis=1)
+        for j, i in enumerate(idx):
+            row = sub[j]
+            ids = np.flatnonzero(row >= limit[j])
             m = len(ids)
-            if m < k:  # a NaN logit: let llama.cpp see the whole row
+            if m < k:  # NaN somewhere: let llama.cpp see the whole row
                 out[i] = self._fallback(chains[i], i)
                 continue
             self._ids[:m] = ids
-            self._logits[:m] = vals
+            self._logits[:m] = row[ids]
             self._p[:m] = 0.0
             arr = self._arr
             arr.size, arr.selected, arr.sorted = m, -1, False
@@ -205,47 +206,6 @@ class StepSampler:
             tok = int(self._ids[sel])
             lc.llama_sampler_accept(chains[i], tok)
             out[i] = tok
-        return out
-
-    def _candidates(
-        self, sub: npt.NDArray[np.float32]
-    ) -> list[tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]]:
-        """Per row of ``sub``: the ids (ascending) and logits of a superset of its top k.
-
-        Each row's first ``depth * width`` logits are seen as ``depth`` rows of ``width``
-        (no copy); ``colmax`` is the maximum of each column. The k-th largest column maximum
-        ``thr`` is at most the row's k-th largest logit (the k largest column maxima are k
-        logits at or above it), so every top-k logit lies in a column whose maximum is at or
-        above ``thr``: only those columns (about k of them) are read again, and of them the
-        logits at or above ``thr``. The few logits past ``depth * width`` always go along.
-        """
-        n = len(sub)
-        d, w, k = self._depth, self._width, self.top_k
-        grid = sub[:, : d * w].reshape(n, d, w)
-        colmax = grid.max(axis=1)  # (rows, width): d - 1 elementwise maxima of contiguous rows
-        thr = np.partition(colmax, w - k, axis=1)[:, w - k]
-        r, c = np.nonzero(colmax >= thr[:, None])  # the columns that can hold a top-k logit
-        cells = grid[r, :, c]  # (columns, depth)
-        ci, di = np.nonzero(cells >= thr[r, None])
-        row = r[ci]
-        key = row * self.n_vocab + di * w + c[ci]  # sorted: by row, then by token id
-        order = np.argsort(key, kind="stable")
-        key, vals = key[order], cells[ci, di][order]
-        ends = np.searchsorted(key, (np.arange(n) + 1) * self.n_vocab)
-        tail = sub[:, d * w :]
-        nan = np.isnan(colmax).any(axis=1) | np.isnan(tail).any(axis=1)
-        out = []
-        start = 0
-        for j in range(n):
-            ids = key[start : ends[j]] - j * self.n_vocab
-            v = vals[start : ends[j]]
-            start = int(ends[j])
-            if nan[j]:
-                ids = ids[:0]
-            elif tail.shape[1]:
-                ids = np.concatenate([ids, np.arange(d * w, self.n_vocab)])
-                v = np.concatenate([v, tail[j]])
-            out.append((ids, v))
         return out
 
     def _fallback(self, chain: Any, i: int) -> int:
