@@ -44,6 +44,62 @@ WORD_END = (" ", "\n", "\t", "\r")  # where a secret ends: what follows is relea
 _PASSWORD_NAME = re.compile(r"(?i)pass|pwd")  # a line naming a password is held to its end
 OFF_LOOP_CHARS = 20_000  # redacting more than this (~20 ms) belongs in a worker thread
 
+# The BEGIN lines the detector calls a private key (sentinel.secrets' headers): a line that
+# can still become one is held back until the detector knows.
+_PEM_HEADERS = tuple(
+    f"-----BEGIN {kind}PRIVATE KEY-----"
+    for kind in ("", "RSA ", "DSA ", "EC ", "OPENSSH ", "ENCRYPTED ", "SSH2 ENCRYPTED ")
+) + ("-----BEGIN PGP PRIVATE KEY BLOCK-----",)
+# The start of a secret whose end was never written (max_tokens cut it): a known key prefix
+# with something after it, or the value of a credential assignment, as the text's last word.
+_KEY_START = re.compile(
+    r"(?<![\w-])(?:sk-|sk_live_|rk_live_|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|AIza"
+    r"|(?:AKIA|ASIA|ABIA|ACCA)(?=[0-9A-Z]))[\w-]+$"
+)
+_ASSIGNED = re.compile(
+    r"(?i:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|access[_-]?key)"
+    r"[\"']?\s*[:=]\s*[\"']?([^\s\"'}\],;]+)$"
+)
+
+
+def pem_open_at(text: str) -> int | None:
+    """Where a line that is, or can still become, a private key's BEGIN line starts in
+    ``text`` (its last such line, not closed by an END line); None: there is none."""
+    b = text.rfind("-----B")
+    if b == -1 or "-----END" in text[b:]:
+        return None
+    nl = text.find("\n", b)
+    head = text[b : nl if nl >= 0 else len(text)]
+    if any(h.startswith(head) or head.startswith(h) for h in _PEM_HEADERS):
+        return b
+    return None
+
+
+def unfinished_secret_at(text: str) -> int | None:
+    """Where a secret cut short at the end of ``text`` begins (a key prefix and part of its
+    value, a private-key BEGIN line and what follows it, a credential's assigned value);
+    None: the text does not end inside one. Looks at the last 400 characters only."""
+    base = max(0, len(text) - 400)
+    tail = text[base:]
+    pem = pem_open_at(tail)  # only a BEGIN line cut short: the detector knows a whole one
+    found = [pem if pem is not None and "\n" not in tail[pem:] else None]
+    if (m := _KEY_START.search(tail)) is not None:
+        found.append(m.start())
+    line = tail[tail.rfind("\n") + 1 :]
+    if (m := _ASSIGNED.search(line)) is not None:
+        found.append(len(tail) - len(line) + m.start(1))
+    starts = [f for f in found if f is not None]
+    return base + min(starts) if starts else None
+
+
+def hide_unfinished(text: str) -> str:
+    """``text`` with a secret cut short at its end replaced by a marker of its length."""
+    at = unfinished_secret_at(text)
+    if at is None:
+        return text
+    return text[:at] + marker("unfinished-secret", len(text) - at)
+
+
 # What json.dumps(ensure_ascii=False) leaves raw that a terminal would act on or reorder.
 _JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
@@ -230,14 +286,39 @@ class HeldBackScrubber:
             line = held[nl + 1 :] if nl >= 0 else self._ctx[self._ctx.rfind("\n") + 1 :] + held
             if _PASSWORD_NAME.search(line):  # a passphrase is words: its whole line is judged
                 cut = nl + 1
+            pem = pem_open_at(held)
+            if pem is not None and pem < cut and not self._pem_decided(held, pem):
+                cut = pem  # a private key's BEGIN line leaves only once it is known
         cut = max(cut, len(held) - self.HOLD)
         return self._release(cut) if cut > 0 else ""
 
+    def _pem_decided(self, held: str, at: int) -> bool:
+        """Whether the detector has decided on the BEGIN line at ``held[at:]``: it calls it a
+        private key (then it leaves as a marker), or its line and the next are complete and
+        it does not (``-----BEGIN PRIVATE KEY-----`` quoted in a sentence)."""
+        nl = held.find("\n", at)
+        head = held[at : nl if nl >= 0 else len(held)]
+        if not any(head.startswith(h) for h in _PEM_HEADERS):
+            return False  # still a prefix of one
+        window = self._ctx + held
+        x = len(self._ctx) + at
+        if any(s <= x < e and k == "pem-private-key" for s, e, k in find_secrets(window)):
+            return True
+        return held.count("\n", at) >= 2
+
     def flush(self) -> str:
-        """Everything held back (the answer ended), redacted."""
+        """Everything held back (the answer ended), redacted; a secret cut short at the end
+        (max_tokens stopped it: ``sk-proj-R4nd``, half a BEGIN line, ``password=hun``), which
+        the detector cannot recognise, is hidden too."""
         if not self.enabled:
             return ""
-        return self._release(len(self._held))
+        ctx, n = self._ctx, len(self._held)
+        at = unfinished_secret_at(ctx + self._held)
+        out = self._release(n)
+        if at is None:
+            return out
+        hidden = marker("unfinished-secret", len(ctx) + n - at)[max(0, len(ctx) - at) :]
+        return out[: n - len(hidden)] + hidden
 
     def drop(self) -> None:
         """Forget what is held back (a halted answer: its unfinished word is not sent)."""

@@ -47,6 +47,13 @@ SCRIPTS: dict[str, dict[str, str]] = {
         "first": SHELL
         + '{"command": "export API_TOKEN=ghp_R4nd0mT0k3nV4lu3xYzAbCdEfGh123456789"}}</tool_call>'
     },
+    # a private key (made up), and secrets that max_tokens can cut short
+    "pem": {
+        "first": "Here is the key:\n-----BEGIN RSA PRIVATE KEY-----\n"
+        + "MIIEowIBAAKCAQEA7bq98WBcD0ZzQqs3p5t9aN8xQ1mV2yZ4kL6rT0uH3wJ5sF8g\n" * 3
+        + "-----END RSA PRIVATE KEY-----\nKeep it safe."
+    },
+    "cut-key": {"first": "Set OPENAI_API_KEY to sk-proj-R4nd0mT0k3nV4lu3xYzAbCdEfGh123456789 now."},
     # text where tool_choice required a call: the correction turn calls, or still does not
     "text-then-call": {
         "first": "I would list the files.",

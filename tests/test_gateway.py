@@ -459,6 +459,53 @@ def test_a_secret_in_tool_call_arguments_is_not_sent_in_the_clear(server) -> Non
     assert enforced["calls"] == [] and enforced["finish"] == "content_filter"
 
 
+PEM_PARTS = ("BEGIN", "PRIVATE", "RSA", "MIIEow", "7bq98WBc", "-----")
+
+
+def test_a_private_key_never_reaches_the_client_not_even_its_begin_line(server) -> None:
+    """A replay (3-character pieces) of an answer quoting a private key: its BEGIN line used
+    to leave word by word ("-----BEGIN ", "RSA ", "PRIVATE ") before the detector knew the
+    block; now the line is held back until it is known, then sent as a marker."""
+    client = server.openai()
+    annotate = {"hermes": {"sentinel": "annotate"}}
+    for extra in (annotate, {}):  # annotated: the whole answer; enforced: halted at the key
+        got = stream(server, model="replay", messages=user("pem"), extra_body=extra)
+        assert got["text"].startswith("Here is the key:\n")
+        assert [p for p in PEM_PARTS if p in got["text"]] == [], got["text"]
+        whole = client.chat.completions.create(
+            model="replay", messages=user("pem"), extra_body=extra
+        )
+        content = whole.choices[0].message.content or ""
+        assert [p for p in PEM_PARTS if p in content] == [], content
+    assert got["finish"] == "content_filter" and got["end"]["code"] == "E_SECRET"
+    kept = stream(server, model="replay", messages=user("pem"), extra_body=annotate)
+    assert kept["text"].endswith("\nKeep it safe.") and "[REDACTED:pem-private-k" in kept["text"]
+
+
+@pytest.mark.parametrize(
+    ("case", "max_tokens", "clear"),
+    [
+        ("cut-key", 12, ("sk-proj", "R4nd0m")),  # "...to sk-proj-R4nd0m"
+        ("pem", 12, ("-----BEGIN", "RSA PR")),  # "...key:\n-----BEGIN RSA PR"
+        ("secret", 9, ("Hun",)),  # "...password = \"Hun"
+    ],
+)
+def test_a_secret_cut_short_by_max_tokens_is_not_sent_in_the_clear(
+    server, case: str, max_tokens: int, clear: tuple[str, ...]
+) -> None:
+    """A replay cut by max_tokens inside a secret: the detector does not know the unfinished
+    value ("sk-proj-R4nd0m" is no key yet) and the held-back word used to be flushed in the
+    clear when the stream ended. Now it is sent as a marker, streamed and whole."""
+    ask = dict(model="replay", messages=user(case), max_tokens=max_tokens)
+    got = stream(server, **ask)
+    assert got["finish"] == "length"
+    assert [c for c in clear if c in got["text"]] == [] and "[RE" in got["text"], got["text"]
+    whole = server.openai().chat.completions.create(**ask)
+    assert whole.choices[0].finish_reason == "length"
+    content = whole.choices[0].message.content or ""
+    assert [c for c in clear if c in content] == [] and content == got["text"]
+
+
 READ_TOOL = {
     "type": "function",
     "function": {

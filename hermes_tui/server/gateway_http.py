@@ -21,7 +21,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from hermes_tui.outbound import OFF_LOOP_CHARS, WORD_END, HeldBackScrubber, scrub_value
+from hermes_tui.outbound import (
+    OFF_LOOP_CHARS,
+    WORD_END,
+    HeldBackScrubber,
+    hide_unfinished,
+    scrub_value,
+)
 from hermes_tui.redact import redact
 from hermes_tui.server import openai_schema as oa
 from hermes_tui.server.completion import Completion
@@ -307,6 +313,8 @@ async def whole_answer(c: Completion) -> dict[str, Any]:
         end = max(text.rfind(ch) for ch in WORD_END) + 1
         text = text[: max(end, len(text) - HeldBackScrubber.HOLD)]
     text = await text_out(text, enabled)
+    if enabled:  # a secret cut short by max_tokens is not recognised by the detector
+        text = hide_unfinished(text)
     body = oa.completion(
         cid, c.request.model, created, text, reason, oa.usage(c.info.prompt_tokens, tokens)
     )
