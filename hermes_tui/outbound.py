@@ -77,8 +77,9 @@ def pem_open_at(text: str) -> int | None:
 
 def unfinished_secret_at(text: str) -> int | None:
     """Where a secret cut short at the end of ``text`` begins (a key prefix and part of its
-    value, a private-key BEGIN line and what follows it, a credential's assigned value);
-    None: the text does not end inside one. Looks at the last 400 characters only."""
+    value, a private-key BEGIN line and what follows it, a credential's assigned value) that
+    the detector does not know as a whole secret; None: the text does not end inside one.
+    Looks at the last 400 characters only."""
     base = max(0, len(text) - 400)
     tail = text[base:]
     pem = pem_open_at(tail)  # only a BEGIN line cut short: the detector knows a whole one
@@ -88,7 +89,10 @@ def unfinished_secret_at(text: str) -> int | None:
     line = tail[tail.rfind("\n") + 1 :]
     if (m := _ASSIGNED.search(line)) is not None:
         found.append(len(tail) - len(line) + m.start(1))
-    starts = [f for f in found if f is not None]
+    # a secret the detector knows up to the end is finished (the stop sequence came right
+    # after it): it keeps its own marker, ``[REDACTED:github-token]``
+    known = [(s, e) for s, e, _ in find_secrets(tail) if e == len(tail)]
+    starts = [f for f in found if f is not None and not any(s <= f < e for s, e in known)]
     return base + min(starts) if starts else None
 
 
