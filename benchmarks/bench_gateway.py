@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agents.tool_parse import ArgsDelta, CallEnd, CallStart, ToolCallParser  # noqa: E402
+from sentinel import cpu_backend  # noqa: E402
 from sentinel.tool_calls import ToolCallCheck  # noqa: E402
 from tests.tool_call_corpus import broken_calls, pieces, valid_calls  # noqa: E402
 
@@ -305,7 +306,7 @@ class LlamaCppServer:
         config = home / "llama_cpp_server.json"
         config.write_text(json.dumps({"host": "127.0.0.1", "port": self.port, "models": models}))
         self.log = home / "llama_cpp_server.log"
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)]
+        cmd = [*cpu_backend.python_m("llama_cpp.server"), "--config_file", str(config)]
         self.proc = subprocess.Popen(
             cmd, env=dict(os.environ), stdout=self.log.open("wb"), stderr=subprocess.STDOUT
         )

@@ -116,6 +116,17 @@ def apply() -> CpuBackend:
     return choice
 
 
+def python_m(module: str) -> list[str]:
+    """``python -m module`` for another program that loads llama.cpp (llama-cpp-python's own
+    server, say), with ``apply()`` run first in it."""
+    code = (
+        "import runpy, sys; from sentinel import cpu_backend; cpu_backend.apply(); "
+        f"sys.argv[0] = {module!r}; runpy.run_module({module!r}, run_name='__main__', "
+        "alter_sys=True)"
+    )
+    return [sys.executable, "-c", code]
+
+
 def _disable_extra_buffers() -> None:
     import llama_cpp.llama_cpp as lc
 

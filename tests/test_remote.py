@@ -6,7 +6,6 @@ import asyncio
 import http.client
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ from agents.engine import EngineError, SamplingParams
 from agents.models import resolve_model_path
 from agents.remote import RemoteEngine
 from agents.specs import ModelSpec
+from sentinel import cpu_backend
 
 MESSAGES = [{"role": "user", "content": "Name three colours."}]
 PARAMS = SamplingParams(max_tokens=12, temperature=0.0, seed=1)
@@ -32,9 +32,9 @@ def server_url() -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
+            # llama-cpp-python's own server, after what hermes applies before a load (where
+            # AMX faults, its first batched prompt died with SIGSEGV)
+            *cpu_backend.python_m("llama_cpp.server"),
             "--model",
             str(resolve_model_path("embedded:smollm2-135m")),
             "--host",
