@@ -49,8 +49,11 @@ Decisions:
   sentence (``the file starts with -----BEGIN RSA PRIVATE KEY-----``): then only if a body or
   END line follows. Public keys and certificates are not secrets.
 
-Every regex here sees a bounded input: ``find_secrets`` cuts long lines into overlapping windows,
-and the sentinel's check scans windows of at most 800 characters.
+Every regex here sees a bounded input: a line longer than ``LINE_WINDOW`` characters is read in
+overlapping windows of that size (``line_windows``), by ``find_secrets`` and, for the keyword
+rules, by the sentinel's check as the line streams; its other windows hold at most 800.
+A keyword assignment is judged in the same windows whatever the line's length and wherever
+on it the assignment sits (``password = "…"`` after 5,000 characters of a one-line answer).
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ __all__ = [
     "Secret",
     "find_secrets",
     "find_in_window",
+    "find_in_line_window",
+    "line_windows",
+    "LINE_WINDOW",
+    "LINE_STEP",
     "kind_slug",
 ]
 
@@ -248,6 +255,7 @@ def _path_like(value: str) -> bool:
 # detect-secrets' keyword assignments (CONFIG files: unquoted values; code: quoted values):
 # what each match contains (its trigger)
 _KEYWORD_TRIGGER = "i:key|i:pass|i:pwd|i:secret|i:token|i:contrase"
+_KEYWORD_WORDS = tuple(w[2:] for w in _KEYWORD_TRIGGER.split("|"))
 
 _EXTRA = [
     # shapes detect-secrets lacks (gitleaks' published rules have them)
@@ -621,6 +629,39 @@ def looks_random(value: str) -> bool:
     return _classes(value) >= 2 and any(c.isdigit() for c in value) and _entropy(value) >= 3.5
 
 
+# detect-secrets' indirect reference (``secret = get_secret_key()``, ``= request.headers[…]``):
+# an assignment or comparison, a name, an opening bracket (a closing one follows on the line)
+_REFERENCE_HEAD = re.compile(r"(?::=?|[!=]{1,3})\s*[\w.-]+[\[(]")
+
+
+@lru_cache(maxsize=8)
+def _indirect_reference(line: str) -> bool:
+    r"""detect-secrets' ``is_indirect_reference(line)``, the same answer in linear time: its
+    regex (``([^\v=!:]*)\s*(:=?|[!=]{1,3})\s*([\w.-]+[\[\(][^\v]*[\]\)])``) backtracks in
+    cubic time on a run of blanks (1,000 spaces after ``password = x``: 9 s of CPU, in one
+    call). Its first group may be empty, so it matches where an operator begins a match of
+    ``_REFERENCE_HEAD`` and a closing bracket follows with no vertical tab in between.
+    Cached: every keyword value of one window is judged with the same line."""
+    if len(line) > 1000:
+        return False  # as detect-secrets: the heuristic is for lines that look like calls
+    pos = 0
+    while (m := _REFERENCE_HEAD.search(line, pos)) is not None:
+        end = m.end()
+        stop = line.find("\v", end)
+        stop = len(line) if stop < 0 else stop
+        if line.rfind("]", end, stop) >= 0 or line.rfind(")", end, stop) >= 0:
+            return True
+        if stop == len(line):
+            return False  # a later head is followed by the same text, no closing bracket
+        # a head ending before the vertical tab fails as this one did; the next candidate
+        # ends past it (its blanks may hold the tab: its operator is just before them)
+        blank = stop
+        while blank > end and line[blank - 1].isspace():
+            blank -= 1
+        pos = max(m.start() + 1, blank - 3)
+    return False
+
+
 def _credential_value(value: str, line: str) -> bool:
     """Whether a keyword assignment's value looks like a real credential."""
     from detect_secrets.filters import heuristic as h
@@ -634,7 +675,7 @@ def _credential_value(value: str, line: str) -> bool:
         return False
     if h.is_sequential_string(value) or h.is_potential_uuid(value):
         return False
-    if h.is_indirect_reference(line[:1000]) or h.is_likely_id_string(value, line[:1000]):
+    if _indirect_reference(line[:1000]) or h.is_likely_id_string(value, line[:1000]):
         return False
     if value.lower() in ("true", "false", "null", "none", "required", "optional", "string"):
         return False
@@ -786,24 +827,38 @@ _JWT_TAIL = re.compile(r"[A-Za-z0-9_=+/.-]*")
 
 # ------------------------------------------------------------------- scanning
 def find_in_window(
-    text: str, start: int = 0, keywords: bool = True, tags: set[int] | None = None
+    text: str,
+    start: int = 0,
+    keywords: bool = True,
+    tags: set[int] | None = None,
+    only_keywords: bool = False,
 ) -> list[Secret]:
-    """Secrets in ``text`` (at most a few hundred characters: the caller bounds it), matched
+    """Secrets in ``text`` (at most ``LINE_WINDOW`` characters: the caller bounds it), matched
     at or after ``start``, overlapping ones merged. No PEM handling (see ``find_secrets``).
-    ``keywords=False`` skips the keyword assignments (judged on whole lines only); ``tags``:
-    the triggers present (``secret_triggers``), when the caller already knows them."""
-    gates = _triggers().gates
-    if tags is None:
-        tags = {tag for _, tag in secret_triggers(text, max(0, start - 24))}
-    wanted: set[int] = set()
-    for tag in tags:
-        wanted.update(gates[tag])
+    ``keywords=False`` skips the keyword assignments (judged in line windows only);
+    ``only_keywords`` runs nothing else; ``tags``: the triggers present (``secret_triggers``),
+    when the caller already knows them."""
+    dets = _detectors()
+    if only_keywords:
+        # every keyword-rule match holds one of these (its trigger): a few str.find calls
+        low = text.lower()
+        if not any(w in low for w in _KEYWORD_WORDS):
+            return []
+        wanted = set(_keyword_detectors())
+    else:
+        gates = _triggers().gates
+        if tags is None:
+            tags = {tag for _, tag in secret_triggers(text, max(0, start - 24))}
+        wanted = set()
+        for tag in tags:
+            wanted.update(gates[tag])
     if not wanted:
         return []
-    dets = _detectors()
     found: list[Secret] = []
     if keywords and not _KEYWORD_GATE.search(text):
         keywords = False  # no keyword next to an assignment, comparison, call or ';'
+    if only_keywords and not keywords:
+        return []
     for i in sorted(wanted):
         d = dets[i]
         if d.check in _WHOLE_LINE and not keywords:
@@ -964,28 +1019,73 @@ def _pem_blocks(text: str) -> list[Secret]:
     return out
 
 
-_WINDOW = 2048
-_STEP = 1536
+# Lines longer than this are read in windows of this many characters, one every LINE_STEP:
+# the overlap holds a keyword assignment whole (a name, its value of at most MAX_SECRET_CHARS,
+# and _SETTLE characters after it) in the next window when it ends near one window's end.
+# A window of the keyword rules costs about 1-1.5 ms of CPU on the 2-core machine, whatever
+# its text (benchmarks/bench_sentinel_stall.py): the stream judges one per LINE_STEP
+# characters, and only one holding a keyword next to an assignment.
+LINE_WINDOW = 1024
+LINE_STEP = 512
+# A keyword value that ends this close to the end of a window that does not end its line may
+# still grow, or be a reference the rest of the line shows (``os.environ[...]``): the next
+# window judges it.
+_SETTLE = 64
+
+
+@lru_cache(maxsize=1)
+def _keyword_detectors() -> tuple[int, ...]:
+    """The detectors judged in line windows only (keyword values, passphrases, environment
+    assignments), by index."""
+    return tuple(i for i, d in enumerate(_detectors()) if d.check in _WHOLE_LINE)
+
+
+@lru_cache(maxsize=1)
+def _keyword_kinds() -> frozenset[str]:
+    dets = _detectors()
+    return frozenset(dets[i].kind for i in _keyword_detectors())
+
+
+def line_windows(length: int) -> list[tuple[int, int, bool]]:
+    """``(start, end, last)`` of the windows a line of ``length`` characters is read in: the
+    whole line when it fits in ``LINE_WINDOW``, else one window every ``LINE_STEP`` characters;
+    ``last``: the window reaches the end of the line."""
+    out: list[tuple[int, int, bool]] = []
+    k = 0
+    while k + LINE_WINDOW < length:
+        out.append((k, k + LINE_WINDOW, False))
+        k += LINE_STEP
+    out.append((k, length, True))
+    return out
+
+
+def find_in_line_window(window: str, last: bool, only_keywords: bool = False) -> list[Secret]:
+    """The secrets in one of a line's windows (``line_windows``; ``window`` is its text,
+    without the line break). In a window that does not end its line, a keyword assignment
+    ending near the window's end is left to the next window, which holds it whole (with its
+    whole name and what follows it). ``only_keywords``: the keyword rules alone (what the
+    sentinel's check judges per line window as the line streams)."""
+    found = find_in_window(window, only_keywords=only_keywords)
+    if last:
+        return found
+    kinds = _keyword_kinds()
+    edge = len(window) - _SETTLE
+    return [f for f in found if f.kind not in kinds or f.end <= edge]
 
 
 def find_secrets(text: str) -> list[Secret]:
     """Every secret in ``text``, in order, overlapping findings merged. Linear in ``len(text)``:
-    lines longer than 2,048 characters are read in overlapping windows."""
+    lines longer than ``LINE_WINDOW`` characters are read in overlapping windows."""
     found = _pem_blocks(text)
     pos = 0
     n = len(text)
     while pos < n:
         nl = text.find("\n", pos)
         end = n if nl < 0 else nl
-        if end - pos <= _WINDOW:
-            found.extend(Secret(s + pos, e + pos, k) for s, e, k in find_in_window(text[pos:end]))
-        else:
-            k0 = pos
-            while k0 < end:
-                chunk = text[k0 : min(end, k0 + _WINDOW)]
-                found.extend(Secret(s + k0, e + k0, k) for s, e, k in find_in_window(chunk))
-                if k0 + _WINDOW >= end:
-                    break
-                k0 += _STEP
+        for a, b, last in line_windows(end - pos):
+            found.extend(
+                Secret(s + pos + a, e + pos + a, k)
+                for s, e, k in find_in_line_window(text[pos + a : pos + b], last)
+            )
         pos = end + 1
     return _merge(found)

@@ -15,7 +15,7 @@ from sentinel.checks.loops import LoopCheck
 from sentinel.checks.patterns import PatternCheck
 from sentinel.checks.safety import SecretCheck
 
-from .checks_util import split_invariant
+from .checks_util import run, split_invariant
 
 
 def spans(make: Callable, text: str) -> list[str]:
@@ -309,3 +309,73 @@ def test_prose_about_passwords_and_shell_variables_are_not_secrets() -> None:
     )
     assert split_invariant(SecretCheck, text) == []
     assert redact(text) == text
+
+
+_WORDS = (
+    "the build runs each stage in order and writes its report to a shared folder where "
+    "nightly jobs read what changed since yesterday then mail a short summary with counts"
+).split()
+
+
+def _long_line(before: int, setting: str, after: int) -> str:
+    def run_of(n: int) -> str:
+        return " ".join(_WORDS[i % len(_WORDS)] + str(i) for i in range(n // 4 + 1))[:n]
+
+    return f"{run_of(before)} {setting} {run_of(after)}\n"
+
+
+@pytest.mark.parametrize(
+    "setting,secret",
+    [
+        ('password = "Hunter2Xyz9q"', "Hunter2Xyz9q"),
+        ("api_key=Zq81vLx0Rt5mW3kp", "Zq81vLx0Rt5mW3kp"),
+        ('db_password = "correct horse battery staple"', "correct horse battery staple"),
+        ("PGPASSWORD=s3cr3tpass psql -h db", "s3cr3tpass"),
+    ],
+)
+@pytest.mark.parametrize("before,after", [(0, 3_000), (1_800, 2_000), (6_000, 30)])
+def test_an_assignment_anywhere_on_a_long_line_is_flagged_and_hidden(
+    setting: str, secret: str, before: int, after: int
+) -> None:
+    """Wherever a keyword assignment sits on a line of thousands of characters, the stream
+    flags exactly the value (however the line is split into tokens) and the store hides it:
+    a long line used to be read for these only in its last few hundred characters."""
+    line = _long_line(before, setting, after)
+    assert spans(SecretCheck, line) == [secret]
+    assert secret not in redact(line)
+
+
+def test_an_assignment_across_the_line_windows_is_flagged_where_the_store_hides_it() -> None:
+    """A password at every position around the edges of the windows a long line is read in
+    (1,024 characters, one every 512): the verdict's span is the value, whole, and the store
+    hides exactly that span (the review screen marks the one with the other)."""
+    # the value ends in the last 100 characters of the first window, then of the second
+    for before in [*range(925, 1_010, 6), *range(1_440, 1_520, 10)]:
+        line = _long_line(before, 'password = "Hunter2Xyz9q"', 1_500)
+        [verdict] = run(SecretCheck, line, seed=before)
+        assert line[verdict.span[0] : verdict.span[1]] == "Hunter2Xyz9q", before
+        hidden = redact(line, keep_offsets=True)
+        assert hidden[: verdict.span[0]] == line[: verdict.span[0]], before
+        assert hidden[verdict.span[0] : verdict.span[1]].startswith("[REDACTED:"), before
+        assert hidden[verdict.span[1] :] == line[verdict.span[1] :], before
+
+
+def test_a_reference_or_a_rule_on_a_long_line_is_not_a_secret() -> None:
+    for setting in ('password = os.environ["DB_PASSWORD"]', "password: required", "token=$TOKEN"):
+        line = _long_line(1_800, setting, 2_000)
+        assert split_invariant(SecretCheck, line) == [], setting
+        assert redact(line) == line, setting
+
+
+def test_a_password_followed_by_a_run_of_blanks_is_flagged_and_hidden() -> None:
+    """A value followed by a thousand blanks on its line (a padded table row, a fixed-width
+    config dump) is flagged and hidden; a reference padded the same way is not a secret.
+    Whether a value is a reference (``os.environ[...]``) used to be asked of a regex that took
+    seconds on blanks (9 s to redact this line) and the stream never judged it at all."""
+    pad = " " * 1_000
+    line = f'password = "Hunter2Xyz9q"{pad}then the rest\n'
+    assert spans(SecretCheck, line) == ["Hunter2Xyz9q"]
+    assert "Hunter2Xyz9q" not in redact(line)
+    reference = f'password = os.environ["DB_PASSWORD"]{pad}then the rest\n'
+    assert split_invariant(SecretCheck, reference) == []
+    assert redact(reference) == reference

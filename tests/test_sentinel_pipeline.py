@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 
 from agents.events import TurnStarted, VerdictRaised
 from agents.pool.pool import ModelPool
@@ -253,3 +254,60 @@ async def test_json_cut_by_max_tokens_is_broken_and_says_why():
     assert first.code == "E_JSON_BROKEN"
     assert first.detail.endswith("(the answer reached max_tokens)")
     assert engine.calls == 2  # corrected, like any broken answer
+
+
+def _one_long_line(setting: list[str], before: int, after: int) -> list[str]:
+    """Word-sized tokens of a code block of one line: ``before`` characters of words,
+    ``setting``, ``after`` characters more (a minified config or a pasted log line)."""
+    words = (
+        "the build runs each stage in order and writes its report to a shared folder where "
+        "nightly jobs read what changed since yesterday then mail a short summary with counts "
+        "of rows files errors warnings retries and minutes spent per host region or cluster"
+    ).split()
+    rng = random.Random(7)
+
+    def run_of(n: int) -> list[str]:
+        out: list[str] = []
+        while sum(map(len, out)) < n:
+            out.append(f" {rng.choice(words)}" if rng.random() < 0.8 else f" {rng.randint(2, 999)}")
+        return out
+
+    return ["Settings:\n", "```", "ini\n", *run_of(before), *setting, *run_of(after), "\n", "```\n"]
+
+
+async def test_a_password_set_in_the_middle_of_a_very_long_line_halts_the_answer():
+    """Streamed token by token through the session, as the app does: a password or an API
+    key assigned after 1,800 characters of a one-line answer that runs on for 2,000 more
+    halts it as E_SECRET, as on a short line. Only the last few hundred characters of a
+    line used to be read for keyword assignments when it ended, so this answer ran to its
+    end with the password in it and no verdict."""
+    for setting, secret in (
+        ([" password", " =", ' "', "Hunter", "2", "Xyz", "9q", '";'], "Hunter2Xyz9q"),
+        ([" api", "_key", "=", "Zq81", "vLx0", "Rt5m", "W3kp"], "Zq81vLx0Rt5mW3kp"),
+    ):
+        tokens = _one_long_line(setting, 1_800, 2_000)
+        events = []
+        session, _ = make_session([tokens], events=events)
+        coder = session.personas["coder"]
+        session.personas["coder"] = dataclasses.replace(coder, max_tokens=len(tokens))
+        [result] = await session.send("@coder show me the settings")
+        assert result.status == "halted" and result.code == "E_SECRET", secret
+        found = [e.verdict for e in events if isinstance(e, VerdictRaised)]
+        [verdict] = [v for v in found if v.code == "E_SECRET"]
+        assert result.text[verdict.span[0] : verdict.span[1]] == secret
+        # halted within a window of the line (1,024 characters), not at its end
+        assert len(result.text) - result.text.index(secret) < 1_200
+        assert not result.text.endswith("```\n")
+
+
+async def test_a_reference_to_a_password_in_a_very_long_line_is_not_a_secret():
+    """The same long line naming where the password comes from (an environment variable),
+    not the password: the answer is not halted."""
+    setting = [" password", " =", " os", ".environ", '["', "DB", "_PASSWORD", '"]', ";"]
+    tokens = _one_long_line(setting, 1_800, 2_000)
+    session, _ = make_session([tokens])
+    coder = session.personas["coder"]
+    session.personas["coder"] = dataclasses.replace(coder, max_tokens=len(tokens))
+    [result] = await session.send("@coder show me the settings")
+    assert result.status == "done" and result.code is None
+    assert result.text == "".join(tokens)

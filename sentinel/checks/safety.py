@@ -537,7 +537,16 @@ _EARLY = 300
 class SecretCheck(_LineCheck):
     """E_SECRET (critical): what ``sentinel.secrets`` calls a secret (the detector the
     redactor shares), found in bounded windows near a trigger, and private-key headers that
-    start a block (at once) or that a key body follows."""
+    start a block (at once) or that a key body follows.
+
+    Keyword assignments (``password = "…"``, ``api_key=…``, passphrases, ``PGPASSWORD=… psql``)
+    are judged in the line windows ``find_secrets`` reads (``secrets.line_windows``: the whole
+    line, or on a long line a window of ``LINE_WINDOW`` characters every ``LINE_STEP``), each
+    once it is whole: when its line ends, or once the line runs past it. So one is found
+    wherever it sits on a line of any length (the scanner's windows, which follow the stream,
+    hold only the last few hundred characters when a line ends), the stream and the store
+    agree on it, and the cost per piece stays bounded (one window of the keyword rules per
+    ``LINE_STEP`` characters, only where a keyword is next to an assignment)."""
 
     name = "secrets"
 
@@ -547,6 +556,49 @@ class SecretCheck(_LineCheck):
         self._scan = _LineScanner(secrets.secret_triggers)
         self._seen: list[tuple[int, int]] = []
         self._pem_start: int | None = None  # a header inside a sentence: is a body next?
+        self._kw_text = ""  # the current line from the start of its next line window
+        self._kw_start = 0  # where that window starts in the stream
+
+    def feed(self, piece: str) -> list[Verdict]:
+        out = super().feed(piece)  # shapes first: a shape wins over a keyword overlapping it
+        start = 0
+        while (nl := piece.find("\n", start)) >= 0:
+            out.extend(self._keyword_windows(piece[start:nl], True))
+            start = nl + 1
+        if start < len(piece):
+            out.extend(self._keyword_windows(piece[start:], False))
+        return out
+
+    def finish(self) -> list[Verdict]:
+        out = super().finish()
+        if self._kw_text:
+            out.extend(self._keyword_windows("", True))
+        return out
+
+    def _keyword_windows(self, seg: str, line_ended: bool) -> list[Verdict]:
+        """Judge the current line's keyword windows that ``seg`` completes (``line_ended``:
+        the line ends after it; its break is not part of it)."""
+        out: list[Verdict] = []
+        text = self._kw_text + seg
+        base = self._kw_start
+        k = 0
+        while len(text) - k > secrets.LINE_WINDOW:  # the line runs past this window
+            out.extend(self._keywords_in(text[k : k + secrets.LINE_WINDOW], base + k, False))
+            k += secrets.LINE_STEP
+        if line_ended:
+            out.extend(self._keywords_in(text[k:], base + k, True))
+            self._kw_text = ""
+            self._kw_start = base + len(text) + 1
+        else:
+            self._kw_text = text[k:]
+            self._kw_start = base + k
+        return out
+
+    def _keywords_in(self, window: str, start: int, last: bool) -> list[Verdict]:
+        out: list[Verdict] = []
+        for s, e, kind in secrets.find_in_line_window(window, last, only_keywords=True):
+            out.extend(self._emit((start + s, start + e), kind))
+        return out
 
     def _emit(self, span: tuple[int, int], what: str) -> list[Verdict]:
         if _overlaps(span, self._seen):
@@ -577,14 +629,11 @@ class SecretCheck(_LineCheck):
         if complete:
             self._scan.force = self._pem_start is not None  # the body line has no trigger
         tags = self._scan.tags_in(start - 24, start + len(text))
-        for s, e, kind in secrets.find_in_window(body, self._min_start, complete, tags):
-            long = kind != "Secret Keyword" and e - s >= _LONG_SECRET
-            if not complete and (e >= len(body) or kind == "Secret Keyword"):
-                # the value may still grow; a keyword's value is judged with its whole line
-                # (``password = os.environ[...]`` is a reference only once the line is read)
-                if kind == "Secret Keyword" or e - s < _EARLY:
-                    continue
-            if long:  # longer than a window: its first characters, whatever the split
+        # keyword assignments are judged in line windows (``_keyword_windows``), not here
+        for s, e, kind in secrets.find_in_window(body, self._min_start, False, tags):
+            if not complete and e >= len(body) and e - s < _EARLY:
+                continue  # the value may still grow
+            if e - s >= _LONG_SECRET:  # longer than a window: its first characters, however split
                 e = s + _LONG_SECRET
             out.extend(self._emit((start + s, start + e), kind))
         return out
