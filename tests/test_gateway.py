@@ -376,8 +376,13 @@ def test_a_verdict_on_the_first_token_is_stored_with_its_message(server) -> None
 
 
 def test_remote_models_get_the_tools_and_their_tool_call_deltas_are_checked(server) -> None:
+    # annotated: the echo is text, which enforced tool_choice "required" would not send
     echo = server.openai().chat.completions.create(
-        model="replay", messages=user("echo-tools"), tools=[SHELL_TOOL], tool_choice="required"
+        model="replay",
+        messages=user("echo-tools"),
+        tools=[SHELL_TOOL],
+        tool_choice="required",
+        extra_body={"hermes": {"sentinel": "annotate"}},
     )
     assert echo.choices[0].message.content == "tools=run_shell choice=required"
     # The remote server answers with tool_calls deltas whose arguments break mid-stream: the
@@ -559,3 +564,44 @@ def test_tool_choice_required_is_enforced_text_gets_a_hidden_turn_then_content_f
     finally:
         db.close()
     assert rows and set(rows) == {("halted", "E_TOOL_REQUIRED")} and len(rows) >= 3
+
+
+def test_tool_choice_required_sends_no_text_until_a_call_starts(server) -> None:
+    """A replay: tool_choice "required" and the model wrote text, no call. That text used to
+    stream to the client ("I would list the files.") before the E_TOOL_REQUIRED end: a chat
+    client showed an answer the contract refused. Now content waits until a call starts: an
+    answer without one sends none (streamed or whole), text before a call still comes first."""
+    client = server.openai()
+    ask = dict(model="replay", tools=[SHELL_TOOL], tool_choice="required")
+    named = {**ask, "tool_choice": {"type": "function", "function": {"name": "run_shell"}}}
+    for how in (ask, named):
+        chunks = list(
+            client.chat.completions.create(stream=True, messages=user("text-only"), **how)
+        )
+        sent = [c.choices[0].delta.content for c in chunks if c.choices]
+        assert [s for s in sent if s] == []
+        end = chunks[-1]
+        assert end.choices[0].finish_reason == "content_filter"
+        assert hermes(end)["code"] == "E_TOOL_REQUIRED"
+        whole = client.chat.completions.create(messages=user("text-only"), **how)
+        assert whole.choices[0].finish_reason == "content_filter"
+        assert whole.choices[0].message.content == ""
+    # the hidden turn brings the call: the refused first answer's text is no part of the answer
+    fixed = stream(server, messages=user("text-then-call"), **ask)
+    assert fixed["finish"] == "tool_calls" and fixed["text"] == ""
+    assert [c["arguments"] for c in fixed["calls"]] == ['{"command": "ls"}']
+    # text written before a call (broken, fixed by the hidden turn) is sent, before the call
+    chunks = list(client.chat.completions.create(stream=True, messages=user("args-break"), **ask))
+    parts = [c.choices[0].delta for c in chunks if c.choices]
+    kinds = ["text" if d.content else "call" for d in parts if d.content or d.tool_calls]
+    assert "".join(d.content or "" for d in parts) == "Checking.\n"
+    assert kinds == ["text", "call", "call"] and chunks[-1].choices[0].finish_reason == "tool_calls"
+    # the record keeps what the model wrote (hermes log shows the refused answer)
+    db = sqlite3.connect(server.db)
+    try:
+        stored = db.execute(
+            "SELECT content FROM messages WHERE error_code = 'E_TOOL_REQUIRED'"
+        ).fetchall()
+    finally:
+        db.close()
+    assert ("I would list the files.",) in stored

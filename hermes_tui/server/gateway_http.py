@@ -10,6 +10,10 @@ Secrets never leave in the clear (``[storage] redact_secrets``, on by default): 
 content and tool-call arguments pass an ``outbound.HeldBackScrubber`` each (the unfinished
 word is held back until it cannot grow into a secret, then sent redacted); a whole answer,
 a delivered call's arguments and every verdict's detail are redacted whole.
+
+Where ``tool_choice`` requires a call (``"required"`` or a named function, enforced), the
+answer is a call: content is held back until one starts, then sent before it; an answer in
+which none starts (``E_TOOL_REQUIRED``, a halt, an error) sends none of its content.
 """
 
 from __future__ import annotations
@@ -51,22 +55,39 @@ class Outgoing:
     """What of a request's output may leave now, secrets redacted (see the module docstring).
 
     ``items`` takes the gateway's drained output, ``end`` what is still held back when the
-    answer ends. Content held back is released before a tool call starts (it is complete)."""
+    answer ends. Content held back is released before a tool call starts (it is complete).
+    ``wait_for_call``: tool_choice requires a call, no content leaves until one starts."""
 
-    def __init__(self, enabled: bool, *, whole_calls: bool) -> None:
+    def __init__(self, enabled: bool, *, whole_calls: bool, wait_for_call: bool = False) -> None:
         self.enabled = enabled
         self.whole_calls = whole_calls  # enforce: a call's arguments come complete, at once
         self.content = HeldBackScrubber(enabled)
         self.args: dict[int, HeldBackScrubber] = {}
+        self.waiting = wait_for_call
+        self._unsent: list[str] = []  # content while waiting for a call, as the model wrote it
 
     async def _feed(self, scrub: HeldBackScrubber, text: str) -> str:
         if scrub.costly(text):  # a huge piece: not on the event loop
             return await asyncio.to_thread(scrub.feed, text)
         return scrub.feed(text)
 
-    async def items(self, outs: list[Out]) -> list[Out]:
+    async def _call_started(self) -> list[Out]:
+        """The content that waited for a call, redacted, all of it (a call follows it)."""
+        self.waiting = False
+        text = await self._feed(self.content, "".join(self._unsent)) + self.content.flush()
+        self._unsent = []
+        return [Content(text)] if text else []
+
+    async def items(self, outs: list[Out], *, call_started: bool = False) -> list[Out]:
+        """What of ``outs`` may leave now; ``call_started``: the model has begun a call
+        (the gateway may hold the call itself until its arguments are complete)."""
         released: list[Out] = []
+        if self.waiting and call_started:
+            released += await self._call_started()
         for item in outs:
+            if isinstance(item, Content) and self.waiting:
+                self._unsent.append(item.text)
+                continue
             if isinstance(item, Content):
                 text = await self._feed(self.content, item.text)
                 if text:
@@ -86,9 +107,12 @@ class Outgoing:
     def end(self, halted: bool) -> list[Out]:
         """The rest: the unfinished word of an answer halted mid-stream is dropped (what
         halted it may be a secret cut too short for the detector), any other is sent,
-        redacted (an answer halted as it ended has a finished last word)."""
+        redacted (an answer halted as it ended has a finished last word). Content still
+        waiting for a call is dropped: the answer broke tool_choice (or was stopped)."""
         out: list[Out] = []
-        if halted:
+        if self.waiting:
+            self._unsent = []
+        elif halted:
             self.content.drop()
         elif rest := self.content.flush():
             out.append(Content(rest))
@@ -193,11 +217,12 @@ async def stream_events(c: Completion) -> AsyncIterator[dict[str, Any]]:
 
     enabled = c.core.config.redact_secrets
     gw: Gateway = c.watcher
-    out = Outgoing(enabled, whole_calls=gw.enforce)
+    wait = gw.enforce and gw.call_required  # tool_choice requires a call
+    out = Outgoing(enabled, whole_calls=gw.enforce, wait_for_call=wait)
 
     async def released() -> list[dict[str, Any]]:
         outs, verdicts = c.watcher.drain()
-        items = await out.items(outs)
+        items = await out.items(outs, call_started=bool(gw.calls))
         return _chunks(cid, model, created, items, safe_verdicts(verdicts, enabled))
 
     yield data(oa.chunk(cid, model, created, {"role": "assistant", "content": ""}))
@@ -312,6 +337,8 @@ async def whole_answer(c: Completion) -> dict[str, Any]:
     if enabled and c.stopped == "halted":  # stopped mid-word: not sent (as in a stream)
         end = max(text.rfind(ch) for ch in WORD_END) + 1
         text = text[: max(end, len(text) - HeldBackScrubber.HOLD)]
+    if gw.enforce and gw.missing_call:
+        text = ""  # it had to be a call and none started: its text is not sent (as streamed)
     text = await text_out(text, enabled)
     if enabled:  # a secret cut short by max_tokens is not recognised by the detector
         text = hide_unfinished(text)
