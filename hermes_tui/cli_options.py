@@ -38,13 +38,43 @@ config_option = click.option(
     callback=inherit,
     help="config.toml to use (default: $HERMES_CONFIG, ./config.toml, user config, packaged).",
 )
+
+
+class DbPathError(click.ClickException):
+    """``--db`` names a file hermes will not create: a usage error (exit 2), one line."""
+
+    exit_code = 2
+
+
+def db_path_problem(value: str) -> str | None:
+    """Why ``--db VALUE`` is refused, as the line to print, or None (the check ``hermes serve
+    --db`` makes too)."""
+    from hermes_tui.store import missing_directory
+
+    if not value.strip():
+        return f"--db {value!r}: expected a database file path"
+    if Path(value).expanduser().is_dir():  # click says so too, but not for "" (".")
+        return f"--db {value}: is a directory, not a database file"
+    problem = missing_directory(Path(value))
+    return f"--db {value}: {problem}" if problem else None
+
+
+def checked_db(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """--db (given here or before the command) whose directory exists: a typo used to create
+    the directories it named, and every later run with the right path missed those sessions."""
+    value = inherit(ctx, param, value)
+    if value is not None and (problem := db_path_problem(value)) is not None:
+        raise DbPathError(problem)
+    return value
+
+
 db_option = click.option(
     "--db",
     "db_path",
     type=click.Path(dir_okay=False),
     default=None,
-    callback=inherit,
-    help="SQLite database file.",
+    callback=checked_db,
+    help="SQLite database file (its directory must exist).",
 )
 
 
@@ -68,6 +98,15 @@ server_option = click.option(
 )
 
 
+def check_config_db(config: Config) -> None:
+    """The config's ``[storage] db`` must be in a directory that exists, as ``--db`` must
+    (a ConfigError, exit 2); the default location is created."""
+    from hermes_tui.store import missing_directory
+
+    if config.db_path is not None and (problem := missing_directory(config.db_path)):
+        raise ConfigError(config.path, "storage.db", f"{config.db_path}: {problem}")
+
+
 def db_for(config_path: str | None, db_path: str | None, need_config: bool = False) -> Path:
     from hermes_tui.store import default_db_path
 
@@ -79,6 +118,7 @@ def db_for(config_path: str | None, db_path: str | None, need_config: bool = Fal
         if need_config or config_path or os.environ.get("HERMES_CONFIG"):
             raise  # a config the user named must be valid; a stray ./config.toml need not be
         return default_db_path()
+    check_config_db(config)
     return config.db_path or default_db_path()
 
 

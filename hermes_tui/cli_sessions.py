@@ -14,6 +14,7 @@ from hermes_tui.batch import EXIT_USAGE, check_personas, parse_script, run_batch
 from hermes_tui.cli_errors import friendly
 from hermes_tui.cli_options import (
     SESSION_ID,
+    check_config_db,
     config_option,
     db_for,
     db_option,
@@ -44,6 +45,8 @@ def chat(config_path: str | None, db_path: str | None, cont: bool, resume: int |
     if cont and resume is not None:
         raise Fail("--continue and --resume ID: choose one", EXIT_USAGE)
     config = load_config(config_path)  # a config mistake is named first, terminal or not
+    if not db_path:
+        check_config_db(config)
     if (why := needs_terminal()) is not None:
         raise Fail(why, EXIT_USAGE)
     db = Path(db_path) if db_path else None
@@ -104,6 +107,8 @@ def batch(
     3 runtime failure.
     """
     config = load_config(config_path)
+    if not db_path:
+        check_config_db(config)
     parsed = parse_script(script)
     check_personas(parsed, config, script)
     if out != "-":
@@ -154,10 +159,10 @@ def review(config_path: str | None, db_path: str | None) -> None:
     """Review past sessions: filter by verdict, search, export."""
     from hermes_tui.app import needs_terminal, run_review
 
+    db = db_for(config_path, db_path)  # a config mistake is named first, terminal or not
     if (why := needs_terminal()) is not None:
         raise Fail(why, EXIT_USAGE)
-
-    run_review(db_for(config_path, db_path))
+    run_review(db)
 
 
 @click.command()
@@ -197,5 +202,7 @@ def web(
     """
     from hermes_tui import web as web_server
 
-    load_config(config_path)  # fail early, in this terminal, on a bad config
+    config = load_config(config_path)  # fail early, in this terminal, on a bad config
+    if not db_path:
+        check_config_db(config)
     web_server.serve(host, port, config_path, db_path, max_sessions, new_token)

@@ -68,14 +68,27 @@ def _write_problem(db: Path) -> str | None:
     return None
 
 
-def database(db: Path) -> dict[str, Any]:
+def database(db: Path, source: str | None = None) -> dict[str, Any]:
     """The database part of the report: whether hermes can read and write ``db``.
 
     Opened read-only (nothing is created, migrated or recovered), so running doctor on a
-    broken or foreign file leaves it exactly as it was.
+    broken or foreign file leaves it exactly as it was. ``source`` says where the path came
+    from (``--db X``, the config's ``storage.db``) for the problem a missing directory is:
+    hermes creates only the default location's directories.
     """
-    from hermes_tui.store import inspect_database
+    from hermes_tui.store import inspect_database, missing_directory
 
+    if (missing := missing_directory(db)) is not None:
+        return {
+            "path": str(db),
+            "exists": False,
+            "writable_dir": False,
+            "schema_version": None,
+            "sessions": None,
+            "problem": f"{source or db}: {missing}",
+            "note": None,
+            "write_problem": None,
+        }
     exists = db.exists()
     where = db.parent if exists else _nearest_dir(db)
     info: dict[str, Any] = {
@@ -155,9 +168,14 @@ def collect(config_path: str | None, db_path: str | None) -> dict[str, Any]:
     if report["server"].get("problem"):
         problems.append(report["server"]["problem"])
     report["gpus"] = [g.__dict__ if hasattr(g, "__dict__") else g for g in detect_nvidia_gpus()]
-    db = Path(db_path) if db_path else (config.db_path if config and config.db_path else None)
-    db = (db or default_db_path()).expanduser()
-    report["database"] = database(db)
+    if db_path:
+        db, source = Path(db_path).expanduser(), f"--db {db_path}"
+    elif config is not None and config.db_path is not None:
+        db = config.db_path.expanduser()
+        source = f"{config.path}: storage.db: {config.db_path}"  # as chat would say it
+    else:
+        db, source = default_db_path(), None
+    report["database"] = database(db, source)
     for key in ("problem", "write_problem"):
         if report["database"][key]:
             problems.append(report["database"][key])
@@ -287,7 +305,9 @@ def render(report: dict[str, Any]) -> str:
     else:
         lines.append(f"pool          in-process ({srv.get('detail') or srv.get('problem', '')})")
     db = report["database"]
-    if not db["exists"]:
+    if not db["exists"] and db.get("problem"):
+        state = "CANNOT BE CREATED"
+    elif not db["exists"]:
         state = "will be created"
     elif db.get("problem"):
         state = "UNUSABLE"

@@ -136,7 +136,7 @@ def test_doctor_reports_a_database_in_a_directory_it_cannot_write(tmp_path: Path
 def test_doctor_reports_a_database_that_cannot_be_created(tmp_path: Path):
     shelf = tmp_path / "shelf"
     shelf.mkdir()
-    db = shelf / "new" / "hermes.db"
+    db = shelf / "hermes.db"
     with locked_dir(shelf):
         result = doctor(db, as_json=True)
     assert result.exit_code == 1
@@ -144,7 +144,7 @@ def test_doctor_reports_a_database_that_cannot_be_created(tmp_path: Path):
     assert report["problems"] == [
         f"cannot create database {db}: {shelf} is not writable; pass another --db"
     ]
-    assert not (shelf / "new").exists()
+    assert not db.exists()
 
 
 def test_doctor_flags_a_judge_on_a_gpu_this_build_cannot_use(tmp_path):

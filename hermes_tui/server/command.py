@@ -86,11 +86,14 @@ def _serve(
     config_path: str | None,
     db_path: Path | None,
 ) -> None:
+    from hermes_tui.cli_options import check_config_db, db_path_problem
     from hermes_tui.config import ConfigError, load_config
     from hermes_tui.server.auth import load_or_create_token, token_path
     from hermes_tui.server.listener import ListenError
     from hermes_tui.server.run import ServeOptions, serve
 
+    if db_path is not None and (problem := db_path_problem(str(db_path))) is not None:
+        raise Fail(problem, 2)  # the check the other commands' --db makes
     if show_token:
         token = load_or_create_token(warn=lambda note: click.echo(f"hermes: {note}", err=True))
         click.echo(token)
@@ -100,6 +103,8 @@ def _serve(
         raise Fail("--no-auth only applies to TCP (--host/--port)", 2)
     try:
         config = load_config(config_path)
+        if db_path is None:
+            check_config_db(config)
     except ConfigError as exc:
         raise Fail(str(exc), 2) from None
     options = ServeOptions(

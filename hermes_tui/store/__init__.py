@@ -43,7 +43,7 @@ Design, and why:
 from agents.events import FINAL_STATUSES, MESSAGE_STATUSES, MessageStatus
 from hermes_tui.store.database import DEFAULT_BUSY_TIMEOUT_MS, Store
 from hermes_tui.store.errors import StoreError
-from hermes_tui.store.files import default_db_path
+from hermes_tui.store.files import default_db_path, missing_directory
 from hermes_tui.store.inspect import inspect_database
 from hermes_tui.store.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from hermes_tui.store.rows import (
@@ -81,4 +81,5 @@ __all__ = [
     "fts_query",
     "inspect_database",
     "migrate",
+    "missing_directory",
 ]

@@ -7,6 +7,7 @@ import asyncio
 import errno
 import os
 import sqlite3
+import stat
 from pathlib import Path
 from urllib.parse import quote
 
@@ -84,6 +85,34 @@ def _flock(fd: int, *, exclusive: bool) -> bool:
     except OSError:
         return True
     return True
+
+
+def missing_directory(path: Path) -> str | None:
+    """Why hermes will not create a database at ``path``, or None: the directory it would go
+    in does not exist, or is not a directory. Only the default location's directories are
+    created (a typo in ``--db`` or ``[storage] db`` used to create a tree and scatter
+    databases). A directory that cannot be looked into is left for opening to report."""
+    path = path.expanduser()
+    if path.absolute() == default_db_path().absolute():
+        return None
+    parent = path.parent
+    try:
+        if stat.S_ISDIR(parent.stat().st_mode):
+            return None
+    except (FileNotFoundError, NotADirectoryError):
+        for above in parent.parents:  # a file where a directory should be: "/etc/passwd/x/h.db"
+            try:
+                if not stat.S_ISDIR(above.stat().st_mode):
+                    return f"{above} is not a directory"
+                break
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError:
+                break
+        return f"directory {parent} does not exist"
+    except OSError:
+        return None
+    return f"{parent} is not a directory"
 
 
 def prepare_file(path: Path) -> None:
