@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import stat
 from pathlib import Path
 
 from agents.errors import HermesError
@@ -35,9 +36,30 @@ def resolve_model_path(ref: str, base_dir: Path | None = None) -> Path:
         path = Path(ref).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-    if not path.is_file():
-        raise ModelFileError(f"model file not found: {path}")
-    with path.open("rb") as fh:
-        if fh.read(4) != b"GGUF":
-            raise ModelFileError(f"not a GGUF file (bad magic): {path}")
+    check_gguf_file(path)
     return path
+
+
+def check_gguf_file(path: Path) -> None:
+    """Raise ModelFileError, one line saying what ``path`` is instead, unless it is a
+    readable regular file that starts like a GGUF (``hermes plan /etc`` said "model file not
+    found"; an unreadable file was an internal error)."""
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ModelFileError(f"model file not found: {path}") from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelFileError(f"{path} is a directory, not a GGUF model file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read, /dev/zero is endless
+        raise ModelFileError(f"{path} is not a regular file, not a GGUF model file")
+    if st.st_size == 0:
+        raise ModelFileError(f"{path} is empty (0 bytes), not a GGUF model file")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    if magic != b"GGUF":
+        raise ModelFileError(f"not a GGUF file (bad magic): {path}")

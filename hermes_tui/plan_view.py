@@ -31,7 +31,21 @@ def _config_model(
     except ConfigError as exc:
         return None, None, exc
     spec = config.models.get(model)
-    return (spec, config.pool, None) if spec is not None and spec.path else (None, None, None)
+    if spec is not None and spec.path:
+        return spec, config.pool, None
+    if spec is not None:  # it said "model file not found: NAME"
+        raise Fail(
+            f"model {model} in {config.path} is served by {spec.url}: "
+            "hermes plan places local GGUF files only",
+            2,
+        )
+    if "/" not in model and not model.lower().endswith(".gguf"):  # meant as a name
+        known = ", ".join(config.models) or "none"
+        raise Fail(
+            f"{model}: no such file, and no model {model} in {config.path} (its models: {known})",
+            2,
+        )
+    return None, None, None
 
 
 def _model_path(model: str, spec: ModelSpec | None, config_error: ConfigError | None) -> Path:

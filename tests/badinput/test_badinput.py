@@ -568,6 +568,98 @@ def test_broken_gguf_as_config_model(tmp_path, good_gguf, name):
     assert [r[0] for r in rows] == ["error"]
 
 
+def _model_path_kind(tmp: Path, kind: str) -> Path:
+    """A model path that is not a GGUF file, each in its own way."""
+    path = tmp / f"{kind}.gguf"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.touch()
+    elif kind == "text":
+        path.write_text("this is a README, not a model\n")
+    elif kind == "fifo":
+        os.mkfifo(path)  # reading it would wait forever for a writer
+    elif kind == "char-device":
+        path = Path("/dev/null")
+    elif kind == "unreadable":
+        path.write_bytes(b"GGUF" + b"\0" * 60)
+        path.chmod(0)
+    elif kind == "missing":
+        pass
+    elif kind == "under-a-file":
+        (tmp / "notes").write_text("x")
+        path = tmp / "notes" / "m.gguf"
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+MODEL_PATH_KINDS = {
+    "directory": "{path} is a directory, not a GGUF model file",
+    "empty": "{path} is empty (0 bytes), not a GGUF model file",
+    "text": "not a GGUF file (bad magic): {path}",
+    "fifo": "{path} is not a regular file, not a GGUF model file",
+    "char-device": "{path} is not a regular file, not a GGUF model file",
+    "unreadable": "cannot read model file {path}: Permission denied",
+    "missing": "model file not found: {path}",
+    "under-a-file": "model file not found: {path}",
+}
+
+
+def _skip_unreadable_as_root(kind: str) -> None:
+    if kind == "unreadable" and os.geteuid() == 0:
+        pytest.skip("root reads any file")
+
+
+@pytest.mark.parametrize("kind", list(MODEL_PATH_KINDS))
+def test_plan_of_a_path_that_is_not_a_gguf_says_what_it_is(tmp_path, kind):
+    """`hermes plan /etc` said "model file not found"; each kind of wrong path gets its own
+    accurate line (and a FIFO is not opened: the read would hang)."""
+    _skip_unreadable_as_root(kind)
+    path = _model_path_kind(tmp_path, kind)
+    line = assert_one_line(invoke(["plan", path]), 2)
+    assert line == "hermes: " + MODEL_PATH_KINDS[kind].format(path=path)
+
+
+def test_plan_of_etc_says_it_is_a_directory():
+    line = assert_one_line(invoke(["plan", "/etc"]), 2)
+    assert line == "hermes: /etc is a directory, not a GGUF model file"
+
+
+def test_plan_of_a_name_the_config_lacks_names_the_configs_models(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(BASE + '\n[models.far]\nurl = "http://127.0.0.1:9/v1"\n')
+    line = assert_one_line(invoke(["plan", "smollm2x", "--config", config]), 2)
+    assert line == (
+        f"hermes: smollm2x: no such file, and no model smollm2x in {config} "
+        "(its models: smollm2, far)"
+    )
+    # a remote model has no file to place: it said "model file not found: far"
+    line = assert_one_line(invoke(["plan", "far", "--config", config]), 2)
+    assert line == (
+        f"hermes: model far in {config} is served by http://127.0.0.1:9/v1: "
+        "hermes plan places local GGUF files only"
+    )
+    # a path is still a path, whatever the config holds
+    line = assert_one_line(invoke(["plan", "gone.gguf", "--config", config]), 2)
+    assert line == "hermes: model file not found: gone.gguf"
+
+
+@pytest.mark.parametrize("kind", ["directory", "empty", "fifo", "unreadable"])
+def test_config_model_path_that_is_not_a_gguf_says_what_it_is(tmp_path, db_copy, kind):
+    _skip_unreadable_as_root(kind)
+    path = _model_path_kind(tmp_path, kind)
+    config = text_config(tmp_path)
+    config.write_text(config.read_text().replace("embedded:smollm2-135m", str(path)))
+    script = tmp_path / "s.jsonl"
+    script.write_text(json.dumps({"to": "coder", "text": "hi"}) + "\n")
+    before = digest(db_copy)
+    line = assert_one_line(invoke(["batch", script, "--config", config, "--db", db_copy]), 2)
+    what = MODEL_PATH_KINDS[kind].format(path=path)
+    assert line == f"hermes: {config}: models.smollm2.path: {what}"
+    assert digest(db_copy) == before
+
+
 # -- 4. prompts through batch (one shared model run) ----------------------------------------------
 
 ESC = "\x1b"
