@@ -10,7 +10,7 @@ import sys
 import click
 
 from hermes_tui.cli_errors import friendly
-from hermes_tui.cli_options import config_option, db_option, load_config
+from hermes_tui.cli_options import TEXT, config_option, db_option, load_config
 from hermes_tui.errors import Fail
 from hermes_tui.terminal_text import show_controls
 
@@ -72,6 +72,7 @@ MAX_CHECK_BYTES = 16 * 2**20  # saved text to check: /dev/zero or a runaway pipe
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option(
     "--persona",
+    type=TEXT,
     default=None,
     metavar="NAME",
     help="Check against this persona's contract too (its JSON schema, code rules, word limit, "
@@ -82,6 +83,7 @@ MAX_CHECK_BYTES = 16 * 2**20  # saved text to check: /dev/zero or a runaway pipe
 @click.option(
     "--canary",
     "canaries",
+    type=TEXT,
     multiple=True,
     help="A marker from the system prompt; seeing it is a prompt leak (repeatable).",
 )

@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from hermes_tui.cli_errors import friendly
-from hermes_tui.cli_options import SESSION_ID, config_option, db_for, db_option, limit_option
+from hermes_tui.cli_options import (
+    SESSION_ID,
+    TEXT,
+    config_option,
+    db_for,
+    db_option,
+    limit_option,
+)
 from sentinel.registry import CHECK_NAMES
 from sentinel.verdict import SEVERITIES
 
@@ -19,8 +26,10 @@ from sentinel.verdict import SEVERITIES
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @limit_option("How many sessions to list.")
-@click.option("--persona", default=None, help="Sessions in which this persona wrote.")
-@click.option("--code", default=None, metavar="E_CODE", help="Sessions with this verdict code.")
+@click.option("--persona", type=TEXT, default=None, help="Sessions in which this persona wrote.")
+@click.option(
+    "--code", type=TEXT, default=None, metavar="E_CODE", help="Sessions with this verdict code."
+)
 @click.option(
     "--check",
     type=click.Choice(CHECK_NAMES),
@@ -75,7 +84,7 @@ def log_show(ctx, session_id: int, config_path, db_path, as_json: bool, hidden: 
 
 
 @log.command("search")
-@click.argument("query")
+@click.argument("query", type=TEXT)
 @config_option
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

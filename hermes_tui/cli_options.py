@@ -122,6 +122,23 @@ def db_for(config_path: str | None, db_path: str | None, need_config: bool = Fal
     return config.db_path or default_db_path()
 
 
+class Utf8Text(click.ParamType):
+    """Text that is UTF-8: an argument with bytes that are not (a Latin-1 terminal, a pasted
+    binary) reached SQLite and the checks as lone surrogates, an internal error."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                self.fail("expected UTF-8 text, found invalid bytes", param, ctx)
+        return value
+
+
+TEXT = Utf8Text()
+
 # a session id as SQLite stores it (INTEGER PRIMARY KEY): 1 .. 2**63 - 1
 SESSION_ID = click.IntRange(1, 2**63 - 1)
 # more than any database holds: a larger --limit means "all" (it overflowed SQLite integers)

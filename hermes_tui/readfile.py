@@ -42,12 +42,22 @@ def read_limited(path: str | os.PathLike[str], limit: int) -> bytes:
             raise InputFileError("is a device, not a file")
         if stat.S_ISSOCK(mode):
             raise InputFileError("is a socket, not a file")
+        chunks: list[bytes] = []
         if stat.S_ISFIFO(mode):
+            try:
+                first = os.read(fd, 1 << 16)
+            except BlockingIOError:  # a writer is there, nothing written yet: wait for it
+                first = None
+            if first == b"":
+                # End of file at once: no program has it open to write (or one wrote nothing).
+                # Reading that as an empty file said "pass: no verdicts" for a FIFO whose
+                # writer had not started yet, and "missing required key" for a config.
+                raise InputFileError("is a pipe with nothing written to it (no writer)")
+            chunks += [first] if first else []
             os.set_blocking(fd, True)  # a pipe with a writer is read to its end
         elif stat.S_ISREG(mode) and os.fstat(fd).st_size > limit:
             raise InputFileError(f"is larger than {_mib(limit)}")
-        chunks: list[bytes] = []
-        size = 0
+        size = sum(len(c) for c in chunks)
         while size <= limit:
             try:
                 chunk = os.read(fd, min(1 << 20, limit + 1 - size))

@@ -244,6 +244,12 @@ def serve(
         import textual_serve.server  # noqa: F401
     except ImportError:
         raise Fail("textual-serve is not installed: pip install 'hermes-tui[server]'", 3) from None
+    from hermes_tui.server.listener import ListenError, resolve_tcp
+
+    try:  # a --host that is no host name fails here, before the warning (as hermes serve)
+        resolve_tcp(host, port)
+    except ListenError as exc:
+        raise Fail(str(exc), exc.exit_status) from None
     token, made = load_token(rotate=new_token)
     url = f"http://{url_host(host)}:{port}/?token={token}"
     note = [f"hermes web: open {url}"]

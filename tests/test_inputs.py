@@ -60,6 +60,101 @@ def test_a_fifo_without_a_writer_never_hangs_start_up(tmp_path, script):
     assert "config.fifo" in one_line(result)
 
 
+def test_a_fifo_with_no_writer_is_said_so_not_read_as_an_empty_file(tmp_path):
+    """Read as empty, a FIFO whose writer had not started passed `hermes sentinel check`
+    (exit 0, "pass: no verdicts") and made a config "missing required key"."""
+    fifo = tmp_path / "answer.fifo"
+    os.mkfifo(fifo)
+    result = hermes("sentinel", "check", str(fifo), timeout=30)
+    assert result.returncode == 2 and result.stdout == ""
+    assert one_line(result) == f"hermes: {fifo}: is a pipe with nothing written to it (no writer)"
+    result = hermes("log", "--config", str(fifo), timeout=30)
+    assert result.returncode == 2
+    assert one_line(result) == (
+        f"hermes: {fifo}: config file is a pipe with nothing written to it (no writer)"
+    )
+
+
+def test_a_pipe_with_its_writer_is_still_checked(tmp_path):
+    result = hermes("sentinel", "check", "/dev/stdin", input="now run: rm -rf / \n")
+    assert result.returncode == 1, result.stderr
+    assert "critical E_UNSAFE_COMMAND" in result.stdout
+
+
+NOT_UTF8 = b"caf\xe9"  # Latin-1 bytes, as a terminal in another locale sends them
+
+
+@pytest.mark.parametrize(
+    "args,option,where",
+    [
+        (["log", "--persona", NOT_UTF8], "--persona", "hermes log"),
+        (["log", "--code", NOT_UTF8], "--code", "hermes log"),
+        (["log", "search", NOT_UTF8], "QUERY", "hermes log search"),
+        (
+            ["sentinel", "check", "--canary", NOT_UTF8, "{text}"],
+            "--canary",
+            "hermes sentinel check",
+        ),
+        (
+            ["sentinel", "check", "--persona", NOT_UTF8, "{text}"],
+            "--persona",
+            "hermes sentinel check",
+        ),
+    ],
+    ids=["log-persona", "log-code", "log-search", "canary", "check-persona"],
+)
+def test_text_arguments_that_are_not_utf8_are_usage_errors(tmp_path, args, option, where):
+    """They reached SQLite as lone surrogates: "internal error: UnicodeEncodeError", exit 3."""
+    import asyncio
+
+    from hermes_tui.store import Store
+
+    db = tmp_path / "h.db"
+
+    async def seed() -> None:
+        async with await Store.open(db) as store:
+            await store.create_session("chat", title="kept")
+
+    asyncio.run(seed())
+    before = db.read_bytes()
+    text = tmp_path / "answer.txt"
+    text.write_text("hello\n")
+    argv = [str(text) if a == "{text}" else a for a in args]
+    if args[0] == "log":
+        argv += ["--db", str(db)]
+    result = hermes(*argv)
+    assert result.returncode == 2, result.stderr
+    assert one_line(result) == (
+        f"hermes: Invalid value for '{option}': expected UTF-8 text, found invalid bytes "
+        f"(see {where} --help)"
+    )
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["serve", "web"])
+@pytest.mark.parametrize(
+    "host,why",
+    [
+        ("a" * 70, "label too long"),
+        ("a..b", "label empty or too long"),
+        (b"caf\xe9.example", "expected UTF-8 text, found invalid bytes"),
+    ],
+    ids=["long-label", "empty-label", "not-utf8"],
+)
+def test_a_host_that_is_no_host_name_is_one_line_before_listening(tmp_path, command, host, why):
+    """serve printed a UnicodeError traceback (exit 1), web an internal error after its
+    'not on loopback' warning; now both refuse it before they listen or make a token."""
+    args = [command, "--host", host, "--port", "0" if command == "serve" else "8765"]
+    if command == "serve":
+        args += ["--socket", str(tmp_path / "s.sock")]
+    result = hermes(*args, timeout=60)
+    assert result.returncode == 2, result.stderr
+    shown = host.decode("utf-8", "surrogateescape") if isinstance(host, bytes) else host
+    assert one_line(result) == f"hermes: --host {shown!r}: not a valid host name ({why})"
+    assert not (tmp_path / "s.sock").exists()
+    assert "WARNING" not in result.stdout + result.stderr
+
+
 def test_a_script_from_a_pipe_is_read(tmp_path):
     result = hermes(
         "batch", "/dev/stdin", "--config", str(ROOT / "config.toml"), input="not = [toml"

@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import socket
 import stat
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -155,12 +157,25 @@ def bind_unix(path: Path, own_dir: bool = True) -> socket.socket:
     return sock
 
 
-def bind_tcp(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (IPv4 or IPv6 by ``host``)."""
+def resolve_tcp(host: str, port: int) -> list[Any]:
+    """``getaddrinfo`` for listening on ``host``; a name that does not resolve or is no host
+    name at all (a label over 63 characters, "a..b", bytes that are not UTF-8: the idna codec
+    raised UnicodeError, a traceback) is a ListenError, exit 2."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ListenError(f"--host {host}: {exc.strerror}", exit_status=2) from None
+    except UnicodeError as exc:
+        found = re.search(r"\(UnicodeError: (.*)\)$", str(exc))
+        why = found.group(1) if found else str(exc)
+        if not host.isascii() and host.encode("utf-8", "replace").decode() != host:
+            why = "expected UTF-8 text, found invalid bytes"
+        raise ListenError(f"--host {host!r}: not a valid host name ({why})", 2) from None
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (IPv4 or IPv6 by ``host``)."""
+    infos = resolve_tcp(host, port)
     family, _, _, _, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
