@@ -53,8 +53,8 @@ def db_path_problem(value: str) -> str | None:
 
     if not value.strip():
         return f"--db {value!r}: expected a database file path"
-    if Path(value).expanduser().is_dir():  # click says so too, but not for "" (".")
-        return f"--db {value}: is a directory, not a database file"
+    if value.endswith("/") or Path(value).expanduser().is_dir():  # click misses "" and "new/"
+        return f"--db {value}: names a directory, not a database file"
     problem = missing_directory(Path(value))
     return f"--db {value}: {problem}" if problem else None
 

@@ -88,19 +88,29 @@ def test_db_given_before_the_command_is_checked_too(tmp_path):
     assert not db.parent.exists()
 
 
-def test_python_m_hermes_tui_server_refuses_it_the_same_way(tmp_path):
-    db = tmp_path / "typo" / "h.db"
+@pytest.mark.parametrize("value", ["typo/h.db", "dbs/", ""], ids=["missing-dir", "slash", "empty"])
+def test_python_m_hermes_tui_server_refuses_it_the_same_way(tmp_path, value):
+    db = f"{tmp_path}/{value}" if value else ""
     proc = subprocess.run(
         [sys.executable, "-m", "hermes_tui.server", "--socket", str(tmp_path / "s.sock")]
-        + ["--db", str(db)],
+        + ["--db", db],
         capture_output=True,
         text=True,
         timeout=SERVE_TIMEOUT_S,
         env=hermes_env(),
     )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr == f"hermes: --db {db}: directory {db.parent} does not exist\n"
-    assert not (tmp_path / "s.sock").exists() and not db.parent.exists()
+    why = {
+        "typo/h.db": f"directory {tmp_path}/typo does not exist",
+        "dbs/": "names a directory, not a database file",
+        "": "",
+    }[value]
+    line = (
+        f"hermes: --db {db}: {why}" if value else "hermes: --db '': expected a database file path"
+    )
+    assert proc.stderr == line + "\n"
+    assert not (tmp_path / "s.sock").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing created
 
 
 def test_db_under_a_file_and_an_empty_db_are_usage_errors(tmp_path):
@@ -110,6 +120,13 @@ def test_db_under_a_file_and_an_empty_db_are_usage_errors(tmp_path):
     assert result.exit_code == 2
     assert result.stderr == f"hermes: --db {note}/sub/h.db: {note} is not a directory\n"
     assert note.read_text() == "keep me\n"
+    # a trailing slash meant a directory: it made a database file of that name
+    result = CliRunner().invoke(main, ["log", "--db", f"{tmp_path}/dbs/"])
+    assert result.exit_code == 2
+    assert (
+        result.stderr == f"hermes: --db {tmp_path}/dbs/: names a directory, not a database file\n"
+    )
+    assert not (tmp_path / "dbs").exists()
     # `--db ""` used to mean "the default database": a script's empty variable read another one
     result = CliRunner().invoke(main, ["log", "--db", ""])
     assert result.exit_code == 2

@@ -36,7 +36,7 @@ EXIT_RUNTIME = 3
 @click.option(
     "--db",
     "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),  # as given: "dbs/" must not become "dbs" before the check
     default=None,
     help="SQLite database for API requests (default: the config's).",
 )
@@ -49,7 +49,7 @@ def serve_command(
     log_prompts: bool,
     no_judge: bool,
     config_path: str | None,
-    db_path: Path | None,
+    db_path: str | None,
 ) -> None:
     """Serve the model pool to every hermes process and OpenAI-compatible client (the
     OpenAI API at unix:SOCKET and, with --host/--port, http://HOST:PORT/v1).
@@ -84,7 +84,7 @@ def _serve(
     log_prompts: bool,
     no_judge: bool,
     config_path: str | None,
-    db_path: Path | None,
+    db_path: str | None,
 ) -> None:
     from hermes_tui.cli_options import check_config_db, db_path_problem
     from hermes_tui.config import ConfigError, load_config
@@ -92,7 +92,7 @@ def _serve(
     from hermes_tui.server.listener import ListenError
     from hermes_tui.server.run import ServeOptions, serve
 
-    if db_path is not None and (problem := db_path_problem(str(db_path))) is not None:
+    if db_path is not None and (problem := db_path_problem(db_path)) is not None:
         raise Fail(problem, 2)  # the check the other commands' --db makes
     if show_token:
         token = load_or_create_token(warn=lambda note: click.echo(f"hermes: {note}", err=True))
@@ -114,7 +114,7 @@ def _serve(
         no_auth=no_auth,
         log_prompts=log_prompts,
         judge=not no_judge,
-        db_path=db_path,
+        db_path=Path(db_path) if db_path is not None else None,
     )
     try:
         code = serve(config, options)
