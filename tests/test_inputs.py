@@ -155,6 +155,28 @@ def test_a_host_that_is_no_host_name_is_one_line_before_listening(tmp_path, comm
     assert "WARNING" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    "url,why",
+    [
+        ("http://[::1", "'http://[::1' is not a valid URL (Invalid port: ':1')"),
+        ("http://localhost:99999", "'http://localhost:99999': port 99999 is not in 1..65535"),
+        ("http://:8642", "'http://:8642' has no host (expected http(s)://host:port)"),
+    ],
+    ids=["unclosed-bracket", "port-out-of-range", "no-host"],
+)
+def test_a_server_url_that_is_no_url_is_a_usage_error(tmp_path, script, url, why):
+    """ "http://[::1" was "internal error: InvalidURL" (exit 3); port 99999 was tried and
+    "no hermes serve at ..." (exit 3)."""
+    args = ["batch", str(script), "--config", str(ROOT / "config.toml")]
+    result = hermes(*args, "--db", str(tmp_path / "h.db"), "--server", url)
+    assert result.returncode == 2, result.stderr
+    assert one_line(result) == f"hermes: --server: {why}"
+    result = hermes(*args, "--db", str(tmp_path / "h.db"), env={"HERMES_SERVER": url})
+    assert result.returncode == 2, result.stderr
+    assert one_line(result) == f"hermes: $HERMES_SERVER: {why}"
+    assert result.stdout == ""
+
+
 def test_a_script_from_a_pipe_is_read(tmp_path):
     result = hermes(
         "batch", "/dev/stdin", "--config", str(ROOT / "config.toml"), input="not = [toml"

@@ -71,12 +71,20 @@ def parse_address(text: str, source: str, token: str | None = None) -> ServerAdd
     if text.startswith("unix:") or text.startswith("/"):
         path = text.removeprefix("unix:")
         return ServerAddress(f"unix:{path}", "http://hermes", path, token, source)
-    if text.startswith(("http://", "https://")):
-        base = text.rstrip("/").removesuffix("/v1")
-        tok = token or os.environ.get(TOKEN_ENV) or read_token()
-        return ServerAddress(base, base, None, tok, source)
     from hermes_tui.errors import Fail
 
+    if text.startswith(("http://", "https://")):
+        base = text.rstrip("/").removesuffix("/v1")
+        try:  # "http://[::1" and a host that is not UTF-8 were an internal error (InvalidURL)
+            url = httpx2.URL(base)
+        except httpx2.InvalidURL as exc:
+            raise Fail(f"{source}: {text!r} is not a valid URL ({exc})", 2) from None
+        if not url.host:
+            raise Fail(f"{source}: {text!r} has no host (expected http(s)://host:port)", 2)
+        if url.port is not None and not 1 <= url.port <= 65535:
+            raise Fail(f"{source}: {text!r}: port {url.port} is not in 1..65535", 2)
+        tok = token or os.environ.get(TOKEN_ENV) or read_token()
+        return ServerAddress(base, base, None, tok, source)
     raise Fail(f"{source}: expected unix:/path or http(s)://host:port, got {text!r}", 2)
 
 
