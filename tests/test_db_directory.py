@@ -233,3 +233,33 @@ def test_naming_the_default_path_is_not_a_typo():
         main, ["doctor", "--config", str(ROOT / "config.toml"), "--db", str(default)]
     )
     assert f"database      {default} (will be created)" in result.output
+
+
+def test_db_and_config_given_before_serve_are_the_ones_it_serves(tmp_path):
+    """`hermes --db x.db --config c.toml serve` used to ignore both (serve has its own options):
+    the API's sessions went to the default database."""
+    import signal
+    import time
+
+    db = tmp_path / "mine.db"
+    log = tmp_path / "serve.log"
+    config = write_small_config(tmp_path)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hermes_tui.cli", "--db", str(db), "--config", str(config)]
+            + ["serve", "--socket", str(tmp_path / "s.sock"), "--no-judge"],
+            stdout=out,
+            stderr=out,
+            env=hermes_env(),
+        )
+        try:
+            deadline = time.monotonic() + SERVE_TIMEOUT_S
+            while "listening on" not in log.read_text() and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.1)
+            assert db.exists()  # the store it opened is the one named before the command
+            assert not default_db_path().exists()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(SERVE_TIMEOUT_S)
+    assert proc.returncode == 0, log.read_text()

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from hermes_tui.errors import Fail
 
 EXIT_RUNTIME = 3
+
+
+def _inherit(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """`hermes --db x.db serve` serves x.db, as `hermes serve --db x.db` does (and --config)."""
+    from hermes_tui.cli_options import inherit
+
+    return inherit(ctx, param, value)
 
 
 @click.command("serve")
@@ -31,6 +39,7 @@ EXIT_RUNTIME = 3
     "config_path",
     type=click.Path(dir_okay=False),
     default=None,
+    callback=_inherit,
     help="config.toml to use (default: $HERMES_CONFIG, ./config.toml, user config, packaged).",
 )
 @click.option(
@@ -38,6 +47,7 @@ EXIT_RUNTIME = 3
     "db_path",
     type=click.Path(dir_okay=False),  # as given: "dbs/" must not become "dbs" before the check
     default=None,
+    callback=_inherit,
     help="SQLite database for API requests (default: the config's).",
 )
 def serve_command(
