@@ -33,13 +33,24 @@ class PromptTooLongError(EngineError):
     """A prompt (history, tools and all) longer than the model's context: the caller's to fix."""
 
 
+SEED_RANDOM = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: a seed drawn from the clock
+
+
 @dataclass(frozen=True)
 class SamplingParams:
+    """``seed``: None draws one; any integer is a repeatable run (kept in llama.cpp's 32 bits
+    without reaching ``SEED_RANDOM``: a seed of -1 or 2**32 - 1 used to wrap onto it and
+    sample differently every time)."""
+
     max_tokens: int = 256
     temperature: float = 0.7
     seed: int | None = None
     stop: tuple[str, ...] = ()
     top_p: float = 0.95  # llama.cpp's default nucleus
+
+    def __post_init__(self) -> None:
+        if self.seed is not None and not 0 <= self.seed < SEED_RANDOM:
+            object.__setattr__(self, "seed", self.seed % SEED_RANDOM)
 
 
 class Engine(ABC):

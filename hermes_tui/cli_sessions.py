@@ -81,7 +81,12 @@ async def session_to_continue(db: Path, resume: int | None) -> int:
 @config_option
 @db_option
 @click.option("--out", default="-", help="Where JSONL events go (default: stdout).")
-@click.option("--seed", type=int, default=None, help="Sampling seed, for repeatable runs.")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 2),  # 2**32 - 1 is llama.cpp's "draw one from the clock"
+    default=None,
+    help="Sampling seed, for repeatable runs (0..4294967294; omit it for a random one).",
+)
 @click.option("--no-judge", is_flag=True, help="Run the deterministic checks only.")
 @click.option(
     "--resume",

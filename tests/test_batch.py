@@ -443,3 +443,25 @@ def test_out_onto_the_database_or_the_config_is_refused_and_loses_nothing(tmp_pa
     assert {p.name: p.read_bytes() for p in (db, config)} == kept
     con = sqlite3.connect(db)
     assert con.execute("SELECT count(*) FROM sessions").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967295"])
+def test_a_seed_llama_cpp_reads_as_random_is_refused(tmp_path: Path, seed: str) -> None:
+    """--seed -1 (llama.cpp's "random") or 2**32 - 1 used to run unrepeatably under a flag
+    whose help promises repeatable runs."""
+    script = tmp_path / "s.jsonl"
+    script.write_text(json.dumps({"to": "coder", "text": "hi"}) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "hermes_tui.cli", "batch", str(script), "--seed", seed]
+        + ["--db", str(tmp_path / "h.db"), "--config", str(write_small_config(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=hermes_env(),
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"hermes: Invalid value for '--seed': {seed} is not in the range 0<=x<=4294967294. "
+        "(see hermes batch --help)"
+    ]
+    assert not (tmp_path / "h.db").exists()  # nothing ran

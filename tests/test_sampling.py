@@ -98,6 +98,17 @@ def test_same_seed_gives_the_same_text_again(stepper: Any) -> None:
     assert again_new == first == again_old
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32 - 1, 2**40 + 3])
+def test_a_seed_outside_32_bits_is_still_a_repeatable_run(stepper: Any, seed: int) -> None:
+    """-1 and 2**32 - 1 wrapped onto llama.cpp's "seed from the clock" (every run different);
+    an OpenAI client's 64-bit seed was cut to 32 bits the same way."""
+    params = [SamplingParams(temperature=1.0, seed=seed, top_p=1.0)] * SEQS
+    assert params[0].seed is not None and 0 <= params[0].seed < 2**32 - 1
+    first, _, _ = _run(stepper, params, 12)
+    again, _, _ = _run(stepper, params, 12)
+    assert again == first
+
+
 def _device_run(ll: Any, per_seq: list[SamplingParams], steps: int, on_device: bool) -> Any:
     """Batched steps in a fresh context, the top-k on the device (``DeviceTopK``) or not."""
     import gpu_probe

@@ -41,11 +41,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agents.engine import SamplingParams
+from agents.engine import SEED_RANDOM, SamplingParams
 
 TOP_K = 40  # the sampled chain's first sampler (Llama.sample's default)
 MIN_P = 0.05
-DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp seeds from the clock
 
 
 def new_chain(params: SamplingParams) -> Any:
@@ -62,7 +61,7 @@ def new_chain(params: SamplingParams) -> Any:
         add(chain, llama_cpp.llama_sampler_init_min_p(MIN_P, 1))
         add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
         seed = params.seed
-        add(chain, llama_cpp.llama_sampler_init_dist(DEFAULT_SEED if seed is None else seed))
+        add(chain, llama_cpp.llama_sampler_init_dist(SEED_RANDOM if seed is None else seed))
     return chain
 
 
