@@ -338,7 +338,10 @@ class HeldBackScrubber:
         pos = base
         self._pem_head = ""
         for start, stop, kind in find_secrets(window):
-            if kind == "pem-private-key" and stop >= end and not _PEM_END.search(window, start):
+            # a block still open, or whose END line is not all released yet, is read from
+            # its BEGIN line next time too: the END line's last word is part of the key
+            closed = stop < end or (stop == end and _PEM_END.search(window, start))
+            if kind == "pem-private-key" and not closed:
                 line = window.find("\n", start)
                 self._pem_head = window[start : line if line >= 0 else len(window)][:120]
             lo, hi = max(start, pos), min(stop, end)

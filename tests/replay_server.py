@@ -63,6 +63,18 @@ SCRIPTS: dict[str, dict[str, str]] = {
     # each piece stands for two tokens (as a CJK character or an emoji can)
     "two-per-piece": {"first": "こんにちは、元気ですか。今日は良い天気ですね。"},
 }
+# Cases replayed in the pieces given (a server that sends several tokens in one chunk)
+PIECES: dict[str, list[str]] = {
+    # a key longer than what the redactor keeps as context; its END line ends in the piece
+    # that holds its last two words
+    "pem-long": [
+        "Here is the key:\n-----BEGIN RSA PRIVATE KEY-----\n",
+        *["MIIEowIBAAKCAQEA7bq98WBcD0ZzQqs3p5t9aN8xQ1mV2yZ4kL6rT0uH3wJ5sF8g\n"] * 12,
+        "-----END RSA",
+        " PRIVATE KEY-----\n",
+        "Keep it safe.",
+    ],
+}
 # Cases answered with OpenAI ``tool_calls`` deltas (a server with native tool support):
 # (id, name, argument fragments) per call.
 NATIVE: dict[str, dict[str, list[tuple[str, str, list[str]]]]] = {
@@ -102,6 +114,8 @@ def _deltas(body: dict) -> list[dict]:
     if found == "echo-tools":  # what a native server was sent
         names = [t["function"]["name"] for t in body.get("tools") or []]
         return [{"content": f"tools={','.join(names)} choice={body.get('tool_choice')}"}]
+    if found in PIECES and not hidden:
+        return [{"content": p} for p in PIECES[found]]
     if found in NATIVE:
         script = NATIVE[found]
         out: list[dict] = []

@@ -487,6 +487,23 @@ def test_a_private_key_never_reaches_the_client_not_even_its_begin_line(server) 
     assert kept["text"].endswith("\nKeep it safe.") and "[REDACTED:pem-private-k" in kept["text"]
 
 
+def test_the_end_line_of_a_long_private_key_is_not_sent_after_its_marker(server) -> None:
+    """A replay of a 12-line key whose END line ends in the chunk holding its last two words
+    (a server sending several tokens a chunk), annotated so the whole answer streams. The
+    END line's last word used to reach the client in the clear after the marker
+    ("****KEY-----"); now the whole block is one marker, streamed and whole."""
+    client = server.openai()
+    ask = dict(
+        model="replay", messages=user("pem-long"), extra_body={"hermes": {"sentinel": "annotate"}}
+    )
+    got = stream(server, **ask)
+    content = client.chat.completions.create(**ask).choices[0].message.content or ""
+    for text in (got["text"], content):
+        assert text.startswith("Here is the key:\n[REDACTED:pem-private-k"), text
+        assert text.endswith("*\nKeep it safe.") and [p for p in PEM_PARTS if p in text] == []
+        assert "KEY" not in text and "END" not in text, text
+
+
 @pytest.mark.parametrize(
     ("case", "max_tokens", "clear"),
     [
