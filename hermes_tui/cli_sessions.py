@@ -58,17 +58,20 @@ def chat(config_path: str | None, db_path: str | None, cont: bool, resume: int |
 
 async def session_to_continue(db: Path, resume: int | None) -> int:
     """The session ``--continue`` / ``--resume ID`` means, checked before anything starts."""
-    from hermes_tui.resume import ResumeError, latest
+    from hermes_tui.resume import ResumeError, busy_session, latest
     from hermes_tui.store import Store
+    from hermes_tui.store.files import SessionClaims
 
     if not db.exists():
         raise Fail(f"no session to continue: {db} does not exist", EXIT_USAGE)
     store = await Store.open(db, readonly=True)
     try:
         if resume is None:
-            return await latest(store)
-        if await store.get_session(resume) is None:
+            resume = await latest(store)
+        elif await store.get_session(resume) is None:
             raise ResumeError(f"no session {resume} in {db} (`hermes log` lists them)")
+        if SessionClaims.claimed(db, resume):
+            raise ResumeError(busy_session(resume))
         return resume
     except ResumeError as exc:
         raise Fail(str(exc), EXIT_USAGE) from None
@@ -122,8 +125,12 @@ def batch(
         asyncio.run(
             session_to_continue(Path(db_path) if db_path else db_for(config_path, None), resume)
         )
+    from hermes_tui.resume import ResumeError
+
     try:
         code = asyncio.run(run_batch(config, parsed, db_path, out, seed, not no_judge, resume))
+    except ResumeError as exc:  # another process took the session since the check above
+        raise Fail(str(exc), EXIT_USAGE) from None
     except asyncio.CancelledError:  # SIGTERM (see _run_batch): the turn ended as cancelled
         click.echo("hermes: terminated", err=True)
         sys.exit(143)

@@ -118,6 +118,14 @@ async def restore(store: Any, session_id: int, personas: list[str]) -> Restored:
     return restored
 
 
+def busy_session(session_id: int) -> str:
+    """Why session ``session_id`` cannot be continued now: another process writes to it."""
+    return (
+        f"session {session_id} is open in another hermes process (a chat or a batch run "
+        "writing to it); wait for it to end, or start a new session"
+    )
+
+
 async def latest(store: Any) -> int:
     """The newest session with at least one message (``hermes chat --continue``)."""
     for row in await store.list_sessions(50):

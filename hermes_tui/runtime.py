@@ -250,6 +250,8 @@ class Runtime:
     async def new_session(self, title: str = "") -> int:
         """Start over with fresh histories; the session is stored at its first message.
         Returns the id of the session stored so far (0 until then)."""
+        if self.session_id:
+            self.store.release_session(self.session_id)
         self.session_id, self.title, self.spoke, self.restored = 0, title, [], None
         self.session = self._new_session_object()
         return self.session_id
@@ -257,9 +259,18 @@ class Runtime:
     async def resume(self, session_id: int) -> Any:
         """Continue stored session ``session_id``: histories, workflow, title and speakers
         restored. Returns the ``Restored`` record (its messages are what to show)."""
-        from hermes_tui.resume import restore
+        from hermes_tui.resume import ResumeError, busy_session, restore
 
-        restored = await restore(self.store, session_id, list(self.personas))
+        if not self.store.claim_session(session_id):
+            raise ResumeError(busy_session(session_id))
+        try:
+            restored = await restore(self.store, session_id, list(self.personas))
+        except BaseException:
+            if session_id != self.session_id:
+                self.store.release_session(session_id)
+            raise
+        if self.session_id and self.session_id != session_id:
+            self.store.release_session(self.session_id)
         session = self._new_session_object()
         for name, history in restored.histories.items():
             session.histories[name].extend(history)
@@ -283,6 +294,7 @@ class Runtime:
         self.session_id = await self.store.create_session(
             self.mode, title=self.title, config_hash=self.config.digest, personas=[]
         )
+        self.store.claim_session(self.session_id)  # a new id: nobody else has it
         self._recorder = self._make_recorder()
         return self.session_id
 

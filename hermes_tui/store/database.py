@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 import aiosqlite
 
 from hermes_tui.store.errors import DB_ERRORS, StoreError, map_error
-from hermes_tui.store.files import WritersLock, default_db_path, immutable_uri, prepare_file, uri
+from hermes_tui.store.files import (
+    SessionClaims,
+    WritersLock,
+    default_db_path,
+    immutable_uri,
+    prepare_file,
+    uri,
+)
 from hermes_tui.store.inspect import FIRST_TABLE_SQL, schema_problem
 from hermes_tui.store.migrations import SCHEMA_VERSION, migrate, user_version
 from hermes_tui.store.queries import Queries
@@ -51,6 +58,7 @@ class Store(Queries, Search, Writes):
         self.busy_timeout_ms = busy_timeout_ms
         self.recovered = 0  # messages marked interrupted when this store opened
         self._writers_lock: WritersLock | None = None
+        self._claims: SessionClaims | None = None  # the sessions this store writes to
         self._w = write_conn
         self._r = read_conn
         self._r.row_factory = sqlite3.Row  # rows are read by column name
@@ -150,6 +158,7 @@ class Store(Queries, Search, Writes):
                 ) from exc
             raise map_error(exc, path, busy_timeout_ms, readonly=readonly) from exc
         store._writers_lock = WritersLock(path)
+        store._claims = SessionClaims(path)
         try:
             if store._writers_lock.alone():
                 store.recovered = await store.recover_interrupted()
@@ -196,6 +205,17 @@ class Store(Queries, Search, Writes):
         await _close_all([c for c in (self._r, self._w) if c is not None])
         if self._writers_lock is not None:
             self._writers_lock.release()
+        if self._claims is not None:
+            self._claims.close()
+
+    def claim_session(self, session_id: int) -> bool:
+        """Take session ``session_id`` for this process to write to, for as long as the store
+        is open (or until ``release_session``); False while another live process has it."""
+        return self._claims is None or self._claims.claim(session_id)
+
+    def release_session(self, session_id: int) -> None:
+        if self._claims is not None:
+            self._claims.release(session_id)
 
     async def __aenter__(self) -> Store:
         return self

@@ -8,6 +8,7 @@ import errno
 import os
 import sqlite3
 import stat
+import struct
 from pathlib import Path
 from urllib.parse import quote
 
@@ -62,6 +63,89 @@ class WritersLock:
             return not _flock(fd, exclusive=True)
         finally:
             os.close(fd)
+
+
+class SessionClaims:
+    """Which sessions this process is writing to: a write lock on byte ``session_id`` of the
+    writers' lock file, one open file description per store (Linux "OFD" locks: they die with
+    the process and are not dropped when another descriptor of the file closes). Two
+    processes appending to one session interleaved their turns, each with its own history
+    (``hermes batch --resume 1`` while a chat or batch run was writing session 1).
+
+    Where OFD locks are missing (not Linux) or the file cannot be opened, every claim
+    succeeds, as before.
+    """
+
+    def __init__(self, db: Path) -> None:
+        self._fd: int | None = None
+        if _OFD_SETLK is not None:
+            try:
+                self._fd = os.open(_lock_path(db), os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                self._fd = None
+
+    def claim(self, session_id: int) -> bool:
+        """Take session ``session_id`` for this store; False if another process has it."""
+        return self._fd is None or _session_lock(self._fd, session_id, _F_WRLCK)
+
+    def release(self, session_id: int) -> None:
+        if self._fd is not None:
+            _session_lock(self._fd, session_id, _F_UNLCK)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # drops every claim
+            self._fd = None
+
+    @staticmethod
+    def claimed(db: Path, session_id: int) -> bool:
+        """Whether some live process is writing to session ``session_id`` (checked, not taken)."""
+        if _OFD_GETLK is None:
+            return False
+        try:
+            fd = os.open(_lock_path(db), os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            import fcntl
+
+            got = fcntl.fcntl(fd, _OFD_GETLK, _flock_struct(_F_WRLCK, session_id))
+            return struct.unpack(_FLOCK_FORMAT, got)[0] != _F_UNLCK
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+
+try:
+    import fcntl as _fcntl
+
+    _OFD_SETLK: int | None = getattr(_fcntl, "F_OFD_SETLK", None)
+    _OFD_GETLK: int | None = getattr(_fcntl, "F_OFD_GETLK", None)
+    _F_WRLCK, _F_UNLCK = _fcntl.F_WRLCK, _fcntl.F_UNLCK
+except ImportError:  # not POSIX
+    _OFD_SETLK = _OFD_GETLK = None
+    _F_WRLCK, _F_UNLCK = 1, 2
+
+# struct flock: l_type, l_whence (short), l_start, l_len (off_t), l_pid (pid_t), padded
+_FLOCK_FORMAT = "hhqqi4x"
+
+
+def _flock_struct(lock_type: int, session_id: int) -> bytes:
+    return struct.pack(_FLOCK_FORMAT, lock_type, os.SEEK_SET, session_id, 1, 0)
+
+
+def _session_lock(fd: int, session_id: int, lock_type: int) -> bool:
+    import fcntl
+
+    assert _OFD_SETLK is not None
+    try:
+        fcntl.fcntl(fd, _OFD_SETLK, _flock_struct(lock_type, session_id))
+    except (BlockingIOError, PermissionError):  # EAGAIN / EACCES: another process holds it
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _lock_path(db: Path) -> str:
