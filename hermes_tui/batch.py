@@ -310,7 +310,8 @@ async def _run_turns(runtime: Any, writer: JsonlWriter, script: Script, config: 
                 "the other checks still run",
                 err=True,
             )
-    await runtime.ensure_session(script.turns[0].text if script.turns else "")
+    await runtime.prepare(as_message(script.turns[0]))  # before the session is stored
+    await runtime.ensure_session(script.turns[0].text)
     writer.session_id = runtime.session_id
     writer.write(
         {

@@ -366,16 +366,23 @@ class Runtime:
             seed=self.seed,
         )
 
+    async def prepare(self, text: str) -> list[str]:
+        """The personas ``text`` goes to, with their models' GGUF headers read (1-3 s the first
+        time). ``send`` starts with it; a batch run calls it before storing its session, so a
+        Ctrl-C during those reads leaves no empty session behind."""
+        targets, _ = self.session.route(text)  # raises UnknownPersonaError before storing
+        price = getattr(self.pool, "price", None)  # the in-process pool: its GGUF reads
+        for name in targets if price is not None else ():
+            await price(self.config.personas[name].model)
+        return targets
+
     async def send(
         self, text: str, *, workflow: str | None = None, cancel: asyncio.Event | None = None
     ) -> list[TurnResult]:
         """One user message and the turns it starts. Events reach the listener (the screen)
         as they happen and the store through the recorder; when this returns, every write
         of the turn is committed. ``cancel`` set (Esc, or ``close``) ends it early."""
-        targets, _ = self.session.route(text)  # raises UnknownPersonaError before storing
-        price = getattr(self.pool, "price", None)  # the in-process pool: its GGUF reads
-        for name in targets if price is not None else ():
-            await price(self.config.personas[name].model)
+        targets = await self.prepare(text)
         stored = await self.redacted(text)
         if not self.session_id and not self.title:
             from hermes_tui.resume import title_from

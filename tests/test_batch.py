@@ -465,3 +465,30 @@ def test_a_seed_llama_cpp_reads_as_random_is_refused(tmp_path: Path, seed: str) 
         "(see hermes batch --help)"
     ]
     assert not (tmp_path / "h.db").exists()  # nothing ran
+
+
+def test_ctrl_c_as_the_session_starts_leaves_no_empty_session(tmp_path):
+    """The session event is written when the session is stored; a Ctrl-C right then (the
+    first message's model was still being read, 1-3 s) left a session with no messages."""
+    config = text_contract_config(tmp_path)
+    script = tmp_path / "s.jsonl"
+    script.write_text(json.dumps({"to": "coder", "text": "Say hello."}) + "\n")
+    db, out = tmp_path / "h.db", tmp_path / "e.jsonl"
+    argv = ["batch", str(script), "--config", str(config), "--db", str(db), "--out", str(out)]
+    proc = subprocess.Popen(
+        HERMES + [*argv, "--no-judge"], stderr=subprocess.PIPE, text=True, env=hermes_env()
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            if '"event": "session"' in out.read_text():
+                break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130), err
+    con = sqlite3.connect(db)
+    sessions = con.execute(
+        "SELECT id, (SELECT count(*) FROM messages m WHERE m.session_id = s.id) FROM sessions s"
+    ).fetchall()
+    assert sessions == [(1, sessions[0][1])] and sessions[0][1] >= 1
