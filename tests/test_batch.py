@@ -18,6 +18,21 @@ from .conftest import ROOT, hermes_env, write_small_config
 
 HERMES = [sys.executable, "-m", "hermes_tui.cli"]
 
+
+def wait_streaming(proc: subprocess.Popen, db: Path, more_than: int = -1) -> None:
+    """Until ``proc`` (a hermes batch run) has a message streaming into ``db`` with more than
+    ``more_than`` characters stored (at most 120 s; returns early if it exits)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        with contextlib.suppress(sqlite3.Error):
+            con = sqlite3.connect(db, timeout=1)
+            row = con.execute("SELECT content FROM messages WHERE status = 'streaming'").fetchone()
+            con.close()
+            if row and len(row[0]) > more_than:
+                return
+
+
 SCRIPT = """
 title = "three personas"
 workflow = "pipeline"
@@ -295,15 +310,7 @@ def test_ctrl_c_or_sigterm_ends_the_turn_on_record(tmp_path, sig, code, said):
     proc = subprocess.Popen(
         HERMES + argv, stderr=subprocess.PIPE, text=True, env=hermes_env(), cwd=ROOT
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-        with contextlib.suppress(sqlite3.Error):
-            con = sqlite3.connect(db, timeout=1)
-            row = con.execute("SELECT content FROM messages WHERE status = 'streaming'").fetchone()
-            con.close()
-            if row and len(row[0]) > 20:
-                break
+    wait_streaming(proc, db, more_than=20)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code and err == f"hermes: {said}\n"

@@ -4,17 +4,15 @@ is refused (two processes appending to one session interleaved their turns)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import sqlite3
 import subprocess
-import time
 
 from hermes_tui.store import Store
 
 from .conftest import ROOT, hermes_env, write_small_config
-from .test_batch import HERMES, run
+from .test_batch import HERMES, run, wait_streaming
 
 
 def test_batch_resume_of_a_session_another_process_is_writing_is_refused(tmp_path):
@@ -33,15 +31,7 @@ def test_batch_resume_of_a_session_another_process_is_writing_is_refused(tmp_pat
         cwd=ROOT,
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and holder.poll() is None:
-            time.sleep(0.1)
-            with contextlib.suppress(sqlite3.Error):
-                con = sqlite3.connect(db, timeout=1)
-                row = con.execute("SELECT 1 FROM messages WHERE status = 'streaming'").fetchone()
-                con.close()
-                if row:
-                    break
+        wait_streaming(holder, db)
         assert holder.poll() is None, holder.stderr.read() if holder.stderr else ""
         more = tmp_path / "more.jsonl"
         more.write_text(json.dumps({"to": "critic", "text": "Say hi."}) + "\n")
